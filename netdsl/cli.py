@@ -1,0 +1,108 @@
+"""The `netdsl` command.
+
+Exit status: 0 success, 1 an error in the user's program (printed with its
+location, never a traceback), 2 bad command-line usage. Framework packages
+(torch, keras) are imported only by the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+
+from .errors import NetdslError
+
+EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
+
+
+def _load(args, path: str):
+    from .compiler import compile_file, parse_param, resolve
+
+    params = dict(parse_param(p) for p in (args.param or []))
+    return compile_file(resolve(path), params=params, network=getattr(args, "network", None))
+
+
+def cmd_check(args) -> int:
+    status = EXIT_OK
+    for path in args.files:
+        try:
+            net = _load(args, path)
+        except NetdslError as e:
+            print(e.format(), file=sys.stderr)
+            status = EXIT_USER
+            continue
+        if not args.quiet:
+            print(f"{path}: ok: {net.name}, {len(net.nodes())} nodes, {net.total_params:,} params, "
+                  f"{net.total_macs:,} MACs")
+    return status
+
+
+def cmd_summary(args) -> int:
+    from .summary import summary_dict, summary_table
+
+    net = _load(args, args.file)
+    if args.json:
+        print(json.dumps(summary_dict(net), indent=None if args.compact else 1))
+    else:
+        print(summary_table(net, args.depth))
+    return EXIT_OK
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="override a network parameter (repeatable), e.g. --param classes=10")
+    p.add_argument("--network", metavar="NAME",
+                   help="which network of the file (default: the first)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="netdsl",
+        description="Describe neural networks as text; check shapes, count parameters and "
+                    "MACs, emit PyTorch or Keras code.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"netdsl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check", help="check that files elaborate: syntax, names and every shape")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    _add_common(p)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("summary", help="per-layer output shapes, parameters and MACs")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--compact", action="store_true", help="with --json: on one line")
+    p.add_argument("--depth", type=int, metavar="N", help="collapse blocks deeper than N")
+    _add_common(p)
+    p.set_defaults(func=cmd_summary)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except NetdslError as e:
+        print(e.format(), file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as e:  # a bug in netdsl, not in the user's program
+        if os.environ.get("NETDSL_DEBUG"):
+            traceback.print_exc()
+        print(f"netdsl: internal error: {type(e).__name__}: {e}\n"
+              "this is a bug in netdsl; set NETDSL_DEBUG=1 for details", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

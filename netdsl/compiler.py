@@ -1,0 +1,73 @@
+"""The pipeline in one call: source -> parse -> elaborate (shapes inferred) -> Network."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from .elaborate import Elaborator, Limits
+from .errors import NetdslError
+from .ir import Network
+from .loader import Loader
+from .resources import zoo_dir
+
+_RECURSION_LIMIT = 20_000
+
+
+def resolve(target: str) -> str:
+    """A path to a .net file, or the name of a zoo network (`resnet50`)."""
+    if os.path.exists(target):
+        return target
+    candidate = zoo_dir() / f"{target}.net"
+    if not target.endswith(".net") and os.sep not in target and candidate.is_file():
+        return str(candidate)
+    raise NetdslError(f"no such file or zoo network: {target}")
+
+
+def compile_file(path: str | os.PathLike, params: dict | None = None,
+                 network: str | None = None, limits: Limits | None = None) -> Network:
+    return _compile(lambda loader: loader.load_file(path), params, network, limits)
+
+
+def compile_text(text: str, path: str = "<input>", params: dict | None = None,
+                 network: str | None = None, limits: Limits | None = None) -> Network:
+    return _compile(lambda loader: loader.load_text(text, path), params, network, limits)
+
+
+def _compile(load, params, network, limits) -> Network:
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, _RECURSION_LIMIT))
+    try:
+        menv = load(Loader())
+        return Elaborator(limits).network(menv, network, params)
+    except RecursionError:
+        raise NetdslError("the program nests too deeply to elaborate") from None
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def parse_param(text: str):
+    """`classes=10` from the command line -> ("classes", Num(10))."""
+    from .symbolic import Num, Tup
+
+    if "=" not in text:
+        raise NetdslError(f"--param expects NAME=VALUE, got '{text}'")
+    name, raw = text.split("=", 1)
+    name, raw = name.strip(), raw.strip()
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return name, Num(lowered == "true")
+    try:
+        if "x" in lowered and all(p.isdigit() for p in lowered.split("x")):
+            return name, Tup(Num(int(p)) for p in lowered.split("x"))
+        return name, Num(int(raw))
+    except ValueError:
+        pass
+    try:
+        return name, Num(float(raw))
+    except ValueError:
+        return name, raw
+
+
+__all__ = ["compile_file", "compile_text", "resolve", "parse_param", "Path"]

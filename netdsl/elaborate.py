@@ -1,0 +1,1110 @@
+"""AST -> IR: expand blocks, repeats and conditionals into a scope tree and a DAG.
+
+Evaluation has two halves. `eval` turns an expression into a value: a traced
+number (`Num`), a tuple, a string, or a *fragment* (a network expression that
+has not met a tensor yet). `apply` runs a fragment on a tensor, creating
+nodes. Shapes are inferred as each node is created (layers.py holds the rules),
+because the language can branch on them (`if in.c == c then id else ...`).
+
+Numbers are traced (symbolic.py): inside a block its parameters are symbols,
+so every attribute remembers how it was computed, and emitters can write one
+class per block definition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from . import ast
+from .errors import NetdslError, Span, did_you_mean
+from .ir import BlockSignature, Network, Node, Output, Scope
+from .layers import (
+    MERGES, REQUIRED, ShapeError, fmt_shape, lookup, layer_names, merge_mismatch_hint, merge_shape,
+)
+from .loader import ModuleEnv
+from .names import check_identifier
+from .symbolic import (
+    FUNCTIONS, Bin, Const, IfElse, Index, Local, Num, Sym, Tup, compare, num_compare, num_func,
+)
+from .train_config import build_train_config
+from .values import Fragment, kind_of
+
+
+@dataclass
+class Limits:
+    """Bounds that keep mistaken or hostile programs from exhausting the machine."""
+
+    max_nodes: int = 200_000
+    max_block_depth: int = 200
+    max_repeat: int = 100_000
+    max_elements: int = 2**40  # elements of one tensor (batch 1)
+    max_int: int = 2**62
+
+
+# ---- values ------------------------------------------------------------------
+
+
+class TensorView:
+    """A tensor as seen from one scope: its producer and a scope-relative shape."""
+
+    __slots__ = ("node", "shape")
+
+    def __init__(self, node: Node, shape: tuple) -> None:
+        self.node = node
+        self.shape = shape
+
+
+def _const(value):
+    if isinstance(value, (Num, Tup)):
+        return value.const()
+    if isinstance(value, Fragment):
+        return value.constified()
+    return value
+
+
+class LayerFrag(Fragment):
+    def __init__(self, spec, attrs: dict, span: Span, called_as: str) -> None:
+        self.spec, self.attrs, self.span, self.called_as = spec, attrs, span, called_as
+
+    def constified(self):
+        return LayerFrag(self.spec, {k: _const(v) for k, v in self.attrs.items()}, self.span,
+                         self.called_as)
+
+
+class BlockFrag(Fragment):
+    def __init__(self, definition: ast.BlockDef, menv: ModuleEnv, values: dict, call_args: list,
+                 span: Span) -> None:
+        self.definition, self.menv, self.values = definition, menv, values
+        self.call_args, self.span = call_args, span
+
+    def constified(self):
+        return BlockFrag(self.definition, self.menv, {k: _const(v) for k, v in self.values.items()},
+                         [(k, _const(v)) for k, v in self.call_args], self.span)
+
+
+class SeqFrag(Fragment):
+    def __init__(self, parts: list, span: Span) -> None:
+        self.parts, self.span = parts, span
+
+    def constified(self):
+        return SeqFrag([p.constified() for p in self.parts], self.span)
+
+
+class MergeFrag(Fragment):
+    def __init__(self, op: str, branches: list, span: Span, branch_spans: list) -> None:
+        self.op, self.branches, self.span, self.branch_spans = op, branches, span, branch_spans
+
+    def constified(self):
+        return MergeFrag(self.op, [b.constified() for b in self.branches], self.span,
+                         self.branch_spans)
+
+
+class RepeatFrag(Fragment):
+    def __init__(self, body: Fragment, count: Num, span: Span) -> None:
+        self.body, self.count, self.span = body, count, span
+
+    def constified(self):
+        return RepeatFrag(self.body.constified(), self.count.const(), self.span)
+
+
+class CondFrag(Fragment):
+    def __init__(self, cond: Num, taken: bool, branch: Fragment, span: Span) -> None:
+        self.cond, self.taken, self.branch, self.span = cond, taken, branch, span
+
+    def constified(self):
+        return self.branch.constified()
+
+
+class IdFrag(Fragment):
+    def __init__(self, span: Span) -> None:
+        self.span = span
+
+
+class TensorRef(Fragment):
+    """A named tensor (`in`, `x = ...`, an input) used as a value."""
+
+    def __init__(self, view: TensorView, name: str, owner: Scope, span: Span) -> None:
+        self.view, self.name, self.owner, self.span = view, name, owner, span
+
+
+class LabelFrag(Fragment):
+    def __init__(self, body: Fragment, name: str, span: Span) -> None:
+        self.body, self.name, self.span = body, name, span
+
+    def constified(self):
+        return LabelFrag(self.body.constified(), self.name, self.span)
+
+
+class PlaceFrag(Fragment):
+    def __init__(self, body: Fragment, device: str, span: Span) -> None:
+        self.body, self.device, self.span = body, device, span
+
+    def constified(self):
+        return PlaceFrag(self.body.constified(), self.device, self.span)
+
+
+_CONSTANTS = {"same": "same", "valid": "valid", "none": None}
+
+
+class Env:
+    """What names mean while evaluating: values, the module's blocks, and `in`."""
+
+    __slots__ = ("values", "menv", "input", "owner")
+
+    def __init__(self, values: dict, menv: ModuleEnv, input: TensorView | None, owner: Scope):
+        self.values, self.menv, self.input, self.owner = values, menv, input, owner
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """Where `apply` puts new nodes."""
+
+    scope: Scope
+    device: str | None = None
+    depth: int = 0  # block nesting
+    repeat_depth: int = 0  # repeats nested within the current block
+    stack: tuple = ()  # (block name, call span), outermost first
+
+
+def _owner(scope: Scope) -> Scope:
+    """The scope whose symbols are visible in `scope` (cond/group/repeat share their parent's)."""
+    while scope.kind in ("repeat", "cond", "group"):
+        scope = scope.parent
+    return scope
+
+
+# ---- the elaborator ------------------------------------------------------------
+
+
+class Elaborator:
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.node_count = 0
+        self.signatures: dict[str, BlockSignature] = {}
+
+    # -- entry point --------------------------------------------------------------
+
+    def network(self, menv: ModuleEnv, name: str | None = None,
+                overrides: dict | None = None) -> Network:
+        module = menv.module
+        if not module.networks:
+            raise NetdslError("this file defines no network", module.span,
+                              hint="add one: `network name:` followed by `input 3x224x224` "
+                                   "and layers")
+        if name is None:
+            ndef = module.networks[0]
+        else:
+            found = [n for n in module.networks if n.name == name]
+            if not found:
+                raise NetdslError(f"no network '{name}' in {menv.path}", module.span,
+                                  hint=did_you_mean(name, [n.name for n in module.networks]))
+            ndef = found[0]
+        return self._network(menv, ndef, dict(overrides or {}))
+
+    def _network(self, menv: ModuleEnv, ndef: ast.NetworkDef, overrides: dict) -> Network:
+        root = Scope(kind="network", parent=None, span=ndef.span, block=ndef.name)
+        check_identifier(ndef.name, ndef.span, "network")
+        known = {p.name for p in ndef.params}
+        for key in overrides:
+            if key not in known:
+                raise NetdslError(
+                    f"network {ndef.name} has no parameter '{key}'", ndef.span,
+                    hint=did_you_mean(key, known) or (
+                        f"its parameters are: {', '.join(sorted(known))}" if known
+                        else "it takes no parameters"))
+        values: dict = {}
+        concrete: dict = {}
+        for p in ndef.params:
+            check_identifier(p.name, p.span, "parameter")
+            if p.name in overrides:
+                v = overrides[p.name]
+            elif p.default is not None:
+                v = self.eval(p.default, Env(dict(values), menv, None, root), Ctx(root))
+            else:
+                raise NetdslError(f"network parameter '{p.name}' needs a default value", p.span,
+                                  hint=f"write {p.name}=<value>, or pass --param {p.name}=...")
+            concrete[p.name] = _const(v)
+            values[p.name] = self._symbolize(p.name, v, p.span)
+        root.args = concrete
+        env = Env(values, menv, None, root)
+        ctx = Ctx(root)
+        state = _NetworkState()
+        self._exec(ndef.body, env, ctx, None, state)
+        if not state.inputs:
+            raise NetdslError(f"network {ndef.name} has no input", ndef.span,
+                              hint="add a line such as `input 3x224x224`")
+        if not any(not o.train_only for o in state.outputs):
+            if state.current is None:
+                raise NetdslError(f"network {ndef.name} computes nothing", ndef.span)
+            state.outputs.insert(0, Output("output", state.current.node, False, ndef.span))
+            root.output, root.out_shape = state.current.node, state.current.shape
+        else:
+            main = next(o for o in state.outputs if not o.train_only)
+            root.output, root.out_shape = main.node, main.node.shape
+        ordered = _finish(root, state.outputs)
+        signature = BlockSignature(ndef.name, [(p.name, concrete[p.name]) for p in ndef.params],
+                                   _source_text(ndef.span), ndef.span)
+        net = Network(
+            name=ndef.name, path=menv.path, params=concrete, signature=signature,
+            inputs=state.inputs, outputs=state.outputs, root=root, ordered=ordered,
+            blocks=dict(self.signatures), train=build_train_config(menv.module.train),
+        )
+        return net
+
+    # -- statements ---------------------------------------------------------------
+
+    def _exec(self, stmts, env: Env, ctx: Ctx, current: TensorView | None,
+              state: _NetworkState | None) -> TensorView | None:
+        for stmt in stmts:
+            current = self._stmt(stmt, env, ctx, current, state)
+            if state is not None:
+                state.current = current
+        return current
+
+    def _stmt(self, stmt, env, ctx, current, state):
+        if isinstance(stmt, ast.InputStmt):
+            if state is None:
+                raise NetdslError("`input` belongs in a network, not in a block", stmt.span,
+                                  hint="a block's input is `in`")
+            return self._input(stmt, env, ctx, state)
+        if isinstance(stmt, ast.OutputStmt):
+            if state is None:
+                raise NetdslError("`output` belongs in a network; a block's output is its last "
+                                  "value", stmt.span)
+            self._output(stmt, env, ctx, current, state)
+            return current
+        if isinstance(stmt, ast.LetStmt):
+            return self._let(stmt, env, ctx, current)
+        if isinstance(stmt, ast.IfStmt):
+            cond = self._bool(self.eval(stmt.cond, env, ctx), stmt.cond.span)
+            if cond.value:
+                return self._stmt(stmt.body, env, ctx, current, state)
+            return current
+        value = self.eval(stmt.expr, env, ctx)
+        if not isinstance(value, Fragment):
+            raise NetdslError(f"this line computes {kind_of(value)} and does nothing with it",
+                              stmt.span, hint="bind it to a name: `n = ...`")
+        return self._apply_to_current(value, current, ctx, stmt.span)
+
+    def _apply_to_current(self, frag, current, ctx, span):
+        if current is None and not _starts_with_ref(frag):
+            raise NetdslError("there is no tensor to apply this to yet", span,
+                              hint="start the network with a line such as `input 3x224x224`")
+        return self.apply(frag, current, ctx)
+
+    def _input(self, stmt: ast.InputStmt, env, ctx, state):
+        value = self.eval(stmt.shape, env, ctx)
+        dims = list(value.items) if isinstance(value, Tup) else [value]
+        if len(dims) not in (1, 3) or not all(
+                isinstance(d, Num) and isinstance(d.value, int) and not isinstance(d.value, bool)
+                and d.value >= 1 for d in dims):
+            raise NetdslError("input shape must be C x H x W (e.g. 3x224x224) or a feature count",
+                              stmt.shape.span)
+        self._check_size(dims, stmt.shape.span)
+        name = stmt.name or ("input" if not state.inputs else f"input{len(state.inputs) + 1}")
+        if stmt.name:
+            check_identifier(stmt.name, stmt.span, "input")
+        if name in state.inputs or name in env.values:
+            raise NetdslError(f"'{name}' is already defined", stmt.span)
+        node = self._node("input", {}, [], [], tuple(dims), stmt.span, ctx)
+        node.var = name
+        state.inputs[name] = node
+        view = TensorView(node, tuple(dims))
+        env.values[name] = TensorRef(view, name, _owner(ctx.scope), stmt.span)
+        if env.input is None:
+            env.input = view
+        return view
+
+    def _output(self, stmt: ast.OutputStmt, env, ctx, current, state):
+        train_only = False
+        for ann in stmt.annotations:
+            if ann.name != "train" or ann.args:
+                raise NetdslError(f"unknown output annotation '@{ann.name}'", ann.span,
+                                  hint="outputs take @train (a train-time-only output)")
+            train_only = True
+        name = stmt.name or "output"
+        check_identifier(name, stmt.span, "output")
+        if any(o.name == name for o in state.outputs):
+            raise NetdslError(f"output '{name}' is defined twice", stmt.span)
+        if stmt.expr is None:
+            if current is None:
+                raise NetdslError("nothing to output yet", stmt.span)
+            view = current
+        else:
+            value = self.eval(stmt.expr, env, ctx)
+            if not isinstance(value, Fragment):
+                raise NetdslError(f"an output must be a network expression, not {kind_of(value)}",
+                                  stmt.expr.span)
+            view = self._apply_to_current(value, current, ctx, stmt.span)
+        state.outputs.append(Output(name, view.node, train_only, stmt.span))
+
+    def _let(self, stmt: ast.LetStmt, env: Env, ctx, current):
+        check_identifier(stmt.name, stmt.span, "value")
+        if stmt.name in env.values:
+            raise NetdslError(f"'{stmt.name}' is already defined", stmt.span,
+                              hint="names are bound once; choose another name")
+        value = self.eval(stmt.expr, env, ctx)
+        if isinstance(value, Fragment):
+            view = self._apply_to_current(value, current, ctx, stmt.span)
+            if view.node.var is None:
+                view.node.var = stmt.name
+            env.values[stmt.name] = TensorRef(view, stmt.name, _owner(ctx.scope), stmt.span)
+            return view
+        if isinstance(value, Num) and not value.is_const:
+            value = Num(value.value, Local(stmt.name, value.expr))
+        env.values[stmt.name] = value
+        return current
+
+    # -- evaluation -----------------------------------------------------------
+
+    def eval(self, expr: ast.Expr, env: Env, ctx: Ctx):
+        method = getattr(self, "_eval_" + type(expr).__name__)
+        return method(expr, env, ctx)
+
+    def _eval_Number(self, e, env, ctx):
+        self._check_number(e.value, e.span)
+        return Num(e.value)
+
+    def _eval_Shape(self, e, env, ctx):
+        for d in e.dims:
+            self._check_number(d, e.span)
+        return Tup(Num(d) for d in e.dims)
+
+    def _eval_String(self, e, env, ctx):
+        return e.value
+
+    def _eval_Bool(self, e, env, ctx):
+        return Num(e.value)
+
+    def _eval_Identity(self, e, env, ctx):
+        return IdFrag(e.span)
+
+    def _eval_BlockInput(self, e, env, ctx):
+        if env.input is None:
+            raise NetdslError("`in` is only defined inside a block or after `input`", e.span)
+        return TensorRef(env.input, "in", env.owner, e.span)
+
+    def _eval_Group(self, e, env, ctx):
+        return self.eval(e.body, env, ctx)
+
+    def _eval_Tuple(self, e, env, ctx):
+        items = [self.eval(i, env, ctx) for i in e.items]
+        for item, node in zip(items, e.items):
+            if not isinstance(item, Num):
+                raise NetdslError(f"tuples hold numbers, not {kind_of(item)}", node.span)
+        return Tup(items)
+
+    def _eval_Name(self, e, env, ctx):
+        if e.id in env.values:
+            return env.values[e.id]
+        if e.id in _CONSTANTS:
+            return _CONSTANTS[e.id]
+        return self._call(ast.Call(e.span, e.id, (), (), False), env, ctx)
+
+    def _eval_Attr(self, e, env, ctx):
+        obj = self.eval(e.obj, env, ctx)
+        if not isinstance(obj, TensorRef):
+            raise NetdslError(f"only tensors have attributes; this is {kind_of(obj)}", e.obj.span,
+                              hint="use in.c, in.h, in.w, or those of a named value")
+        shape = self._ref_shape(obj, env)
+        fields = {"c": 0, "h": 1, "w": 2} if len(shape) == 3 else {"c": 0, "f": 0, "features": 0}
+        if e.attr not in fields:
+            raise NetdslError(f"a {fmt_shape(shape)} tensor has no attribute '{e.attr}'", e.span,
+                              hint=did_you_mean(e.attr, fields) or
+                              f"available: {', '.join(fields)}")
+        return shape[fields[e.attr]]
+
+    def _ref_shape(self, ref: TensorRef, env: Env) -> tuple:
+        if ref.owner is env.owner:
+            return ref.view.shape
+        return tuple(d.const() for d in ref.view.shape)
+
+    def _eval_Call(self, e, env, ctx):
+        return self._call(e, env, ctx)
+
+    def _call(self, e: ast.Call, env: Env, ctx: Ctx):
+        name = e.name
+        if name in env.values:
+            value = env.values[name]
+            if e.args or e.kwargs:
+                raise NetdslError(f"'{name}' is {kind_of(value)}, not a layer or block; it "
+                                  "takes no arguments", e.span)
+            return value
+        if name in MERGES:
+            return self._merge(e, env, ctx)
+        if name in FUNCTIONS:
+            if not e.parenthesised:
+                raise NetdslError(f"write {name}(...) with parentheses", e.span)
+            return self._function(e, env, ctx)
+        found = env.menv.lookup_block(name)
+        if found is not None:
+            return self._bind_block(e, found[0], found[1], env, ctx)
+        layer = lookup(name)
+        if layer is not None:
+            return self._layer(e, layer, env, ctx)
+        candidates = list(env.values) + env.menv.block_names() + layer_names() + list(MERGES)
+        hint = did_you_mean(name, candidates)
+        if hint is None and name.startswith(("conv", "maxpool", "avgpool")):
+            hint = "shorthands take a number: conv3, maxpool2, ..."
+        raise NetdslError(f"unknown layer, block or name '{name}'", e.span, hint=hint)
+
+    def _function(self, e: ast.Call, env, ctx):
+        if e.kwargs:
+            raise NetdslError(f"{e.name}() takes no keyword arguments", e.kwargs[0][2])
+        args = [self.eval(a, env, ctx) for a in e.args]
+        arity = {"min": None, "max": None}.get(e.name, 1)
+        if (arity is None and len(args) < 2) or (arity is not None and len(args) != arity):
+            raise NetdslError(f"{e.name}() takes {'at least 2 arguments' if arity is None else '1 argument'}",
+                              e.span)
+        for a, node in zip(args, e.args):
+            self._number(a, node.span)
+        try:
+            return num_func(e.name, args)
+        except (OverflowError, ValueError) as exc:
+            raise NetdslError(f"{e.name}(): {exc}", e.span) from None
+
+    def _merge(self, e: ast.Call, env, ctx):
+        if not e.parenthesised:
+            raise NetdslError(f"{e.name} needs its branches in parentheses: {e.name}(a, b)", e.span)
+        if e.kwargs:
+            raise NetdslError(f"{e.name} takes no keyword arguments", e.kwargs[0][2])
+        if len(e.args) < 2:
+            raise NetdslError(f"{e.name} needs at least two branches", e.span,
+                              hint=f"e.g. {e.name}(id, conv3 64)")
+        branches = []
+        for arg in e.args:
+            value = self.eval(arg, env, ctx)
+            if not isinstance(value, Fragment):
+                raise NetdslError(f"a branch of {e.name} must be a network expression, not "
+                                  f"{kind_of(value)}", arg.span)
+            branches.append(value)
+        return MergeFrag(e.name, branches, e.span, [a.span for a in e.args])
+
+    def _layer(self, e: ast.Call, found, env: Env, ctx):
+        spec, presets = found
+        args = [(self.eval(a, env, ctx), a.span) for a in e.args]
+        kwargs = [(k, self.eval(v, env, ctx), s) for k, v, s in e.kwargs]
+        defaults = self._module_defaults(env.menv, ctx).get(spec.name)
+        attrs = spec.bind(args, kwargs, e.span, presets=presets, defaults=defaults,
+                          called_as=e.name)
+        return LayerFrag(spec, attrs, e.span, e.name)
+
+    def _module_defaults(self, menv: ModuleEnv, ctx) -> dict:
+        if menv.defaults_cache is None:
+            menv.defaults_cache = {}
+            env = Env({}, menv, None, ctx.scope)
+            for d in menv.module.defaults:
+                found = lookup(d.layer)
+                if found is None:
+                    raise NetdslError(f"defaults: unknown layer '{d.layer}'", d.span,
+                                      hint=did_you_mean(d.layer, layer_names()))
+                spec = found[0]
+                entry = menv.defaults_cache.setdefault(spec.name, {})
+                for key, value, span in d.kwargs:
+                    arg = spec.arg(key)
+                    if arg is None:
+                        raise NetdslError(f"{spec.name} has no argument '{key}'", span,
+                                          hint=did_you_mean(key, [a.name for a in spec.args]))
+                    entry[arg.name] = (self.eval(value, env, ctx), span)
+        return menv.defaults_cache
+
+    def _bind_block(self, e: ast.Call, bdef: ast.BlockDef, menv: ModuleEnv, env, ctx):
+        params = bdef.params
+        if len(e.args) > len(params):
+            raise NetdslError(
+                f"block {bdef.name} takes {len(params)} argument{'s' if len(params) != 1 else ''} "
+                f"but {len(e.args)} were given", e.args[len(params)].span,
+                hint=f"its definition: {_signature_text(bdef)}")
+        values: dict = {}
+        call_args: list = []
+        for p, a in zip(params, e.args):
+            values[p.name] = self._block_arg(self.eval(a, env, ctx), a.span)
+            call_args.append((None, values[p.name]))
+        names = [p.name for p in params]
+        for key, vexpr, kspan in e.kwargs:
+            if key not in names:
+                raise NetdslError(f"block {bdef.name} has no parameter '{key}'", kspan,
+                                  hint=did_you_mean(key, names) or
+                                  f"its definition: {_signature_text(bdef)}")
+            if key in values:
+                raise NetdslError(f"argument '{key}' given twice", kspan)
+            values[key] = self._block_arg(self.eval(vexpr, env, ctx), vexpr.span)
+            call_args.append((key, values[key]))
+        for p in params:
+            if p.name in values:
+                continue
+            if p.default is None:
+                raise NetdslError(f"block {bdef.name} needs argument '{p.name}'", e.span,
+                                  hint=f"its definition: {_signature_text(bdef)}")
+            default_env = Env(dict(values), menv, None, env.owner)
+            values[p.name] = self.eval(p.default, default_env, ctx)
+        ordered = {p.name: values[p.name] for p in params}
+        return BlockFrag(bdef, menv, ordered, call_args, e.span)
+
+    def _block_arg(self, value, span):
+        if isinstance(value, TensorRef):
+            raise NetdslError("a block argument cannot be a named tensor", span,
+                              hint="blocks take numbers and layers; the tensor flows in through "
+                                   "`+` or a merge")
+        return value
+
+    def _eval_BinOp(self, e: ast.BinOp, env, ctx):
+        # Long `a + b + c + ...` chains are flattened so depth stays small.
+        operands = []
+        node = e
+        while isinstance(node, ast.BinOp) and node.op == e.op and e.op == "+":
+            operands.append(node)
+            node = node.left
+        if not operands:
+            return self._combine(e, self.eval(e.left, env, ctx), self.eval(e.right, env, ctx))
+        value = self.eval(node, env, ctx)
+        for op_node in reversed(operands):
+            value = self._combine(op_node, value, self.eval(op_node.right, env, ctx))
+        return value
+
+    def _combine(self, e: ast.BinOp, a, b):
+        op = e.op
+        if isinstance(a, Num) and isinstance(b, Num):
+            return self._arith(e, a, b)
+        if isinstance(a, Fragment) and isinstance(b, Fragment) and op == "+":
+            if isinstance(b, TensorRef) or (isinstance(b, SeqFrag) and isinstance(b.parts[0], TensorRef)):
+                raise NetdslError(
+                    f"a named value can only start a sequence; what comes before "
+                    f"'{b.name if isinstance(b, TensorRef) else b.parts[0].name}' would be lost",
+                    e.right.span, hint="use a merge such as add(...) or concat(...) to combine "
+                                       "tensors")
+            parts = (a.parts if isinstance(a, SeqFrag) else [a]) + (
+                b.parts if isinstance(b, SeqFrag) else [b])
+            return SeqFrag(parts, e.span)
+        if isinstance(a, Fragment) and isinstance(b, Num) and op == "*":
+            if not isinstance(_strip_parens(e.left), ast.Group):
+                raise NetdslError(
+                    "to repeat a layer, put it in brackets", e.op_span,
+                    hint=f"write [{_short(e.left)}]*{_short(e.right)}; to multiply a layer's "
+                         f"argument, parenthesise it: conv3 (c*2)")
+            count = b
+            if not isinstance(count.value, int) or isinstance(count.value, bool) or count.value < 0:
+                raise NetdslError(f"a repeat count must be a non-negative integer, got "
+                                  f"{count.value!r}", e.right.span)
+            if count.value > self.limits.max_repeat:
+                raise NetdslError(f"repeat count {count.value} exceeds the limit of "
+                                  f"{self.limits.max_repeat}", e.right.span)
+            return RepeatFrag(a, count, e.span)
+        if isinstance(a, Num) and isinstance(b, Fragment) and op == "*":
+            raise NetdslError("write the repeat count after the brackets: [layers]*n", e.span)
+        hint = None
+        if isinstance(a, Fragment) and isinstance(b, Num):
+            hint = ("arithmetic inside a layer's space-separated arguments needs parentheses, "
+                    "e.g. conv3 (c+1) or p=(k//2)")
+        elif isinstance(a, Num) and isinstance(b, Fragment) and op == "+":
+            hint = "a number cannot start a sequence of layers"
+        raise NetdslError(f"cannot apply '{op}' to {kind_of(a)} and {kind_of(b)}", e.op_span,
+                          hint=hint)
+
+    def _arith(self, e: ast.BinOp, a: Num, b: Num) -> Num:
+        self._number(a, e.left.span)
+        self._number(b, e.right.span)
+        if e.op in ("/", "//", "%") and b.value == 0:
+            raise NetdslError("division by zero", e.op_span,
+                              hint=f"the right operand evaluates to 0 ({e.right.span})")
+        try:
+            result = a._binary(e.op, b)
+        except OverflowError:
+            raise NetdslError("number too large", e.span) from None
+        self._check_number(result.value, e.span)
+        return result
+
+    def _eval_Neg(self, e, env, ctx):
+        value = self._number(self.eval(e.operand, env, ctx), e.operand.span)
+        return -value
+
+    def _eval_Compare(self, e, env, ctx):
+        a, b = self.eval(e.left, env, ctx), self.eval(e.right, env, ctx)
+        if isinstance(a, Num) and isinstance(b, Num):
+            return num_compare(e.op, a, b)
+        if e.op in ("==", "!=") and type(a) is type(b) and isinstance(a, (str, Tup)):
+            same = (a == b) if isinstance(a, str) else (a.value == b.value)
+            return Num(same if e.op == "==" else not same)
+        raise NetdslError(f"cannot compare {kind_of(a)} with {kind_of(b)}", e.span)
+
+    def _eval_BoolOp(self, e, env, ctx):
+        a = self._bool(self.eval(e.left, env, ctx), e.left.span)
+        short = (not a.value) if e.op == "and" else a.value
+        if short and a.is_const:
+            return a
+        try:
+            b = self._bool(self.eval(e.right, env, ctx), e.right.span)
+        except NetdslError:
+            if short:
+                return a.const()
+            raise
+        value = (a.value and b.value) if e.op == "and" else (a.value or b.value)
+        if a.is_const:
+            return b
+        if b.is_const:
+            if (e.op == "and") == b.value:
+                return a
+            return b
+        from .symbolic import BoolOp as BoolExpr
+
+        return Num(value, BoolExpr(e.op, a.expr, b.expr))
+
+    def _eval_Not(self, e, env, ctx):
+        a = self._bool(self.eval(e.operand, env, ctx), e.operand.span)
+        from .symbolic import Not as NotExpr
+
+        return Num(not a.value) if a.is_const else Num(not a.value, NotExpr(a.expr))
+
+    def _eval_IfExpr(self, e, env, ctx):
+        cond = self._bool(self.eval(e.cond, env, ctx), e.cond.span)
+        chosen_ast, other_ast = (e.then, e.orelse) if cond.value else (e.orelse, e.then)
+        chosen = self.eval(chosen_ast, env, ctx)
+        if cond.is_const:
+            return chosen
+        if isinstance(chosen, Fragment):
+            return CondFrag(cond, bool(cond.value), chosen, e.span)
+        if isinstance(chosen, Num):
+            try:
+                other = self.eval(other_ast, env, ctx)
+            except NetdslError:
+                return chosen.const()
+            if not isinstance(other, Num):
+                return chosen.const()
+            then, orelse = (chosen, other) if cond.value else (other, chosen)
+            return Num(chosen.value, _ifelse(cond.expr, then.expr, orelse.expr))
+        return _const(chosen)
+
+    def _eval_Label(self, e, env, ctx):
+        body = self.eval(e.body, env, ctx)
+        check_identifier(e.name, e.span, "label")
+        if not isinstance(body, Fragment):
+            raise NetdslError(f"only layers can be labelled, not {kind_of(body)}", e.body.span)
+        return LabelFrag(body, e.name, e.span)
+
+    def _eval_Annotated(self, e, env, ctx):
+        body = self.eval(e.body, env, ctx)
+        ann = e.annotation
+        if not isinstance(body, Fragment):
+            raise NetdslError(f"only layers can be placed, not {kind_of(body)}", e.body.span)
+        if ann.name == "gpu":
+            if len(ann.args) != 1:
+                raise NetdslError("write @gpu(i) with the GPU's index", ann.span)
+            index = self.eval(ann.args[0], env, ctx)
+            if not (isinstance(index, Num) and isinstance(index.value, int)
+                    and not isinstance(index.value, bool) and 0 <= index.value < 1024):
+                raise NetdslError("@gpu takes a GPU index such as 0 or 1", ann.args[0].span)
+            return PlaceFrag(body, f"cuda:{index.value}", e.span)
+        if ann.name == "cpu" and not ann.args:
+            return PlaceFrag(body, "cpu", e.span)
+        if ann.name == "train":
+            raise NetdslError("@train marks outputs: `output aux @train = ...`", ann.span)
+        raise NetdslError(f"unknown annotation '@{ann.name}'", ann.span,
+                          hint=did_you_mean(ann.name, ["gpu", "cpu"]) or
+                          "placements are @gpu(i) and @cpu")
+
+    # -- checks -------------------------------------------------------------------
+
+    def _number(self, value, span) -> Num:
+        if not isinstance(value, Num) or isinstance(value.value, bool):
+            raise NetdslError(f"expected a number, got {kind_of(value)}", span)
+        return value
+
+    def _bool(self, value, span) -> Num:
+        if not isinstance(value, Num) or not isinstance(value.value, bool):
+            raise NetdslError(f"expected true or false, got {kind_of(value)}", span,
+                              hint="write a comparison such as n > 0")
+        return value
+
+    def _check_number(self, value, span) -> None:
+        if isinstance(value, float):
+            if value != value or value in (float("inf"), float("-inf")):
+                raise NetdslError("number is not finite", span)
+            if abs(value) > self.limits.max_int:
+                raise NetdslError("number too large", span)
+        elif isinstance(value, int) and abs(value) > self.limits.max_int:
+            raise NetdslError(f"number too large (limit {self.limits.max_int})", span)
+
+    def _check_size(self, dims, span) -> None:
+        total = 1
+        for d in dims:
+            total *= int(d.value)
+        if total > self.limits.max_elements:
+            raise NetdslError(f"tensor of {fmt_shape(dims)} has {total} elements, more than the "
+                              f"limit of {self.limits.max_elements}", span)
+
+    # -- application ------------------------------------------------------------------
+
+    def apply(self, frag: Fragment, view: TensorView, ctx: Ctx) -> TensorView:
+        method = getattr(self, "_apply_" + type(frag).__name__)
+        return method(frag, view, ctx)
+
+    def _node(self, op, attrs, inputs, in_shapes, shape, span, ctx: Ctx, params=0, macs=0,
+              buffers=0, called_as=None) -> Node:
+        self.node_count += 1
+        if self.node_count > self.limits.max_nodes:
+            raise NetdslError(f"the network has more than {self.limits.max_nodes} layers", span,
+                              hint="raise the limit with --max-nodes if this is intended")
+        node = Node(op, attrs, inputs, in_shapes, shape, span, ctx.scope, params, macs, buffers,
+                    ctx.device, called_as)
+        ctx.scope.children.append(node)
+        return node
+
+    def _apply_LayerFrag(self, frag: LayerFrag, view, ctx):
+        attrs = dict(frag.attrs)
+        act = attrs.pop("act", None)
+        try:
+            inferred = frag.spec.infer(attrs, view.shape)
+        except ShapeError as e:
+            raise NetdslError(f"{e.message} (input {fmt_shape(view.shape)})"
+                              if "input" not in e.message else e.message,
+                              frag.span, hint=e.hint) from None
+        self._check_size(inferred.shape, frag.span)
+        attrs.update(inferred.derived)
+        node = self._node(frag.spec.name, attrs, [view.node], [view.shape], inferred.shape,
+                          frag.span, ctx, inferred.params, inferred.macs, inferred.buffers,
+                          frag.called_as)
+        out = TensorView(node, inferred.shape)
+        if act is not None:
+            out = self.apply(act, out, ctx)
+        return out
+
+    def _apply_IdFrag(self, frag, view, ctx):
+        return view
+
+    def _apply_TensorRef(self, frag: TensorRef, view, ctx):
+        if frag.owner is _owner(ctx.scope):
+            return frag.view
+        scope = _owner(ctx.scope)
+        if frag.view.node not in scope.external:
+            scope.external.append(frag.view.node)
+        return TensorView(frag.view.node, tuple(d.const() for d in frag.view.shape))
+
+    def _apply_SeqFrag(self, frag: SeqFrag, view, ctx):
+        for part in frag.parts:
+            view = self.apply(part, view, ctx)
+        return view
+
+    def _apply_MergeFrag(self, frag: MergeFrag, view, ctx):
+        views = [self.apply(b, view, ctx) for b in frag.branches]
+        shapes = [v.shape for v in views]
+        try:
+            shape, problem = merge_shape(frag.op, shapes)
+        except ShapeError as e:
+            raise self._branch_notes(NetdslError(e.message, frag.span, hint=e.hint), frag,
+                                     shapes) from None
+        if problem:
+            listing = " vs ".join(f"{fmt_shape(s)} (branch {i + 1})" for i, s in enumerate(shapes))
+            raise self._branch_notes(
+                NetdslError(f"{frag.op}: branch shapes differ: {listing}", frag.span,
+                            hint=merge_mismatch_hint(frag.op, shapes)), frag, shapes)
+        node = self._node(frag.op, {}, [v.node for v in views], shapes, shape, frag.span, ctx)
+        return TensorView(node, shape)
+
+    def _branch_notes(self, error: NetdslError, frag: MergeFrag, shapes) -> NetdslError:
+        for i, (span, s) in enumerate(zip(frag.branch_spans, shapes)):
+            error.with_note(f"branch {i + 1} gives {fmt_shape(s)}", span)
+        return error
+
+    def _apply_LabelFrag(self, frag: LabelFrag, view, ctx):
+        parent = ctx.scope
+        group = Scope(kind="group", parent=parent, span=frag.span, label=frag.name,
+                      input=view.node, in_shape=view.shape, device=ctx.device)
+        parent.children.append(group)
+        out = self.apply(frag.body, view, replace(ctx, scope=group))
+        group.output, group.out_shape = out.node, out.shape
+        if len(group.children) <= 1:
+            parent.children.remove(group)
+            if group.children:
+                child = group.children[0]
+                child.label = frag.name
+                if isinstance(child, Scope):
+                    child.parent = parent
+                else:
+                    child.scope = parent
+                parent.children.append(child)
+        return out
+
+    def _apply_PlaceFrag(self, frag: PlaceFrag, view, ctx):
+        return self.apply(frag.body, view, replace(ctx, device=frag.device))
+
+    def _apply_CondFrag(self, frag: CondFrag, view, ctx):
+        scope = Scope(kind="cond", parent=ctx.scope, span=frag.span, cond=frag.cond,
+                      taken=frag.taken, input=view.node, in_shape=view.shape, device=ctx.device)
+        ctx.scope.children.append(scope)
+        out = self.apply(frag.branch, view, replace(ctx, scope=scope))
+        scope.output, scope.out_shape = out.node, out.shape
+        return out
+
+    def _apply_RepeatFrag(self, frag: RepeatFrag, view, ctx):
+        scope = Scope(kind="repeat", parent=ctx.scope, span=frag.span, count=frag.count,
+                      input=view.node, in_shape=view.shape, device=ctx.device)
+        ctx.scope.children.append(scope)
+        channels = "channels" if ctx.repeat_depth == 0 else f"channels{ctx.repeat_depth + 1}"
+        inner_ctx = replace(ctx, repeat_depth=ctx.repeat_depth + 1)
+        current = view
+        outs = []
+        for i in range(frag.count.value):
+            it = Scope(kind="iteration", parent=scope, span=frag.span, name=str(i),
+                       input=current.node, in_shape=current.shape, device=ctx.device)
+            scope.children.append(it)
+            inner = TensorView(current.node, _rebase(current.shape, channels))
+            out = self.apply(frag.body, inner, replace(inner_ctx, scope=it))
+            it.output, it.out_shape = out.node, out.shape
+            outs.append(out.shape[0].expr)
+            current = TensorView(out.node, _lift(out.shape, {channels: current.shape[0].expr},
+                                                 keep_unmapped=True))
+        if outs:
+            closed = _repeat_closed_form(outs, channels, view.shape[0].expr, frag.count)
+            c = Num(current.shape[0].value, closed) if closed is not None else current.shape[0].const()
+            current = TensorView(current.node, (c, *current.shape[1:]))
+        scope.output, scope.out_shape = current.node, current.shape
+        return current
+
+    def _apply_BlockFrag(self, frag: BlockFrag, view, ctx):
+        bdef = frag.definition
+        if ctx.depth >= self.limits.max_block_depth:
+            chain = " -> ".join(name for name, _ in ctx.stack[-4:])
+            raise NetdslError(
+                f"blocks nest more than {self.limits.max_block_depth} deep ({chain} -> ...)",
+                frag.span, hint=f"does {bdef.name} have a base case that ends its recursion?")
+        scope = Scope(kind="block", parent=ctx.scope, span=frag.span, block=bdef.name,
+                      args=frag.values, call_args=frag.call_args, input=view.node,
+                      in_shape=view.shape, device=ctx.device)
+        ctx.scope.children.append(scope)
+        values = {name: self._symbolize(name, v, frag.span) for name, v in frag.values.items()}
+        inner_view = TensorView(view.node, _rebase(view.shape, "in_channels"))
+        env = Env(values, frag.menv, inner_view, scope)
+        inner_ctx = replace(ctx, scope=scope, depth=ctx.depth + 1, repeat_depth=0,
+                            stack=ctx.stack + ((bdef.name, frag.span),))
+        self._signature(bdef, frag)
+        try:
+            if isinstance(bdef.body, tuple):
+                out = self._exec(bdef.body, env, inner_ctx, inner_view, None)
+            else:
+                body = self.eval(bdef.body, env, inner_ctx)
+                if not isinstance(body, Fragment):
+                    raise NetdslError(f"block {bdef.name} evaluates to {kind_of(body)}, not a "
+                                      "network expression", bdef.body.span)
+                out = self.apply(body, inner_view, inner_ctx)
+        except NetdslError as e:
+            _note_call(e, bdef.name, frag.span)
+            raise
+        scope.output, scope.out_shape = out.node, out.shape
+        mapping = {"in_channels": view.shape[0].expr}
+        for name, v in frag.values.items():
+            if isinstance(v, (Num, Tup)):
+                mapping[name] = v.expr
+        return TensorView(out.node, _lift(out.shape, mapping))
+
+    def _symbolize(self, name: str, value, span):
+        if isinstance(value, Num):
+            return Num(value.value, Sym(name))
+        if isinstance(value, Tup):
+            return Tup([Num(item.value, Index(Sym(name), i)) for i, item in enumerate(value.items)],
+                       Sym(name))
+        if isinstance(value, Fragment):
+            return value.constified()
+        return value
+
+    def _signature(self, bdef: ast.BlockDef, frag: BlockFrag) -> None:
+        if bdef.name in self.signatures:
+            return
+        values: dict = {}
+        params = []
+        for p in bdef.params:
+            check_identifier(p.name, p.span, "parameter")
+            default = None
+            if p.default is not None:
+                try:
+                    default = self.eval(p.default, Env(dict(values), frag.menv, None, None),
+                                        Ctx(Scope("block", None, p.span)))
+                except NetdslError:
+                    default = None
+            params.append((p.name, default))
+            values[p.name] = self._symbolize(p.name, frag.values[p.name], p.span)
+        check_identifier(bdef.name, bdef.span, "block")
+        if lookup(bdef.name) is not None or bdef.name in MERGES:
+            raise NetdslError(f"block '{bdef.name}' would hide the built-in layer of that name",
+                              bdef.span, hint="choose another name")
+        self.signatures[bdef.name] = BlockSignature(bdef.name, params, _source_text(bdef.span),
+                                                    bdef.span)
+
+
+class _NetworkState:
+    def __init__(self) -> None:
+        self.inputs: dict[str, Node] = {}
+        self.outputs: list[Output] = []
+        self.current: TensorView | None = None
+
+
+# ---- helpers -------------------------------------------------------------------
+
+
+def _rebase(shape: tuple, symbol: str) -> tuple:
+    """The shape as seen from inside a new scope: channels become a symbol."""
+    return (Num(shape[0].value, Sym(symbol)), *(d.const() for d in shape[1:]))
+
+
+def _lift(shape: tuple, mapping: dict, keep_unmapped: bool = False) -> tuple:
+    """A scope's output shape in its parent's terms."""
+    c = shape[0]
+    if keep_unmapped or c.expr.symbols <= mapping.keys():
+        c = Num(c.value, c.expr.subst(mapping))
+    else:
+        c = c.const()
+    return (c, *(d.const() for d in shape[1:]))
+
+
+def _ifelse(cond, then, orelse):
+    if isinstance(cond, Const):
+        return then if cond.value else orelse
+    if then == orelse:
+        return then
+    return IfElse(cond, then, orelse)
+
+
+def _repeat_closed_form(outs: list, channels: str, in_expr, count: Num):
+    """Channels after `[body]*n` in closed form, when the body's effect is regular."""
+    first = outs[0]
+    if any(o != first for o in outs):
+        return None
+    if channels not in first.symbols:
+        if count.is_const or first == in_expr:
+            return first
+        return _ifelse(compare(">", count.expr, Const(0)), first, in_expr)
+    if isinstance(first, Bin) and first.op == "+" and first.left == Sym(channels) \
+            and channels not in first.right.symbols:
+        return (Num(0, in_expr) + Num(0, count.expr) * Num(0, first.right)).expr
+    return None
+
+
+def _note_call(error: NetdslError, block: str, span: Span) -> None:
+    """Add 'in block f, used here' to an error, folding runs of the same call."""
+    message = f"in block {block}, used here"
+    last = error.notes[-1] if error.notes else None
+    if last is not None and last.span == span and last.message.startswith(message):
+        times = int(last.message.rsplit("(", 1)[1].split()[0]) + 1 if "(" in last.message else 2
+        last.message = f"{message} ({times} times)"
+    elif len(error.notes) < 8:
+        error.with_note(message, span)
+
+
+def _starts_with_ref(frag) -> bool:
+    if isinstance(frag, TensorRef):
+        return True
+    if isinstance(frag, SeqFrag):
+        return isinstance(frag.parts[0], TensorRef)
+    if isinstance(frag, MergeFrag):
+        return all(_starts_with_ref(b) for b in frag.branches)
+    return False
+
+
+def _strip_parens(e):
+    return e
+
+
+def _short(e: ast.Expr) -> str:
+    from .errors import SourceRegistry
+
+    span = e.span
+    line = SourceRegistry.line(span.file, span.line)
+    if line and span.end_line == span.line and span.end_column:
+        return line[span.column - 1: span.end_column - 1]
+    return "..."
+
+
+def _source_text(span: Span) -> str:
+    from .errors import SourceRegistry
+
+    lines = []
+    end = span.end_line or span.line
+    for n in range(span.line, end + 1):
+        text = SourceRegistry.line(span.file, n)
+        if text is not None:
+            lines.append(text)
+    return "\n".join(lines).strip()
+
+
+def _signature_text(bdef: ast.BlockDef) -> str:
+    params = ", ".join(p.name if p.default is None else f"{p.name}={_short(p.default)}"
+                       for p in bdef.params)
+    return f"block {bdef.name}({params})"
+
+
+# ---- naming and the graph ---------------------------------------------------------------
+
+
+def _base_name(item) -> str:
+    if isinstance(item, Node):
+        return item.op
+    if item.kind == "block":
+        return item.block
+    if item.kind == "repeat":
+        first = item.children[0] if item.children else None
+        inner = first.children[0] if first is not None and first.children else None
+        return (_base_name(inner) + "s") if inner is not None else "repeat"
+    if item.kind == "cond":
+        return "choice"
+    return "group"
+
+
+def assign_names(scope: Scope) -> None:
+    """Give every node and scope a local name and a dotted id, torchvision style."""
+    if scope.kind == "repeat":
+        for i, it in enumerate(scope.children):
+            it.name = str(i)
+            it.id = f"{scope.id}.{i}" if scope.id else str(i)
+            if len(it.children) == 1 and not it.children[0].label:
+                # `[bottleneck(c)]*n`: the block instance *is* the iteration, as in nn.Sequential
+                only = it.children[0]
+                only.name, only.id = it.name, it.id
+                if isinstance(only, Scope):
+                    assign_names(only)
+            else:
+                assign_names(it)
+        return
+    taken = {c.label for c in scope.children if c.label}
+    counts: dict[str, int] = {}
+    for child in scope.children:
+        if not child.label:
+            base = _base_name(child)
+            counts[base] = counts.get(base, 0) + 1
+    seen: dict[str, int] = {}
+    for child in scope.children:
+        if child.label:
+            name = child.label
+            if seen.get(name):
+                raise NetdslError(f"label '{name}' is used twice in the same block", child.span)
+            seen[name] = 1
+        else:
+            base = _base_name(child)
+            if counts[base] == 1 and base not in taken:
+                name = base
+            else:
+                index = seen.get(base, 0) + 1
+                while f"{base}{index}" in taken:
+                    index += 1
+                seen[base] = index
+                name = f"{base}{index}"
+            taken.add(name)
+        child.name = name
+        child.id = f"{scope.id}.{name}" if scope.id else name
+        if isinstance(child, Scope):
+            assign_names(child)
+
+
+def _finish(root: Scope, outputs: list[Output]) -> list[Node]:
+    """Name everything, mark the train-only nodes; returns the nodes in DSL order."""
+    assign_names(root)
+    nodes = list(root.nodes())
+    eval_nodes: set = set()
+    stack = [o.node for o in outputs if not o.train_only]
+    while stack:
+        node = stack.pop()
+        if id(node) in eval_nodes:
+            continue
+        eval_nodes.add(id(node))
+        stack.extend(node.inputs)
+    for node in nodes:
+        node.train_only = id(node) not in eval_nodes
+    return nodes

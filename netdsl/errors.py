@@ -1,0 +1,107 @@
+"""Located, user-facing errors.
+
+Every problem a user can cause is a `NetdslError` carrying the `Span` of the
+DSL text responsible. `format()` prints it the way compilers do:
+
+    resnet.net:7:5: add: branch shapes differ: 256x56x56 vs 64x56x56
+        add(conv_bn(c*4, k=1), id) + relu
+        ^~~
+    hint: project the shortcut to 256 channels, e.g. conv1 256
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of one source file; lines and columns count from 1."""
+
+    file: str
+    line: int
+    column: int
+    end_line: int | None = None
+    end_column: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+class SourceRegistry:
+    """Texts of every file read in this process, so errors can quote them."""
+
+    _texts: dict[str, str] = {}
+
+    @classmethod
+    def add(cls, file: str, text: str) -> None:
+        cls._texts[file] = text
+
+    @classmethod
+    def line(cls, file: str, line: int) -> str | None:
+        text = cls._texts.get(file)
+        if text is None:
+            return None
+        lines = text.splitlines()
+        return lines[line - 1] if 0 < line <= len(lines) else None
+
+
+@dataclass
+class Note:
+    message: str
+    span: Span | None = None
+
+
+class NetdslError(Exception):
+    """An error in the user's netdsl program (exit status 1)."""
+
+    def __init__(
+        self,
+        message: str,
+        span: Span | None = None,
+        hint: str | None = None,
+        notes: list[Note] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.span = span
+        self.hint = hint
+        self.notes: list[Note] = list(notes or [])
+
+    def with_note(self, message: str, span: Span | None = None) -> NetdslError:
+        self.notes.append(Note(message, span))
+        return self
+
+    def format(self) -> str:
+        out: list[str] = []
+        where = f"{self.span}: " if self.span else "netdsl: "
+        out.append(f"{where}{self.message}")
+        if self.span:
+            out.extend(_excerpt(self.span))
+        if self.hint:
+            out.append(f"hint: {self.hint}")
+        for note in self.notes:
+            prefix = f"{note.span}: " if note.span else ""
+            out.append(f"{prefix}note: {note.message}")
+        return "\n".join(out)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def _excerpt(span: Span) -> list[str]:
+    text = SourceRegistry.line(span.file, span.line)
+    if text is None:
+        return []
+    text = text.expandtabs(4) if "\t" not in text[: span.column] else text
+    width = 1
+    if span.end_line == span.line and span.end_column and span.end_column > span.column:
+        width = span.end_column - span.column
+    caret = " " * (span.column - 1) + "^" + "~" * (width - 1)
+    return [f"    {text.rstrip()}", f"    {caret}"]
+
+
+def did_you_mean(name: str, candidates) -> str | None:
+    matches = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f"did you mean '{matches[0]}'?" if matches else None

@@ -1,0 +1,581 @@
+"""The layer catalogue: argument schemas and exact shape, parameter and MAC rules.
+
+Shapes follow PyTorch exactly (batch implicit): image tensors are (C, H, W),
+flat tensors (F,). Every dimension is a traced `Num`, so the rules below
+compute both the value and the expression behind it.
+
+Parameters count weights, biases and BatchNorm's affine scale and shift;
+BatchNorm's running mean and variance are *buffers*. MACs count the
+multiply-accumulates of conv and linear layers only (batch 1), the convention
+of torch.utils.flop_counter and fvcore; every other op counts zero.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .errors import NetdslError, Span, did_you_mean
+from .symbolic import Num, Tup
+from .values import Fragment, kind_of
+
+REQUIRED = object()
+
+Shape = tuple  # tuple[Num, ...]
+
+
+class ShapeError(Exception):
+    """Raised by a shape rule; the elaborator attaches the source span."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    name: str
+    kind: str  # see _CHECKS
+    default: object = REQUIRED
+    doc: str = ""
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass
+class Inferred:
+    shape: Shape
+    params: int = 0
+    macs: int = 0
+    buffers: int = 0
+    derived: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    name: str
+    doc: str
+    category: str
+    infer: Callable[[dict, Shape], Inferred]
+    args: tuple[ArgSpec, ...] = ()
+    positional: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    shorthand: str | None = None  # e.g. "k": conv3 == conv k=3 p=same
+
+    def arg(self, name: str) -> ArgSpec | None:
+        for a in self.args:
+            if a.name == name or name in a.aliases:
+                return a
+        return None
+
+    def bind(self, args, kwargs, span: Span, presets: dict | None = None,
+             defaults: dict | None = None, called_as: str | None = None) -> dict:
+        """Match positional and keyword arguments to this layer's schema.
+
+        `args` is a list of (value, span), `kwargs` of (name, value, span);
+        `presets` come from a shorthand (conv3 -> k=3), `defaults` from a
+        file's `defaults` statement. Returns {arg name: value}.
+        """
+        shown = called_as or self.name
+        bound: dict = {}
+        if len(args) > len(self.positional):
+            value, vspan = args[len(self.positional)]
+            hint = None
+            if isinstance(value, Fragment):
+                hint = f"separate layers with '+': `{shown} ... + ...`"
+            elif self.positional:
+                hint = f"{shown} takes {_plural(len(self.positional), 'positional argument')} ({', '.join(self.positional)}); give the others by name"
+            else:
+                hint = f"{shown} takes only keyword arguments" if self.args else None
+            raise NetdslError(
+                f"{shown} takes {_plural(len(self.positional), 'positional argument')} but "
+                f"{len(args)} were given", vspan, hint=hint)
+        for (value, vspan), name in zip(args, self.positional):
+            bound[name] = (value, vspan)
+        for name, value, kspan in kwargs:
+            spec = self.arg(name)
+            if spec is None:
+                names = [a.name for a in self.args] + [al for a in self.args for al in a.aliases]
+                hint = did_you_mean(name, names)
+                if hint is None:
+                    hint = (f"{shown} takes {', '.join(a.name for a in self.args)}" if self.args
+                            else f"{shown} takes no arguments")
+                raise NetdslError(f"{shown} has no argument '{name}'", kspan, hint=hint)
+            if spec.name in bound:
+                raise NetdslError(f"{shown}: argument '{spec.name}' given twice", kspan)
+            if presets and spec.name in presets and spec.name == self.shorthand:
+                raise NetdslError(f"{shown} fixes {spec.name}={presets[spec.name].value}; "
+                                  f"use {self.name} {spec.name}=... instead", kspan)
+            bound[spec.name] = (value, kspan)
+        out: dict = {}
+        for spec in self.args:
+            if spec.name in bound:
+                value, vspan = bound[spec.name]
+            elif presets and spec.name in presets:
+                value, vspan = presets[spec.name], span
+            elif defaults and spec.name in defaults:
+                value, vspan = defaults[spec.name]
+            elif spec.default is REQUIRED:
+                raise NetdslError(f"{shown} needs argument '{spec.name}'", span,
+                                  hint=_usage(self, shown))
+            else:
+                out[spec.name] = _default_value(spec.default)
+                continue
+            out[spec.name] = _check(self, shown, spec, value, vspan)
+        return out
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _usage(spec: LayerSpec, shown: str) -> str:
+    parts = [shown] + [f"<{p}>" for p in spec.positional if spec.arg(p).default is REQUIRED]
+    example = {"conv": "conv 64 k=3 (or conv3 64)", "fc": "fc 1000", "maxpool": "maxpool 3 s=2",
+               "avgpool": "avgpool 2"}.get(spec.name)
+    return f"write {example}" if example and shown == spec.name else "usage: " + " ".join(parts)
+
+
+def _default_value(default):
+    if isinstance(default, tuple):
+        return Tup(Num(d) for d in default)
+    if isinstance(default, (int, float, bool)):
+        return Num(default)
+    return default
+
+
+# ---- argument kinds --------------------------------------------------------
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, Num) and isinstance(v.value, int) and not isinstance(v.value, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, Num) and isinstance(v.value, (int, float)) and not isinstance(v.value, bool)
+
+
+def _ints(v, n_allowed, minimum):
+    if _is_int(v):
+        return v.value >= minimum
+    if isinstance(v, Tup) and len(v) in n_allowed:
+        return all(_is_int(i) and i.value >= minimum for i in v.items)
+    return False
+
+
+_CHECKS: dict[str, tuple[Callable, str]] = {
+    "count": (lambda v: _is_int(v) and v.value >= 1, "a positive integer"),
+    "natural": (lambda v: _is_int(v) and v.value >= 0, "a non-negative integer"),
+    "size": (lambda v: _ints(v, (2,), 1), "a positive integer or a pair such as (1, 7)"),
+    "pad": (lambda v: v == "same" or _ints(v, (2,), 0),
+            "a non-negative integer, a pair (h, w), or same"),
+    "pad2": (lambda v: _ints(v, (2,), 0), "a non-negative integer or a pair (h, w)"),
+    "pad4": (lambda v: _ints(v, (2, 4), 0),
+             "a non-negative integer, a pair (h, w) or (left, right, top, bottom)"),
+    "prob": (lambda v: _is_number(v) and 0 <= v.value < 1, "a probability in [0, 1)"),
+    "number": (_is_number, "a number"),
+    "positive": (lambda v: _is_number(v) and v.value > 0, "a positive number"),
+    "bool": (lambda v: isinstance(v, Num) and isinstance(v.value, bool), "true or false"),
+    "act": (lambda v: v is None or isinstance(v, Fragment), "an activation layer such as relu"),
+}
+
+
+def _check(layer: LayerSpec, shown: str, spec: ArgSpec, value, span: Span):
+    ok, expected = _CHECKS[spec.kind]
+    if not ok(value):
+        got = kind_of(value)
+        if isinstance(value, Num):
+            got = f"{value.value!r}" if not isinstance(value.value, bool) else str(value.value).lower()
+        hint = None
+        if isinstance(value, Num) and isinstance(value.value, float) and float(value.value).is_integer() \
+                and spec.kind in ("count", "natural", "size", "pad", "pad4"):
+            hint = "use // for integer division"
+        raise NetdslError(f"{shown}: '{spec.name}' must be {expected}, got {got}", span, hint=hint)
+    return value
+
+
+# ---- helpers for the rules -------------------------------------------------
+
+
+def pair(v) -> tuple[Num, Num]:
+    if isinstance(v, Tup):
+        return v.items[0], v.items[1]
+    return v, v
+
+
+def _image(name: str, shape: Shape) -> tuple[Num, Num, Num]:
+    if len(shape) != 3:
+        raise ShapeError(f"{name} needs an image tensor (C x H x W) but got a flat tensor of "
+                         f"{shape[0].value} features")
+    return shape
+
+
+def fmt_shape(shape) -> str:
+    return "x".join(str(d.value if isinstance(d, Num) else d) for d in shape)
+
+
+def _window(name, size: Num, k: Num, s: Num, p: Num, d: Num, ceil: bool = False, axis="H") -> Num:
+    effective = d * (k - 1) + 1
+    span = size + 2 * p - effective
+    if span.value < 0:
+        raise ShapeError(
+            f"{name}: the {axis} size falls to zero: input {size.value}, padding {p.value}, "
+            f"kernel {effective.value}",
+            hint="the input is too small here; use a larger input, more padding or fewer "
+                 "downsampling layers before this one")
+    if ceil:
+        out = -((-span) // s) + 1
+        if ((out - 1) * s).value >= (size + p).value:  # PyTorch: last window must start inside
+            out = out - 1
+        return out
+    return span // s + 1
+
+
+def _spatial(name, attrs, shape, ceil=False):
+    c, h, w = _image(name, shape)
+    kh, kw = pair(attrs["k"])
+    sh, sw = pair(attrs["s"])
+    ph, pw = pair(attrs["p"])
+    dh, dw = pair(attrs.get("d", Num(1)))
+    return c, _window(name, h, kh, sh, ph, dh, ceil, "H"), _window(name, w, kw, sw, pw, dw, ceil, "W")
+
+
+def resolve_same_padding(name: str, attrs: dict) -> None:
+    """Turn p=same into the symmetric padding d*(k-1)//2 (odd kernels only)."""
+    if attrs.get("p") != "same":
+        return
+    k, d = attrs["k"], attrs.get("d", Num(1))
+    pads = []
+    for kk, dd in zip(pair(k), pair(d)):
+        if (dd.value * (kk.value - 1)) % 2:
+            raise ShapeError(f"{name}: p=same needs an odd kernel size, got {kk.value}",
+                             hint="give the padding explicitly, e.g. p=1, or use zeropad")
+        pads.append(dd * (kk - 1) // 2)
+    if isinstance(k, Tup) or isinstance(d, Tup):
+        attrs["p"] = Tup(pads)
+    else:
+        attrs["p"] = pads[0]
+
+
+def _prod(values) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out
+
+
+# ---- rules -----------------------------------------------------------------
+
+
+def _conv(attrs, shape):
+    resolve_same_padding("conv", attrs)
+    cin = _image("conv", shape)[0]
+    cout, g = attrs["c"], attrs["g"]
+    if cin.value % g.value or cout.value % g.value:
+        raise ShapeError(
+            f"conv: groups={g.value} must divide both input channels ({cin.value}) and output "
+            f"channels ({cout.value})", hint="choose a group count that divides both")
+    _, oh, ow = _spatial("conv", attrs, shape)
+    kh, kw = pair(attrs["k"])
+    kernel = cin.value // g.value * kh.value * kw.value
+    params = cout.value * kernel + (cout.value if attrs["bias"].value else 0)
+    return Inferred((cout, oh, ow), params, cout.value * oh.value * ow.value * kernel,
+                    derived={"in_channels": cin})
+
+
+def _dwconv(attrs, shape):
+    resolve_same_padding("dwconv", attrs)
+    cin = _image("dwconv", shape)[0]
+    cout = cin * attrs["m"]
+    _, oh, ow = _spatial("dwconv", attrs, shape)
+    kh, kw = pair(attrs["k"])
+    params = cout.value * kh.value * kw.value + (cout.value if attrs["bias"].value else 0)
+    macs = cout.value * oh.value * ow.value * kh.value * kw.value
+    return Inferred((cout, oh, ow), params, macs, derived={"in_channels": cin})
+
+
+def _sepconv(attrs, shape):
+    resolve_same_padding("sepconv", attrs)
+    cin = _image("sepconv", shape)[0]
+    mid = cin * attrs["m"]
+    cout = attrs["c"]
+    _, oh, ow = _spatial("sepconv", attrs, shape)
+    kh, kw = pair(attrs["k"])
+    hw = oh.value * ow.value
+    params = mid.value * kh.value * kw.value + mid.value * cout.value
+    params += cout.value if attrs["bias"].value else 0
+    macs = mid.value * hw * kh.value * kw.value + mid.value * cout.value * hw
+    return Inferred((cout, oh, ow), params, macs, derived={"in_channels": cin, "mid_channels": mid})
+
+
+def _pool_args(name, attrs):
+    if attrs.get("s") is None:
+        attrs["s"] = attrs["k"]
+    for kk, pp in zip(pair(attrs["k"]), pair(attrs["p"])):
+        if 2 * pp.value > kk.value:
+            raise ShapeError(f"{name}: padding {pp.value} is more than half the kernel {kk.value}",
+                             hint="PyTorch allows at most k//2 padding for pooling")
+
+
+def _maxpool(attrs, shape):
+    _pool_args("maxpool", attrs)
+    c, oh, ow = _spatial("maxpool", attrs, shape, ceil=attrs["ceil"].value)
+    return Inferred((c, oh, ow))
+
+
+def _avgpool(attrs, shape):
+    _pool_args("avgpool", attrs)
+    c, oh, ow = _spatial("avgpool", attrs, shape, ceil=attrs["ceil"].value)
+    return Inferred((c, oh, ow))
+
+
+def _global(name):
+    def rule(attrs, shape):
+        c = _image(name, shape)[0]
+        return Inferred((c, Num(1), Num(1)))
+    return rule
+
+
+def _adaptive(name):
+    def rule(attrs, shape):
+        c = _image(name, shape)[0]
+        oh, ow = pair(attrs["size"])
+        return Inferred((c, oh, ow))
+    return rule
+
+
+def flat_features(name: str, shape: Shape) -> Num:
+    if len(shape) == 1:
+        return shape[0]
+    c, h, w = shape
+    if h.value == 1 and w.value == 1:
+        return c
+    raise ShapeError(
+        f"{name} needs a flat input but got {fmt_shape(shape)}",
+        hint=f"insert `flatten` (to {c.value * h.value * w.value} features) or `gap` "
+             f"(to {c.value}) before {name}")
+
+
+def _fc(attrs, shape):
+    fin = flat_features("fc", shape)
+    n = attrs["n"]
+    params = fin.value * n.value + (n.value if attrs["bias"].value else 0)
+    return Inferred((n,), params, fin.value * n.value, derived={"in_features": fin})
+
+
+def _flatten(attrs, shape):
+    if len(shape) == 1:
+        return Inferred(shape)
+    c, h, w = shape
+    return Inferred((c * h * w,))
+
+
+def _bn(attrs, shape):
+    c = shape[0]
+    return Inferred(shape, 2 * c.value, buffers=2 * c.value, derived={"num_features": c})
+
+
+def _same(attrs, shape):
+    return Inferred(shape)
+
+
+def _zeropad(attrs, shape):
+    c, h, w = _image("zeropad", shape)
+    left, right, top, bottom = zeropad_sides(attrs["p"])
+    return Inferred((c, h + top + bottom, w + left + right))
+
+
+def zeropad_sides(p) -> tuple[Num, Num, Num, Num]:
+    """(left, right, top, bottom), PyTorch ZeroPad2d's order."""
+    if isinstance(p, Tup) and len(p) == 4:
+        return p.items
+    ph, pw = pair(p)
+    return pw, pw, ph, ph
+
+
+def _shuffle(attrs, shape):
+    c = _image("shuffle", shape)[0]
+    if c.value % attrs["g"].value:
+        raise ShapeError(f"shuffle: {attrs['g'].value} groups do not divide {c.value} channels")
+    return Inferred(shape)
+
+
+def _lrn(attrs, shape):
+    _image("lrn", shape)
+    return Inferred(shape)
+
+
+# ---- the catalogue ---------------------------------------------------------
+
+_ACT = ArgSpec("act", "act", None, "activation applied after the layer, e.g. act=relu")
+_BIAS = ArgSpec("bias", "bool", True, "learn an additive bias")
+_K = ArgSpec("k", "size", REQUIRED, "kernel size", ("kernel",))
+_S = ArgSpec("s", "size", 1, "stride", ("stride",))
+_P = ArgSpec("p", "pad", 0, "zero padding on each side, or same", ("pad", "padding"))
+_D = ArgSpec("d", "size", 1, "dilation", ("dilation",))
+
+CATALOGUE: dict[str, LayerSpec] = {}
+
+
+def _add(spec: LayerSpec) -> None:
+    for name in (spec.name, *spec.aliases):
+        CATALOGUE[name] = spec
+
+
+_add(LayerSpec("conv", "2-D convolution (PyTorch Conv2d). Shorthand convN c = conv c k=N p=same.",
+               "conv", _conv,
+               (ArgSpec("c", "count", REQUIRED, "output channels", ("out",)), _K, _S, _P, _D,
+                ArgSpec("g", "count", 1, "groups", ("groups",)), _BIAS, _ACT),
+               positional=("c", "k"), shorthand="k"))
+_add(LayerSpec("dwconv", "depthwise convolution: one filter per input channel (times m).",
+               "conv", _dwconv,
+               (ArgSpec("k", "size", 3, "kernel size", ("kernel",)), _S, _P, _D,
+                ArgSpec("m", "count", 1, "depth multiplier", ("multiplier",)), _BIAS, _ACT),
+               positional=("k",), shorthand="k"))
+_add(LayerSpec("sepconv", "depthwise-separable convolution (Keras SeparableConv2D): depthwise "
+               "k x k without bias, then pointwise 1x1 to c channels.",
+               "conv", _sepconv,
+               (ArgSpec("c", "count", REQUIRED, "output channels", ("out",)),
+                ArgSpec("k", "size", 3, "kernel size", ("kernel",)), _S, _P, _D,
+                ArgSpec("m", "count", 1, "depth multiplier", ("multiplier",)), _BIAS, _ACT),
+               positional=("c", "k"), shorthand="k"))
+_POOL_S = ArgSpec("s", "size", None, "stride (default: the kernel size)", ("stride",))
+_CEIL = ArgSpec("ceil", "bool", False, "ceil mode: keep a last partial window", ("ceil_mode",))
+_add(LayerSpec("maxpool", "max pooling (MaxPool2d). maxpoolN = maxpool N (stride N).", "pool",
+               _maxpool, (_K, _POOL_S, ArgSpec("p", "pad2", 0, "padding", ("pad", "padding")), _D,
+                          _CEIL), positional=("k",), shorthand="k"))
+_add(LayerSpec("avgpool", "average pooling (AvgPool2d). avgpoolN = avgpool N (stride N).", "pool",
+               _avgpool, (_K, _POOL_S, ArgSpec("p", "pad2", 0, "padding", ("pad", "padding")),
+                          _CEIL, ArgSpec("count_pad", "bool", True,
+                                         "count padded zeros in the average",
+                                         ("count_include_pad",))),
+               positional=("k",), shorthand="k"))
+_add(LayerSpec("gap", "global average pooling to C x 1 x 1.", "pool", _global("gap"),
+               aliases=("global_avgpool",)))
+_add(LayerSpec("gmp", "global max pooling to C x 1 x 1.", "pool", _global("gmp"),
+               aliases=("global_maxpool",)))
+_add(LayerSpec("adaptive_avgpool", "adaptive average pooling to a fixed size.", "pool",
+               _adaptive("adaptive_avgpool"), (ArgSpec("size", "size", REQUIRED, "output size"),),
+               positional=("size",)))
+_add(LayerSpec("adaptive_maxpool", "adaptive max pooling to a fixed size.", "pool",
+               _adaptive("adaptive_maxpool"), (ArgSpec("size", "size", REQUIRED, "output size"),),
+               positional=("size",)))
+_add(LayerSpec("fc", "fully connected layer (Linear / Dense). Needs a flat input or C x 1 x 1.",
+               "linear", _fc,
+               (ArgSpec("n", "count", REQUIRED, "output features", ("out",)), _BIAS, _ACT),
+               positional=("n",), aliases=("dense", "linear")))
+_add(LayerSpec("flatten", "flatten C x H x W to C*H*W features.", "shape", _flatten))
+_add(LayerSpec("bn", "batch normalisation (BatchNorm2d, or 1d on flat tensors).", "norm", _bn,
+               (ArgSpec("eps", "positive", 1e-5, "added to the variance"),
+                ArgSpec("momentum", "prob", 0.1, "running-statistics momentum (PyTorch's)")),
+               aliases=("batchnorm",)))
+_add(LayerSpec("lrn", "local response normalisation (LocalResponseNorm); defaults are AlexNet's.",
+               "norm", _lrn,
+               (ArgSpec("n", "count", 5, "neighbouring channels", ("size",)),
+                ArgSpec("alpha", "number", 1e-4, "scale (PyTorch divides it by n)"),
+                ArgSpec("beta", "number", 0.75, "exponent"),
+                ArgSpec("k", "number", 2.0, "additive constant")),
+               positional=("n",)))
+_add(LayerSpec("dropout", "dropout with probability p (training only).", "regularization", _same,
+               (ArgSpec("p", "prob", 0.5, "drop probability"),), positional=("p",)))
+_add(LayerSpec("drop_path", "stochastic depth: drops the whole sample's branch with probability p "
+               "(training only, survivors scaled by 1/(1-p)).", "regularization", _same,
+               (ArgSpec("p", "prob", REQUIRED, "drop probability"),), positional=("p",)))
+for _name, _doc in (("relu", "max(x, 0)"), ("relu6", "min(max(x, 0), 6)"),
+                    ("sigmoid", "1 / (1 + exp(-x))"), ("tanh", "hyperbolic tangent"),
+                    ("gelu", "Gaussian error linear unit (exact erf form)"),
+                    ("hardswish", "x * relu6(x + 3) / 6"), ("hardsigmoid", "relu6(x + 3) / 6")):
+    _add(LayerSpec(_name, f"activation: {_doc}.", "activation", _same))
+_add(LayerSpec("silu", "activation: x * sigmoid(x).", "activation", _same, aliases=("swish",)))
+_add(LayerSpec("leaky_relu", "activation: x if x > 0 else slope * x.", "activation", _same,
+               (ArgSpec("slope", "number", 0.01, "negative slope"),), positional=("slope",)))
+_add(LayerSpec("elu", "activation: x if x > 0 else alpha * (exp(x) - 1).", "activation", _same,
+               (ArgSpec("alpha", "number", 1.0, "scale of the negative part"),),
+               positional=("alpha",)))
+_add(LayerSpec("softmax", "softmax over channels (or features).", "activation", _same))
+_add(LayerSpec("zeropad", "zero padding: p, (h, w) or (left, right, top, bottom).", "shape",
+               _zeropad, (ArgSpec("p", "pad4", REQUIRED, "padding", ("pad", "padding")),),
+               positional=("p",)))
+_add(LayerSpec("shuffle", "channel shuffle with g groups (ShuffleNet).", "shape", _shuffle,
+               (ArgSpec("g", "count", REQUIRED, "groups", ("groups",)),), positional=("g",)))
+_add(LayerSpec("scale", "multiply by a constant (Inception-ResNet residual scaling).", "shape",
+               _same, (ArgSpec("s", "number", REQUIRED, "the factor", ("factor",)),),
+               positional=("s",)))
+
+MERGES = {
+    "concat": "concatenate branches along channels (or features)",
+    "add": "elementwise sum of branches with equal shapes",
+    "mul": "elementwise product with broadcasting (e.g. C x 1 x 1 times C x H x W)",
+    "mean": "elementwise mean of branches with equal shapes (FractalNet's join)",
+}
+
+_SHORTHAND = re.compile(r"^(conv|dwconv|sepconv|maxpool|avgpool)(\d+)$")
+
+
+def lookup(name: str) -> tuple[LayerSpec, dict] | None:
+    """The spec for a layer name and its presets: conv3 -> (conv, {k: 3, p: same})."""
+    spec = CATALOGUE.get(name)
+    if spec is not None:
+        return spec, {}
+    m = _SHORTHAND.match(name)
+    if m is None or m.group(2).startswith("0"):
+        return None
+    base, k = CATALOGUE[m.group(1)], int(m.group(2))
+    presets = {"k": Num(k)}
+    if base.category == "conv":
+        presets["p"] = "same"
+    return base, presets
+
+
+def layer_names() -> list[str]:
+    return sorted(CATALOGUE) + ["conv1", "conv3", "conv5", "conv7", "maxpool2", "avgpool2"]
+
+
+def merge_shape(op: str, shapes: list[Shape]) -> tuple[Shape, str | None]:
+    """Output shape of a merge, or raise ShapeError explaining the mismatch."""
+    first = shapes[0]
+    if any(len(s) != len(first) for s in shapes):
+        raise ShapeError(f"{op}: cannot merge flat and image tensors: "
+                         + " vs ".join(fmt_shape(s) for s in shapes),
+                         hint="flatten or pool the image branch first")
+    if op == "concat":
+        if any(tuple(d.value for d in s[1:]) != tuple(d.value for d in first[1:]) for s in shapes):
+            raise ShapeError(
+                "concat: spatial sizes differ: " + " vs ".join(fmt_shape(s) for s in shapes),
+                hint="concat joins along channels, so every branch must keep the same H x W; "
+                     "check the strides and padding of each branch")
+        channels = shapes[0][0]
+        for s in shapes[1:]:
+            channels = channels + s[0]
+        return (channels, *first[1:]), None
+    if op == "mul":
+        out = []
+        for dims in zip(*shapes):
+            values = {d.value for d in dims}
+            big = [d for d in dims if d.value != 1]
+            if len(values - {1}) > 1:
+                raise ShapeError("mul: shapes do not broadcast: "
+                                 + " vs ".join(fmt_shape(s) for s in shapes),
+                                 hint="each dimension must match or be 1, as in C x 1 x 1 times "
+                                      "C x H x W")
+            out.append(big[0] if big else dims[0])
+        return tuple(out), None
+    values = [tuple(d.value for d in s) for s in shapes]
+    if any(v != values[0] for v in values):
+        return first, "mismatch"
+    return first, None
+
+
+def merge_mismatch_hint(op: str, shapes: list[Shape]) -> str:
+    a, b = next((s, t) for s, t in zip(shapes, shapes[1:]) if
+                tuple(d.value for d in s) != tuple(d.value for d in t))
+    if len(a) == 3 and a[0].value != b[0].value and a[1].value == b[1].value:
+        return (f"the channels differ ({a[0].value} vs {b[0].value}); project the narrower "
+                f"branch with a 1x1 conv, e.g. `conv1 {max(a[0].value, b[0].value)}`")
+    if len(a) == 3 and a[1].value != b[1].value:
+        ratio = max(a[1].value, b[1].value) / max(min(a[1].value, b[1].value), 1)
+        stride = f" (stride {int(ratio)})" if ratio.is_integer() else ""
+        return (f"the spatial sizes differ ({a[1].value}x{a[2].value} vs {b[1].value}x{b[2].value}); "
+                f"downsample the larger branch to match{stride}, e.g. a strided 1x1 conv")
+    return f"every branch of {op} must have the same shape"

@@ -1,0 +1,115 @@
+"""Reading files: source text -> parsed modules with their `use`d blocks resolved."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import ast
+from .errors import NetdslError, Span, did_you_mean
+from .parser import parse
+from .resources import STDLIB_DIR
+
+MAX_SOURCE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(eq=False)
+class ModuleEnv:
+    """One parsed file and the blocks visible in it."""
+
+    path: str
+    module: ast.Module
+    imported: dict = field(default_factory=dict)  # name -> (BlockDef, ModuleEnv)
+    own: dict = field(default_factory=dict)  # name -> BlockDef
+    defaults_cache: dict | None = None
+
+    def lookup_block(self, name: str):
+        if name in self.own:
+            return self.own[name], self
+        return self.imported.get(name)
+
+    def block_names(self) -> list[str]:
+        return list(self.own) + list(self.imported)
+
+
+def read_source(path: str | os.PathLike) -> str:
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise NetdslError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise NetdslError(f"{path} is a directory, not a .net file") from None
+    except OSError as e:
+        raise NetdslError(f"cannot read {path}: {e.strerror}") from None
+    if len(data) > MAX_SOURCE_BYTES:
+        raise NetdslError(f"{path} is larger than {MAX_SOURCE_BYTES // 1024 // 1024} MiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise NetdslError(f"file is not UTF-8 text (byte 0x{data[e.start]:02x})",
+                          Span(str(path), line, column)) from None
+
+
+class Loader:
+    """Parses files once each and resolves `use` (cycles are errors)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, ModuleEnv] = {}
+        self._loading: list[str] = []
+
+    def load_file(self, path: str | os.PathLike) -> ModuleEnv:
+        key = str(Path(path).resolve()) if Path(path).exists() else str(path)
+        if key in self._cache:
+            return self._cache[key]
+        return self._load(str(path), read_source(path), key)
+
+    def load_text(self, text: str, path: str = "<input>") -> ModuleEnv:
+        return self._load(path, text, path)
+
+    def _load(self, path: str, text: str, key: str) -> ModuleEnv:
+        module = parse(text, path)
+        env = ModuleEnv(path, module, own={b.name: b for b in module.blocks})
+        self._loading.append(key)
+        try:
+            for use in module.uses:
+                self._import(env, use)
+        finally:
+            self._loading.pop()
+        self._cache[key] = env
+        return env
+
+    def _import(self, env: ModuleEnv, use: ast.Use) -> None:
+        target = self._resolve(env.path, use)
+        key = str(target.resolve())
+        if key in self._loading:
+            raise NetdslError(f"'use' cycle: {target.name} is already being loaded", use.span)
+        used = self.load_file(target)
+        for name, block in used.own.items():
+            if name in env.own:
+                continue  # a file's own definitions take precedence
+            if name in env.imported and env.imported[name][0] is not block:
+                other = env.imported[name][1].path
+                raise NetdslError(f"block '{name}' is defined both in {other} and in {used.path}",
+                                  use.span, hint="define it in this file to choose one")
+            env.imported[name] = (block, used)
+
+    def _resolve(self, here: str, use: ast.Use) -> Path:
+        if use.is_path:
+            base = Path(here).parent if Path(here).exists() else Path.cwd()
+            target = (base / use.target)
+            if not target.exists() and target.suffix != ".net":
+                target = target.with_suffix(".net")
+            if not target.is_file():
+                raise NetdslError(f"cannot find '{use.target}' (looked in {base})", use.span)
+            return target
+        target = STDLIB_DIR / f"{use.target}.net"
+        if not target.is_file():
+            available = sorted(p.stem for p in STDLIB_DIR.glob("*.net"))
+            raise NetdslError(f"no standard library module '{use.target}'", use.span,
+                              hint=did_you_mean(use.target, available)
+                              or "available: " + ", ".join(available))
+        return target

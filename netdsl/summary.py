@@ -1,0 +1,70 @@
+"""Per-layer tables and the `summary --json` contract."""
+
+from __future__ import annotations
+
+from .ir import Network, Node, Scope
+from .layers import fmt_shape
+
+
+def summary_dict(net: Network) -> dict:
+    """The JSON object of `netdsl summary --json` (see DESIGN.md)."""
+    return {
+        "network": net.name,
+        "inputs": {name: list(node.out_shape) for name, node in net.inputs.items()},
+        "outputs": {o.name: list(o.node.out_shape) for o in net.outputs},
+        "train_outputs": [o.name for o in net.outputs if o.train_only],
+        "params": net.total_params,
+        "buffers": net.total_buffers,
+        "macs": net.total_macs,
+        "layers": [
+            {
+                "name": n.id,
+                "op": n.op,
+                "out_shape": list(n.out_shape),
+                "params": n.params,
+                "macs": n.macs,
+                "source": str(n.span),
+                **({"train_only": True} if n.train_only else {}),
+            }
+            for n in net.nodes() if n.op != "input"
+        ],
+    }
+
+
+def _rows(scope: Scope, depth: int | None, level: int = 0):
+    for child in scope.children:
+        if isinstance(child, Node):
+            yield child.id, child.op, child.out_shape, child.params, child.macs
+        elif depth is not None and level >= depth:
+            what = child.block if child.kind == "block" else child.kind
+            shape = tuple(int(d.value) for d in child.out_shape)
+            yield child.id, what, shape, child.params, child.macs
+        else:
+            yield from _rows(child, depth, level + 1)
+
+
+def summary_table(net: Network, depth: int | None = None) -> str:
+    rows = [("Layer", "Op", "Output shape", "Params", "MACs")]
+    for name, op, shape, params, macs in _rows(net.root, depth):
+        if op == "input":
+            continue
+        rows.append((name, op, fmt_shape(shape), f"{params:,}", f"{macs:,}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = [f"{net.name} ({net.path})"]
+    inputs = ", ".join(f"{k} {fmt_shape(v.out_shape)}" for k, v in net.inputs.items())
+    lines.append(f"inputs: {inputs}")
+    rule = "-" * (sum(widths) + 8)
+    for i, row in enumerate(rows):
+        lines.append(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}  "
+                     f"{row[3]:>{widths[3]}}  {row[4]:>{widths[4]}}")
+        if i == 0:
+            lines.append(rule)
+    lines.append("=" * len(rule))
+    lines.append(f"params: {net.total_params:,}  (BatchNorm running statistics, not counted: "
+                 f"{net.total_buffers:,})")
+    lines.append(f"MACs:   {net.total_macs:,}  (conv and linear multiply-accumulates, batch 1, "
+                 f"eval path)")
+    outs = "; ".join(f"{o.name} {fmt_shape(o.node.out_shape)}" + (" (train only)" if o.train_only
+                                                                  else "") for o in net.outputs)
+    lines.append(f"outputs: {outs}")
+    return "\n".join(lines)

@@ -1,0 +1,419 @@
+"""Traced numbers: a concrete value plus the expression that produced it.
+
+Elaboration is concrete (every shape is known), but each number also remembers
+how it was computed from the enclosing block's parameters, e.g. a bottleneck's
+last conv has `out_channels = Num(256, c * 4)`. Emitters print the expression,
+so generated classes are parameterised the way the DSL block is.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+from functools import cached_property
+
+# Python operator precedence, loosest first.
+_PREC = {"if": 1, "or": 2, "and": 3, "not": 4, "cmp": 5, "+": 10, "-": 10,
+         "*": 11, "/": 11, "//": 11, "%": 11, "neg": 12, "atom": 15}
+
+_BINARY = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul,
+    "/": operator.truediv, "//": operator.floordiv, "%": operator.mod,
+}
+_COMPARE = {
+    "==": operator.eq, "!=": operator.ne, "<": operator.lt,
+    "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+}
+FUNCTIONS = {
+    "min": min, "max": max, "abs": abs, "int": int, "round": round,
+    "ceil": math.ceil, "floor": math.floor,
+}
+
+
+class Expr:
+    """A side-effect-free Python expression over named symbols."""
+
+    __slots__ = ()
+    prec = _PREC["atom"]
+
+    def render(self) -> str:
+        raise NotImplementedError
+
+    def subst(self, mapping: dict[str, Expr]) -> Expr:
+        return self
+
+    @property
+    def symbols(self) -> frozenset[str]:
+        return frozenset()
+
+    def _wrap(self, child: Expr, min_prec: int) -> str:
+        text = child.render()
+        return f"({text})" if child.prec < min_prec else text
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+@dataclass(frozen=True)
+class Const(Expr):
+    value: object
+
+    @property
+    def prec(self) -> int:  # type: ignore[override]
+        if isinstance(self.value, (int, float)) and not isinstance(self.value, bool) and self.value < 0:
+            return _PREC["neg"]
+        return _PREC["atom"]
+
+    def render(self) -> str:
+        return repr(self.value)
+
+
+@dataclass(frozen=True)
+class Sym(Expr):
+    name: str
+
+    def render(self) -> str:
+        return self.name
+
+    def subst(self, mapping):
+        return mapping.get(self.name, self)
+
+    @property
+    def symbols(self):
+        return frozenset((self.name,))
+
+
+@dataclass(frozen=True)
+class Local(Expr):
+    """A value bound by `name = expr` in the same scope; prints as its name."""
+
+    name: str
+    value: Expr
+
+    def render(self) -> str:
+        return self.name
+
+    def subst(self, mapping):
+        return self.value.subst(mapping)
+
+    @property
+    def symbols(self):
+        return self.value.symbols
+
+
+@dataclass(frozen=True)
+class Bin(Expr):
+    op: str
+    left: Expr
+    right: Expr
+
+    @property
+    def prec(self) -> int:  # type: ignore[override]
+        return _PREC[self.op]
+
+    def render(self) -> str:
+        # left-associative: the right operand needs parentheses at equal precedence
+        return f"{self._wrap(self.left, self.prec)} {self.op} {self._wrap(self.right, self.prec + 1)}"
+
+    def subst(self, mapping):
+        return binary(self.op, self.left.subst(mapping), self.right.subst(mapping))
+
+    @cached_property
+    def symbols(self):
+        return self.left.symbols | self.right.symbols
+
+
+@dataclass(frozen=True)
+class Neg(Expr):
+    operand: Expr
+    prec = _PREC["neg"]
+
+    def render(self) -> str:
+        return f"-{self._wrap(self.operand, self.prec)}"
+
+    def subst(self, mapping):
+        return negate(self.operand.subst(mapping))
+
+    @property
+    def symbols(self):
+        return self.operand.symbols
+
+
+@dataclass(frozen=True)
+class Cmp(Expr):
+    op: str
+    left: Expr
+    right: Expr
+    prec = _PREC["cmp"]
+
+    def render(self) -> str:
+        return f"{self._wrap(self.left, self.prec + 1)} {self.op} {self._wrap(self.right, self.prec + 1)}"
+
+    def subst(self, mapping):
+        return compare(self.op, self.left.subst(mapping), self.right.subst(mapping))
+
+    @cached_property
+    def symbols(self):
+        return self.left.symbols | self.right.symbols
+
+
+@dataclass(frozen=True)
+class BoolOp(Expr):
+    op: str  # "and" | "or"
+    left: Expr
+    right: Expr
+
+    @property
+    def prec(self) -> int:  # type: ignore[override]
+        return _PREC[self.op]
+
+    def render(self) -> str:
+        return f"{self._wrap(self.left, self.prec)} {self.op} {self._wrap(self.right, self.prec + 1)}"
+
+    def subst(self, mapping):
+        return BoolOp(self.op, self.left.subst(mapping), self.right.subst(mapping))
+
+    @cached_property
+    def symbols(self):
+        return self.left.symbols | self.right.symbols
+
+
+@dataclass(frozen=True)
+class Not(Expr):
+    operand: Expr
+    prec = _PREC["not"]
+
+    def render(self) -> str:
+        return f"not {self._wrap(self.operand, self.prec)}"
+
+    def subst(self, mapping):
+        return Not(self.operand.subst(mapping))
+
+    @property
+    def symbols(self):
+        return self.operand.symbols
+
+
+@dataclass(frozen=True)
+class IfElse(Expr):
+    cond: Expr
+    then: Expr
+    orelse: Expr
+    prec = _PREC["if"]
+
+    def render(self) -> str:
+        return (f"{self._wrap(self.then, self.prec + 1)} if {self._wrap(self.cond, self.prec + 1)}"
+                f" else {self._wrap(self.orelse, self.prec)}")
+
+    def subst(self, mapping):
+        return IfElse(self.cond.subst(mapping), self.then.subst(mapping), self.orelse.subst(mapping))
+
+    @cached_property
+    def symbols(self):
+        return self.cond.symbols | self.then.symbols | self.orelse.symbols
+
+
+@dataclass(frozen=True)
+class Func(Expr):
+    """min, max, abs, int, round, ceil, floor; printed with builtins only."""
+
+    name: str
+    args: tuple[Expr, ...]
+
+    def render(self) -> str:
+        inner = ", ".join(a.render() for a in self.args)
+        if self.name == "ceil":  # ceil without importing math
+            return f"-int(-{self._wrap(self.args[0], _PREC['neg'])} // 1)"
+        if self.name == "floor":
+            return f"int({inner} // 1)"
+        return f"{self.name}({inner})"
+
+    def subst(self, mapping):
+        return Func(self.name, tuple(a.subst(mapping) for a in self.args))
+
+    @cached_property
+    def symbols(self):
+        return frozenset().union(*(a.symbols for a in self.args))
+
+
+@dataclass(frozen=True)
+class Index(Expr):
+    """Element `i` of a tuple-valued parameter, e.g. `k[0]`."""
+
+    base: Expr
+    index: int
+
+    def render(self) -> str:
+        return f"{self._wrap(self.base, _PREC['atom'])}[{self.index}]"
+
+    def subst(self, mapping):
+        base = self.base.subst(mapping)
+        if isinstance(base, TupleExpr):
+            return base.items[self.index]
+        if isinstance(base, Const) and isinstance(base.value, tuple):
+            return Const(base.value[self.index])
+        return Index(base, self.index)
+
+    @property
+    def symbols(self):
+        return self.base.symbols
+
+
+@dataclass(frozen=True)
+class TupleExpr(Expr):
+    items: tuple[Expr, ...]
+
+    def render(self) -> str:
+        inner = ", ".join(i.render() for i in self.items)
+        return f"({inner},)" if len(self.items) == 1 else f"({inner})"
+
+    def subst(self, mapping):
+        return TupleExpr(tuple(i.subst(mapping) for i in self.items))
+
+    @cached_property
+    def symbols(self):
+        return frozenset().union(*(i.symbols for i in self.items))
+
+
+# ---- smart constructors (fold constants, drop identities) -----------------
+
+
+def binary(op: str, left: Expr, right: Expr) -> Expr:
+    if isinstance(left, Const) and isinstance(right, Const):
+        try:
+            return Const(_BINARY[op](left.value, right.value))
+        except ZeroDivisionError:
+            pass
+    if isinstance(right, Const) and not isinstance(right.value, bool):
+        if (op in "+-" and right.value == 0) or (op in ("*", "//") and right.value == 1
+                                                   and _is_int(right.value)):
+            return left
+    if isinstance(left, Const) and not isinstance(left.value, bool):
+        if op == "+" and left.value == 0:
+            return right
+        if op == "*" and left.value == 1 and _is_int(left.value):
+            return right
+    return Bin(op, left, right)
+
+
+def negate(e: Expr) -> Expr:
+    if isinstance(e, Const):
+        return Const(-e.value)
+    if isinstance(e, Neg):
+        return e.operand
+    return Neg(e)
+
+
+def compare(op: str, left: Expr, right: Expr) -> Expr:
+    if isinstance(left, Const) and isinstance(right, Const):
+        return Const(_COMPARE[op](left.value, right.value))
+    return Cmp(op, left, right)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# ---- traced values -------------------------------------------------------
+
+
+class Num:
+    """A number (or bool) with the expression that computed it."""
+
+    __slots__ = ("value", "expr")
+
+    def __init__(self, value, expr: Expr | None = None) -> None:
+        self.value = value
+        self.expr = Const(value) if expr is None else expr
+
+    @property
+    def is_const(self) -> bool:
+        return isinstance(self.expr, Const)
+
+    def const(self) -> Num:
+        return Num(self.value)
+
+    def _binary(self, op: str, other, reverse=False) -> Num:
+        other = other if isinstance(other, Num) else Num(other)
+        a, b = (other, self) if reverse else (self, other)
+        return Num(_BINARY[op](a.value, b.value), binary(op, a.expr, b.expr))
+
+    def __add__(self, o): return self._binary("+", o)
+    def __radd__(self, o): return self._binary("+", o, True)
+    def __sub__(self, o): return self._binary("-", o)
+    def __rsub__(self, o): return self._binary("-", o, True)
+    def __mul__(self, o): return self._binary("*", o)
+    def __rmul__(self, o): return self._binary("*", o, True)
+    def __floordiv__(self, o): return self._binary("//", o)
+    def __rfloordiv__(self, o): return self._binary("//", o, True)
+    def __truediv__(self, o): return self._binary("/", o)
+    def __rtruediv__(self, o): return self._binary("/", o, True)
+    def __mod__(self, o): return self._binary("%", o)
+    def __neg__(self): return Num(-self.value, negate(self.expr))
+
+    def __int__(self) -> int:
+        return int(self.value)
+
+    def __index__(self) -> int:
+        return int(self.value)
+
+    def __repr__(self) -> str:
+        return f"Num({self.value!r}, {self.expr.render()})"
+
+
+def num_compare(op: str, a: Num, b: Num) -> Num:
+    return Num(_COMPARE[op](a.value, b.value), compare(op, a.expr, b.expr))
+
+
+def num_func(name: str, args: list[Num]) -> Num:
+    value = FUNCTIONS[name](*(a.value for a in args))
+    if all(a.is_const for a in args):
+        return Num(value)
+    return Num(value, Func(name, tuple(a.expr for a in args)))
+
+
+def num_ifelse(cond: Num, then: Num, orelse: Num | None) -> Num:
+    chosen = then if cond.value else orelse
+    if orelse is None or cond.is_const:
+        return chosen
+    return Num(chosen.value, IfElse(cond.expr, then.expr, orelse.expr))
+
+
+def num_max(a: Num, b: Num) -> Num:
+    return num_func("max", [a, b])
+
+
+class Tup:
+    """A tuple of traced numbers, e.g. a kernel size `(1, 7)` or a shape."""
+
+    __slots__ = ("items", "_expr")
+
+    def __init__(self, items, expr: Expr | None = None) -> None:
+        self.items = tuple(items)
+        self._expr = expr
+
+    @property
+    def expr(self) -> Expr:
+        if self._expr is not None:
+            return self._expr
+        if all(i.is_const for i in self.items):
+            return Const(tuple(i.value for i in self.items))
+        return TupleExpr(tuple(i.expr for i in self.items))
+
+    @property
+    def value(self) -> tuple:
+        return tuple(i.value for i in self.items)
+
+    @property
+    def is_const(self) -> bool:
+        return all(i.is_const for i in self.items) and self._expr is None
+
+    def const(self) -> Tup:
+        return Tup(i.const() for i in self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __repr__(self) -> str:
+        return f"Tup({self.value!r}, {self.expr.render()})"
