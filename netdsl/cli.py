@@ -8,6 +8,7 @@ location, never a traceback), 2 bad command-line usage. Framework packages
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -18,11 +19,26 @@ from .errors import NetdslError
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
 
 
-def _load(args, path: str):
+# Modules that add subcommands with `register(subparsers)`. They must import
+# nothing heavy at module level: `netdsl check` has to stay fast.
+COMMAND_MODULES = (
+    "netdsl.emit.command",  # compile
+    "netdsl.render",  # render
+    "netdsl.explain",  # explain
+    "netdsl.export",  # export
+    "netdsl.zoo",  # zoo
+)
+
+
+def load_network(args, path: str):
+    """Compile FILE (or a zoo name) with the --param/--network options of `args`."""
     from .compiler import compile_file, parse_param, resolve
 
-    params = dict(parse_param(p) for p in (args.param or []))
+    params = dict(parse_param(p) for p in (getattr(args, "param", None) or []))
     return compile_file(resolve(path), params=params, network=getattr(args, "network", None))
+
+
+_load = load_network
 
 
 def cmd_check(args) -> int:
@@ -51,7 +67,8 @@ def cmd_summary(args) -> int:
     return EXIT_OK
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def add_common(p: argparse.ArgumentParser) -> None:
+    """--param and --network, shared by every command that compiles a file."""
     p.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="override a network parameter (repeatable), e.g. --param classes=10")
     p.add_argument("--network", metavar="NAME",
@@ -71,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="check that files elaborate: syntax, names and every shape")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
-    _add_common(p)
+    add_common(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("summary", help="per-layer output shapes, parameters and MACs")
@@ -79,8 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--compact", action="store_true", help="with --json: on one line")
     p.add_argument("--depth", type=int, metavar="N", help="collapse blocks deeper than N")
-    _add_common(p)
+    add_common(p)
     p.set_defaults(func=cmd_summary)
+
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        module.register(sub)
     return parser
 
 
