@@ -24,7 +24,7 @@ from .layers import (
 from .loader import ModuleEnv
 from .names import check_identifier
 from .symbolic import (
-    FUNCTIONS, Bin, Const, IfElse, Index, Local, Num, Sym, Tup, compare, num_compare, num_func,
+    FUNCTIONS, Bin, Const, Index, Local, Num, Sym, Tup, compare, ifelse, num_compare, num_func,
 )
 from .train_config import build_train_config
 from .values import Fragment, kind_of
@@ -217,7 +217,7 @@ class Elaborator:
         for p in ndef.params:
             check_identifier(p.name, p.span, "parameter")
             if p.name in overrides:
-                v = overrides[p.name]
+                v = _override_value(overrides[p.name])
             elif p.default is not None:
                 v = self.eval(p.default, Env(dict(values), menv, None, root), Ctx(root))
             else:
@@ -346,8 +346,7 @@ class Elaborator:
         value = self.eval(stmt.expr, env, ctx)
         if isinstance(value, Fragment):
             view = self._apply_to_current(value, current, ctx, stmt.span)
-            if view.node.var is None:
-                view.node.var = stmt.name
+            _owner(ctx.scope).value_names.setdefault(id(view.node), stmt.name)
             env.values[stmt.name] = TensorRef(view, stmt.name, _owner(ctx.scope), stmt.span)
             return view
         if isinstance(value, Num) and not value.is_const:
@@ -671,7 +670,7 @@ class Elaborator:
             if not isinstance(other, Num):
                 return chosen.const()
             then, orelse = (chosen, other) if cond.value else (other, chosen)
-            return Num(chosen.value, _ifelse(cond.expr, then.expr, orelse.expr))
+            return Num(chosen.value, ifelse(cond.expr, then.expr, orelse.expr))
         return _const(chosen)
 
     def _eval_Label(self, e, env, ctx):
@@ -812,6 +811,7 @@ class Elaborator:
         parent.children.append(group)
         out = self.apply(frag.body, view, replace(ctx, scope=group))
         group.output, group.out_shape = out.node, out.shape
+        group.result_shape = out.shape
         if len(group.children) <= 1:
             parent.children.remove(group)
             if group.children:
@@ -833,13 +833,15 @@ class Elaborator:
         ctx.scope.children.append(scope)
         out = self.apply(frag.branch, view, replace(ctx, scope=scope))
         scope.output, scope.out_shape = out.node, out.shape
+        scope.result_shape = out.shape
         return out
 
     def _apply_RepeatFrag(self, frag: RepeatFrag, view, ctx):
         scope = Scope(kind="repeat", parent=ctx.scope, span=frag.span, count=frag.count,
                       input=view.node, in_shape=view.shape, device=ctx.device)
         ctx.scope.children.append(scope)
-        channels = "channels" if ctx.repeat_depth == 0 else f"channels{ctx.repeat_depth + 1}"
+        # Not a DSL identifier, so it cannot clash with a parameter; emitters rename it.
+        channels = "@channels" if ctx.repeat_depth == 0 else f"@channels{ctx.repeat_depth + 1}"
         inner_ctx = replace(ctx, repeat_depth=ctx.repeat_depth + 1)
         current = view
         outs = []
@@ -853,11 +855,13 @@ class Elaborator:
             outs.append(out.shape[0].expr)
             current = TensorView(out.node, _lift(out.shape, {channels: current.shape[0].expr},
                                                  keep_unmapped=True))
+            it.result_shape = current.shape
         if outs:
             closed = _repeat_closed_form(outs, channels, view.shape[0].expr, frag.count)
             c = Num(current.shape[0].value, closed) if closed is not None else current.shape[0].const()
             current = TensorView(current.node, (c, *current.shape[1:]))
         scope.output, scope.out_shape = current.node, current.shape
+        scope.result_shape = current.shape
         return current
 
     def _apply_BlockFrag(self, frag: BlockFrag, view, ctx):
@@ -894,7 +898,9 @@ class Elaborator:
         for name, v in frag.values.items():
             if isinstance(v, (Num, Tup)):
                 mapping[name] = v.expr
-        return TensorView(out.node, _lift(out.shape, mapping))
+        result = TensorView(out.node, _lift(out.shape, mapping))
+        scope.result_shape = result.shape
+        return result
 
     def _symbolize(self, name: str, value, span):
         if isinstance(value, Num):
@@ -940,6 +946,16 @@ class _NetworkState:
 # ---- helpers -------------------------------------------------------------------
 
 
+def _override_value(value):
+    """A parameter override from Python (`params={"classes": 10}`) as a DSL value."""
+    if isinstance(value, (bool, int, float)):
+        return Num(value)
+    if isinstance(value, (tuple, list)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return Tup(Num(v) for v in value)
+    return value
+
+
 def _rebase(shape: tuple, symbol: str) -> tuple:
     """The shape as seen from inside a new scope: channels become a symbol."""
     return (Num(shape[0].value, Sym(symbol)), *(d.const() for d in shape[1:]))
@@ -955,23 +971,17 @@ def _lift(shape: tuple, mapping: dict, keep_unmapped: bool = False) -> tuple:
     return (c, *(d.const() for d in shape[1:]))
 
 
-def _ifelse(cond, then, orelse):
-    if isinstance(cond, Const):
-        return then if cond.value else orelse
-    if then == orelse:
-        return then
-    return IfElse(cond, then, orelse)
-
-
 def _repeat_closed_form(outs: list, channels: str, in_expr, count: Num):
     """Channels after `[body]*n` in closed form, when the body's effect is regular."""
     first = outs[0]
     if any(o != first for o in outs):
         return None
+    if first == Sym(channels):  # the body keeps the channel count
+        return in_expr
     if channels not in first.symbols:
         if count.is_const or first == in_expr:
             return first
-        return _ifelse(compare(">", count.expr, Const(0)), first, in_expr)
+        return ifelse(compare(">", count.expr, Const(0)), first, in_expr)
     if isinstance(first, Bin) and first.op == "+" and first.left == Sym(channels) \
             and channels not in first.right.symbols:
         return (Num(0, in_expr) + Num(0, count.expr) * Num(0, first.right)).expr
@@ -1018,6 +1028,8 @@ def _source_text(span: Span) -> str:
 
     lines = []
     end = span.end_line or span.line
+    if end > span.line and span.end_column == 1:
+        end -= 1  # the span ends at the start of the next line (after the newline)
     for n in range(span.line, end + 1):
         text = SourceRegistry.line(span.file, n)
         if text is not None:

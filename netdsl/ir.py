@@ -50,7 +50,7 @@ class Node:
         self.span = span
         self.scope = scope
         self.device = device
-        self.var: str | None = None  # name given by `name = ...` in the DSL
+        self.var: str | None = None  # an input's name
         self.train_only = False
         self.called_as = called_as or op
 
@@ -93,6 +93,7 @@ class Scope:
     in_shape: tuple = ()  # the input shape, expressions in the parent's terms
     output: Node | None = None
     out_shape: tuple = ()  # expressions relative to this scope
+    result_shape: tuple = ()  # the output shape as the parent sees it
     children: list = field(default_factory=list)
     name: str = ""
     id: str = ""
@@ -102,6 +103,7 @@ class Scope:
     cond: Num | None = None  # cond
     taken: bool | None = None  # cond
     external: list = field(default_factory=list)  # named tensors from outer scopes used here
+    value_names: dict = field(default_factory=dict)  # id(node) -> name from `name = ...` here
 
     @property
     def depth(self) -> int:

@@ -79,19 +79,22 @@ class LayerSpec:
         """
         shown = called_as or self.name
         bound: dict = {}
-        if len(args) > len(self.positional):
-            value, vspan = args[len(self.positional)]
+        # a shorthand fixes its argument: conv3 takes only c positionally, not a kernel
+        positional = tuple(p for p in self.positional
+                           if not (presets and p in presets and p == self.shorthand))
+        if len(args) > len(positional):
+            value, vspan = args[len(positional)]
             hint = None
             if isinstance(value, Fragment):
                 hint = f"separate layers with '+': `{shown} ... + ...`"
-            elif self.positional:
-                hint = f"{shown} takes {_plural(len(self.positional), 'positional argument')} ({', '.join(self.positional)}); give the others by name"
+            elif positional:
+                hint = f"{shown} takes {_plural(len(positional), 'positional argument')} ({', '.join(positional)}); give the others by name"
             else:
                 hint = f"{shown} takes only keyword arguments" if self.args else None
             raise NetdslError(
-                f"{shown} takes {_plural(len(self.positional), 'positional argument')} but "
-                f"{len(args)} were given", vspan, hint=hint)
-        for (value, vspan), name in zip(args, self.positional):
+                f"{shown} takes {_plural(len(positional), 'positional argument')} but "
+                f"{len(args)} {'was' if len(args) == 1 else 'were'} given", vspan, hint=hint)
+        for (value, vspan), name in zip(args, positional):
             bound[name] = (value, vspan)
         for name, value, kspan in kwargs:
             spec = self.arg(name)
@@ -118,7 +121,7 @@ class LayerSpec:
                 value, vspan = defaults[spec.name]
             elif spec.default is REQUIRED:
                 raise NetdslError(f"{shown} needs argument '{spec.name}'", span,
-                                  hint=_usage(self, shown))
+                                  hint=_usage(self, shown, positional))
             else:
                 out[spec.name] = _default_value(spec.default)
                 continue
@@ -130,8 +133,8 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def _usage(spec: LayerSpec, shown: str) -> str:
-    parts = [shown] + [f"<{p}>" for p in spec.positional if spec.arg(p).default is REQUIRED]
+def _usage(spec: LayerSpec, shown: str, positional: tuple[str, ...]) -> str:
+    parts = [shown] + [f"<{p}>" for p in positional if spec.arg(p).default is REQUIRED]
     example = {"conv": "conv 64 k=3 (or conv3 64)", "fc": "fc 1000", "maxpool": "maxpool 3 s=2",
                "avgpool": "avgpool 2"}.get(spec.name)
     return f"write {example}" if example and shown == spec.name else "usage: " + " ".join(parts)
@@ -218,18 +221,21 @@ def fmt_shape(shape) -> str:
 def _window(name, size: Num, k: Num, s: Num, p: Num, d: Num, ceil: bool = False, axis="H") -> Num:
     effective = d * (k - 1) + 1
     span = size + 2 * p - effective
-    if span.value < 0:
+    if ceil:
+        # PyTorch: round up, but the last window must start inside the input; so a window
+        # a little larger than the (padded) input can still give one output
+        out = -((-span) // s) + 1
+        if ((out - 1) * s).value >= (size + p).value:
+            out = out - 1
+    else:
+        out = span // s + 1
+    if out.value < 1:
         raise ShapeError(
             f"{name}: the {axis} size falls to zero: input {size.value}, padding {p.value}, "
             f"kernel {effective.value}",
             hint="the input is too small here; use a larger input, more padding or fewer "
                  "downsampling layers before this one")
-    if ceil:
-        out = -((-span) // s) + 1
-        if ((out - 1) * s).value >= (size + p).value:  # PyTorch: last window must start inside
-            out = out - 1
-        return out
-    return span // s + 1
+    return out
 
 
 def _spatial(name, attrs, shape, ceil=False):
@@ -373,7 +379,8 @@ def _flatten(attrs, shape):
 
 def _bn(attrs, shape):
     c = shape[0]
-    return Inferred(shape, 2 * c.value, buffers=2 * c.value, derived={"num_features": c})
+    affine = 2 if attrs["scale"].value else 1  # the shift beta always; the scale gamma optional
+    return Inferred(shape, affine * c.value, buffers=2 * c.value, derived={"num_features": c})
 
 
 def _same(attrs, shape):
@@ -468,7 +475,9 @@ _add(LayerSpec("fc", "fully connected layer (Linear / Dense). Needs a flat input
 _add(LayerSpec("flatten", "flatten C x H x W to C*H*W features.", "shape", _flatten))
 _add(LayerSpec("bn", "batch normalisation (BatchNorm2d, or 1d on flat tensors).", "norm", _bn,
                (ArgSpec("eps", "positive", 1e-5, "added to the variance"),
-                ArgSpec("momentum", "prob", 0.1, "running-statistics momentum (PyTorch's)")),
+                ArgSpec("momentum", "prob", 0.1, "running-statistics momentum (PyTorch's)"),
+                ArgSpec("scale", "bool", True, "learn the scale gamma; false keeps only the shift "
+                        "beta, like Keras' BatchNormalization(scale=False) in Inception models")),
                aliases=("batchnorm",)))
 _add(LayerSpec("lrn", "local response normalisation (LocalResponseNorm); defaults are AlexNet's.",
                "norm", _lrn,

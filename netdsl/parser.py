@@ -345,15 +345,21 @@ def _syntax_error(e: UnexpectedInput, path: str, text: str) -> NetdslError:
         expected = sorted({_describe(t) for t in e.expected if t != "COMMENT"})
         span = Span(path, line, column, token.end_line or line,
                     (token.end_column or column + 1) if token.type != "_NL" else column + 1)
-        hint = _syntax_hint(token, e.expected)
+        lines = text.splitlines()
+        source_line = lines[line - 1] if 0 < line <= len(lines) else ""
+        hint = _syntax_hint(token, e.expected, source_line)
         listing = ", ".join(expected[:12]) + (", ..." if len(expected) > 12 else "")
+        if len(expected) > 1:
+            listing = "one of " + listing
         return NetdslError(f"syntax error: unexpected {found}; expected {listing}", span, hint=hint)
     if isinstance(e, UnexpectedEOF):
         return NetdslError("syntax error: unexpected end of file", Span(path, line, column))
     return NetdslError(f"syntax error: {e}", Span(path, line, column))
 
 
-def _syntax_hint(token: Token, expected) -> str | None:
+def _syntax_hint(token: Token, expected, source_line: str = "") -> str | None:
+    if token.type == "_NL" and "EQUAL" in expected and source_line.lstrip().startswith("block"):
+        return "a block definition reads `block name(params) = expression`"
     if token.type == "_NL" and "COLON" in expected:
         return "a network header ends with ':', e.g. `network lenet5:`"
     if token.type == "_NL" and "EQUAL" in expected:

@@ -207,7 +207,7 @@ class IfElse(Expr):
                 f" else {self._wrap(self.orelse, self.prec)}")
 
     def subst(self, mapping):
-        return IfElse(self.cond.subst(mapping), self.then.subst(mapping), self.orelse.subst(mapping))
+        return ifelse(self.cond.subst(mapping), self.then.subst(mapping), self.orelse.subst(mapping))
 
     @cached_property
     def symbols(self):
@@ -295,6 +295,14 @@ def binary(op: str, left: Expr, right: Expr) -> Expr:
         if op == "*" and left.value == 1 and _is_int(left.value):
             return right
     return Bin(op, left, right)
+
+
+def ifelse(cond: Expr, then: Expr, orelse: Expr) -> Expr:
+    if isinstance(cond, Const):
+        return then if cond.value else orelse
+    if then == orelse:
+        return then
+    return IfElse(cond, then, orelse)
 
 
 def negate(e: Expr) -> Expr:

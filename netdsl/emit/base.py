@@ -1,0 +1,689 @@
+"""The target-independent code model that every emitter renders.
+
+From the elaborated scope tree it builds one `ClassModel` per block definition
+(torchvision's "one class per block"), plus the network class. Each class is
+a list of `Unit`s in DSL order: the submodules its constructor creates and,
+in the same order, the data flow its forward pass follows.
+
+Instances of a block share a class when their traced structure is the same:
+every attribute is an expression in the block's parameters (`c * 4`), so the
+class is parameterised the way the DSL block is. Conditionals whose branches
+differ between instances (a ResNet shortcut that is `id` in one bottleneck and
+a projection in another) merge into one class with both branches. Instances
+that still differ (e.g. a block that branches on `in.h`) become variants:
+`Block`, `Block2`.
+
+Emitters subclass `Emitter`, set `target`, and render a `Program`.
+"""
+
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass, field
+
+from ..errors import NetdslError
+from ..ir import Network, Node, Scope
+from ..layers import fmt_shape
+from ..names import class_name
+from ..symbolic import Const, Expr, Local, Num, Sym, Tup
+
+MERGE_OPS = ("concat", "add", "mul", "mean")
+
+
+# ---- the model ---------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Param:
+    name: str  # the Python name
+    default: object = None  # a Python literal, or None when required
+    required: bool = True
+    computed: Expr | None = None  # default that depends on earlier parameters
+    symbol: str = ""  # the symbol it binds, when that differs from `name` (anonymous classes)
+    value: object = None  # the first instance's value, for type hints
+
+
+@dataclass(eq=False)
+class Unit:
+    """One submodule of a class and its place in the forward pass.
+
+    kind: "layer" (a catalogue op), "merge" (concat/add/mul/mean), "call"
+    (an instance of another class), "repeat", "cond" or "module" (a labelled
+    group, rendered as one module).
+    """
+
+    kind: str
+    attr: str
+    node: Node | None = None  # layer, merge: the representative node
+    scope: Scope | None = None  # call, repeat, cond, module
+    cls: ClassModel | None = None  # call: the class it instantiates
+    args: list = field(default_factory=list)  # call: [(keyword or None, Expr)]
+    count: Expr | None = None  # repeat: how many times
+    init: Expr | None = None  # repeat: channels entering the first iteration
+    update: Expr | None = None  # repeat: channels after an iteration, in terms of `loop_var`
+    loop_var: str = ""  # repeat: the symbol of the iteration's input channels
+    body: Body | None = None  # repeat: one iteration (None when count was 0)
+    cond: Expr | None = None  # cond
+    branches: dict = field(default_factory=dict)  # cond: {True/False: Body}
+    # forward
+    inputs: list = field(default_factory=list)  # variable names
+    output: str = ""
+    shapes: list = field(default_factory=list)  # output shape of each instance (tuples of Num)
+    train_only: bool = False
+    device: str | None = None
+    overwrites: bool = False  # its input value is dead afterwards and was made in this class
+
+    def key(self) -> tuple:
+        base = (self.kind, self.attr, tuple(self.inputs), self.output, self.device,
+                self.train_only)
+        if self.kind in ("layer", "merge"):
+            return base + (self.node.op, _attrs_key(self.node))
+        if self.kind == "call":
+            return base + (id(self.cls), tuple((k, _render(v)) for k, v in self.args))
+        if self.kind == "repeat":
+            return base + (_render(self.count), _render(self.init), _render(self.update),
+                           self.loop_var, self.body.key() if self.body else None)
+        if self.kind == "cond":
+            return base + (_render(self.cond),)  # branches are merged, not compared
+        if self.kind == "module":
+            return base + (self.body.key(),)
+        raise AssertionError(self.kind)
+
+
+@dataclass(eq=False)
+class Body:
+    """The content of a repeat iteration, a conditional branch or a labelled group.
+
+    Rendered as one module: `identity` (nothing), `single` (one unit),
+    `chain` (units one after another: a Sequential), or `class` (anything
+    else: an instance of an anonymous class).
+    """
+
+    kind: str  # identity | single | chain | class
+    units: list = field(default_factory=list)  # single/chain
+    cls: ClassModel | None = None  # class
+    args: list = field(default_factory=list)  # class: [(keyword or None, Expr)]
+
+    def key(self) -> tuple:
+        if self.kind == "class":
+            return ("class", id(self.cls), tuple((k, _render(v)) for k, v in self.args))
+        return (self.kind, tuple(u.key() for u in self.units))
+
+
+@dataclass(eq=False)
+class ClassModel:
+    name: str
+    block: str | None  # the DSL block it implements; None for the network and anonymous classes
+    kind: str  # "block" | "network" | "anonymous"
+    params: list[Param]
+    units: list[Unit]
+    inputs: list[str]  # forward arguments
+    outputs: list[tuple[str, str, bool]]  # (output name, variable, train_only)
+    locals: list[tuple[str, Expr]] = field(default_factory=list)  # `n = (depth - 2) // 6`
+    uses_in_channels: bool = True
+    renames: dict = field(default_factory=dict)  # symbol -> Python name inside this class
+    doc: str = ""
+    instances: int = 1
+    in_shapes: list = field(default_factory=list)
+    fresh_output: bool = False  # returns a tensor it created (never an alias of its input)
+
+    def key(self) -> tuple:
+        return (self.kind, self.block, tuple(u.key() for u in self.units), tuple(self.inputs),
+                tuple(self.outputs), tuple((n, _render(e)) for n, e in self.locals))
+
+    def merge(self, other: ClassModel) -> bool:
+        """Absorb `other` (an instance of the same block) if their structure agrees."""
+        if len(self.units) != len(other.units) or self.inputs != other.inputs \
+                or self.outputs != other.outputs:
+            return False
+        merged = []
+        for a, b in zip(self.units, other.units):
+            if a.key() != b.key():
+                return False
+            if a.kind == "cond":
+                for taken, body in b.branches.items():
+                    if taken in a.branches and a.branches[taken].key() != body.key():
+                        return False
+            if a.kind == "repeat" and a.body is None and b.body is not None:
+                merged.append((a, b))
+            if a.kind == "cond":
+                merged.append((a, b))
+        for a, b in merged:
+            if a.kind == "repeat":
+                a.body = b.body
+            else:
+                for taken, body in b.branches.items():
+                    a.branches.setdefault(taken, body)
+        for a, b in zip(self.units, other.units):
+            a.shapes.extend(b.shapes)
+        self.instances += other.instances
+        self.in_shapes.extend(other.in_shapes)
+        return True
+
+
+@dataclass(eq=False)
+class Program:
+    network: Network
+    classes: list[ClassModel]  # dependencies first, the network class last
+    main: ClassModel
+
+
+def _render(e) -> str | None:
+    if e is None:
+        return None
+    if isinstance(e, (Num, Tup)):
+        return e.expr.render()
+    if isinstance(e, Expr):
+        return e.render()
+    return repr(e)
+
+
+def _attrs_key(node: Node) -> tuple:
+    items = []
+    for k, v in sorted(node.attrs.items()):
+        items.append((k, _render(v) if isinstance(v, (Num, Tup)) else repr(v)))
+    return tuple(items)
+
+
+def expr_of(value) -> Expr:
+    """The expression of an attribute value (numbers, tuples, strings)."""
+    if isinstance(value, (Num, Tup)):
+        return value.expr
+    return Const(value)
+
+
+# ---- building the model ------------------------------------------------------------
+
+
+class ModelBuilder:
+    """Network -> Program. Pure data: no target-specific decisions here."""
+
+    def __init__(self, net: Network) -> None:
+        self.net = net
+        self.variants: dict[str, list[ClassModel]] = {}
+        self.anonymous: dict[tuple, ClassModel] = {}
+        self.order: list[ClassModel] = []
+        self.used_names: set[str] = set()
+
+    def build(self) -> Program:
+        main = self._class_for(self.net.root, "network")
+        return Program(self.net, [c for c in self.order if c is not main] + [main], main)
+
+    # -- classes ---------------------------------------------------------------
+
+    def _class_for(self, scope: Scope, kind: str, name_hint: str = "",
+                   own_loop: str | None = None) -> ClassModel:
+        units = self._units(scope)
+        inputs, outputs = self._wire(scope, units, kind)
+        params, uses_in, renames = self._params(scope, kind, units, own_loop)
+        model = ClassModel(
+            name="", block=scope.block if kind == "block" else None, kind=kind, params=params,
+            units=units, inputs=inputs, outputs=outputs,
+            locals=_locals_of(units) if kind != "anonymous" else [],
+            uses_in_channels=uses_in, renames=renames,
+            doc=self._doc(scope, kind),
+            in_shapes=[scope.in_shape] if scope.in_shape else [],
+        )
+        model.fresh_output = _is_fresh(_producer(units, outputs[0][1]))
+        if kind == "network":
+            model.name = self._unique(class_name(self.net.name))
+            self.order.append(model)
+            return model
+        if kind == "block":
+            for variant in self.variants.setdefault(scope.block, []):
+                if variant.merge(model):
+                    return variant
+            model.name = self._unique(class_name(scope.block))
+            self.variants[scope.block].append(model)
+            self.order.append(model)
+            return model
+        key = model.key()
+        if key in self.anonymous:
+            existing = self.anonymous[key]
+            existing.merge(model)
+            return existing
+        model.name = self._unique(class_name(name_hint))
+        self.anonymous[key] = model
+        self.order.append(model)
+        return model
+
+    def _unique(self, name: str) -> str:
+        if keyword.iskeyword(name) or not name.isidentifier():
+            name = "Block" + name
+        candidate, n = name, 2
+        while candidate in self.used_names:
+            candidate, n = f"{name}{n}", n + 1
+        self.used_names.add(candidate)
+        return candidate
+
+    def _doc(self, scope: Scope, kind: str) -> str:
+        if kind == "network":
+            return self.net.signature.source
+        if kind == "block":
+            sig = self.net.blocks.get(scope.block)
+            return sig.source if sig else ""
+        return ""
+
+    def _params(self, scope: Scope, kind: str, units: list[Unit], own_loop: str | None):
+        """Constructor parameters, whether `in_channels` is one, and symbol renames."""
+        used = _symbols_of(units)
+        taken = {name for name in used if not is_loop_symbol(name)}
+        renames: dict[str, str] = {}
+        if kind == "anonymous":
+            # free symbols become keyword parameters (closure conversion); the iteration's
+            # own input channels become `in_channels`
+            uses_in = own_loop in used
+            if uses_in and "in_channels" in used:
+                renames["in_channels"] = _fresh("outer_in_channels", taken)
+            if uses_in:
+                renames[own_loop] = "in_channels"
+            params = []
+            for symbol in sorted(used - {own_loop}, key=lambda n: (n != "in_channels", n)):
+                if is_loop_symbol(symbol):
+                    renames[symbol] = _fresh(symbol[1:], taken)
+                name = renames.get(symbol, symbol)
+                params.append(Param(name, symbol=symbol))
+            return params, uses_in, renames
+        for symbol in sorted(s for s in used if is_loop_symbol(s)):
+            renames[symbol] = _fresh(symbol[1:], taken | set(self.net.params)
+                                     | {n for n, _ in (self.net.blocks.get(scope.block).params
+                                                       if kind == "block" else [])})
+        if kind == "network":
+            params = [Param(name, _literal(v), False, value=_literal(v))
+                      for name, v in self.net.params.items()]
+            return params, False, renames
+        sig = self.net.blocks[scope.block]
+        params = []
+        for name, default in sig.params:
+            value = scope.args.get(name)
+            if not isinstance(value, (Num, Tup, str)) and value is not None:
+                continue  # a layer passed as an argument is baked into the class
+            plain = _literal(value)
+            if default is None:
+                params.append(Param(name, value=plain))
+            elif isinstance(default, (Num, Tup)) and not default.expr.symbols:
+                params.append(Param(name, _literal(default), False, value=plain))
+            elif isinstance(default, str):
+                params.append(Param(name, default, False, value=plain))
+            else:
+                params.append(Param(name, None, False, computed=expr_of(default), value=plain))
+        return params, "in_channels" in used, renames
+
+    # -- units ------------------------------------------------------------------
+
+    def _units(self, scope: Scope) -> list[Unit]:
+        units = []
+        for child in scope.children:
+            if isinstance(child, Node):
+                if child.op == "input":
+                    continue
+                kind = "merge" if child.op in MERGE_OPS else "layer"
+                units.append(Unit(kind, _attr(child.name), node=child,
+                                  shapes=[child.shape], train_only=child.train_only,
+                                  device=child.device))
+            else:
+                units.append(self._scope_unit(child, scope))
+        return units
+
+    def _scope_unit(self, child: Scope, parent: Scope) -> Unit:
+        common = dict(attr=_attr(child.name), scope=child, shapes=[child.result_shape],
+                      train_only=child.output.train_only if child.output else False,
+                      device=child.device)
+        if child.kind == "block":
+            cls = self._class_for(child, "block")
+            return Unit("call", cls=cls, args=self._call_args(child, cls), **common)
+        if child.kind == "repeat":
+            return self._repeat(child, parent, common)
+        if child.kind == "cond":
+            body = self._body(child, parent, common["attr"])
+            return Unit("cond", cond=child.cond.expr, branches={child.taken: body}, **common)
+        body = self._body(child, parent, common["attr"])
+        return Unit("module", body=body, **common)
+
+    def _call_args(self, scope: Scope, cls: ClassModel) -> list:
+        args = []
+        if cls.uses_in_channels:
+            args.append((None, scope.in_shape[0].expr))
+        baked = {p.name for p in cls.params}
+        for keyword_, value in scope.call_args:
+            if keyword_ is not None and keyword_ not in baked:
+                continue
+            if not isinstance(value, (Num, Tup, str)):
+                continue
+            args.append((keyword_, expr_of(value)))
+        return args
+
+    def _repeat(self, scope: Scope, parent: Scope, common: dict) -> Unit:
+        loop_var = _loop_symbol(scope)
+        bodies = [self._body(it, parent, common["attr"], loop_var) for it in scope.children]
+        updates = {_render(it.out_shape[0].expr) for it in scope.children}
+        uniform = len({b.key() for b in bodies}) <= 1 and len(updates) <= 1
+        count = scope.count.expr
+        if not uniform:
+            # Iterations differ (e.g. a conditional inside depends on the iteration): unroll.
+            chain = Body("chain", units=[_as_unit(b, str(i)) for i, b in enumerate(bodies)])
+            return Unit("module", body=chain, **common)
+        update = scope.children[0].out_shape[0].expr if scope.children else None
+        return Unit("repeat", count=count, init=scope.in_shape[0].expr, update=update,
+                    loop_var=loop_var, body=bodies[0] if bodies else None, **common)
+
+    def _body(self, scope: Scope, parent: Scope, attr: str, loop_var: str | None = None) -> Body:
+        """The content of an iteration, branch or group as one module."""
+        units = self._units(scope)
+        if not units:
+            return Body("identity")
+        if loop_var is not None and len(units) == 1:
+            units[0].attr = "body"  # the iteration's index is not part of its structure
+        if _is_chain(scope, units):
+            for previous, unit in zip(units, units[1:]):
+                unit.overwrites = _is_fresh(previous)  # a Sequential feeds each output on once
+            return Body("single" if len(units) == 1 else "chain", units=units)
+        hint = f"{parent.block or self.net.name}_{attr}"
+        cls = self._class_for(scope, "anonymous", hint, own_loop=loop_var)
+        args = []
+        if cls.uses_in_channels:
+            args.append((None, Sym(loop_var)))
+        for p in cls.params:
+            args.append((p.name, Sym(p.symbol or p.name)))
+        return Body("class", cls=cls, args=args)
+
+    # -- data flow -----------------------------------------------------------------
+
+    def _wire(self, scope: Scope, units: list[Unit], kind: str):
+        """Assign forward variables: which value each unit reads and writes."""
+        if kind == "network":
+            inputs = {node: _var(name) for name, node in self.net.inputs.items()}
+            if list(inputs.values()) == ["input"]:
+                inputs = {node: "x" for node in inputs}
+        else:
+            inputs = {scope.input: "x"}
+            for node in scope.external:
+                raise NetdslError(
+                    f"the emitters cannot yet pass the named value '{node.var or node.name}' "
+                    "into a repeated or conditional part", scope.span)
+        produced: dict = dict(inputs)  # node -> the unit (or input variable) that last produced it
+        reads: list[list] = []
+        for unit in units:
+            sources = _unit_inputs(unit)
+            refs = []
+            for src in sources:
+                if src not in produced:
+                    raise NetdslError("the emitters cannot yet use a value defined inside a "
+                                      "labelled, repeated or conditional part outside of it",
+                                      unit.node.span if unit.node else unit.scope.span)
+                refs.append(produced[src])
+            reads.append(refs)
+            produced[_unit_output(unit)] = unit
+        outputs = []
+        if kind == "network":
+            for o in self.net.outputs:
+                outputs.append((o.name, produced[o.node], o.train_only))
+        else:
+            outputs.append(("output", produced[scope.output], False))
+        names = _allocate(units, reads, outputs, list(inputs.values()), scope.value_names)
+        return list(inputs.values()), [(n, names[id(ref)] if isinstance(ref, Unit) else ref, t)
+                                       for n, ref, t in outputs]
+
+
+def _unit_inputs(unit: Unit) -> list:
+    if unit.node is not None:
+        return list(unit.node.inputs)
+    return [unit.scope.input]
+
+
+def _unit_output(unit: Unit):
+    return unit.node if unit.node is not None else unit.scope.output
+
+
+def _allocate(units, reads, outputs, input_vars, value_names: dict) -> dict:
+    """Give each unit's output a variable, reusing a name at its last use (x = f(x))."""
+    remaining: dict = {}
+
+    def key(ref):
+        return id(ref) if isinstance(ref, Unit) else ref
+
+    for refs in reads:
+        for ref in refs:
+            remaining[key(ref)] = remaining.get(key(ref), 0) + 1
+    for _, ref, _ in outputs:
+        remaining[key(ref)] = remaining.get(key(ref), 0) + 1
+    names: dict = {}
+    taken = set(input_vars)
+    counter = [0]
+
+    def fresh(preferred: str | None) -> str:
+        if preferred and preferred not in taken:
+            taken.add(preferred)
+            return preferred
+        base = preferred or "out"
+        while True:
+            counter[0] += 1
+            candidate = base if counter[0] == 1 and base not in taken else f"{base}{counter[0]}"
+            if candidate not in taken:
+                taken.add(candidate)
+                return candidate
+
+    live: dict = {}  # variable -> value key currently held
+    for v in input_vars:
+        live[v] = v
+    for unit, refs in zip(units, reads):
+        in_vars = [names[id(r)] if isinstance(r, Unit) else r for r in refs]
+        unit.inputs = in_vars
+        for r in refs:
+            remaining[key(r)] -= 1
+        named = value_names.get(id(_unit_output(unit)))
+        preferred = _var(named) if named else None
+        reusable = [(v, r) for v, r in zip(in_vars, refs)
+                    if remaining[key(r)] == 0 and live.get(v) == key(r)]
+        if preferred is None and reusable and not unit.train_only:
+            name, ref = reusable[0]
+            unit.overwrites = isinstance(ref, Unit) and _is_fresh(ref) and len(refs) == 1
+        else:
+            name = fresh(preferred)
+        names[id(unit)] = name
+        live[name] = id(unit)
+        unit.output = name
+    return names
+
+
+# ops whose output is a new tensor that backward does not need: safe to modify in place
+_FRESH_OPS = {"conv", "dwconv", "sepconv", "bn", "fc", "maxpool", "avgpool", "gap", "gmp",
+              "adaptive_avgpool", "adaptive_maxpool", "zeropad", "scale", "add", "concat",
+              "mean", "mul"}
+
+
+def _is_fresh(unit) -> bool:
+    if not isinstance(unit, Unit):
+        return False
+    if unit.kind in ("layer", "merge"):
+        return unit.node.op in _FRESH_OPS
+    return unit.kind == "call" and unit.cls.fresh_output
+
+
+def _producer(units: list[Unit], var: str):
+    for unit in reversed(units):
+        if unit.output == var:
+            return unit
+    return None
+
+
+def _is_chain(scope: Scope, units: list[Unit]) -> bool:
+    """Units that form a simple pipeline, expressible as a Sequential."""
+    if any(u.kind not in ("layer", "call") for u in units):
+        return False
+    previous = scope.input
+    for u in units:
+        sources = _unit_inputs(u)
+        if len(sources) != 1 or sources[0] is not previous:
+            return False
+        previous = _unit_output(u)
+    return previous is scope.output
+
+
+def _as_unit(body: Body, attr: str) -> Unit:
+    if body.kind == "single":
+        return body.units[0]
+    return Unit("module", attr=attr, body=body)
+
+
+def _loop_symbol(scope: Scope) -> str:
+    """The elaborator's symbol for an iteration's input channels (see _apply_RepeatFrag)."""
+    depth, parent = 0, scope.parent
+    while parent is not None and parent.kind in ("repeat", "iteration", "cond", "group"):
+        depth += parent.kind == "repeat"
+        parent = parent.parent
+    return "@channels" if depth == 0 else f"@channels{depth + 1}"
+
+
+def is_loop_symbol(name: str) -> bool:
+    return name.startswith("@")
+
+
+def _attr(name: str) -> str:
+    if name.isdigit():
+        return f"layer{name}"
+    return _var(name)
+
+
+def _var(name: str) -> str:
+    if keyword.iskeyword(name) or name in _PY_RESERVED:
+        return name + "_"
+    return name
+
+
+# attribute names an nn.Module (or our forward) already uses
+_PY_RESERVED = {
+    "self", "x", "forward", "training", "eval", "train", "to", "cuda", "cpu", "float", "half",
+    "double", "type", "apply", "modules", "children", "parameters", "buffers", "named_modules",
+    "state_dict", "load_state_dict", "zero_grad", "register_buffer", "add_module", "extra_repr",
+    "requires_grad_", "share_memory", "bfloat16", "get_submodule", "dump_patches",
+}
+
+
+def _literal(value):
+    if isinstance(value, (Num, Tup)):
+        return value.value
+    return value
+
+
+def _walk_exprs(units: list[Unit]):
+    for u in units:
+        if u.kind in ("layer", "merge"):
+            for v in u.node.attrs.values():
+                if isinstance(v, (Num, Tup)):
+                    yield v.expr
+            for shape in u.node.in_shapes:
+                yield shape[0].expr
+        elif u.kind == "call":
+            for _, e in u.args:
+                yield e
+        elif u.kind == "repeat":
+            yield from (e for e in (u.count, u.init) if e is not None)
+            if u.body is not None:
+                for e in _body_exprs(u.body):
+                    yield e
+        elif u.kind == "cond":
+            yield u.cond
+            for body in u.branches.values():
+                yield from _body_exprs(body)
+        elif u.kind == "module":
+            yield from _body_exprs(u.body)
+
+
+def _body_exprs(body: Body):
+    if body.kind == "class":
+        for _, e in body.args:
+            yield e
+    else:
+        yield from _walk_exprs(body.units)
+
+
+def _symbols_of(units: list[Unit]) -> set[str]:
+    out: set[str] = set()
+    for e in _walk_exprs(units):
+        out |= e.symbols
+    return out
+
+
+def _fresh(name: str, taken: set) -> str:
+    candidate = name
+    while candidate in taken:
+        candidate += "_"
+    taken.add(candidate)
+    return candidate
+
+
+def _locals_of(units: list[Unit]) -> list[tuple[str, Expr]]:
+    found: dict[str, Expr] = {}
+
+    def visit(e: Expr) -> None:
+        if isinstance(e, Local):
+            visit(e.value)
+            found.setdefault(e.name, e.value)
+        for child in getattr(e, "__dict__", {}).values():
+            if isinstance(child, Expr):
+                visit(child)
+            elif isinstance(child, tuple):
+                for c in child:
+                    if isinstance(c, Expr):
+                        visit(c)
+
+    for e in _walk_exprs(units):
+        visit(e)
+    return list(found.items())
+
+
+def shape_comment(unit: Unit, in_shapes: list, renames: dict | None = None) -> str:
+    """`256x56x56` when every instance agrees, else e.g. `(c * 4, H/2, W/2)`.
+
+    H and W stand for the class input's height and width.
+    """
+    shapes = unit.shapes
+    if not shapes:
+        return ""
+    first = shapes[0]
+    if all(tuple(d.value for d in s) == tuple(d.value for d in first) for s in shapes):
+        return fmt_shape(first)
+    dims = []
+    for i, d in enumerate(first):
+        if len({s[i].value for s in shapes}) == 1:
+            dims.append(str(d.value))
+        elif i == 0:
+            expr = d.expr.subst({k: Sym(v) for k, v in (renames or {}).items()})
+            dims.append(expr.render() if not isinstance(expr, Const) else "C")
+        else:
+            dims.append(_spatial_ratio(shapes, in_shapes, i))
+    return "(" + ", ".join(dims) + ")"
+
+
+def _spatial_ratio(shapes: list, in_shapes: list, i: int) -> str:
+    letter = "HW"[i - 1] if i <= 2 else "?"
+    if len(in_shapes) != len(shapes) or any(len(s) <= i for s in in_shapes):
+        return "?"
+    pairs = {(s[i].value, t[i].value) for s, t in zip(shapes, in_shapes)}
+    if all(out == inp for out, inp in pairs):
+        return letter
+    ratios = {inp / out if out else 0 for out, inp in pairs}
+    if len(ratios) == 1:
+        r = ratios.pop()
+        if r == int(r) and r > 1:
+            return f"{letter}/{int(r)}"
+    return "?"
+
+
+class Emitter:
+    """One code generation target. Subclasses set `target` and implement the hooks."""
+
+    target = ""
+    model_suffix = ".py"
+
+    def program(self, net: Network) -> Program:
+        return ModelBuilder(net).build()
+
+    def emit_model(self, net: Network) -> str:
+        """The model file's source text."""
+        raise NotImplementedError
+
+    def emit_train(self, net: Network, model_module: str) -> str:
+        """The training script's source text; `model_module` is the model file's module name."""
+        raise NotImplementedError

@@ -1,0 +1,58 @@
+"""`netdsl compile FILE --target torch|keras [-o PATH] [--train]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import NetdslError
+
+
+def cmd_compile(args) -> int:
+    from ..cli import load_network
+    from ..output import check_writable, write_atomic
+    from . import get_emitter
+
+    if args.train and not args.output:
+        raise NetdslError("--train writes train.py beside the model: give the model's path "
+                          "with -o, e.g. -o out/model.py")
+    emitter = get_emitter(args.target)
+    net = load_network(args, args.file)
+    model = emitter.emit_model(net)
+    if not args.output:
+        sys.stdout.write(model)
+        return 0
+    model_path = Path(args.output)
+    if model_path.suffix != ".py":
+        raise NetdslError(f"the model file must end in .py, got {model_path}")
+    outputs = [(check_writable(model_path, args.force), model)]
+    if args.train:
+        train_path = model_path.with_name("train.py")
+        if train_path == model_path:
+            raise NetdslError("the model cannot be called train.py: train.py is the training script")
+        module = model_path.stem
+        if not module.isidentifier():
+            raise NetdslError(f"the model file name must be a Python module name, got {module!r}")
+        outputs.append((check_writable(train_path, args.force), emitter.emit_train(net, module)))
+    for path, text in outputs:  # everything is generated before anything is written
+        write_atomic(path, text)
+        if not args.quiet:
+            print(f"wrote {path}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..cli import add_common
+    from . import TARGETS
+
+    p = sub.add_parser("compile", help="generate PyTorch or Keras code (and a training script)")
+    p.add_argument("file", metavar="FILE", help="a .net file or a zoo network name")
+    p.add_argument("--target", required=True, choices=sorted(TARGETS))
+    p.add_argument("-o", "--output", metavar="PATH", help="model file to write (default: stdout)")
+    p.add_argument("--train", action="store_true", help="also write train.py beside the model")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite files that netdsl did not generate")
+    p.add_argument("-q", "--quiet", action="store_true")
+    add_common(p)
+    p.set_defaults(func=cmd_compile)

@@ -1,0 +1,408 @@
+"""`netdsl render`: the network as a Graphviz diagram fit for a slide.
+
+The DOT text is built here (no graphviz Python package). Blocks become
+clusters, or single nodes beyond `--depth`; parallel branches sit side by side
+because Graphviz ranks them so; shapes label the edges and parameter counts
+the nodes. A normalisation or activation that directly follows a layer is
+drawn inside that layer's box (`conv 64 k=3 p=1 + bn + relu`), so a ResNet
+reads as its paper's figure, not as three times as many boxes.
+
+`.dot` is written by Python alone; `.svg`, `.png` and `.pdf` run the `dot`
+program. Every label is escaped: block and layer names come from the DSL.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+
+from .analysis import block_call, layer_call
+from .errors import NetdslError
+from .ir import Network, Node, Scope
+from .layers import CATALOGUE, MERGES, fmt_shape
+
+FORMATS = {".dot": None, ".gv": None, ".svg": "svg", ".png": "png", ".pdf": "pdf"}
+FONT = "Helvetica,Arial,sans-serif"
+DOT_TIMEOUT = 120  # seconds
+PNG_DPI = 150  # sharp on a projected slide
+
+# fill, border by op category
+COLOURS = {
+    "conv": ("#dbe9f6", "#4a7fb5"),
+    "pool": ("#fde4cc", "#c97a2b"),
+    "linear": ("#e5dbf3", "#7b5ea7"),
+    "norm": ("#dcefdc", "#4e9a4e"),
+    "activation": ("#fff2c2", "#b8962e"),
+    "regularization": ("#eeeeee", "#888888"),
+    "shape": ("#f4f4f4", "#888888"),
+    "merge": ("#f7d6d9", "#b5535f"),
+    "block": ("#d5dde8", "#4f6278"),
+    "io": ("#3d4752", "#3d4752"),
+}
+CLUSTER_FILLS = ("#f5f7fa", "#e9eef4")
+FOLDABLE = frozenset({"activation", "norm", "regularization"})
+FOLDABLE_OPS = frozenset({"scale", "flatten"})
+MERGE_SYMBOL = {"add": "+", "concat": "concat", "mul": "×", "mean": "mean"}
+
+
+def category(op: str) -> str:
+    if op in MERGES:
+        return "merge"
+    if op == "input":
+        return "io"
+    spec = CATALOGUE.get(op)
+    return spec.category if spec is not None else "shape"
+
+
+@dataclass(eq=False)
+class Unit:
+    """One box of the diagram: a layer (with what is folded into it) or a collapsed block."""
+
+    key: str
+    node: Node | None = None
+    scope: Scope | None = None
+    folded: list = field(default_factory=list)
+
+    @property
+    def last(self) -> Node:
+        return self.folded[-1] if self.folded else self.node
+
+
+# ---- building the DOT text -----------------------------------------------------------
+
+
+def _q(text: str) -> str:
+    """A DOT double-quoted string."""
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _h(text) -> str:
+    """Text for an HTML-like label."""
+    return html.escape(str(text), quote=True)
+
+
+def _only_scope(scope: Scope) -> Scope | None:
+    """The single child scope that holds all of `scope`'s nodes, if there is one."""
+    holders = [c for c in scope.children
+               if not isinstance(c, Scope) or any(True for _ in c.nodes())]
+    return holders[0] if len(holders) == 1 and isinstance(holders[0], Scope) else None
+
+
+def scope_title(scope: Scope) -> str:
+    """A scope's name as a reader knows it: `stage2`, or `bottlenecks.0` inside a repeat."""
+    name = scope.label or scope.name or scope.block or scope.kind
+    if name.isdigit() and scope.parent is not None:
+        holder = scope.parent
+        if holder.kind == "iteration" and holder.parent is not None:
+            holder = holder.parent
+        return f"{holder.name}.{name}" if holder.name else name
+    return name
+
+
+def _level_scope(scope: Scope) -> bool:
+    return scope.kind in ("block", "repeat", "group")
+
+
+class _Builder:
+    def __init__(self, net: Network, depth: int | None) -> None:
+        self.net, self.depth = net, depth
+        self.units: list[Unit] = []
+        self.unit_of: dict = {}  # id(node) -> Unit
+        self.consumers: dict = {}
+        for node in net.nodes():
+            for src in node.inputs:
+                self.consumers[id(src)] = self.consumers.get(id(src), 0) + 1
+        self.collapsed: dict = {}  # id(scope) -> Unit
+        self._assign(net.root, 0)
+
+    # -- units ---------------------------------------------------------------------------
+
+    def _new(self, **kw) -> Unit:
+        unit = Unit(key=f"u{len(self.units)}", **kw)
+        self.units.append(unit)
+        return unit
+
+    def _assign(self, scope: Scope, level: int) -> None:
+        for child in scope.children:
+            if isinstance(child, Scope):
+                if not any(True for _ in child.nodes()):
+                    continue
+                counts = _level_scope(child)
+                inner = _only_scope(child)
+                if counts and self.depth is not None and (
+                        level >= self.depth or (level + 1 >= self.depth and inner is not None
+                                                and _level_scope(inner))):
+                    # a block that only wraps one collapsed block is drawn as one box
+                    unit = self._new(scope=child)
+                    self.collapsed[id(child)] = unit
+                    for node in child.nodes():
+                        self.unit_of[id(node)] = unit
+                else:
+                    self._assign(child, level + 1 if counts else level)
+            else:
+                self._place(child)
+
+    def _place(self, node: Node) -> None:
+        host = self._fold_target(node)
+        if host is not None:
+            host.folded.append(node)
+            self.unit_of[id(node)] = host
+        else:
+            self.unit_of[id(node)] = self._new(node=node)
+
+    def _fold_target(self, node: Node) -> Unit | None:
+        if not (category(node.op) in FOLDABLE or node.op in FOLDABLE_OPS) or len(node.inputs) != 1:
+            return None
+        src = node.inputs[0]
+        host = self.unit_of.get(id(src))
+        if host is None or host.node is None or host.node.op == "input" or host.last is not src:
+            return None
+        if self.consumers.get(id(src), 0) != 1 or src.train_only != node.train_only:
+            return None
+        # every scope between the host and this node holds nothing but the host's unit
+        members = {id(n) for n in (host.node, *host.folded)}
+        scope = host.node.scope
+        while scope is not None and scope is not node.scope:
+            if any(id(n) not in members for n in scope.nodes()):
+                return None
+            scope = scope.parent
+        return host if scope is node.scope else None
+
+    # -- clusters ------------------------------------------------------------------------
+
+    def _units_in(self, scope: Scope) -> set:
+        return {self.unit_of[id(n)].key for n in scope.nodes()}
+
+    def _home(self, unit: Unit) -> Scope | None:
+        """The scope a unit is drawn in: its host node's, or a collapsed block's parent."""
+        return unit.scope.parent if unit.scope is not None else unit.node.scope
+
+    # -- text ----------------------------------------------------------------------------
+
+    def dot(self) -> str:
+        net = self.net
+        title = (f"<<b>{_h(net.name)}</b>  <font point-size=\"12\">{net.total_params:,} params"
+                 f" · {net.total_macs:,} MACs</font>>")
+        lines = [
+            f"digraph {_q(net.name)} {{",
+            f"  graph [rankdir=TB, newrank=true, nodesep=0.25, ranksep=0.32, fontname={_q(FONT)},"
+            f" fontsize=18, labelloc=t, label={title}, bgcolor=\"white\", pad=0.3];",
+            f"  node [shape=box, style=\"rounded,filled\", fontname={_q(FONT)}, fontsize=12,"
+            " penwidth=1.2, margin=\"0.14,0.06\", height=0.3];",
+            f"  edge [fontname={_q(FONT)}, fontsize=10, color=\"#6b7785\", fontcolor=\"#4a5562\","
+            " arrowsize=0.6, penwidth=1.0];",
+        ]
+        placed: dict = {}  # id(scope) -> [unit]
+        for unit in self.units:
+            placed.setdefault(id(self._home(unit)), []).append(unit)
+        self._emit_scope(net.root, placed, lines, 1, 0)
+        lines.extend(self._edges())
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    def _emit_scope(self, scope: Scope, placed: dict, lines: list, indent: int,
+                    depth: int) -> None:
+        pad = "  " * indent
+        for unit in placed.get(id(scope), ()):
+            lines.append(pad + self._node_stmt(unit))
+        for child in scope.children:
+            if not isinstance(child, Scope) or id(child) in self.collapsed:
+                continue
+            if not any(True for _ in child.nodes()):
+                continue
+            if _level_scope(child) and child.kind != "repeat" and len(self._units_in(child)) > 1:
+                fill = CLUSTER_FILLS[depth % len(CLUSTER_FILLS)]
+                name = scope_title(child)
+                label = (f"<<b>{_h(name)}</b>  <font color=\"#4f6278\">{_h(block_call(child))}"
+                         "</font>>")
+                lines.append(f"{pad}subgraph {_q('cluster_' + child.id + '_' + str(id(child)))} {{")
+                lines.append(f"{pad}  graph [label={label}, labeljust=l, style=\"rounded,filled\","
+                             f" fillcolor={_q(fill)}, color=\"#a9b4c0\", penwidth=1.0,"
+                             " fontsize=13, margin=10];")
+                self._emit_scope(child, placed, lines, indent + 1, depth + 1)
+                lines.append(f"{pad}}}")
+            else:
+                self._emit_scope(child, placed, lines, indent, depth)
+
+    def _node_stmt(self, unit: Unit) -> str:
+        if unit.scope is not None:
+            return self._block_stmt(unit)
+        node = unit.node
+        cat = category(node.op)
+        fill, border = COLOURS[cat]
+        tooltip = _q(f"{node.id} ({node.span})")
+        if node.op == "input":
+            label = (f"<<b>{_h(node.id)}</b><br/>"
+                     f"<font point-size=\"11\">{_h(fmt_shape(node.out_shape))}</font>>")
+            return (f"{unit.key} [label={label}, fillcolor={_q(fill)}, color={_q(border)},"
+                    f" fontcolor=\"white\", tooltip={tooltip}];")
+        params = node.params + sum(n.params for n in unit.folded)
+        if node.op in MERGES:
+            head = f"<b>{_h(node.op)}</b>"
+        else:
+            head = f"<b>{_h(layer_call(node))}</b>"
+        rows = [head]
+        if unit.folded:
+            rows.append(_h(" + ".join(layer_call(n) for n in unit.folded)))
+        small = [_h(node.id)] if node.id.rsplit(".", 1)[-1] != node.op else []
+        if params:
+            small.append(f"{params:,} params")
+        if small:
+            rows.append(f"<font point-size=\"10\" color=\"#4a5562\">{' · '.join(small)}</font>")
+        label = "<" + "<br/>".join(rows) + ">"
+        style = "rounded,filled" + (",dashed" if node.train_only else "")
+        shape = ", shape=box" if node.op not in MERGES else ", shape=box, margin=\"0.1,0.03\""
+        return (f"{unit.key} [label={label}, fillcolor={_q(fill)}, color={_q(border)},"
+                f" style={_q(style)}{shape}, tooltip={tooltip}];")
+
+    def _block_stmt(self, unit: Unit) -> str:
+        scope = unit.scope
+        fill, border = COLOURS["block"]
+        name = scope_title(scope)
+        shape = fmt_shape(tuple(int(d.value) for d in scope.out_shape))
+        calls = [block_call(scope)]
+        inner = _only_scope(scope)
+        if inner is not None and inner.kind == "repeat":
+            calls.append("= " + block_call(inner))
+        rows = [f"<b>{_h(name)}</b>", *(_h(c) for c in calls),
+                f"<font point-size=\"10\" color=\"#4a5562\">{_h(shape)} · "
+                f"{scope.params:,} params</font>"]
+        tooltip = _q(f"{scope.id} ({scope.span})")
+        return (f"{unit.key} [label=<{'<br/>'.join(rows)}>, fillcolor={_q(fill)},"
+                f" color={_q(border)}, penwidth=1.6, tooltip={tooltip}];")
+
+    def _edges(self) -> list[str]:
+        lines, seen = [], set()
+        for node in self.net.nodes():
+            v = self.unit_of[id(node)]
+            for src in node.inputs:
+                u = self.unit_of[id(src)]
+                if u is v or (u.key, v.key) in seen:
+                    continue
+                seen.add((u.key, v.key))
+                style = ", style=dashed" if node.train_only else ""
+                lines.append(f"  {u.key} -> {v.key} [label={_q(' ' + fmt_shape(src.out_shape))}"
+                             f"{style}];")
+        for i, out in enumerate(self.net.outputs):
+            u = self.unit_of[id(out.node)]
+            key = f"out{i}"
+            fill, border = COLOURS["io"]
+            what = fmt_shape(out.node.out_shape) + (" (train only)" if out.train_only else "")
+            label = (f"<<b>{_h(out.name)}</b><br/><font point-size=\"11\">{_h(what)}</font>>")
+            style = "rounded,filled" + (",dashed" if out.train_only else "")
+            lines.append(f"  {key} [label={label}, fillcolor={_q(fill)}, color={_q(border)},"
+                         f" fontcolor=\"white\", style={_q(style)}];")
+            lines.append(f"  {u.key} -> {key} [label={_q(' ' + fmt_shape(out.node.out_shape))}"
+                         + (", style=dashed" if out.train_only else "") + "];")
+        return lines
+
+
+def to_dot(net: Network, depth: int | None = None) -> str:
+    """The diagram as DOT text; `depth` collapses blocks nested deeper than N into one box."""
+    if depth is not None and depth < 0:
+        raise NetdslError(f"--depth must be 0 or more, got {depth}")
+    return _Builder(net, depth).dot()
+
+
+# ---- running dot, writing files --------------------------------------------------------
+
+
+def dot_program() -> str | None:
+    return shutil.which("dot")
+
+
+def _need_dot(fmt: str) -> str:
+    program = dot_program()
+    if program is None:
+        raise NetdslError(
+            f"rendering .{fmt} needs Graphviz's `dot` program, which is not on PATH",
+            hint="install Graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew "
+                 "install graphviz; conda: conda install graphviz), or write a .dot file")
+    return program
+
+
+def run_dot(dot_text: str, fmt: str) -> bytes:
+    """DOT text -> the bytes of an svg/png/pdf, through the `dot` program."""
+    program = _need_dot(fmt)
+    extra = [f"-Gdpi={PNG_DPI}"] if fmt == "png" else []
+    try:
+        done = subprocess.run([program, f"-T{fmt}", *extra], input=dot_text.encode("utf-8"),
+                              capture_output=True, timeout=DOT_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        raise NetdslError(f"Graphviz took more than {DOT_TIMEOUT} s to lay out the diagram",
+                          hint="collapse blocks with --depth") from None
+    except OSError as e:
+        raise NetdslError(f"could not run Graphviz's dot: {e}") from None
+    if done.returncode != 0:
+        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise NetdslError("Graphviz's dot failed: " + (message[-1] if message else
+                                                       f"exit status {done.returncode}"))
+    return done.stdout
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file, so no half-written file is ever seen."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise NetdslError(f"cannot write {path}: no such directory {directory}")
+    fd, tmp = tempfile.mkstemp(prefix=".netdsl-", suffix=os.path.splitext(path)[1], dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise NetdslError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def output_format(path: str) -> str | None:
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in FORMATS:
+        raise NetdslError(f"cannot render to '{ext or path}': choose an output ending in "
+                          + ", ".join(sorted(FORMATS)))
+    return FORMATS[ext]
+
+
+def render(net: Network, path: str, depth: int | None = None) -> str:
+    """Draw `net` into `path` (.svg, .png, .pdf, or .dot/.gv for the DOT text)."""
+    fmt = output_format(path)
+    text = to_dot(net, depth)
+    data = text.encode("utf-8") if fmt is None else run_dot(text, fmt)
+    write_atomic(path, data)
+    return path
+
+
+def cmd_render(args) -> int:
+    from .cli import load_network
+
+    output_format(args.output)  # a bad extension fails before compiling
+    net = load_network(args, args.file)
+    render(net, args.output, args.depth)
+    return 0
+
+
+def register(subparsers) -> None:
+    from .cli import add_common
+
+    p = subparsers.add_parser("render", help="draw the network with Graphviz (.svg .png .pdf .dot)")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output file: .svg, .png or .pdf (need Graphviz's dot) or .dot")
+    p.add_argument("--depth", type=int, metavar="N",
+                   help="show N levels of blocks; deeper blocks become one box")
+    add_common(p)
+    p.set_defaults(func=cmd_render)

@@ -1,0 +1,532 @@
+"""Every catalogue layer's shape, parameter and MAC rule, for randomised arguments.
+
+Each case is checked twice: against reference formulas written here from
+PyTorch's documentation (independent of netdsl/layers.py), and against the
+real torch module: output shape from a forward pass on zeros, parameters
+from `sum(p.numel())`, MACs from `torch.utils.flop_counter` (FLOPs // 2,
+which counts conv and matmul only: exactly netdsl's convention).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+import pytest
+
+from netdsl import NetdslError, compile_text
+from netdsl.layers import CATALOGUE
+from conftest import need
+
+CASES = 30  # random cases per layer
+
+
+@dataclass
+class Case:
+    text: str  # the DSL layer, e.g. "conv 8 k=(3, 5) s=2"
+    shape: tuple  # input shape (C, H, W) or (F,)
+    out: tuple  # expected output shape
+    params: int = 0
+    macs: int = 0
+    buffers: int = 0
+    torch: Callable | None = None  # builds the equivalent torch module
+
+
+def run(text: str, shape: tuple):
+    """The single node a one-layer network creates."""
+    dims = "x".join(map(str, shape))
+    net = compile_text(f"network t:\n    input {dims}\n    {text}\n", "layer.net")
+    (node,) = [n for n in net.nodes() if n.op != "input"]
+    return node
+
+
+# ---- reference formulas (PyTorch's documented rules) ----------------------------------
+
+
+def conv_out(n, k, s, p, d=1):
+    """Conv2d / MaxPool2d / AvgPool2d output size, floor mode."""
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def pool_out(n, k, s, p, d=1, ceil=False):
+    """Pooling output size; in ceil mode the last window must start inside the input."""
+    if not ceil:
+        return conv_out(n, k, s, p, d)
+    num = n + 2 * p - d * (k - 1) - 1
+    out = -(-num // s) + 1
+    if (out - 1) * s >= n + p:
+        out -= 1
+    return out
+
+
+# ---- random argument helpers ----------------------------------------------------------
+
+
+def pair_text(rng, a, b):
+    """(a, b) as the DSL may write it: an int when equal, else a tuple or a shape literal."""
+    if a == b and rng.random() < 0.7:
+        return str(a)
+    return rng.choice([f"({a}, {b})", f"{a}x{b}"])
+
+
+def kw(rng, short, *aliases):
+    """A keyword name, sometimes spelled with one of its aliases."""
+    return rng.choice((short, short, *aliases))
+
+
+def two(rng, lo, hi, square=0.5):
+    a = rng.randint(lo, hi)
+    return (a, a) if rng.random() < square else (a, rng.randint(lo, hi))
+
+
+def fits(rng, eff, pad, extra=12):
+    """An input size at least as large as the effective kernel needs."""
+    return rng.randint(max(1, eff - 2 * pad), eff - 2 * pad + extra) if eff > 2 * pad else \
+        rng.randint(1, extra)
+
+
+# ---- case generators, one per layer -------------------------------------------------------
+
+
+def conv_case(rng) -> Case:
+    g = rng.choice([1, 1, 1, 2, 3, 4])
+    cin, cout = g * rng.randint(1, 4), g * rng.randint(1, 4)
+    (kh, kw_), (sh, sw), (dh, dw) = two(rng, 1, 5), two(rng, 1, 3), two(rng, 1, 3, 0.7)
+    same = rng.random() < 0.25 and dh * (kh - 1) % 2 == 0 and dw * (kw_ - 1) % 2 == 0
+    if same:
+        ph, pw = dh * (kh - 1) // 2, dw * (kw_ - 1) // 2
+        ptext = "same"
+    else:
+        ph, pw = two(rng, 0, 3)
+        ptext = pair_text(rng, ph, pw)
+    bias = rng.random() < 0.5
+    h = fits(rng, dh * (kh - 1) + 1, ph)
+    w = fits(rng, dw * (kw_ - 1) + 1, pw)
+    oh, ow = conv_out(h, kh, sh, ph, dh), conv_out(w, kw_, sw, pw, dw)
+    text = (f"conv {cout} {kw(rng, 'k', 'kernel')}={pair_text(rng, kh, kw_)} "
+            f"{kw(rng, 's', 'stride')}={pair_text(rng, sh, sw)} {kw(rng, 'p', 'pad', 'padding')}="
+            f"{ptext} {kw(rng, 'd', 'dilation')}={pair_text(rng, dh, dw)} "
+            f"{kw(rng, 'g', 'groups')}={g} bias={'true' if bias else 'false'}")
+    kernel = cin // g * kh * kw_
+
+    def torch(nn):
+        return nn.Conv2d(cin, cout, (kh, kw_), (sh, sw), (ph, pw), (dh, dw), g, bias)
+
+    return Case(text, (cin, h, w), (cout, oh, ow), cout * kernel + (cout if bias else 0),
+                cout * oh * ow * kernel, torch=torch)
+
+
+def conv_shorthand_case(rng) -> Case:
+    k = rng.choice([1, 3, 5, 7])
+    cin, cout, s, d = rng.randint(1, 6), rng.randint(1, 6), rng.randint(1, 3), rng.randint(1, 2)
+    p = d * (k - 1) // 2
+    h, w = fits(rng, d * (k - 1) + 1, p), fits(rng, d * (k - 1) + 1, p)
+    oh, ow = conv_out(h, k, s, p, d), conv_out(w, k, s, p, d)
+    return Case(f"conv{k} {cout} s={s} d={d}", (cin, h, w), (cout, oh, ow),
+                cout * cin * k * k + cout, cout * oh * ow * cin * k * k,
+                torch=lambda nn: nn.Conv2d(cin, cout, k, s, p, d))
+
+
+def dwconv_case(rng) -> Case:
+    cin, m = rng.randint(1, 6), rng.choice([1, 1, 2, 3])
+    (kh, kw_), (sh, sw), d = two(rng, 1, 5), two(rng, 1, 3), rng.randint(1, 2)
+    ph, pw = two(rng, 0, 2)
+    bias = rng.random() < 0.5
+    short = rng.random() < 0.3 and kh == kw_
+    if short:
+        text = f"dwconv{kh} s={pair_text(rng, sh, sw)} p={pair_text(rng, ph, pw)} d={d}"
+        bias = True
+    else:
+        text = (f"dwconv {pair_text(rng, kh, kw_)} s={pair_text(rng, sh, sw)} "
+                f"p={pair_text(rng, ph, pw)} d={d} {kw(rng, 'm', 'multiplier')}={m} "
+                f"bias={'true' if bias else 'false'}")
+    if short:
+        m = 1
+    h, w = fits(rng, d * (kh - 1) + 1, ph), fits(rng, d * (kw_ - 1) + 1, pw)
+    oh, ow = conv_out(h, kh, sh, ph, d), conv_out(w, kw_, sw, pw, d)
+    cout = cin * m
+    return Case(text, (cin, h, w), (cout, oh, ow), cout * kh * kw_ + (cout if bias else 0),
+                cout * oh * ow * kh * kw_,
+                torch=lambda nn: nn.Conv2d(cin, cout, (kh, kw_), (sh, sw), (ph, pw), d,
+                                           groups=cin, bias=bias))
+
+
+def sepconv_case(rng) -> Case:
+    cin, cout, m = rng.randint(1, 6), rng.randint(1, 8), rng.choice([1, 1, 2])
+    k, s, d = rng.choice([1, 3, 5]), rng.randint(1, 2), rng.randint(1, 2)
+    bias = rng.random() < 0.5
+    if rng.random() < 0.5:
+        p = d * (k - 1) // 2
+        ptext = "same"
+    else:
+        p = rng.randint(0, 2)
+        ptext = str(p)
+    h, w = fits(rng, d * (k - 1) + 1, p), fits(rng, d * (k - 1) + 1, p)
+    oh, ow = conv_out(h, k, s, p, d), conv_out(w, k, s, p, d)
+    mid = cin * m
+    text = f"sepconv {cout} {k} s={s} p={ptext} d={d} m={m} bias={'true' if bias else 'false'}"
+
+    def torch(nn):
+        return nn.Sequential(nn.Conv2d(cin, mid, k, s, p, d, groups=cin, bias=False),
+                             nn.Conv2d(mid, cout, 1, bias=bias))
+
+    return Case(text, (cin, h, w), (cout, oh, ow),
+                mid * k * k + mid * cout + (cout if bias else 0),
+                mid * oh * ow * k * k + mid * cout * oh * ow, torch=torch)
+
+
+def maxpool_case(rng) -> Case:
+    c = rng.randint(1, 4)
+    (kh, kw_), d = two(rng, 1, 4), rng.randint(1, 2)
+    stride = two(rng, 1, 3) if rng.random() < 0.7 else None
+    sh, sw = stride or (kh, kw_)
+    ph, pw = rng.randint(0, kh // 2), rng.randint(0, kw_ // 2)
+    ceil = rng.random() < 0.5
+    h, w = fits(rng, d * (kh - 1) + 1, ph), fits(rng, d * (kw_ - 1) + 1, pw)
+    text = (f"maxpool {pair_text(rng, kh, kw_)} p={pair_text(rng, ph, pw)} d={d} "
+            f"{kw(rng, 'ceil', 'ceil_mode')}={'true' if ceil else 'false'}")
+    if stride:
+        text += f" s={pair_text(rng, sh, sw)}"
+    out = (c, pool_out(h, kh, sh, ph, d, ceil), pool_out(w, kw_, sw, pw, d, ceil))
+    return Case(text, (c, h, w), out,
+                torch=lambda nn: nn.MaxPool2d((kh, kw_), (sh, sw), (ph, pw), d, ceil_mode=ceil))
+
+
+def avgpool_case(rng) -> Case:
+    c = rng.randint(1, 4)
+    kh, kw_ = two(rng, 1, 4)
+    sh, sw = two(rng, 1, 3)
+    ph, pw = rng.randint(0, kh // 2), rng.randint(0, kw_ // 2)
+    ceil, count = rng.random() < 0.5, rng.random() < 0.5
+    h, w = fits(rng, kh, ph), fits(rng, kw_, pw)
+    text = (f"avgpool {pair_text(rng, kh, kw_)} s={pair_text(rng, sh, sw)} "
+            f"p={pair_text(rng, ph, pw)} ceil={'true' if ceil else 'false'} "
+            f"{kw(rng, 'count_pad', 'count_include_pad')}={'true' if count else 'false'}")
+    out = (c, pool_out(h, kh, sh, ph, 1, ceil), pool_out(w, kw_, sw, pw, 1, ceil))
+    return Case(text, (c, h, w), out,
+                torch=lambda nn: nn.AvgPool2d((kh, kw_), (sh, sw), (ph, pw), ceil,
+                                              count_include_pad=count))
+
+
+def pool_shorthand_case(rng) -> Case:
+    kind = rng.choice(["maxpool", "avgpool"])
+    k, c = rng.randint(1, 4), rng.randint(1, 4)
+    h, w = rng.randint(k, 20), rng.randint(k, 20)
+    module = "MaxPool2d" if kind == "maxpool" else "AvgPool2d"
+    return Case(f"{kind}{k}", (c, h, w), (c, h // k, w // k),
+                torch=lambda nn: getattr(nn, module)(k))
+
+
+def global_pool_case(rng) -> Case:
+    name = rng.choice(["gap", "gmp", "global_avgpool", "global_maxpool"])
+    c, h, w = rng.randint(1, 8), rng.randint(1, 12), rng.randint(1, 12)
+    module = "AdaptiveMaxPool2d" if name in ("gmp", "global_maxpool") else "AdaptiveAvgPool2d"
+    return Case(name, (c, h, w), (c, 1, 1), torch=lambda nn: getattr(nn, module)(1))
+
+
+def adaptive_case(rng) -> Case:
+    name = rng.choice(["adaptive_avgpool", "adaptive_maxpool"])
+    c, h, w = rng.randint(1, 6), rng.randint(1, 16), rng.randint(1, 16)
+    oh, ow = two(rng, 1, 9)
+    module = "AdaptiveAvgPool2d" if "avg" in name else "AdaptiveMaxPool2d"
+    return Case(f"{name} {pair_text(rng, oh, ow)}", (c, h, w), (c, oh, ow),
+                torch=lambda nn: getattr(nn, module)((oh, ow)))
+
+
+def fc_case(rng) -> Case:
+    name = rng.choice(["fc", "dense", "linear"])
+    n, bias = rng.randint(1, 40), rng.random() < 0.5
+    shape = rng.choice([(rng.randint(1, 60),), (rng.randint(1, 60), 1, 1)])
+    fin = shape[0]
+    return Case(f"{name} {n} bias={'true' if bias else 'false'}", shape, (n,),
+                fin * n + (n if bias else 0), fin * n,
+                torch=lambda nn: nn.Sequential(nn.Flatten(), nn.Linear(fin, n, bias)))
+
+
+def flatten_case(rng) -> Case:
+    if rng.random() < 0.3:
+        f = rng.randint(1, 50)
+        return Case("flatten", (f,), (f,), torch=lambda nn: nn.Flatten())
+    c, h, w = rng.randint(1, 6), rng.randint(1, 9), rng.randint(1, 9)
+    return Case("flatten", (c, h, w), (c * h * w,), torch=lambda nn: nn.Flatten())
+
+
+def bn_case(rng) -> Case:
+    name = rng.choice(["bn", "batchnorm"])
+    eps, momentum = rng.choice([1e-5, 1e-3]), rng.choice([0.1, 0.01])
+    if rng.random() < 0.3:
+        f = rng.randint(1, 50)
+        return Case(f"{name} eps={eps} momentum={momentum}", (f,), (f,), 2 * f, buffers=2 * f,
+                    torch=lambda nn: nn.BatchNorm1d(f, eps, momentum))
+    c, h, w = rng.randint(1, 16), rng.randint(1, 6), rng.randint(1, 6)
+    if rng.random() < 0.3:  # no learned scale (Keras' scale=False): the shift beta only
+        return Case(f"{name} scale=false", (c, h, w), (c, h, w), c, buffers=2 * c)
+    return Case(name, (c, h, w), (c, h, w), 2 * c, buffers=2 * c,
+                torch=lambda nn: nn.BatchNorm2d(c, eps, momentum))
+
+
+def lrn_case(rng) -> Case:
+    c, h, w = rng.randint(1, 12), rng.randint(1, 6), rng.randint(1, 6)
+    if rng.random() < 0.3:
+        return Case("lrn", (c, h, w), (c, h, w),
+                    torch=lambda nn: nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0))
+    n = rng.randint(1, 7)
+    return Case(f"lrn {n} alpha=0.001 beta=0.5 k=1", (c, h, w), (c, h, w),
+                torch=lambda nn: nn.LocalResponseNorm(n, 0.001, 0.5, 1.0))
+
+
+def any_shape(rng):
+    return rng.choice([(rng.randint(1, 40),), (rng.randint(1, 8), rng.randint(1, 8),
+                                                rng.randint(1, 8))])
+
+
+_ACTIVATIONS = {
+    "relu": "ReLU", "relu6": "ReLU6", "sigmoid": "Sigmoid", "tanh": "Tanh", "gelu": "GELU",
+    "hardswish": "Hardswish", "hardsigmoid": "Hardsigmoid", "silu": "SiLU", "swish": "SiLU",
+}
+
+
+def activation_case(rng) -> Case:
+    shape = any_shape(rng)
+    name = rng.choice(sorted(_ACTIVATIONS) + ["leaky_relu", "elu", "softmax"])
+    if name == "leaky_relu":
+        return Case("leaky_relu 0.2", shape, shape, torch=lambda nn: nn.LeakyReLU(0.2))
+    if name == "elu":
+        return Case("elu alpha=0.5", shape, shape, torch=lambda nn: nn.ELU(0.5))
+    if name == "softmax":
+        return Case("softmax", shape, shape, torch=lambda nn: nn.Softmax(dim=1))
+    return Case(name, shape, shape, torch=lambda nn: getattr(nn, _ACTIVATIONS[name])())
+
+
+def regularization_case(rng) -> Case:
+    shape = any_shape(rng)
+    p = rng.choice([0.1, 0.25, 0.5])
+    kind = rng.choice(["dropout", "dropout_default", "drop_path", "scale"])
+    if kind == "dropout":
+        return Case(f"dropout {p}", shape, shape, torch=lambda nn: nn.Dropout(p))
+    if kind == "dropout_default":
+        return Case("dropout", shape, shape, torch=lambda nn: nn.Dropout())
+    if kind == "drop_path":
+        return Case(f"drop_path {p}", shape, shape)  # no torch.nn equivalent; shape only
+    return Case(f"scale {p}", shape, shape)
+
+
+def zeropad_case(rng) -> Case:
+    c, h, w = rng.randint(1, 4), rng.randint(1, 8), rng.randint(1, 8)
+    form = rng.choice(["int", "pair", "four"])
+    if form == "int":
+        p = rng.randint(0, 3)
+        sides, text = (p, p, p, p), f"zeropad {p}"
+    elif form == "pair":
+        ph, pw = rng.randint(0, 3), rng.randint(0, 3)
+        sides, text = (pw, pw, ph, ph), f"zeropad ({ph}, {pw})"
+    else:
+        sides = tuple(rng.randint(0, 3) for _ in range(4))
+        text = "zeropad ({}, {}, {}, {})".format(*sides)
+    left, right, top, bottom = sides
+    return Case(text, (c, h, w), (c, h + top + bottom, w + left + right),
+                torch=lambda nn: nn.ZeroPad2d(sides))
+
+
+def shuffle_case(rng) -> Case:
+    g = rng.randint(1, 4)
+    c, h, w = g * rng.randint(1, 4), rng.randint(1, 6), rng.randint(1, 6)
+    return Case(f"shuffle {g}", (c, h, w), (c, h, w), torch=lambda nn: nn.ChannelShuffle(g))
+
+
+GENERATORS = {
+    "conv": conv_case, "conv_shorthand": conv_shorthand_case, "dwconv": dwconv_case,
+    "sepconv": sepconv_case, "maxpool": maxpool_case, "avgpool": avgpool_case,
+    "pool_shorthand": pool_shorthand_case, "global_pool": global_pool_case,
+    "adaptive": adaptive_case, "fc": fc_case, "flatten": flatten_case, "bn": bn_case,
+    "lrn": lrn_case, "activation": activation_case, "regularization": regularization_case,
+    "zeropad": zeropad_case, "shuffle": shuffle_case,
+}
+
+
+def cases(kind: str) -> list[Case]:
+    rng = random.Random(f"netdsl-{kind}")
+    return [GENERATORS[kind](rng) for _ in range(CASES)]
+
+
+# ---- the checks --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(GENERATORS))
+def test_rule_matches_the_reference_formulas(kind):
+    for case in cases(kind):
+        node = run(case.text, case.shape)
+        got = (node.out_shape, node.params, node.macs, node.buffers)
+        assert got == (case.out, case.params, case.macs, case.buffers), \
+            f"{case.text} on {case.shape}"
+
+
+@pytest.mark.parametrize("kind", sorted(GENERATORS))
+def test_rule_matches_torch(kind):
+    torch = need("torch")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    for case in cases(kind):
+        if case.torch is None:
+            continue
+        module = case.torch(torch.nn).eval()
+        node = run(case.text, case.shape)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            y = module(torch.zeros(1, *case.shape))
+        where = f"{case.text} on {case.shape}"
+        assert tuple(y.shape[1:]) == node.out_shape, where
+        assert sum(p.numel() for p in module.parameters()) == node.params, where
+        assert counter.get_total_flops() // 2 == node.macs, where
+        buffers = sum(b.numel() for name, b in module.named_buffers()
+                      if name.endswith(("running_mean", "running_var")))
+        assert buffers == node.buffers, where
+
+
+def test_every_catalogue_layer_is_generated():
+    """A new layer in the catalogue must get a generator here."""
+    spelled = {c.text.split()[0] for kind in GENERATORS for c in cases(kind)}
+    covered = set()
+    for word in spelled:
+        for name, spec in CATALOGUE.items():
+            if word == name or (word.startswith(name) and word[len(name):].isdigit()):
+                covered.add(spec.name)
+    assert covered == {spec.name for spec in CATALOGUE.values()}
+
+
+# ---- exact rules at the edges ----------------------------------------------------------------
+
+
+def test_size_falls_to_zero_exactly_when_pytorch_refuses():
+    torch = need("torch")
+    rng = random.Random("edges")
+    for _ in range(150):
+        kind = rng.choice(["conv", "maxpool", "avgpool"])
+        k, s, p = rng.randint(1, 6), rng.randint(1, 3), rng.randint(0, 2)
+        p = min(p, k // 2)
+        n, ceil = rng.randint(1, 6), rng.random() < 0.5
+        if kind == "conv":
+            text, module = f"conv 2 k={k} s={s} p={p}", torch.nn.Conv2d(1, 2, k, s, p)
+        elif kind == "maxpool":
+            text = f"maxpool {k} s={s} p={p} ceil={str(ceil).lower()}"
+            module = torch.nn.MaxPool2d(k, s, p, ceil_mode=ceil)
+        else:
+            text = f"avgpool {k} s={s} p={p} ceil={str(ceil).lower()}"
+            module = torch.nn.AvgPool2d(k, s, p, ceil_mode=ceil)
+        try:
+            expected = tuple(module(torch.zeros(1, 1, n, n)).shape[1:])
+        except RuntimeError:
+            expected = None
+        try:
+            got = run(text, (1, n, n)).out_shape
+        except NetdslError as e:
+            assert "size falls to zero" in e.message, e.message
+            got = None
+        assert got == expected, f"{text} on 1x{n}x{n}"
+
+
+def test_ceil_mode_last_window_must_start_inside_the_input():
+    # 3x3/2 pooling of 6 rows: floor gives 2; ceil would give 3, and the third window starts
+    # at row 4, inside the input, so it stays. With padding 1 on 5 rows, ceil gives 3 but the
+    # third window would start at row 4 of the padded input = the padding, so it is dropped.
+    assert run("maxpool 3 s=2", (1, 6, 6)).out_shape == (1, 2, 2)
+    assert run("maxpool 3 s=2 ceil=true", (1, 6, 6)).out_shape == (1, 3, 3)
+    assert run("maxpool 2 s=2 p=1 ceil=true", (1, 5, 5)).out_shape == (1, 3, 3)
+    assert run("maxpool 3 s=2 ceil=true", (1, 2, 2)).out_shape == (1, 1, 1)
+    # torchvision GoogLeNet's pools: 112 -> 56 -> 28 -> 14 -> 7
+    assert run("maxpool 3 s=2 ceil=true", (64, 112, 112)).out_shape == (64, 56, 56)
+    assert run("maxpool 2 s=2 ceil=true", (832, 14, 14)).out_shape == (832, 7, 7)
+
+
+def test_same_padding_is_symmetric_and_keeps_the_size_at_stride_one():
+    node = run("conv 8 k=(1, 7) p=same", (4, 17, 17))
+    assert node.out_shape == (8, 17, 17) and node.value("p") == (0, 3)
+    node = run("conv 8 k=3 d=2 p=same", (4, 9, 9))
+    assert node.out_shape == (8, 9, 9) and node.value("p") == 2
+    assert run("conv3 8 s=2", (4, 9, 9)).out_shape == (8, 5, 5)
+
+
+def test_same_padding_needs_an_odd_kernel():
+    with pytest.raises(NetdslError) as info:
+        run("conv 8 k=2 p=same", (4, 9, 9))
+    assert info.value.message == "conv: p=same needs an odd kernel size, got 2 (input 4x9x9)"
+
+
+def test_depthwise_is_grouped_conv_with_one_filter_per_channel():
+    node = run("conv 32 k=3 p=1 g=32 bias=false", (32, 10, 10))
+    dw = run("dwconv 3 p=1 bias=false", (32, 10, 10))
+    assert (dw.out_shape, dw.params, dw.macs) == (node.out_shape, node.params, node.macs)
+    assert dw.out_shape == (32, 10, 10) and dw.params == 32 * 9 and dw.macs == 32 * 100 * 9
+
+
+def test_separable_is_depthwise_without_bias_then_pointwise():
+    node = run("sepconv 64", (32, 10, 10))  # k=3, p=0 by default
+    assert node.out_shape == (64, 8, 8)
+    assert node.params == 32 * 9 + 32 * 64 + 64
+    assert node.macs == 32 * 64 * 9 + 32 * 64 * 64
+
+
+def test_fc_needs_a_flat_input_or_channels_by_one_by_one():
+    assert run("fc 10", (512, 1, 1)).params == 5130
+    assert run("fc 10", (512,)).params == 5130
+    with pytest.raises(NetdslError) as info:
+        run("fc 10", (512, 7, 7))
+    assert info.value.message == "fc needs a flat input but got 512x7x7"
+    assert info.value.hint == "insert `flatten` (to 25088 features) or `gap` (to 512) before fc"
+
+
+def test_bn_counts_affine_parameters_and_running_statistics_separately():
+    node = run("bn", (64, 8, 8))
+    assert (node.params, node.buffers) == (128, 128)
+    node = run("bn", (100,))
+    assert (node.out_shape, node.params, node.buffers) == ((100,), 200, 200)
+
+
+def test_image_only_layers_refuse_flat_tensors():
+    for text in ("conv3 4", "maxpool2", "gap", "zeropad 1", "lrn", "shuffle 2",
+                 "adaptive_avgpool 2", "dwconv3", "sepconv 4"):
+        with pytest.raises(NetdslError) as info:
+            run(text, (16,))
+        assert "needs an image tensor (C x H x W) but got a flat tensor of 16 features" \
+            in info.value.message, text
+
+
+def test_pool_padding_at_most_half_the_kernel():
+    with pytest.raises(NetdslError) as info:
+        run("maxpool 3 s=2 p=2", (4, 9, 9))
+    assert info.value.message == "maxpool: padding 2 is more than half the kernel 3 (input 4x9x9)"
+    assert info.value.hint == "PyTorch allows at most k//2 padding for pooling"
+
+
+def test_groups_must_divide_channels():
+    with pytest.raises(NetdslError) as info:
+        run("conv 8 k=1 g=3", (6, 4, 4))
+    assert info.value.message == ("conv: groups=3 must divide both input channels (6) and "
+                                  "output channels (8)")
+
+
+def test_shuffle_groups_must_divide_channels():
+    with pytest.raises(NetdslError) as info:
+        run("shuffle 4", (6, 4, 4))
+    assert info.value.message == "shuffle: 4 groups do not divide 6 channels (input 6x4x4)"
+
+
+def test_act_argument_appends_the_activation():
+    net = compile_text("network t:\n    input 3x8x8\n"
+                       "    conv3 4 act=relu + gap + fc 2 act=(leaky_relu 0.2)\n", "act.net")
+    assert [n.op for n in net.nodes()] == ["input", "conv", "relu", "gap", "fc", "leaky_relu"]
+    assert net.nodes()[-1].value("slope") == 0.2
+
+
+def test_shorthand_fixes_its_kernel():
+    with pytest.raises(NetdslError) as info:
+        run("conv3 16 5", (3, 8, 8))
+    assert info.value.message == "conv3 takes 1 positional argument but 2 were given"
+    assert info.value.hint == "conv3 takes 1 positional argument (c); give the others by name"
+    with pytest.raises(NetdslError) as info:
+        run("conv3 16 k=5", (3, 8, 8))
+    assert info.value.message == "conv3 fixes k=3; use conv k=... instead"
+    with pytest.raises(NetdslError) as info:
+        run("maxpool2 3", (3, 8, 8))
+    assert info.value.message == "maxpool2 takes 0 positional arguments but 1 was given"
