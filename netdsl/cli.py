@@ -32,10 +32,12 @@ COMMAND_MODULES = (
 
 def load_network(args, path: str):
     """Compile FILE (or a zoo name) with the --param/--network options of `args`."""
-    from .compiler import compile_file, parse_param, resolve
+    from .compiler import compile_file, parse_param, parse_shape, resolve
 
     params = dict(parse_param(p) for p in (getattr(args, "param", None) or []))
-    return compile_file(resolve(path), params=params, network=getattr(args, "network", None))
+    shape = getattr(args, "input", None)
+    return compile_file(resolve(path), params=params, network=getattr(args, "network", None),
+                        input_shape=parse_shape(shape) if shape else None)
 
 
 _load = load_network
@@ -73,6 +75,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
                    help="override a network parameter (repeatable), e.g. --param classes=10")
     p.add_argument("--network", metavar="NAME",
                    help="which network of the file (default: the first)")
+    p.add_argument("--input", metavar="CxHxW",
+                   help="replace the (first) input's shape, e.g. --input 3x64x64")
 
 
 def build_parser() -> argparse.ArgumentParser:

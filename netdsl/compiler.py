@@ -26,25 +26,38 @@ def resolve(target: str) -> str:
 
 
 def compile_file(path: str | os.PathLike, params: dict | None = None,
-                 network: str | None = None, limits: Limits | None = None) -> Network:
-    return _compile(lambda loader: loader.load_file(path), params, network, limits)
+                 network: str | None = None, limits: Limits | None = None,
+                 input_shape: tuple | None = None) -> Network:
+    """Compile a .net file. `input_shape` (C, H, W) replaces the first input's shape."""
+    return _compile(lambda loader: loader.load_file(path), params, network, limits, input_shape)
 
 
 def compile_text(text: str, path: str = "<input>", params: dict | None = None,
-                 network: str | None = None, limits: Limits | None = None) -> Network:
-    return _compile(lambda loader: loader.load_text(text, path), params, network, limits)
+                 network: str | None = None, limits: Limits | None = None,
+                 input_shape: tuple | None = None) -> Network:
+    return _compile(lambda loader: loader.load_text(text, path), params, network, limits,
+                    input_shape)
 
 
-def _compile(load, params, network, limits) -> Network:
+def _compile(load, params, network, limits, input_shape) -> Network:
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, _RECURSION_LIMIT))
     try:
         menv = load(Loader())
-        return Elaborator(limits).network(menv, network, params)
+        shapes = {"*": tuple(input_shape)} if input_shape else None
+        return Elaborator(limits, shapes).network(menv, network, params)
     except RecursionError:
         raise NetdslError("the program nests too deeply to elaborate") from None
     finally:
         sys.setrecursionlimit(old)
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """`3x64x64` (or `784`) from the command line."""
+    parts = text.lower().replace("×", "x").split("x")
+    if not all(p.isdigit() and int(p) > 0 for p in parts) or len(parts) not in (1, 3):
+        raise NetdslError(f"--input expects CxHxW such as 3x64x64, got '{text}'")
+    return tuple(int(p) for p in parts)
 
 
 def parse_param(text: str):

@@ -177,8 +177,9 @@ def _owner(scope: Scope) -> Scope:
 
 
 class Elaborator:
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, input_shapes: dict | None = None) -> None:
         self.limits = limits or Limits()
+        self.input_shapes = dict(input_shapes or {})  # input name (or "*") -> override shape
         self.node_count = 0
         self.signatures: dict[str, BlockSignature] = {}
 
@@ -294,6 +295,11 @@ class Elaborator:
 
     def _input(self, stmt: ast.InputStmt, env, ctx, state):
         value = self.eval(stmt.shape, env, ctx)
+        name = stmt.name or ("input" if not state.inputs else f"input{len(state.inputs) + 1}")
+        override = self.input_shapes.get(name, self.input_shapes.get("*") if not state.inputs
+                                         else None)
+        if override is not None:
+            value = Tup(Num(d) for d in override)
         dims = list(value.items) if isinstance(value, Tup) else [value]
         if len(dims) not in (1, 3) or not all(
                 isinstance(d, Num) and isinstance(d.value, int) and not isinstance(d.value, bool)
@@ -301,7 +307,6 @@ class Elaborator:
             raise NetdslError("input shape must be C x H x W (e.g. 3x224x224) or a feature count",
                               stmt.shape.span)
         self._check_size(dims, stmt.shape.span)
-        name = stmt.name or ("input" if not state.inputs else f"input{len(state.inputs) + 1}")
         if stmt.name:
             check_identifier(stmt.name, stmt.span, "input")
         if name in state.inputs or name in env.values:

@@ -117,6 +117,7 @@ class _Builder:
             for src in node.inputs:
                 self.consumers[id(src)] = self.consumers.get(id(src), 0) + 1
         self.collapsed: dict = {}  # id(scope) -> Unit
+        self._clusters: dict = {}  # id(scope) -> drawn as a cluster
         self._assign(net.root, 0)
 
     # -- units ---------------------------------------------------------------------------
@@ -177,6 +178,25 @@ class _Builder:
     def _units_in(self, scope: Scope) -> set:
         return {self.unit_of[id(n)].key for n in scope.nodes()}
 
+    def _is_cluster(self, scope: Scope) -> bool:
+        """Drawn as a box around its units: an expanded block holding more than one unit."""
+        known = self._clusters.get(id(scope))
+        if known is None:
+            known = (_level_scope(scope) and scope.kind != "repeat"
+                     and id(scope) not in self.collapsed and len(self._units_in(scope)) > 1)
+            self._clusters[id(scope)] = known
+        return known
+
+    def _short_id(self, node: Node) -> str:
+        """The node's id relative to the cluster it is drawn in ('' when it adds nothing)."""
+        scope = node.scope
+        while scope is not None and scope.parent is not None and not self._is_cluster(scope):
+            scope = scope.parent
+        name = node.id
+        if scope is not None and scope.id and name.startswith(scope.id + "."):
+            name = name[len(scope.id) + 1:]
+        return "" if name == node.op else name
+
     def _home(self, unit: Unit) -> Scope | None:
         """The scope a unit is drawn in: its host node's, or a collapsed block's parent."""
         return unit.scope.parent if unit.scope is not None else unit.node.scope
@@ -214,7 +234,7 @@ class _Builder:
                 continue
             if not any(True for _ in child.nodes()):
                 continue
-            if _level_scope(child) and child.kind != "repeat" and len(self._units_in(child)) > 1:
+            if self._is_cluster(child):
                 fill = CLUSTER_FILLS[depth % len(CLUSTER_FILLS)]
                 name = scope_title(child)
                 label = (f"<<b>{_h(name)}</b>  <font color=\"#4f6278\">{_h(block_call(child))}"
@@ -248,7 +268,8 @@ class _Builder:
         rows = [head]
         if unit.folded:
             rows.append(_h(" + ".join(layer_call(n) for n in unit.folded)))
-        small = [_h(node.id)] if node.id.rsplit(".", 1)[-1] != node.op else []
+        short = self._short_id(node)
+        small = [_h(short)] if short else []
         if params:
             small.append(f"{params:,} params")
         if small:
