@@ -517,7 +517,8 @@ class Elaborator:
         if len(e.args) > len(params):
             raise NetdslError(
                 f"block {bdef.name} takes {len(params)} argument{'s' if len(params) != 1 else ''} "
-                f"but {len(e.args)} were given", e.args[len(params)].span,
+                f"but {len(e.args)} {'was' if len(e.args) == 1 else 'were'} given",
+                e.args[len(params)].span,
                 hint=f"its definition: {_signature_text(bdef)}")
         values: dict = {}
         call_args: list = []

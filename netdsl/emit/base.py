@@ -69,13 +69,16 @@ class Unit:
     inputs: list = field(default_factory=list)  # variable names
     output: str = ""
     shapes: list = field(default_factory=list)  # output shape of each instance (tuples of Num)
+    # train_only: a train-time-only part of this class (e.g. an aux head in the network);
+    # the units inside a train-only part are not marked again
     train_only: bool = False
-    device: str | None = None
+    device: str | None = None  # where it runs ("cuda:1", "cpu"; None: not placed anywhere)
+    placed: bool = False  # its device is its own annotation, not inherited from the class
     overwrites: bool = False  # its input value is dead afterwards and was made in this class
 
     def key(self) -> tuple:
-        base = (self.kind, self.attr, tuple(self.inputs), self.output, self.device,
-                self.train_only)
+        base = (self.kind, self.attr, tuple(self.inputs), self.output,
+                self.device if self.placed else None, self.train_only)
         if self.kind in ("layer", "merge"):
             return base + (self.node.op, _attrs_key(self.node))
         if self.kind == "call":
@@ -212,8 +215,9 @@ class ModelBuilder:
     # -- classes ---------------------------------------------------------------
 
     def _class_for(self, scope: Scope, kind: str, name_hint: str = "",
-                   own_loop: str | None = None) -> ClassModel:
-        units = self._units(scope)
+                   own_loop: str | None = None, units: list[Unit] | None = None) -> ClassModel:
+        if units is None:
+            units = self._units(scope)
         inputs, outputs = self._wire(scope, units, kind)
         params, uses_in, renames = self._params(scope, kind, units, own_loop)
         model = ClassModel(
@@ -313,22 +317,26 @@ class ModelBuilder:
 
     def _units(self, scope: Scope) -> list[Unit]:
         units = []
+        # inside a train-only part (an aux head's block), nothing is train-only again
+        whole = scope.kind != "network" and scope.output is not None and scope.output.train_only
         for child in scope.children:
             if isinstance(child, Node):
                 if child.op == "input":
                     continue
                 kind = "merge" if child.op in MERGE_OPS else "layer"
                 units.append(Unit(kind, _attr(child.name), node=child,
-                                  shapes=[child.shape], train_only=child.train_only,
-                                  device=child.device))
+                                  shapes=[child.shape], train_only=child.train_only and not whole,
+                                  device=child.device, placed=child.device != scope.device))
             else:
-                units.append(self._scope_unit(child, scope))
+                unit = self._scope_unit(child, scope)
+                unit.train_only = unit.train_only and not whole
+                units.append(unit)
         return units
 
     def _scope_unit(self, child: Scope, parent: Scope) -> Unit:
         common = dict(attr=_attr(child.name), scope=child, shapes=[child.result_shape],
                       train_only=child.output.train_only if child.output else False,
-                      device=child.device)
+                      device=child.device, placed=child.device != parent.device)
         if child.kind == "block":
             cls = self._class_for(child, "block")
             return Unit("call", cls=cls, args=self._call_args(child, cls), **common)
@@ -372,14 +380,14 @@ class ModelBuilder:
         units = self._units(scope)
         if not units:
             return Body("identity")
-        if loop_var is not None and len(units) == 1:
-            units[0].attr = "body"  # the iteration's index is not part of its structure
         if _is_chain(scope, units):
+            if loop_var is not None and len(units) == 1:
+                units[0].attr = "body"  # the iteration's index is not part of its structure
             for previous, unit in zip(units, units[1:]):
                 unit.overwrites = _is_fresh(previous)  # a Sequential feeds each output on once
             return Body("single" if len(units) == 1 else "chain", units=units)
         hint = f"{parent.block or self.net.name}_{attr}"
-        cls = self._class_for(scope, "anonymous", hint, own_loop=loop_var)
+        cls = self._class_for(scope, "anonymous", hint, own_loop=loop_var, units=units)
         args = []
         if cls.uses_in_channels:
             args.append((None, Sym(loop_var)))
@@ -420,7 +428,10 @@ class ModelBuilder:
                 outputs.append((o.name, produced[o.node], o.train_only))
         else:
             outputs.append(("output", produced[scope.output], False))
-        names = _allocate(units, reads, outputs, list(inputs.values()), scope.value_names)
+        # forward runs the eval path first and train-only heads last: allocate in that order
+        order = sorted(range(len(units)), key=lambda i: units[i].train_only)
+        names = _allocate([units[i] for i in order], [reads[i] for i in order], outputs,
+                          list(inputs.values()), scope.value_names)
         return list(inputs.values()), [(n, names[id(ref)] if isinstance(ref, Unit) else ref, t)
                                        for n, ref, t in outputs]
 
