@@ -577,7 +577,9 @@ def _value_text(value) -> str:
     if isinstance(value, tuple):
         if len(value) == 2 and value[0] == value[1]:
             return _value_text(value[0])
-        return "x".join(_value_text(v) for v in value)
+        if len(value) == 2:
+            return "x".join(_value_text(v) for v in value)  # the DSL's shape literal: k=1x7
+        return "(" + ", ".join(_value_text(v) for v in value) + ")"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)

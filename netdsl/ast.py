@@ -199,6 +199,7 @@ class BlockDef(Node):
     params: tuple[Param, ...]
     body: Expr | tuple[Stmt, ...]
     module: str = ""  # path of the file that defines it
+    name_span: Span | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -206,6 +207,7 @@ class NetworkDef(Node):
     name: str
     params: tuple[Param, ...]
     body: tuple[Stmt, ...]
+    name_span: Span | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, eq=False)

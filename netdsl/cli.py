@@ -14,7 +14,7 @@ import os
 import sys
 import traceback
 
-from .errors import NetdslError
+from .errors import NetdslError, UsageError
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
 
@@ -119,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except UsageError as e:
+        parser.print_usage(sys.stderr)
+        print(f"netdsl: error: {e.message}", file=sys.stderr)
+        return EXIT_USAGE
     except NetdslError as e:
         print(e.format(), file=sys.stderr)
         return EXIT_USER

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .elaborate import Elaborator, Limits
-from .errors import NetdslError
+from .errors import NetdslError, UsageError
 from .ir import Network
 from .loader import Loader
 from .resources import zoo_dir
@@ -56,7 +56,7 @@ def parse_shape(text: str) -> tuple[int, ...]:
     """`3x64x64` (or `784`) from the command line."""
     parts = text.lower().replace("×", "x").split("x")
     if not all(p.isdigit() and int(p) > 0 for p in parts) or len(parts) not in (1, 3):
-        raise NetdslError(f"--input expects CxHxW such as 3x64x64, got '{text}'")
+        raise UsageError(f"--input expects CxHxW such as 3x64x64, got '{text}'")
     return tuple(int(p) for p in parts)
 
 
@@ -65,7 +65,7 @@ def parse_param(text: str):
     from .symbolic import Num, Tup
 
     if "=" not in text:
-        raise NetdslError(f"--param expects NAME=VALUE, got '{text}'")
+        raise UsageError(f"--param expects NAME=VALUE, got '{text}'")
     name, raw = text.split("=", 1)
     name, raw = name.strip(), raw.strip()
     lowered = raw.lower()

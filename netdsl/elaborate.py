@@ -19,12 +19,29 @@ from . import ast
 from .errors import NetdslError, Span, did_you_mean
 from .ir import BlockSignature, Network, Node, Output, Scope
 from .layers import (
-    MERGES, REQUIRED, ShapeError, fmt_shape, lookup, layer_names, merge_mismatch_hint, merge_shape,
+    MERGES,
+    ShapeError,
+    fmt_shape,
+    layer_names,
+    lookup,
+    merge_mismatch_hint,
+    merge_shape,
 )
 from .loader import ModuleEnv
 from .names import check_identifier
 from .symbolic import (
-    FUNCTIONS, Bin, Const, Index, Local, Num, Sym, Tup, compare, ifelse, num_compare, num_func,
+    FUNCTIONS,
+    Bin,
+    Const,
+    Index,
+    Local,
+    Num,
+    Sym,
+    Tup,
+    compare,
+    ifelse,
+    num_compare,
+    num_func,
 )
 from .train_config import build_train_config
 from .values import Fragment, kind_of
@@ -143,7 +160,7 @@ class PlaceFrag(Fragment):
         return PlaceFrag(self.body.constified(), self.device, self.span)
 
 
-_CONSTANTS = {"same": "same", "valid": "valid", "none": None}
+_CONSTANTS = {"same": "same", "none": None}
 
 
 class Env:
@@ -204,7 +221,7 @@ class Elaborator:
 
     def _network(self, menv: ModuleEnv, ndef: ast.NetworkDef, overrides: dict) -> Network:
         root = Scope(kind="network", parent=None, span=ndef.span, block=ndef.name)
-        check_identifier(ndef.name, ndef.span, "network")
+        check_identifier(ndef.name, ndef.name_span, "network")
         known = {p.name for p in ndef.params}
         for key in overrides:
             if key not in known:
@@ -312,7 +329,7 @@ class Elaborator:
         if name in state.inputs or name in env.values:
             raise NetdslError(f"'{name}' is already defined", stmt.span)
         node = self._node("input", {}, [], [], tuple(dims), stmt.span, ctx)
-        node.var = name
+        node.var = node.label = name
         state.inputs[name] = node
         view = TensorView(node, tuple(dims))
         env.values[name] = TensorRef(view, name, _owner(ctx.scope), stmt.span)
@@ -760,8 +777,10 @@ class Elaborator:
         try:
             inferred = frag.spec.infer(attrs, view.shape)
         except ShapeError as e:
-            raise NetdslError(f"{e.message} (input {fmt_shape(view.shape)})"
-                              if "input" not in e.message else e.message,
+            shown = fmt_shape(view.shape)
+            raise NetdslError(f"{e.message} (input {shown})"
+                              if shown not in e.message and "input" not in e.message
+                              and "flat tensor" not in e.message else e.message,
                               frag.span, hint=e.hint) from None
         self._check_size(inferred.shape, frag.span)
         attrs.update(inferred.derived)
@@ -934,10 +953,10 @@ class Elaborator:
                     default = None
             params.append((p.name, default))
             values[p.name] = self._symbolize(p.name, frag.values[p.name], p.span)
-        check_identifier(bdef.name, bdef.span, "block")
+        check_identifier(bdef.name, bdef.name_span, "block")
         if lookup(bdef.name) is not None or bdef.name in MERGES:
             raise NetdslError(f"block '{bdef.name}' would hide the built-in layer of that name",
-                              bdef.span, hint="choose another name")
+                              bdef.name_span, hint="choose another name")
         self.signatures[bdef.name] = BlockSignature(bdef.name, params, _source_text(bdef.span),
                                                     bdef.span)
 

@@ -102,6 +102,10 @@ def _excerpt(span: Span) -> list[str]:
     return [f"    {text.rstrip()}", f"    {caret}"]
 
 
+class UsageError(NetdslError):
+    """A malformed command line (exit status 2), e.g. `--param classes` without a value."""
+
+
 def did_you_mean(name: str, candidates) -> str | None:
     matches = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
     return f"did you mean '{matches[0]}'?" if matches else None

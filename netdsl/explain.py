@@ -7,7 +7,16 @@ text (default) or as a Markdown handout (one table, block rows and totals).
 from __future__ import annotations
 
 from .analysis import (
-    BYTES, Analysis, Count, Equation, LayerFacts, Note, Receptive, Window, analyze, block_call,
+    BYTES,
+    Analysis,
+    Count,
+    Equation,
+    LayerFacts,
+    Note,
+    Receptive,
+    Window,
+    analyze,
+    block_call,
     layer_call,
 )
 from .errors import NetdslError, did_you_mean
@@ -199,7 +208,7 @@ class _Text:
     def __init__(self, analysis: Analysis, depth: int | None, style: _Style) -> None:
         self.a, self.depth, self.style = analysis, depth, style
         self.lines: list[str] = []
-        self.width = max([len(f) for f in _formulas(analysis)] + [24]) + 1
+        self.width = min(max([len(f) for f in _formulas(analysis)] + [24]), 40) + 1
 
     def out(self, indent: int, text: str) -> None:
         self.lines.append("  " * indent + text)
@@ -226,9 +235,11 @@ class _Text:
         self.out(indent, f"{node.id}: {layer_call(node)}    {ins}{st.arrow}{shape}{train}")
         rows: list[tuple[str, str, str]] = []
         steps = sorted(facts.shape, key=lambda step: not isinstance(step, Window))
+        shown = set()
         for i, step in enumerate(steps):
             formula, text = step_text(step, st)
-            rows.append(("shape" if i == 0 else "", formula, text))
+            rows.append(("shape" if i == 0 else "", "" if formula in shown else formula, text))
+            shown.add(formula)
         if facts.params is not None:
             rows.append(("params", st.formula(facts.params.formula), st.count(facts.params)))
             if facts.params.note:
@@ -240,19 +251,24 @@ class _Text:
         rows.append(("RF", rf_formula, rf_text(facts.rf, st)))
         rows.append(("memory", *memory_text(facts, st)))
         for label, formula, text in rows:
+            if len(formula) > self.width:  # a long formula gets its own line
+                self.out(indent + 1, f"{label:<7} {formula}")
+                label, formula = "", ""
             self.out(indent + 1, f"{label:<7} {formula:<{self.width}} {text}".rstrip())
 
     def scope(self, scope: Scope, indent: int, level: int) -> None:
         if not _visible(scope):
             return
-        if not _counts_as_level(scope) or (scope.kind == "repeat" and False):
+        if not _counts_as_level(scope):
             for child in scope.children:
                 self.child(child, indent, level)
             return
         t = self.a.totals(scope)
         shape_in = fmt_shape(tuple(int(d.value) for d in scope.in_shape))
         shape_out = fmt_shape(tuple(int(d.value) for d in scope.out_shape))
-        head = f"{scope.id or scope.name}: {block_call(scope)}    {shape_in}{self.style.arrow}{shape_out}"
+        name, call = scope.id or scope.name, block_call(scope)
+        head = (f"{name}: {call}" if call != scope.label else name) + \
+            f"    {shape_in}{self.style.arrow}{shape_out}"
         summary = (f"{t.params:,} params, {t.macs:,} MACs, activations "
                    f"{short_bytes(t.new_bytes)} (training {short_bytes(t.train_bytes)}), "
                    f"RF {rf_short(self.a.output_rf(scope))}")
@@ -407,10 +423,10 @@ def _markdown(analysis: Analysis, depth: int | None, targets: list | None) -> st
             f"- **Receptive field at the output:** {rf_short(a.output_rf())}",
             f"- **Forward activations:** {human_bytes(a.forward_bytes)}",
             f"- **Peak at inference:** {human_bytes(a.peak_bytes)}",
-            f"- **Training estimate (activations):** {human_bytes(a.train_bytes)}: "
-            + training_breakdown(a).replace(" x ", " × "),
-            f"- **Parameter memory:** weights {short_bytes(a.param_bytes)} + gradients "
-            f"{short_bytes(a.grad_bytes)}{state}",
+            (f"- **Training estimate (activations):** {human_bytes(a.train_bytes)}: "
+             + training_breakdown(a).replace(" x ", " × ")),
+            (f"- **Parameter memory:** weights {short_bytes(a.param_bytes)} + gradients "
+             f"{short_bytes(a.grad_bytes)}{state}"),
             "",
         ]
     return "\n".join(lines)

@@ -19,9 +19,9 @@ Symbols visible inside a scope: for a block scope, the block's parameters and
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Iterator
 
 from .errors import Span
 from .symbolic import Num, Tup

@@ -13,8 +13,8 @@ of torch.utils.flop_counter and fvcore; every other op counts zero.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .errors import NetdslError, Span, did_you_mean
 from .symbolic import Num, Tup
@@ -88,7 +88,8 @@ class LayerSpec:
             if isinstance(value, Fragment):
                 hint = f"separate layers with '+': `{shown} ... + ...`"
             elif positional:
-                hint = f"{shown} takes {_plural(len(positional), 'positional argument')} ({', '.join(positional)}); give the others by name"
+                hint = (f"{shown} takes {_plural(len(positional), 'positional argument')} "
+                        f"({', '.join(positional)}); give the others by name")
             else:
                 hint = f"{shown} takes only keyword arguments" if self.args else None
             raise NetdslError(

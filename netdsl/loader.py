@@ -61,11 +61,12 @@ class Loader:
         self._cache: dict[str, ModuleEnv] = {}
         self._loading: list[str] = []
 
-    def load_file(self, path: str | os.PathLike) -> ModuleEnv:
+    def load_file(self, path: str | os.PathLike, display: str | None = None) -> ModuleEnv:
+        """Parse a file once; `display` is how locations name it (stdlib files, say)."""
         key = str(Path(path).resolve()) if Path(path).exists() else str(path)
         if key in self._cache:
             return self._cache[key]
-        return self._load(str(path), read_source(path), key)
+        return self._load(display or str(path), read_source(path), key)
 
     def load_text(self, text: str, path: str = "<input>") -> ModuleEnv:
         return self._load(path, text, path)
@@ -87,7 +88,8 @@ class Loader:
         key = str(target.resolve())
         if key in self._loading:
             raise NetdslError(f"'use' cycle: {target.name} is already being loaded", use.span)
-        used = self.load_file(target)
+        display = None if use.is_path else f"netdsl/stdlib/{target.name}"
+        used = self.load_file(target, display)
         for name, block in used.own.items():
             if name in env.own:
                 continue  # a file's own definitions take precedence

@@ -38,16 +38,26 @@ def check_writable(path: str | os.PathLike, force: bool = False, generated: bool
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
-    target = Path(path)
+    """Write through a temporary file and a rename, so no half-written file is ever seen."""
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise NetdslError(f"cannot write {path}: no such directory {directory}")
+    fd, tmp = tempfile.mkstemp(prefix=".netdsl-", suffix=os.path.splitext(path)[1], dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
-        os.replace(tmp, target)
-    except BaseException:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; honour the umask instead
+        os.replace(tmp, path)
+    except OSError as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        raise
+        raise NetdslError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

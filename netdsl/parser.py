@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import cache
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import (
@@ -238,7 +239,9 @@ class _ToAst(Transformer):
         return ast.Param(self._span(meta), str(children[0]), default)
 
     def _head(self, children):
-        name = str(children[0]).rstrip("(")
+        tok = children[0]
+        name = str(tok).rstrip("(")
+        self._name_span = Span(self.path, tok.line, tok.column, tok.line, tok.column + len(name))
         params = tuple(c for c in children[1:] if isinstance(c, ast.Param))
         seen: dict[str, ast.Param] = {}
         for p in params:
@@ -249,11 +252,12 @@ class _ToAst(Transformer):
 
     def block(self, meta, children):
         name, params = self._head(children[:-1])
-        return ast.BlockDef(self._span(meta), name, params, children[-1], self.path)
+        return ast.BlockDef(self._span(meta), name, params, children[-1], self.path,
+                            self._name_span)
 
     def network(self, meta, children):
         name, params = self._head(children[:-1])
-        return ast.NetworkDef(self._span(meta), name, params, children[-1])
+        return ast.NetworkDef(self._span(meta), name, params, children[-1], self._name_span)
 
     def use(self, meta, children):
         tok = children[0]
@@ -281,8 +285,9 @@ class _ToAst(Transformer):
             first: dict[str, ast.Node] = {}
             for item in buckets[kind]:
                 if item.name in first:
-                    raise NetdslError(f"{what} '{item.name}' is defined twice", item.span).with_note(
-                        "first defined here", first[item.name].span)
+                    raise NetdslError(f"{what} '{item.name}' is defined twice",
+                                      item.name_span).with_note("first defined here",
+                                                                first[item.name].name_span)
                 first[item.name] = item
         trains = buckets[ast.TrainDef]
         if len(trains) > 1:

@@ -17,13 +17,13 @@ import html
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 
 from .analysis import block_call, layer_call
 from .errors import NetdslError
 from .ir import Network, Node, Scope
 from .layers import CATALOGUE, MERGES, fmt_shape
+from .output import write_atomic
 
 FORMATS = {".dot": None, ".gv": None, ".svg": "svg", ".png": "png", ".pdf": "pdf"}
 FONT = "Helvetica,Arial,sans-serif"
@@ -187,6 +187,13 @@ class _Builder:
             self._clusters[id(scope)] = known
         return known
 
+    def _drawn_device(self, node: Node) -> str | None:
+        """The device the enclosing cluster's label already shows."""
+        scope = node.scope
+        while scope is not None and scope.parent is not None and not self._is_cluster(scope):
+            scope = scope.parent
+        return scope.device if scope is not None and scope.parent is not None else None
+
     def _short_id(self, node: Node) -> str:
         """The node's id relative to the cluster it is drawn in ('' when it adds nothing)."""
         scope = node.scope
@@ -209,12 +216,12 @@ class _Builder:
                  f" · {net.total_macs:,} MACs</font>>")
         lines = [
             f"digraph {_q(net.name)} {{",
-            f"  graph [rankdir=TB, newrank=true, nodesep=0.25, ranksep=0.32, fontname={_q(FONT)},"
-            f" fontsize=18, labelloc=t, label={title}, bgcolor=\"white\", pad=0.3];",
-            f"  node [shape=box, style=\"rounded,filled\", fontname={_q(FONT)}, fontsize=12,"
-            " penwidth=1.2, margin=\"0.14,0.06\", height=0.3];",
-            f"  edge [fontname={_q(FONT)}, fontsize=10, color=\"#6b7785\", fontcolor=\"#4a5562\","
-            " arrowsize=0.6, penwidth=1.0];",
+            (f"  graph [rankdir=TB, newrank=true, nodesep=0.25, ranksep=0.32, fontname={_q(FONT)},"
+             f" fontsize=18, labelloc=t, label={title}, bgcolor=\"white\", pad=0.3];"),
+            (f"  node [shape=box, style=\"rounded,filled\", fontname={_q(FONT)}, fontsize=12,"
+             " penwidth=1.2, margin=\"0.14,0.06\", height=0.3];"),
+            (f"  edge [fontname={_q(FONT)}, fontsize=10, color=\"#6b7785\", fontcolor=\"#4a5562\","
+             " arrowsize=0.6, penwidth=1.0];"),
         ]
         placed: dict = {}  # id(scope) -> [unit]
         for unit in self.units:
@@ -237,8 +244,11 @@ class _Builder:
             if self._is_cluster(child):
                 fill = CLUSTER_FILLS[depth % len(CLUSTER_FILLS)]
                 name = scope_title(child)
-                label = (f"<<b>{_h(name)}</b>  <font color=\"#4f6278\">{_h(block_call(child))}"
-                         "</font>>")
+                call = block_call(child)
+                extra = "" if call == name else f"  <font color=\"#4f6278\">{_h(call)}</font>"
+                if child.device and child.device != (child.parent.device if child.parent else None):
+                    extra += f"  <font color=\"#b5535f\">@{_h(child.device)}</font>"
+                label = f"<<b>{_h(name)}</b>{extra}>"
                 lines.append(f"{pad}subgraph {_q('cluster_' + child.id + '_' + str(id(child)))} {{")
                 lines.append(f"{pad}  graph [label={label}, labeljust=l, style=\"rounded,filled\","
                              f" fillcolor={_q(fill)}, color=\"#a9b4c0\", penwidth=1.0,"
@@ -266,10 +276,13 @@ class _Builder:
         else:
             head = f"<b>{_h(layer_call(node))}</b>"
         rows = [head]
-        if unit.folded:
-            rows.append(_h(" + ".join(layer_call(n) for n in unit.folded)))
+        calls = [layer_call(n) for n in unit.folded]
+        for i in range(0, len(calls), 3):  # three to a line keeps the box narrow
+            rows.append(_h(("+ " if i else "") + " + ".join(calls[i:i + 3])))
         short = self._short_id(node)
         small = [_h(short)] if short else []
+        if node.device and node.device != self._drawn_device(node):
+            small.append(f"<font color=\"#b5535f\">@{_h(node.device)}</font>")
         if params:
             small.append(f"{params:,} params")
         if small:
@@ -289,12 +302,16 @@ class _Builder:
         inner = _only_scope(scope)
         if inner is not None and inner.kind == "repeat":
             calls.append("= " + block_call(inner))
-        rows = [f"<b>{_h(name)}</b>", *(_h(c) for c in calls),
-                f"<font point-size=\"10\" color=\"#4a5562\">{_h(shape)} · "
-                f"{scope.params:,} params</font>"]
+        if scope.device:
+            calls.append(f"@{scope.device}")
+        rows = [f"<b>{_h(name)}</b>", *(_h(c) for c in calls if c != name),
+                (f"<font point-size=\"10\" color=\"#4a5562\">{_h(shape)} · "
+                 f"{scope.params:,} params</font>")]
         tooltip = _q(f"{scope.id} ({scope.span})")
+        train_only = all(n.train_only for n in scope.nodes())
+        style = ", style=\"rounded,filled,dashed\"" if train_only else ""
         return (f"{unit.key} [label=<{'<br/>'.join(rows)}>, fillcolor={_q(fill)},"
-                f" color={_q(border)}, penwidth=1.6, tooltip={tooltip}];")
+                f" color={_q(border)}, penwidth=1.6{style}, tooltip={tooltip}];")
 
     def _edges(self) -> list[str]:
         lines, seen = [], set()
@@ -363,31 +380,6 @@ def run_dot(dot_text: str, fmt: str) -> bytes:
         raise NetdslError("Graphviz's dot failed: " + (message[-1] if message else
                                                        f"exit status {done.returncode}"))
     return done.stdout
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file, so no half-written file is ever seen."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise NetdslError(f"cannot write {path}: no such directory {directory}")
-    fd, tmp = tempfile.mkstemp(prefix=".netdsl-", suffix=os.path.splitext(path)[1], dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise NetdslError(f"cannot write {path}: {e.strerror or e}") from None
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def output_format(path: str) -> str | None:

@@ -186,7 +186,7 @@ def _chain(draw, state: _State, depth: int, keep_spatial: bool = False) -> str:
         if keep_spatial:
             c = draw(st.integers(1, 10))
             terms.append(draw(st.sampled_from([f"conv3 {c}", f"conv1 {c}", f"cbr({c})",
-                                               f"maxpool 3 s=1 p=1", "relu", "bn"])))
+                                               "maxpool 3 s=1 p=1", "relu", "bn"])))
             if terms[-1].startswith(("conv", "cbr")):
                 state.c = c
         else:

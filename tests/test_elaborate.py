@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from itertools import pairwise
 
 import pytest
 
@@ -40,7 +41,7 @@ def test_sequence_chains_each_layer_into_the_next():
     assert layers(n) == [("conv1", "conv", (16, 32, 32)), ("relu", "relu", (16, 32, 32)),
                          ("maxpool", "maxpool", (16, 16, 16)), ("conv2", "conv", (32, 16, 16))]
     nodes = n.nodes()
-    assert all(b.inputs == [a] for a, b in zip(nodes, nodes[1:]))
+    assert all(b.inputs == [a] for a, b in pairwise(nodes))
     assert n.main_output.node is nodes[-1]
 
 

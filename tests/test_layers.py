@@ -10,14 +10,14 @@ which counts conv and matmul only: exactly netdsl's convention).
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
+from conftest import need
 
 from netdsl import NetdslError, compile_text
 from netdsl.layers import CATALOGUE
-from conftest import need
 
 CASES = 30  # random cases per layer
 

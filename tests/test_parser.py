@@ -419,7 +419,7 @@ def test_unexpected_characters(char, shown, hint):
 def test_duplicate_definitions_are_located():
     e = syntax_error("block f = relu\nblock f = relu\n")
     assert e.message == "block 'f' is defined twice"
-    assert (e.span.line, e.span.column) == (2, 1)
+    assert (e.span.line, e.span.column) == (2, 7)  # at the name
     assert [(n.message, n.span.line) for n in e.notes] == [("first defined here", 1)]
     e = syntax_error("network a:\n    input 3\nnetwork a:\n    input 3\n")
     assert e.message == "network 'a' is defined twice"

@@ -311,7 +311,9 @@ class ModelBuilder:
                 params.append(Param(name, default, False, value=plain))
             else:
                 params.append(Param(name, None, False, computed=expr_of(default), value=plain))
-        return params, "in_channels" in used, renames
+        # a block class always takes its input's channels: a branch merged in from a later
+        # instance may need them even where the first instance's branch did not
+        return params, True, renames
 
     # -- units ------------------------------------------------------------------
 
@@ -520,8 +522,8 @@ def _producer(units: list[Unit], var: str):
 
 def _is_chain(scope: Scope, units: list[Unit]) -> bool:
     """Units that form a simple pipeline, expressible as a Sequential."""
-    if any(u.kind not in ("layer", "call") for u in units):
-        return False
+    if any(u.kind not in ("layer", "call") or u.placed for u in units):
+        return False  # (a Sequential cannot move data between devices)
     previous = scope.input
     for u in units:
         sources = _unit_inputs(u)

@@ -2,17 +2,28 @@
 
 Python decides every name, argument and statement here; the layout of the
 file lives in templates/torch/*.j2.
+
+Placement (`@gpu(i)`, `@cpu`): a network with annotations gets a `DEVICES`
+table and a `place_devices()` helper that maps each annotated device to one the
+machine has (falling back, with one warning, when it has fewer GPUs). Parts
+are created on their device (`.to(...)` in `__init__`) and activations are
+moved in `forward` only where the data flow crosses from one device to another.
+A class whose parts sit on several devices ("mixed") is given the resolved
+`placement` (and its own default `device` when it has unannotated parts with
+weights), so it never needs a whole-module `.to()` that would undo the split.
+Networks without annotations get none of this.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .. import __version__
 from ..errors import NetdslError
-from ..ir import Network, Node
-from ..layers import pair, zeropad_sides
-from ..symbolic import Const, Expr, Num, Sym, Tup
+from ..ir import Network
+from ..layers import zeropad_sides
+from ..symbolic import Expr, Num, Sym, Tup
 from . import format as fmt
 from .base import Body, ClassModel, Emitter, Program, Unit, expr_of, shape_comment
 from .templates import render
@@ -20,6 +31,9 @@ from .templates import render
 # ops whose module is stateless and may run in place when its input is not needed again
 _INPLACE = {"relu", "relu6", "leaky_relu", "hardswish", "hardsigmoid", "silu", "elu"}
 B = 2  # statements in __init__ and forward sit two levels deep
+_MODULE_NAMES = {"torch", "nn", "Tensor", "warnings", "place_devices", "DEVICES", "INPUT_SHAPE"}
+HOME = "@home"  # device key: a mixed class's own default device (its `device` argument)
+INPUT = "@input"  # device key: wherever the value came from (not known when generating)
 
 
 @dataclass
@@ -45,23 +59,111 @@ class FileContext:
     builder: list[str]
     builder_call: str
     main_class: str
-    needs_functional: bool = False
+    devices: str | None = None  # the DEVICES table of a placed network
     extra_imports: list[str] = field(default_factory=list)
 
 
-class _Scope:
-    """Rendering state of one class: how symbols print, which locals exist."""
+class _Facts:
+    """What the program's classes contain: weights, placement, their output's device."""
 
-    def __init__(self, cls: ClassModel) -> None:
+    def __init__(self) -> None:
+        self._stateful: dict[int, bool] = {}
+        self._mixed: dict[int, bool] = {}
+        self.needs_home: dict[int, bool] = {}  # filled as classes are rendered
+        self.out_key: dict[int, str] = {}
+        self.params: dict[int, tuple[str, str]] = {}  # (placement, device) parameter names
+
+    # weights or buffers anywhere inside: such a part is created on its device
+    def stateful_unit(self, u: Unit) -> bool:
+        if u.kind == "layer":
+            return u.node.params + u.node.buffers > 0
+        if u.kind == "merge":
+            return False
+        if u.kind == "call":
+            return self.stateful_cls(u.cls)
+        if u.kind == "repeat":
+            return u.body is not None and self.stateful_body(u.body)
+        if u.kind == "cond":
+            return any(self.stateful_body(b) for b in u.branches.values())
+        return self.stateful_body(u.body)
+
+    def stateful_body(self, body: Body) -> bool:
+        if body.kind == "class":
+            return self.stateful_cls(body.cls)
+        return any(self.stateful_unit(u) for u in body.units)
+
+    def stateful_cls(self, cls: ClassModel) -> bool:
+        if id(cls) not in self._stateful:
+            self._stateful[id(cls)] = any(self.stateful_unit(u) for u in cls.units)
+        return self._stateful[id(cls)]
+
+    # parts on more than one device inside: never moved as a whole
+    def mixed_unit(self, u: Unit) -> bool:
+        if u.kind in ("layer", "merge"):
+            return False
+        if u.kind == "call":
+            return self.mixed_cls(u.cls)
+        if u.kind == "repeat":
+            return u.body is not None and self.mixed_body(u.body)
+        if u.kind == "cond":
+            return any(self.mixed_body(b) for b in u.branches.values())
+        return self.mixed_body(u.body)
+
+    def mixed_body(self, body: Body) -> bool:
+        if body.kind == "class":
+            return self.mixed_cls(body.cls)
+        return any(u.placed or self.mixed_unit(u) for u in body.units)
+
+    def mixed_cls(self, cls: ClassModel) -> bool:
+        if id(cls) not in self._mixed:
+            self._mixed[id(cls)] = any(u.placed or self.mixed_unit(u) for u in cls.units)
+        return self._mixed[id(cls)]
+
+
+class _Scope:
+    """Rendering state of one class: how symbols print, which locals and devices exist."""
+
+    def __init__(self, cls: ClassModel, facts: _Facts) -> None:
         self.cls = cls
         self.renames = {k: Sym(v) for k, v in cls.renames.items()}
         self.declared_layers = False
+        self.network = cls.kind == "network"
+        self.mixed = facts.mixed_cls(cls)
+        self.home = "cuda:0" if self.network else HOME  # where unannotated weights go
+        self.uses_home = False
+        self.device_attrs: dict[str, str] = {}  # device key -> attribute
+        taken = {u.attr for u in cls.units} | {p.name for p in cls.params}
+        self._taken = taken | {"device"}
+        names = {p.name for p in cls.params}
+        self.placement = _fresh_name("placement", names)
+        self.devices_param = _fresh_name("devices", names)
+        self.home_param = _fresh_name("device", names | {self.placement})
 
     def expr(self, value) -> str:
         e = expr_of(value) if not isinstance(value, Expr) else value
         if self.renames:
             e = e.subst(self.renames)
         return e.render()
+
+    def target(self, unit: Unit) -> str | None:
+        """The device key a unit of a mixed class runs on (None: no placement here)."""
+        if not self.mixed:
+            return None
+        return unit.device if unit.placed else self.home
+
+    def device(self, key: str) -> str:
+        """`self.gpu1` for a device key; records that the class needs that attribute."""
+        if key == HOME:
+            self.uses_home = True
+            return "self.device"
+        if key not in self.device_attrs:
+            base = f"gpu{key.split(':')[1]}" if key.startswith("cuda:") else "host"
+            name = base
+            while name in self._taken:
+                name += "_device"
+            self._taken.add(name)
+            self.device_attrs[key] = name
+        return f"self.{self.device_attrs[key]}"
 
 
 class TorchEmitter(Emitter):
@@ -81,13 +183,23 @@ class TorchEmitter(Emitter):
     def context(self, program: Program) -> FileContext:
         net = program.network
         self.helpers: set[str] = set()
+        self.facts = _Facts()
+        self.devices: set[str] = set()
+        self.parts = _parts(program)
         classes = [self._class(c, program) for c in program.classes]
         main = program.main
         builder_params = [self._param_text(p) for p in main.params]
+        call_args = [f"{p.name}={p.name}" for p in main.params]
+        devices = None
+        if self.facts.mixed_cls(main):
+            self.helpers.add("place_devices")
+            _, name = self._placement_param(main)
+            builder_params.append(f"{name}: dict[str, str] | None = None")
+            call_args.append(f"{name}={name}")
+            devices = ", ".join(fmt.py_str(d) for d in sorted(self.devices, key=_device_order))
+            devices = f"({devices},)" if len(self.devices) == 1 else f"({devices})"
         builder_sig = fmt.statement("def build_model", "", builder_params, 0,
                                     suffix=f" -> {main.name}:")
-        builder_sig = [line.replace("def build_model(", "def build_model(", 1) for line in
-                       builder_sig]
         inputs = list(net.inputs.values())
         shapes = {name: node.out_shape for name, node in net.inputs.items()}
         return FileContext(
@@ -97,44 +209,75 @@ class TorchEmitter(Emitter):
             input_shape=fmt.literal(inputs[0].out_shape),
             input_shapes=(", ".join(f"{fmt.py_str(k)}: {fmt.literal(v)}" for k, v in shapes.items())
                           if len(shapes) > 1 else None),
-            helpers=sorted(self.helpers),
+            helpers=sorted(self.helpers, key=lambda h: (h[0].islower(), h)),
             classes=classes,
             builder=builder_sig,
-            builder_call=fmt.call(main.name, [f"{p.name}={p.name}" for p in main.params]),
+            builder_call=fmt.call(main.name, call_args),
             main_class=main.name,
+            devices=devices,
         )
 
     def _param_text(self, p) -> str:
         hint = _type_hint(p.value if p.value is not None else p.default)
+        if p.default is not None and p.value is not None:
+            other = _type_hint(p.default)
+            if other != hint:  # e.g. p=same by default, a number where it is called
+                hint = " | ".join(sorted({hint, other}, key=lambda h: (h == "str", h)))
         if p.computed is not None:
             return f"{p.name}: {hint} | None = None"
         if p.required:
             return f"{p.name}: {hint}"
         return f"{p.name}: {hint} = {fmt.literal(p.default)}"
 
+    def _placement_param(self, cls: ClassModel) -> tuple[str, str]:
+        """(local name of the resolved placement, the network's `devices` argument)."""
+        names = {p.name for p in cls.params}
+        return _fresh_name("placement", names), _fresh_name("devices", names)
+
     def _class(self, cls: ClassModel, program: Program) -> ClassText:
-        scope = _Scope(cls)
+        scope = _Scope(cls, self.facts)
+        init: list[str] = []
+        for unit in cls.units:
+            init += self._init_unit(unit, scope)
+        forward = self._forward(cls, scope)
+        # the constructor's head comes last: it depends on what the body used
         params = ["self"]
         if cls.uses_in_channels:
             params.append("in_channels: int")
         params += [self._param_text(p) for p in cls.params]
-        signature = fmt.statement("def __init__", "", params, 1, suffix=" -> None:")
-        init: list[str] = ["super().__init__()"]
+        head = ["super().__init__()"]
+        if scope.mixed and scope.network:
+            params.append(f"{scope.devices_param}: dict[str, str] | None = None")
+        elif scope.mixed:
+            params.append(f"{scope.placement}: dict[str, torch.device]")
+            if scope.uses_home:
+                params.append(f"{scope.home_param}: torch.device")
         for p in cls.params:
             if p.computed is not None:
-                init += [f"if {p.name} is None:", f"    {p.name} = {scope.expr(p.computed)}"]
+                head += [f"if {p.name} is None:", f"    {p.name} = {scope.expr(p.computed)}"]
         for name, value in cls.locals:
-            init.append(f"{name} = {scope.expr(value)}")
-        init = _indent(init, 2)
-        for unit in cls.units:
-            init += self._init_unit(unit, scope)
-        forward = self._forward(cls, scope, program)
+            head.append(f"{name} = {scope.expr(value)}")
+        if scope.mixed:
+            if scope.network:
+                head.append("# where the @gpu/@cpu parts run on this machine")
+                head.append(f"{scope.placement} = place_devices({scope.devices_param})")
+            if scope.uses_home:
+                head.append(f"self.device = {scope.home_param}")
+            for key, attr in sorted(scope.device_attrs.items(), key=lambda kv: _device_order(kv[0])):
+                head.append(f"self.{attr} = {scope.placement}[{fmt.py_str(key)}]")
+                self.devices.add(key)
+        self.facts.needs_home[id(cls)] = scope.uses_home
+        self.facts.params[id(cls)] = (scope.placement, scope.home_param)
+        signature = fmt.statement("def __init__", "", params, 1, suffix=" -> None:")
+        init = _indent(head, B) + init
         args = ", ".join(f"{name}: Tensor" for name in cls.inputs)
         returns = "Tensor" if len([o for o in cls.outputs if not o[2]]) == 1 and not any(
             o[2] for o in cls.outputs) else "Tensor | tuple[Tensor, ...]"
-        doc = self._doc(cls)
-        return ClassText(cls.name, doc, signature, init,
-                         f"def forward(self, {args}) -> {returns}:", _indent(forward, 2),
+        forward_sig = f"def forward(self, {args}) -> {returns}:"
+        if len(forward_sig) + 4 > fmt.LINE:
+            forward_sig = "\n".join(fmt.statement("def forward", "", ["self"] + [
+                f"{name}: Tensor" for name in cls.inputs], 1, suffix=f" -> {returns}:"))[4:]
+        return ClassText(cls.name, self._doc(cls), signature, init, forward_sig, forward,
                          cls.kind)
 
     def _doc(self, cls: ClassModel) -> list[str]:
@@ -144,7 +287,11 @@ class TorchEmitter(Emitter):
             many = f" ({cls.instances} instances)" if cls.instances > 1 else ""
             lines = [f"Block `{cls.block}`{many}:", ""]
         else:
-            return ["A repeated or conditional part of its enclosing block."]
+            part = self.parts.get(id(cls))
+            if part is None:
+                return ["A part of its enclosing block."]
+            title, source = part
+            return [title + ":", ""] + fmt.docstring_text(source) if source else [title + "."]
         return lines + fmt.docstring_text(cls.doc)
 
     # -- __init__ ----------------------------------------------------------------------
@@ -152,37 +299,35 @@ class TorchEmitter(Emitter):
     def _init_unit(self, unit: Unit, scope: _Scope) -> list[str]:
         """Constructor lines (fully indented) that create one unit's module."""
         target = f"self.{unit.attr} = "
+        where = scope.target(unit)
         if unit.kind == "merge":
             return []
-        if unit.kind in ("layer", "call"):
-            func, args = self._ctor(unit, scope, B)
-            return fmt.statement(target, func, args, B)
-        if unit.kind == "module":
-            func, args = self._body_ctor(unit.body, scope, B)
-            return fmt.statement(target, func, args, B)
         if unit.kind == "cond":
-            return self._init_cond(unit, scope, target)
-        return self._init_repeat(unit, scope, target)
+            return self._init_cond(unit, scope, target, where)
+        if unit.kind == "repeat":
+            return self._init_repeat(unit, scope, target, where)
+        func, args, suffix = self._ctor(unit, scope, B, where)
+        return fmt.statement(target, func, args, B, suffix=suffix)
 
-    def _init_cond(self, unit: Unit, scope: _Scope, target: str) -> list[str]:
+    def _init_cond(self, unit: Unit, scope: _Scope, target: str, where) -> list[str]:
         cond = scope.expr(unit.cond)
         pad = fmt.INDENT * B
         lines: list[str] = []
         if len(unit.branches) == 2:
             for taken, keyword in ((True, f"if {cond}:"), (False, "else:")):
-                func, args = self._body_ctor(unit.branches[taken], scope, B + 1)
+                func, args, suffix = self._body_ctor(unit.branches[taken], scope, B + 1, where)
                 lines.append(pad + keyword)
-                lines += fmt.statement(target, func, args, B + 1)
+                lines += fmt.statement(target, func, args, B + 1, suffix=suffix)
             return lines
         (taken, body), = unit.branches.items()
         test = f"not ({cond})" if taken else cond
         message = fmt.py_str(f"this model was generated for ({cond}) == {taken}; "
                              "recompile the .net file with netdsl for other values")
         lines += [f"{pad}if {test}:"] + fmt.statement("raise ", "ValueError", [message], B + 1)
-        func, args = self._body_ctor(body, scope, B)
-        return lines + fmt.statement(target, func, args, B)
+        func, args, suffix = self._body_ctor(body, scope, B, where)
+        return lines + fmt.statement(target, func, args, B, suffix=suffix)
 
-    def _init_repeat(self, unit: Unit, scope: _Scope, target: str) -> list[str]:
+    def _init_repeat(self, unit: Unit, scope: _Scope, target: str, where) -> list[str]:
         pad = fmt.INDENT * B
         count = scope.expr(unit.count)
         if unit.body is None:
@@ -197,11 +342,17 @@ class TorchEmitter(Emitter):
             # every iteration sees the same channels: build identical modules
             body = _subst_body(body, {loop: unit.init})
             uses_loop = False
+        # a body with parts on several devices places each part itself; otherwise the
+        # whole stack moves to the repeat's device at once
+        mixed = where is not None and self.facts.mixed_body(body)
+        inner = where if mixed else None
+        suffix = self._to(where, scope) if where is not None and not mixed and \
+            self.facts.stateful_body(body) else ""
         if not uses_loop and body.kind != "chain":
-            func, args = self._body_ctor(body, scope, B + 1)
-            item = fmt.nested_call(func, args, B + 1)
+            func, args, item_suffix = self._body_ctor(body, scope, B + 1, inner)
+            item = fmt.nested_call(func, args, B + 1) + item_suffix
             return fmt.statement(target, "nn.Sequential",
-                                 [f"*[{item} for _ in range({count})]"], B)
+                                 [f"*[{item} for _ in range({count})]"], B, suffix=suffix)
         lines = [f"{pad}layers = []" if scope.declared_layers else
                  f"{pad}layers: list[nn.Module] = []"]
         scope.declared_layers = True
@@ -209,43 +360,78 @@ class TorchEmitter(Emitter):
             lines.append(f"{pad}{loop_name} = {scope.expr(unit.init)}")
         lines.append(f"{pad}for _ in range({count}):")
         if body.kind == "chain":
-            items = [self._ctor_text(u, scope, B + 2) for u in body.units]
+            items = [self._ctor_text(u, scope, B + 1, inner) for u in body.units]
             lines += _list_extend(items, B + 1)
         else:
-            func, args = self._body_ctor(body, scope, B + 1)
-            lines += fmt.statement("layers.append(", func, args, B + 1, suffix=")")
+            func, args, item_suffix = self._body_ctor(body, scope, B + 1, inner)
+            lines += fmt.statement("layers.append(", func, args, B + 1,
+                                   suffix=item_suffix + ")")
         if uses_loop and unit.update is not None and _render(unit.update) != _render(Sym(loop)):
             lines.append(f"{pad}    {loop_name} = {scope.expr(unit.update)}")
-        lines.append(f"{pad}{target}nn.Sequential(*layers)")
+        lines.append(f"{pad}{target}nn.Sequential(*layers){suffix}")
         return lines
 
-    def _ctor_text(self, unit: Unit, scope: _Scope, indent: int) -> str:
-        func, args = self._ctor(unit, scope, indent)
-        return fmt.nested_call(func, args, indent)
+    def _ctor_text(self, unit: Unit, scope: _Scope, indent: int, where=None) -> str:
+        """A constructor call used as an argument of a statement at `indent`."""
+        func, args, suffix = self._ctor(unit, scope, indent, where)
+        return fmt.nested_call(func, args, indent) + suffix
 
-    def _body_ctor(self, body: Body, scope: _Scope, indent: int) -> tuple[str, list[str]]:
+    def _to(self, where: str | None, scope: _Scope) -> str:
+        return f".to({scope.device(where)})" if where is not None else ""
+
+    def _placed(self, func: str, args: list[str], stateful: bool, mixed_cls: ClassModel | None,
+                scope: _Scope, where: str | None) -> tuple[str, list[str], str]:
+        """Put a constructed module on its device: `.to(...)`, or hand a mixed class the
+        placement (and its default device) so that it places its own parts."""
+        if where is None:
+            return func, args, ""
+        if mixed_cls is not None:
+            placement, home = self.facts.params[id(mixed_cls)]
+            extra = [f"{placement}={scope.placement}"]
+            if self.facts.needs_home[id(mixed_cls)]:
+                extra.append(f"{home}={scope.device(where)}")
+            return func, args + extra, ""
+        return func, args, self._to(where, scope) if stateful else ""
+
+    def _body_ctor(self, body: Body, scope: _Scope, indent: int,
+                   where: str | None = None) -> tuple[str, list[str], str]:
         if body.kind == "identity":
-            return "nn.Identity", []
+            return "nn.Identity", [], ""
         if body.kind == "single":
-            return self._ctor(body.units[0], scope, indent)
+            return self._ctor(body.units[0], scope, indent, where)
         if body.kind == "chain":
-            return "nn.Sequential", [self._ctor_text(u, scope, indent + 1) for u in body.units]
+            if where is not None and self.facts.mixed_body(body):
+                items = [self._ctor_text(u, scope, indent, where) for u in body.units]
+                return "nn.Sequential", items, ""
+            items = [self._ctor_text(u, scope, indent) for u in body.units]
+            return "nn.Sequential", items, self._to(where, scope) if where is not None and \
+                self.facts.stateful_body(body) else ""
         args = []
         for keyword, value in body.args:
             text = scope.expr(value)
             args.append(text if keyword is None else f"{keyword}={text}")
-        return body.cls.name, args
+        mixed = body.cls if self.facts.mixed_cls(body.cls) else None
+        return self._placed(body.cls.name, args, self.facts.stateful_cls(body.cls), mixed,
+                            scope, where)
 
-    def _ctor(self, unit: Unit, scope: _Scope, indent: int) -> tuple[str, list[str]]:
+    def _ctor(self, unit: Unit, scope: _Scope, indent: int,
+              where: str | None = None) -> tuple[str, list[str], str]:
         if unit.kind == "call":
             args = []
             for keyword, value in unit.args:
                 text = scope.expr(value)
                 args.append(text if keyword is None else f"{keyword}={text}")
-            return unit.cls.name, args
+            mixed = unit.cls if self.facts.mixed_cls(unit.cls) else None
+            return self._placed(unit.cls.name, args, self.facts.stateful_cls(unit.cls), mixed,
+                                scope, where)
         if unit.kind == "module":
-            return self._body_ctor(unit.body, scope, indent)
-        return self._layer(unit, scope)
+            return self._body_ctor(unit.body, scope, indent, where)
+        if unit.kind in ("repeat", "cond"):  # only inside unrolled repeats
+            raise NetdslError("the torch backend cannot nest this repeat or conditional here",
+                              unit.scope.span)
+        func, args = self._layer(unit, scope)
+        return func, args, self._to(where, scope) if where is not None and \
+            self.facts.stateful_unit(unit) else ""
 
     def _layer(self, unit: Unit, scope: _Scope) -> tuple[str, list[str]]:
         node = unit.node
@@ -341,45 +527,149 @@ class TorchEmitter(Emitter):
 
     # -- forward -------------------------------------------------------------------
 
-    def _forward(self, cls: ClassModel, scope: _Scope, program: Program) -> list[str]:
+    def _forward(self, cls: ClassModel, scope: _Scope) -> list[str]:
+        """The forward pass in DSL order; train-only parts (aux heads) where they tap the
+        flow, under `if self.training:`."""
+        names = self._output_names(cls)
+        devices = {v: INPUT for v in cls.inputs}  # variable -> device key (mixed classes)
         lines: list[str] = []
-        eval_units = [u for u in cls.units if not u.train_only]
-        train_units = [u for u in cls.units if u.train_only]
-        for unit in eval_units:
-            lines += self._forward_unit(unit, cls)
-        eval_outs = [var for _, var, train in cls.outputs if not train]
-        train_outs = [var for _, var, train in cls.outputs if train]
-        if train_units or train_outs:
-            lines.append("if self.training:")
-            for unit in train_units:
-                lines += ["    " + line for line in self._forward_unit(unit, cls)]
-            lines.append(f"    return {', '.join(eval_outs + train_outs)}")
-        lines.append(f"return {', '.join(eval_outs)}")
+        in_train_block = False
+        for unit in cls.units:
+            if unit.train_only and not in_train_block:
+                lines.append(fmt.INDENT * B + "if self.training:")
+            in_train_block = unit.train_only
+            lines += self._forward_unit(unit, scope, B + unit.train_only, names, devices)
+        eval_outs = [names.get(v, v) for _, v, train in cls.outputs if not train]
+        train_outs = [names.get(v, v) for _, v, train in cls.outputs if train]
+        pad = fmt.INDENT * B
+        if train_outs:
+            if not in_train_block:
+                lines.append(pad + "if self.training:")
+            lines.append(f"{pad}    return {', '.join(eval_outs + train_outs)}")
+        lines.append(f"{pad}return {', '.join(eval_outs)}")
+        out_var = cls.outputs[0][1] if cls.outputs else None
+        self.facts.out_key[id(cls)] = devices.get(names.get(out_var, out_var), INPUT)
         return lines
 
-    def _forward_unit(self, unit: Unit, cls: ClassModel) -> list[str]:
+    def _output_names(self, cls: ClassModel) -> dict[str, str]:
+        """Train-only outputs keep their DSL name (`aux1`) as their variable when it is free."""
+        used = set(cls.inputs) | {u.output for u in cls.units}
+        names = {}
+        for name, var, train in cls.outputs:
+            candidate = _safe_var(name)
+            if train and candidate not in used | _MODULE_NAMES and var not in cls.inputs:
+                names[var] = candidate
+                used.add(candidate)
+        return names
+
+    def _forward_unit(self, unit: Unit, scope: _Scope, indent: int, names: dict,
+                      devices: dict) -> list[str]:
+        cls = scope.cls
         comment = shape_comment(unit, cls.in_shapes, cls.renames)
-        out = unit.output
-        ins = unit.inputs
+        out = names.get(unit.output, unit.output)
+        ins = [names.get(v, v) for v in unit.inputs]
+        args = self._moves(unit, scope, ins, out, devices) if scope.mixed else ins
+        prefix = f"{out} = "
         if unit.kind == "merge":
             op = unit.node.op
             if op == "concat":
-                code = f"{out} = torch.cat([{', '.join(ins)}], 1)"
-            elif op == "add":
-                code = f"{out} = {' + '.join(ins)}"
-            elif op == "mul":
-                code = f"{out} = {' * '.join(ins)}"
+                lines = fmt.statement(prefix, "torch.cat", [f"[{', '.join(args)}]", "1"], indent)
+            elif op == "mean":
+                lines = _expression(prefix, f"({' + '.join(args)}) / {len(args)}", indent)
             else:
-                code = f"{out} = ({' + '.join(ins)}) / {len(ins)}"
+                lines = _expression(prefix, (" + " if op == "add" else " * ").join(args), indent)
         else:
-            arg = ins[0]
+            arg = args[0]
             if unit.kind == "layer" and unit.node.op == "fc" and len(unit.node.in_shapes[0]) == 3:
                 arg = f"torch.flatten({arg}, 1)"
-            code = f"{out} = self.{unit.attr}({arg})"
-        return _with_comment(code, comment)
+            lines = fmt.statement(prefix, f"self.{unit.attr}", [arg], indent)
+        return _with_comment(lines, comment, indent)
+
+    def _moves(self, unit: Unit, scope: _Scope, ins: list[str], out: str,
+               devices: dict) -> list[str]:
+        """Inputs moved to the unit's device where they live elsewhere; records the
+        device of the unit's output."""
+        where = scope.target(unit)
+        here = [devices.get(v, INPUT) for v in ins]
+        if unit.kind == "merge":
+            if unit.placed:
+                devices[out] = where
+                return [v if d == where else f"{v}.to({scope.device(where)})"
+                        for v, d in zip(ins, here)]
+            # an unannotated join runs where its first input is
+            first = devices[out] = here[0]
+            to = f"{ins[0]}.device" if first in (INPUT, "?") else scope.device(first)
+            return ins[:1] + [v if d == first != "?" else f"{v}.to({to})"
+                              for v, d in zip(ins[1:], here[1:])]
+        if self.facts.mixed_unit(unit):
+            key = self._out_key(unit)
+            devices[out] = here[0] if key == INPUT else where if key == HOME else key
+            return ins
+        if unit.placed or self.facts.stateful_unit(unit):
+            devices[out] = where
+            return [v if d == where else f"{v}.to({scope.device(where)})"
+                    for v, d in zip(ins, here)]
+        devices[out] = here[0]  # no weights: runs where its input is
+        return ins
+
+    def _out_key(self, unit: Unit) -> str:
+        """Where a mixed unit leaves its output, relative to its input and its device."""
+        if unit.kind == "call":
+            return self.facts.out_key.get(id(unit.cls), INPUT)
+        bodies = list(unit.branches.values()) if unit.kind == "cond" else [unit.body]
+        keys = {self._body_out_key(b) for b in bodies}
+        return keys.pop() if len(keys) == 1 else "?"
+
+    def _body_out_key(self, body: Body) -> str:
+        if body.kind == "identity":
+            return INPUT
+        if body.kind == "class":
+            return self.facts.out_key.get(id(body.cls), INPUT)
+        key = INPUT
+        for u in body.units:
+            if self.facts.mixed_unit(u):
+                inner = self._out_key(u)
+                key = key if inner == INPUT else inner
+            elif self.facts.stateful_unit(u):
+                key = HOME
+        return key
 
 
 # ---- helpers -----------------------------------------------------------------------
+
+
+def _parts(program: Program) -> dict[int, tuple[str, str]]:
+    """Docstrings of the anonymous classes: what part of which block each one is."""
+    from ..elaborate import _source_text
+
+    parts: dict[int, tuple[str, str]] = {}
+
+    def visit(units: list[Unit], owner: str) -> None:
+        for u in units:
+            bodies = []
+            if u.kind == "repeat" and u.body is not None:
+                bodies = [(u.body, "One repetition")]
+            elif u.kind == "cond":
+                bodies = [(b, f"The `{'then' if taken else 'else'}` branch")
+                          for taken, b in u.branches.items()]
+            elif u.kind == "module":
+                label = u.scope.label if u.scope is not None else None
+                bodies = [(u.body, f"The part labelled `{label}`" if label else "A part")]
+            for body, what in bodies:
+                if body.kind == "class" and id(body.cls) not in parts:
+                    parts[id(body.cls)] = (f"{what} of {owner}", _source_text(u.scope.span))
+                elif body.kind in ("single", "chain"):
+                    visit(body.units, owner)
+
+    for cls in program.classes:
+        if cls.kind == "network":
+            owner = f"network `{program.network.name}`"
+        elif cls.kind == "block":
+            owner = f"block `{cls.block}`"
+        else:
+            owner = parts.get(id(cls), ("its enclosing block",))[0].split(" of ", 1)[-1]
+        visit(cls.units, owner)
+    return parts
 
 
 def _render(e) -> str | None:
@@ -410,18 +700,45 @@ def _type_hint(value) -> str:
     return "int"
 
 
+def _fresh_name(name: str, taken: set) -> str:
+    while name in taken:
+        name += "_"
+    return name
+
+
+def _safe_var(name: str) -> str:
+    from .base import _var
+
+    return _var(name) if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) else "out"
+
+
+def _device_order(key: str) -> tuple:
+    if key.startswith("cuda:"):
+        return (0, int(key.split(":")[1]))
+    return (1, key)
+
+
 def _indent(lines: list[str], levels: int) -> list[str]:
     pad = "    " * levels
     return [pad + line if line else "" for line in lines]
 
 
-def _with_comment(code: str, comment: str) -> list[str]:
+def _expression(prefix: str, expression: str, indent: int) -> list[str]:
+    """`out = a + b`, wrapped in parentheses the way black does when it is too long."""
+    pad = fmt.INDENT * indent
+    one = f"{pad}{prefix}{expression}"
+    if len(one) <= fmt.LINE:
+        return [one]
+    return [f"{pad}{prefix}(", f"{pad}{fmt.INDENT}{expression}", f"{pad})"]
+
+
+def _with_comment(lines: list[str], comment: str, indent: int) -> list[str]:
     if not comment:
-        return [code]
-    # 8 spaces of class/method indentation; black leaves comments where they are
-    if len(code) + 8 + 4 + len(comment) <= fmt.LINE:
-        return [f"{code}  # {comment}"]
-    return [f"# {comment}", code]
+        return lines
+    # a comment that does not fit after a one-line statement goes above it
+    if len(lines) == 1 and len(lines[0]) + 4 + len(comment) <= fmt.LINE:
+        return [f"{lines[0]}  # {comment}"]
+    return [f"{fmt.INDENT * indent}# {comment}"] + lines
 
 
 def _list_extend(items: list[str], indent: int) -> list[str]:

@@ -1,0 +1,97 @@
+"""The notebook API: netdsl.load and the object it returns."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import ARCHITECTURES, need
+
+import netdsl
+from netdsl import NetdslError
+
+TINY = """
+network tiny(classes=10):
+    input 3x32x32
+    conv3 16 + bn + relu + maxpool2 + gap + fc classes
+"""
+
+
+def test_load_accepts_a_path_a_zoo_name_and_source_text():
+    by_path = netdsl.load(str(ARCHITECTURES / "resnet50.net"))
+    by_pathlike = netdsl.load(ARCHITECTURES / "resnet50.net")
+    by_name = netdsl.load("resnet50")
+    assert by_path.params == by_pathlike.params == by_name.params == 25_557_032
+    by_text = netdsl.load(TINY)
+    assert by_text.name == "tiny"
+    assert by_text.network.main_output.node.out_shape == (10,)
+
+
+def test_load_overrides_parameters():
+    net = netdsl.load(TINY, params={"classes": 3})
+    assert net.network.main_output.node.out_shape == (3,)
+    vgg = netdsl.load(ARCHITECTURES / "vgg16.net", params={"classes": 10})
+    assert vgg.params == 138_357_544 - 4096 * 990 - 990
+
+
+def test_load_errors_are_netdsl_errors():
+    with pytest.raises(NetdslError, match="no such file or zoo network"):
+        netdsl.load("no_such_network")
+    with pytest.raises(NetdslError):
+        netdsl.load("network broken:\n    input 3x8x8\n    conv3\n")
+    with pytest.raises(NetdslError):
+        netdsl.load(42)
+
+
+def test_summary_and_explain():
+    net = netdsl.load(TINY)
+    assert "conv" in net.summary() and "params:" in net.summary()
+    data = net.summary_dict()
+    assert data["network"] == "tiny" and data["params"] == net.params
+    text = net.explain()
+    assert "16 x 3 x 3 x 3 + 16 = 448" in text
+    assert "| conv |" in net.explain(markdown=True)
+    assert "tiny" in repr(net) and f"{net.params:,} params" in repr(net)
+
+
+def test_repr_html_is_an_escaped_table():
+    net = netdsl.load("resnet50")
+    page = net._repr_html_()
+    assert page.startswith("<div") and page.endswith("</div>")
+    assert "<table" in page and "25,557,032" in page
+    # display_depth=1: the stages open, the bottlenecks inside them one row each
+    assert "bottleneck(128, 2, 1, 64)" in page and "[bottleneck(128, 1, 1, 64)] x 3" in page
+    assert page.count("<tr>") == page.count("</tr>")
+
+
+def test_dot_and_render(tmp_path):
+    net = netdsl.load(TINY)
+    assert net.dot().startswith('digraph "tiny"')
+    out = net.render(tmp_path / "tiny.dot")
+    assert Path(out).read_text() == net.dot()
+
+
+def test_repr_svg(tmp_path, monkeypatch):
+    net = netdsl.load(TINY)
+    if shutil.which("dot"):
+        svg = net._repr_svg_()
+        assert "<svg" in svg and "tiny" in svg
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    assert net._repr_svg_() is None  # IPython then shows the other representations
+
+
+def test_to_torch_builds_a_module_without_writing_a_file(tmp_path, monkeypatch):
+    pytest.importorskip("netdsl.emit.torch")
+    torch = need("torch")
+    monkeypatch.chdir(tmp_path)
+    net = netdsl.load(TINY)
+    assert "def build_model" in net.source("torch")
+    model = net.to_torch().eval()
+    with torch.no_grad():
+        out = model(torch.zeros(2, 3, 32, 32))
+    assert tuple(out.shape) == (2, 10)
+    assert sum(p.numel() for p in model.parameters()) == net.params
+    assert list(tmp_path.iterdir()) == []
