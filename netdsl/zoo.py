@@ -25,9 +25,8 @@ from __future__ import annotations
 import json
 import re
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-
 
 _NUMBER = r"(\d[\d,]*)"
 _EXPECTED = re.compile(
@@ -83,7 +82,7 @@ def _shape(dims) -> str:
 
 
 def _continued(lines: list[str], start: int) -> str:
-    """A header field's text: its line plus the indented-free lines up to the next field."""
+    """A header field's text: its line and the lines after it, up to the next `Field:` line."""
     parts = [lines[start]]
     for line in lines[start + 1:]:
         if re.match(r"^\w[\w ]*:", line) or not line:
@@ -201,6 +200,16 @@ def table(items: list[Entry]) -> str:
                      f"{r[3]:<{widths[3]}}  {r[4]}" for r in rows)
 
 
+def as_json(e: Entry) -> dict:
+    h = e.header
+    return {"name": e.name, "path": e.path, "title": e.title, "reference": e.reference,
+            "input": list(e.input), "params": e.params, "buffers": e.buffers, "macs": e.macs,
+            "expected": {"params": h.expected_params, "includes_buffers": h.with_buffers,
+                         "macs": h.expected_macs,
+                         "input": list(h.expected_input) if h.expected_input else None},
+            "mismatches": e.mismatches()}
+
+
 def cmd_zoo(args) -> int:
     items = entries()
     if args.check:
@@ -211,7 +220,7 @@ def cmd_zoo(args) -> int:
             print(f"{len(items)} networks match their references")
         return 1 if failed else 0
     if args.json:
-        print(json.dumps([{**asdict(e), "input": list(e.input)} for e in items], indent=1))
+        print(json.dumps([as_json(e) for e in items], indent=1))
     elif args.markdown:
         sys.stdout.write(markdown(items))
     else:
@@ -224,7 +233,7 @@ def register(subparsers) -> None:
                                           "reference")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--markdown", action="store_true",
-                       help="print the table of docs/zoo.md")
+                       help="print docs/zoo.md: the zoo as a Markdown page")
     group.add_argument("--json", action="store_true", help="print a JSON list")
     group.add_argument("--check", action="store_true",
                        help="exit 1 unless every network matches its header's Expected figures")

@@ -8,7 +8,6 @@ the idioms that express reference behaviour with existing layers: TensorFlow's
 from __future__ import annotations
 
 import pytest
-
 from conftest import compile_text, need
 
 
