@@ -19,15 +19,16 @@ from .errors import NetdslError, UsageError
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
 
 
-# Modules that add subcommands with `register(subparsers)`. They must import
-# nothing heavy at module level: `netdsl check` has to stay fast.
-COMMAND_MODULES = (
-    "netdsl.emit.command",  # compile
-    "netdsl.render",  # render
-    "netdsl.explain",  # explain
-    "netdsl.export",  # export
-    "netdsl.zoo",  # zoo
-)
+# Subcommands that live in their own modules (each has `register(subparsers)`).
+# Only the module of the command being run is imported, so `netdsl check`
+# stays fast; `netdsl --help` imports them all to list them.
+COMMAND_MODULES = {
+    "compile": "netdsl.emit.command",
+    "render": "netdsl.render",
+    "explain": "netdsl.explain",
+    "export": "netdsl.export",
+    "zoo": "netdsl.zoo",
+}
 
 
 def load_network(args, path: str):
@@ -79,7 +80,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
                    help="replace the (first) input's shape, e.g. --input 3x64x64")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with `command`, only that subcommand's module is imported."""
     parser = argparse.ArgumentParser(
         prog="netdsl",
         description="Describe neural networks as text; check shapes, count parameters and "
@@ -103,19 +105,31 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(p)
     p.set_defaults(func=cmd_summary)
 
-    for name in COMMAND_MODULES:
+    for name, module_name in COMMAND_MODULES.items():
+        if command in ("check", "summary") or (command in COMMAND_MODULES and command != name):
+            continue
         try:
-            module = importlib.import_module(name)
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as e:
-            if e.name != name:
+            if e.name != module_name:
                 raise
             continue
         module.register(sub)
     return parser
 
 
+def _command_of(argv: list[str]) -> str | None:
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg
+        if arg in ("-h", "--help", "--version"):
+            return None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     try:
         return args.func(args)
