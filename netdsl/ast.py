@@ -87,6 +87,15 @@ class Group(Expr):
 
 
 @dataclass(frozen=True, eq=False)
+class Comprehension(Expr):
+    """`[body for i in range(n)]`: repeat with the iteration's index in scope."""
+
+    body: Expr
+    var: str
+    iterable: Expr
+
+
+@dataclass(frozen=True, eq=False)
 class BinOp(Expr):
     op: str
     left: Expr

@@ -124,6 +124,19 @@ class RepeatFrag(Fragment):
         return RepeatFrag(self.body.constified(), self.count.const(), self.span)
 
 
+class IndexedRepeatFrag(Fragment):
+    """`[body for i in range(...)]`: the body is evaluated anew for each index."""
+
+    def __init__(self, body: ast.Expr, var: str, start: Num, count: Num, env: Env,
+                 span: Span) -> None:
+        self.body, self.var, self.start, self.count = body, var, start, count
+        self.env, self.span = env, span
+
+    def constified(self):
+        return IndexedRepeatFrag(self.body, self.var, self.start.const(), self.count.const(),
+                                 self.env, self.span)
+
+
 class CondFrag(Fragment):
     def __init__(self, cond: Num, taken: bool, branch: Fragment, span: Span) -> None:
         self.cond, self.taken, self.branch, self.span = cond, taken, branch, span
@@ -407,6 +420,31 @@ class Elaborator:
 
     def _eval_Group(self, e, env, ctx):
         return self.eval(e.body, env, ctx)
+
+    def _eval_Comprehension(self, e, env, ctx):
+        it = e.iterable
+        if not (isinstance(it, ast.Call) and it.name == "range" and it.parenthesised
+                and not it.kwargs and 1 <= len(it.args) <= 2):
+            raise NetdslError("a repeat with an index reads [body for i in range(n)]",
+                              it.span, hint="range(n) counts 0 .. n-1; range(a, b) a .. b-1")
+        bounds = []
+        for arg in it.args:
+            value = self._number(self.eval(arg, env, ctx), arg.span)
+            if not isinstance(value.value, int):
+                raise NetdslError(f"range() takes integers, got {value.value!r}", arg.span)
+            bounds.append(value)
+        start, stop = (Num(0), bounds[0]) if len(bounds) == 1 else bounds
+        count = stop - start
+        if count.value < 0:
+            count = Num(0)
+        if count.value > self.limits.max_repeat:
+            raise NetdslError(f"repeat count {count.value} exceeds the limit of "
+                              f"{self.limits.max_repeat}", it.span)
+        check_identifier(e.var, e.span, "index")
+        if e.var in env.values:
+            raise NetdslError(f"'{e.var}' is already defined", e.span,
+                              hint="choose another name for the index")
+        return IndexedRepeatFrag(e.body, e.var, start, count, env, e.span)
 
     def _eval_Tuple(self, e, env, ctx):
         items = [self.eval(i, env, ctx) for i in e.items]
@@ -862,6 +900,23 @@ class Elaborator:
         return out
 
     def _apply_RepeatFrag(self, frag: RepeatFrag, view, ctx):
+        return self._repeat(frag, lambda i, ctx: frag.body, view, ctx)
+
+    def _apply_IndexedRepeatFrag(self, frag: IndexedRepeatFrag, view, ctx):
+        def body(i: int, inner_ctx: Ctx) -> Fragment:
+            env = frag.env
+            values = dict(env.values)
+            values[frag.var] = Num(frag.start.value + i)  # constant: such repeats unroll
+            value = self.eval(frag.body, Env(values, env.menv, env.input, env.owner), inner_ctx)
+            if not isinstance(value, Fragment):
+                raise NetdslError(f"the repeated body evaluates to {kind_of(value)}, not a "
+                                  "network expression", frag.body.span)
+            return value
+
+        return self._repeat(frag, body, view, ctx)
+
+    def _repeat(self, frag, body_for, view, ctx):
+        """Apply `body_for(i)` count times; iterations are scopes of their own."""
         scope = Scope(kind="repeat", parent=ctx.scope, span=frag.span, count=frag.count,
                       input=view.node, in_shape=view.shape, device=ctx.device)
         ctx.scope.children.append(scope)
@@ -875,7 +930,8 @@ class Elaborator:
                        input=current.node, in_shape=current.shape, device=ctx.device)
             scope.children.append(it)
             inner = TensorView(current.node, _rebase(current.shape, channels))
-            out = self.apply(frag.body, inner, replace(inner_ctx, scope=it))
+            it_ctx = replace(inner_ctx, scope=it)
+            out = self.apply(body_for(i, it_ctx), inner, it_ctx)
             it.output, it.out_shape = out.node, out.shape
             outs.append(out.shape[0].expr)
             current = TensorView(out.node, _lift(out.shape, {channels: current.shape[0].expr},

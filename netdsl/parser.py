@@ -145,6 +145,10 @@ class _ToAst(Transformer_NonRecursive):
     def group(self, meta, children):
         return ast.Group(self._span(meta), children[0])
 
+    def comprehension(self, meta, children):
+        body, var, iterable = children
+        return ast.Comprehension(self._span(meta), body, str(var), iterable)
+
     def kwarg(self, meta, children):
         return _Kw(str(children[0]), children[1], _token_span(self.path, children[0]))
 

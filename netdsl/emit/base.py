@@ -18,6 +18,7 @@ Emitters subclass `Emitter`, set `target`, and render a `Program`.
 
 from __future__ import annotations
 
+import copy
 import keyword
 from dataclasses import dataclass, field
 
@@ -201,8 +202,11 @@ def expr_of(value) -> Expr:
 class ModelBuilder:
     """Network -> Program. Pure data: no target-specific decisions here."""
 
-    def __init__(self, net: Network) -> None:
+    def __init__(self, net: Network, train_last: bool = True) -> None:
         self.net = net
+        # where forward computes train-only parts: after the eval path (True), or where
+        # they tap it, in DSL order (False); variables are allocated in that order
+        self.train_last = train_last
         self.variants: dict[str, list[ClassModel]] = {}
         self.anonymous: dict[tuple, ClassModel] = {}
         self.order: list[ClassModel] = []
@@ -370,8 +374,11 @@ class ModelBuilder:
         uniform = len({b.key() for b in bodies}) <= 1 and len(updates) <= 1
         count = scope.count.expr
         if not uniform:
-            # Iterations differ (e.g. a conditional inside depends on the iteration): unroll.
-            chain = Body("chain", units=[_as_unit(b, str(i)) for i, b in enumerate(bodies)])
+            # Iterations differ (e.g. a conditional inside depends on the iteration): unroll,
+            # giving each iteration its own input channels.
+            chain = Body("chain", units=[
+                _as_unit(subst_body(b, {loop_var: it.in_shape[0].expr}), str(i))
+                for i, (b, it) in enumerate(zip(bodies, scope.children))])
             return Unit("module", body=chain, **common)
         update = scope.children[0].out_shape[0].expr if scope.children else None
         return Unit("repeat", count=count, init=scope.in_shape[0].expr, update=update,
@@ -430,8 +437,8 @@ class ModelBuilder:
                 outputs.append((o.name, produced[o.node], o.train_only))
         else:
             outputs.append(("output", produced[scope.output], False))
-        # forward runs the eval path first and train-only heads last: allocate in that order
-        order = sorted(range(len(units)), key=lambda i: units[i].train_only)
+        # allocate in the order forward runs (train-only heads last, or in DSL order)
+        order = sorted(range(len(units)), key=lambda i: self.train_last and units[i].train_only)
         names = _allocate([units[i] for i in order], [reads[i] for i in order], outputs,
                           list(inputs.values()), scope.value_names)
         return list(inputs.values()), [(n, names[id(ref)] if isinstance(ref, Unit) else ref, t)
@@ -460,6 +467,7 @@ def _allocate(units, reads, outputs, input_vars, value_names: dict) -> dict:
             remaining[key(ref)] = remaining.get(key(ref), 0) + 1
     for _, ref, _ in outputs:
         remaining[key(ref)] = remaining.get(key(ref), 0) + 1
+    readers = dict(remaining)  # an in-place op may only change a value nothing else reads
     names: dict = {}
     taken = set(input_vars)
     counter = [0]
@@ -490,7 +498,8 @@ def _allocate(units, reads, outputs, input_vars, value_names: dict) -> dict:
                     if remaining[key(r)] == 0 and live.get(v) == key(r)]
         if preferred is None and reusable and not unit.train_only:
             name, ref = reusable[0]
-            unit.overwrites = isinstance(ref, Unit) and _is_fresh(ref) and len(refs) == 1
+            unit.overwrites = (isinstance(ref, Unit) and _is_fresh(ref) and len(refs) == 1
+                               and readers[key(ref)] == 1)
         else:
             name = fresh(preferred)
         names[id(unit)] = name
@@ -531,6 +540,40 @@ def _is_chain(scope: Scope, units: list[Unit]) -> bool:
             return False
         previous = _unit_output(u)
     return previous is scope.output
+
+
+def subst_body(body: Body, mapping: dict) -> Body:
+    """A copy of `body` with symbols replaced by expressions."""
+    clone = copy.copy(body)
+    if body.kind == "class":
+        clone.args = [(k, v.subst(mapping)) for k, v in body.args]
+    else:
+        clone.units = [subst_unit(u, mapping) for u in body.units]
+    return clone
+
+
+def subst_unit(unit: Unit, mapping: dict) -> Unit:
+    clone = copy.copy(unit)
+    if unit.kind == "call":
+        clone.args = [(k, v.subst(mapping)) for k, v in unit.args]
+    elif unit.kind in ("layer", "merge"):
+        node = copy.copy(unit.node)
+        node.attrs = {k: _subst_value(v, mapping) for k, v in unit.node.attrs.items()}
+        node.in_shapes = [tuple(_subst_value(d, mapping) for d in shape)
+                          for shape in unit.node.in_shapes]
+        clone.node = node
+    elif unit.body is not None:
+        clone.body = subst_body(unit.body, mapping)
+    return clone
+
+
+def _subst_value(value, mapping: dict):
+    if isinstance(value, Num):
+        return Num(value.value, value.expr.subst(mapping))
+    if isinstance(value, Tup):
+        return Tup([_subst_value(v, mapping) for v in value.items],
+                   value._expr.subst(mapping) if value._expr is not None else None)
+    return value
 
 
 def _as_unit(body: Body, attr: str) -> Unit:
@@ -690,8 +733,10 @@ class Emitter:
     target = ""
     model_suffix = ".py"
 
+    train_last = True  # see ModelBuilder
+
     def program(self, net: Network) -> Program:
-        return ModelBuilder(net).build()
+        return ModelBuilder(net, self.train_last).build()
 
     def emit_model(self, net: Network) -> str:
         """The model file's source text."""
