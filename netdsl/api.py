@@ -26,25 +26,48 @@ _TEXT_STARTS = ("network", "block", "use", "defaults", "#", "train")
 _modules = itertools.count()
 
 
-def load(source, params: dict | None = None, network: str | None = None) -> Model:
+def load(source, params: dict | None = None, network: str | None = None,
+         input_shape: tuple | str | None = None) -> Model:
     """Compile a path, a zoo network name (`"resnet50"`) or netdsl source text.
 
     `params` overrides network parameters (`{"classes": 10}`), as `--param`
-    does on the command line; `network` picks one network of a file.
+    does on the command line; `network` picks one network of a file;
+    `input_shape` (`(3, 64, 64)` or `"3x64x64"`) replaces the first input's
+    shape, as `--input` does.
     """
     from .compiler import compile_file, compile_text, resolve
 
-    overrides = _params(params or {})
+    options = {"params": _params(params or {}), "network": network,
+               "input_shape": _shape(input_shape)}
     if isinstance(source, os.PathLike):
-        return Model(compile_file(source, params=overrides, network=network))
+        return Model(compile_file(source, **options))
     if not isinstance(source, str):
         raise NetdslError(f"netdsl.load takes a path, a zoo name or source text, "
                           f"not {type(source).__name__}")
     if "\n" not in source and os.path.exists(source):
-        return Model(compile_file(source, params=overrides, network=network))
+        return Model(compile_file(source, **options))
     if "\n" in source or source.lstrip().startswith(_TEXT_STARTS):
-        return Model(compile_text(source, "<text>", params=overrides, network=network))
-    return Model(compile_file(resolve(source), params=overrides, network=network))
+        return Model(compile_text(source, "<text>", **options))
+    return Model(compile_file(resolve(source), **options))
+
+
+def _shape(shape) -> tuple | None:
+    """`(3, 64, 64)`, `[3, 64, 64]`, `"3x64x64"` or `784` -> a tuple of ints (or None)."""
+    if shape is None:
+        return None
+    items = (shape,) if isinstance(shape, int) else shape
+    if isinstance(shape, str):
+        parts = shape.lower().replace("×", "x").split("x")
+        items = [int(p) if p.strip().isdigit() else None for p in parts]
+    try:
+        dims = tuple(items)
+    except TypeError:
+        dims = ()
+    if len(dims) not in (1, 3) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
+        raise NetdslError(f"input_shape must be (C, H, W) or (features,) of positive integers, "
+                          f"got {shape!r}")
+    return dims
 
 
 def _params(params: dict) -> dict:

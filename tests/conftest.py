@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,65 @@ def compile_text(text: str, **kwargs):
     from netdsl import compile_text as _compile
 
     return _compile(text, "test.net", **kwargs)
+
+
+# ---- examples in the docs ----------------------------------------------------------------------
+
+# a first line `# file: NAME` names a program for the commands shown after it; one that says
+# `(does not check)` demonstrates an error and must fail
+FILE_MARK = re.compile(r"^# file: (\S+)(.*)$")
+
+
+def doc_blocks(doc: Path, lang: str) -> list[tuple[int, str]]:
+    """The ```lang fenced blocks of a Markdown file, with the line each one's text starts on."""
+    text = doc.read_text(encoding="utf-8")
+    return [(text.count("\n", 0, m.start(1)) + 1, m.group(1))
+            for m in re.finditer(rf"```{lang}\n(.*?)```", text, flags=re.DOTALL)]
+
+
+def doc_programs(doc: Path) -> list[tuple[int, str]]:
+    """The ```netdsl blocks that are complete programs (they define a network)."""
+    return [(line, block) for line, block in doc_blocks(doc, "netdsl")
+            if re.search(r"^network ", block, flags=re.MULTILINE)]
+
+
+def doc_files(doc: Path, folder: Path) -> dict[str, bool]:
+    """Write the `# file: NAME` programs of `doc` into `folder`: {NAME: whether it must check}."""
+    files = {}
+    for _, block in doc_blocks(doc, "netdsl"):
+        mark = FILE_MARK.match(block.splitlines()[0])
+        if mark:
+            (folder / mark.group(1)).write_text(block, encoding="utf-8")
+            files[mark.group(1)] = "(does not check)" not in mark.group(2)
+    return files
+
+
+def check_doc_programs(doc: Path, minimum: int = 1) -> list[tuple[int, str]]:
+    """Every complete program in `doc` checks, except those marked `(does not check)`, which fail.
+
+    Programs are compiled beside the doc's `# file:` programs, so `use "NAME"` finds them.
+    """
+    import tempfile
+
+    from netdsl import NetdslError, compile_file, compile_text
+
+    programs = doc_programs(doc)
+    assert len(programs) >= minimum, f"{doc.name}: {len(programs)} programs, expected {minimum}+"
+    where = doc.relative_to(ROOT) if doc.is_relative_to(ROOT) else doc
+    with tempfile.TemporaryDirectory() as folder:
+        doc_files(doc, Path(folder))
+        for line, program in programs:
+            mark = FILE_MARK.match(program.splitlines()[0])
+            failing = bool(mark) and "(does not check)" in mark.group(2)
+            try:
+                if mark:  # from its file, so that `use "sibling.net"` resolves
+                    compile_file(Path(folder) / mark.group(1))
+                else:
+                    compile_text(program, f"{where}#line{line}")
+            except NetdslError as e:
+                if not failing:
+                    raise AssertionError(f"{where}:{line}: the example does not check:\n"
+                                         f"{program}\n{e}") from None
+            else:
+                assert not failing, f"{where}:{line}: marked `(does not check)` but checks"
+    return programs

@@ -95,3 +95,46 @@ def test_to_torch_builds_a_module_without_writing_a_file(tmp_path, monkeypatch):
     assert tuple(out.shape) == (2, 10)
     assert sum(p.numel() for p in model.parameters()) == net.params
     assert list(tmp_path.iterdir()) == []
+
+
+def test_resnet50_to_torch_is_a_working_module_and_writes_no_file(tmp_path, monkeypatch):
+    pytest.importorskip("netdsl.emit.torch")
+    torch = need("torch")
+    (tmp_path / "architectures").symlink_to(ARCHITECTURES, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    zoo_before = sorted(p.name for p in ARCHITECTURES.iterdir())
+    net = netdsl.load("architectures/resnet50.net", input_shape=(3, 64, 64))
+    model = net.to_torch()
+    assert isinstance(model, torch.nn.Module)
+    assert sum(p.numel() for p in model.parameters()) == net.params == 25_557_032
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 64, 64))
+    assert tuple(out.shape) == (2, 1000) and bool(torch.isfinite(out).all())
+    assert [p.name for p in tmp_path.iterdir()] == ["architectures"]
+    assert sorted(p.name for p in ARCHITECTURES.iterdir()) == zoo_before
+
+
+def test_source_is_what_netdsl_compile_prints(capsys):
+    pytest.importorskip("netdsl.emit.torch")
+    from netdsl.cli import main
+
+    path = str(ARCHITECTURES / "resnet50.net")
+    assert main(["compile", path, "--target", "torch"]) == 0
+    assert capsys.readouterr().out == netdsl.load(path).source("torch")
+    assert main(["compile", path, "--target", "torch", "--input", "3x64x64"]) == 0
+    printed = capsys.readouterr().out
+    assert printed == netdsl.load(path, input_shape=(3, 64, 64)).source("torch")
+    assert "INPUT_SHAPE = (3, 64, 64)" in printed
+
+
+def test_input_shape_is_the_input_option():
+    by_tuple = netdsl.load(TINY, input_shape=(3, 16, 16))
+    by_text = netdsl.load(TINY, input_shape="3x16x16")
+    assert by_tuple.network.inputs["input"].out_shape == (3, 16, 16)
+    assert by_tuple.summary() == by_text.summary()
+    flat = netdsl.load("network mlp:\n    input 784\n    fc 10\n", input_shape=100)
+    assert flat.params == 100 * 10 + 10
+    for bad in [(3, 0, 16), (3, 16), "3x16", "3xa", True, (3.0, 16, 16), "3x16x16x16"]:
+        with pytest.raises(NetdslError, match="input_shape must be"):
+            netdsl.load(TINY, input_shape=bad)

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ARCHITECTURES, ROOT
+from conftest import ARCHITECTURES, ROOT, check_doc_programs
 
 from netdsl.cli import main
 
@@ -225,16 +225,6 @@ def test_check_imports_neither_torch_nor_tensorflow():
 # ---- the language reference's examples ------------------------------------------------------------
 
 
-def test_language_reference_examples_check(tmp_path):
+def test_language_reference_examples_check():
     """Every complete ```netdsl example in docs/language.md (one with a network) checks."""
-    from netdsl import NetdslError, compile_text
-
-    text = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
-    examples = re.findall(r"```netdsl\n(.*?)```", text, flags=re.DOTALL)
-    complete = [e for e in examples if re.search(r"^network ", e, flags=re.MULTILINE)]
-    assert len(complete) >= 20
-    for i, example in enumerate(complete):
-        try:
-            compile_text(example, f"docs/language.md#example{i + 1}")
-        except NetdslError as e:
-            raise AssertionError(f"example {i + 1} does not check:\n{example}\n{e}") from None
+    check_doc_programs(ROOT / "docs" / "language.md", minimum=20)
