@@ -29,7 +29,20 @@ def compile_file(path: str | os.PathLike, params: dict | None = None,
                  network: str | None = None, limits: Limits | None = None,
                  input_shape: tuple | None = None) -> Network:
     """Compile a .net file. `input_shape` (C, H, W) replaces the first input's shape."""
-    return _compile(lambda loader: loader.load_file(path), params, network, limits, input_shape)
+    return _compile(lambda loader: loader.load_file(path, display_path(path)), params, network,
+                    limits, input_shape)
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """How messages and generated headers name a file: zoo files as architectures/NAME.net,
+    so output does not depend on where netdsl is installed."""
+    p = Path(path)
+    try:
+        if p.resolve().parent == zoo_dir().resolve():
+            return f"architectures/{p.name}"
+    except OSError:
+        pass
+    return str(path)
 
 
 def compile_text(text: str, path: str = "<input>", params: dict | None = None,
