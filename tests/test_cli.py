@@ -182,7 +182,7 @@ def test_summary_table_lists_every_layer_and_the_totals(capsys):
     code, out, _ = run(capsys, "summary", VGG16)
     assert code == 0
     rows = out.splitlines()
-    assert rows[0] == f"vgg16 ({VGG16})"
+    assert rows[0] == "vgg16 (architectures/vgg16.net)"  # zoo files: install-independent
     assert rows[1] == "inputs: input 3x224x224"
     assert rows[2].split() == ["Layer", "Op", "Output", "shape", "Params", "MACs"]
     assert rows[4].split() == ["vgg1.convs.0.conv", "conv", "64x224x224", "1,792", "86,704,128"]
