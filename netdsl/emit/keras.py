@@ -1,0 +1,1189 @@
+"""Keras backend: functional Keras 3 code in the style of keras.applications.
+
+One builder function per DSL block definition (`def bottleneck(x, c, s=1, name=None)`),
+one named layer per line (`x = layers.Conv2D(..., name=f"{name}_conv")(x)`), and the
+model assembled once at the end by `build_model`. Every Keras layer is named after the
+IR node it implements (its dotted id with `_` for `.`), so the generated model can be
+compared with the inferred shapes layer by layer.
+
+The generated model computes what the PyTorch model generated from the same file
+computes, on channels-last tensors:
+
+* padding: `padding="same"` only where it provably equals PyTorch's symmetric padding
+  (stride 1 and p = d*(k-1)/2 for convs; the exact window positions for pooling, in
+  every instance of the layer); otherwise explicit `ZeroPadding2D` + "valid". Max
+  pooling pads with -inf (a generated `MaxPoolPadding2D`) unless its input is provably
+  non-negative, where zeros are equivalent; ceil mode adds the extra bottom/right rows;
+  average pooling divides by PyTorch's count (padded zeros count, the ceil-mode
+  overhang does not) through a generated `PaddedAveragePooling2D` where Keras'
+  divisor differs.
+* flatten: a `Permute((3, 1, 2))` before `Flatten` gives PyTorch's C, H, W feature
+  order. So every tensor of the Keras model equals the PyTorch model's (up to the
+  NCHW/NHWC layout), whatever consumes the flattened features, and weights move
+  between the two models with per-layer layout changes only (netdsl.weights).
+* adaptive pooling: a plain pool where the windows divide the input evenly, else
+  Keras' AdaptiveAverage/MaxPooling2D, which follow PyTorch's uneven windows.
+* a conv that both strides and dilates (Keras' Conv2D cannot): the dilated conv at
+  stride 1, then every s-th position (MaxPooling2D(1, strides=s)).
+* BatchNormalization: PyTorch's epsilon, and momentum = 1 - PyTorch's momentum.
+* placement (@gpu/@cpu) has no per-layer equivalent on every Keras backend: it is
+  noted in the module docstring and the layers' comments, not dropped silently.
+* train-time outputs (auxiliary classifiers): `build_model()` returns the eval model;
+  `build_model(training_outputs=True)` also builds the heads and returns them as extra
+  outputs after the main one, for training with their loss weights.
+
+Decisions that depend on the input size are taken per instance of a layer (all the
+IR nodes one line of code stands for), from the inferred shapes. What Keras cannot
+express is a located NetdslError.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+import textwrap
+from dataclasses import dataclass
+
+from .. import __version__
+from ..errors import NetdslError
+from ..ir import Network, Node, Scope
+from ..layers import pair, zeropad_sides
+from ..symbolic import BoolOp, Cmp, Const, Expr, Not, Num, Sym, Tup, binary
+from . import format as fmt
+from .base import Body, ClassModel, Emitter, Program, Unit, expr_of, is_loop_symbol
+from .templates import render
+
+INDENT = fmt.INDENT
+LINE = fmt.LINE
+
+# ops whose output is never negative: zero padding before a max pool is then exact
+_NONNEG = {"relu", "relu6", "sigmoid", "hardsigmoid", "softmax"}
+# ops that keep non-negativity of (all) their inputs
+_KEEPS_SIGN = {"maxpool", "avgpool", "gap", "gmp", "adaptive_avgpool", "adaptive_maxpool",
+               "zeropad", "dropout", "drop_path", "concat", "add", "mul", "mean", "flatten",
+               "shuffle"}
+
+# attributes the elaborator derives from the input (Keras layers infer them)
+_DERIVED = {"in_channels", "in_features", "num_features", "mid_channels"}
+
+_ACTIVATIONS = {"sigmoid": "sigmoid", "tanh": "tanh", "gelu": "gelu", "silu": "silu",
+                "hardswish": "hard_swish", "hardsigmoid": "hard_sigmoid"}
+
+# helper layers, in the order they are written (templates/keras/helpers/<name>.py.j2)
+_HELPER_ORDER = ("LocalResponseNorm", "DropPath", "ChannelShuffle", "MaxPoolPadding2D",
+                 "PaddedAveragePooling2D", "ceil_mode_padding")
+
+# names the generated module defines or imports; variables and functions avoid them
+_MODULE_NAMES = {"keras", "layers", "ops", "build_model", "INPUT_SHAPE", "INPUT_SHAPES",
+                 "inputs", "training_outputs", "name", "model", "example", "result",
+                 *_HELPER_ORDER}
+_AMBIGUOUS = {"l", "I", "O"}  # ruff E741
+
+
+@dataclass
+class FunctionText:
+    name: str
+    doc: list[str]
+    signature: list[str]
+    body: list[str]
+
+
+@dataclass
+class FileContext:
+    version: str
+    source: str
+    network: str
+    model_name: str
+    input_shape: str
+    input_shapes: str | None
+    notes: list[str]
+    helpers: list[str]
+    uses_ops: bool
+    functions: list[FunctionText]
+    builder: list[str]
+    builder_doc: list[str]
+    builder_body: list[str]
+    outputs: int
+
+
+class KerasEmitter(Emitter):
+    target = "keras"
+    train_last = False  # train-time heads are built where they tap the network (DSL order)
+
+    def emit_model(self, net: Network) -> str:
+        program = self.program(net)
+        return render("keras/model.py.j2", _Writer(program).context())
+
+    def emit_train(self, net: Network, model_module: str) -> str:
+        from .keras_train import train_context
+
+        return render("keras/train.py.j2", train_context(net, model_module))
+
+
+def keras_name(node: Node) -> str:
+    """The Keras layer name of an IR node: its dotted id with `_` for `.`."""
+    return node.id.replace(".", "_")
+
+
+# ---- which IR nodes each unit of the code model stands for ------------------------------
+
+
+def _instances(program: Program) -> dict[int, list]:
+    """id(unit) -> [(node or scope, owner scope)] over every instance of its class.
+
+    The code model keeps one representative per merged class; this walks each
+    instance scope against its class (units follow the scope's children in order)
+    to recover all the IR nodes one line of generated code stands for. The owner is
+    the scope of the class instance (its input gives the H and W of shape comments).
+    """
+    found: dict[int, list] = {}
+
+    def children(scope: Scope) -> list:
+        return [c for c in scope.children if not (isinstance(c, Node) and c.op == "input")]
+
+    def walk_class(cls: ClassModel, scope: Scope) -> None:
+        items = children(scope)
+        if len(items) != len(cls.units):
+            raise AssertionError(f"class {cls.name} does not match scope {scope.id}")
+        for unit, item in zip(cls.units, items):
+            walk_unit(unit, item, scope)
+
+    def walk_unit(unit: Unit, item, owner: Scope) -> None:
+        found.setdefault(id(unit), []).append((item, owner))
+        if unit.kind in ("layer", "merge"):
+            if not isinstance(item, Node) or item.op != unit.node.op:
+                raise AssertionError(f"unit {unit.attr} does not match {item}")
+        elif unit.kind == "call":
+            walk_class(unit.cls, item)
+        elif unit.kind == "cond":
+            walk_body(unit.branches[item.taken], item, owner)
+        elif unit.kind == "repeat":
+            if unit.body is not None:
+                for iteration in item.children:
+                    walk_body(unit.body, iteration, owner)
+        elif unit.kind == "module":
+            if item.kind == "repeat":  # iterations that differ, unrolled
+                for u, iteration in zip(unit.body.units, item.children):
+                    if u.kind == "module" and u.scope is None:
+                        walk_body(u.body, iteration, owner)
+                    else:
+                        walk_unit(u, children(iteration)[0], owner)
+            else:
+                walk_body(unit.body, item, owner)
+
+    def walk_body(body: Body, scope: Scope, owner: Scope) -> None:
+        if body.kind == "identity":
+            return
+        if body.kind == "class":
+            walk_class(body.cls, scope)
+            return
+        items = children(scope)
+        if len(items) != len(body.units):
+            raise AssertionError(f"body does not match scope {scope.id}")
+        for unit, item in zip(body.units, items):
+            walk_unit(unit, item, owner)
+
+    walk_class(program.main, program.network.root)
+    return found
+
+
+# ---- small helpers ------------------------------------------------------------------------
+
+
+def _snake(name: str) -> str:
+    """PoolSame2 -> pool_same2, ShortcutAChoice -> shortcut_a_choice."""
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+def _fresh(base: str, taken: set) -> str:
+    candidate, n = base, 2
+    while candidate in taken or keyword.iskeyword(candidate):
+        candidate, n = f"{base}{n}", n + 1
+    taken.add(candidate)
+    return candidate
+
+
+def _negate(e: Expr) -> Expr:
+    inverse = {"==": "!=", "!=": "==", "<": ">=", ">=": "<", ">": "<=", "<=": ">"}
+    if isinstance(e, Const) and isinstance(e.value, bool):
+        return Const(not e.value)
+    if isinstance(e, Cmp):
+        return Cmp(inverse[e.op], e.left, e.right)
+    if isinstance(e, BoolOp):
+        return BoolOp("or" if e.op == "and" else "and", _negate(e.left), _negate(e.right))
+    if isinstance(e, Not):
+        return e.operand
+    return Not(e)
+
+
+def _is_default(value, default) -> bool:
+    if isinstance(value, Num):
+        return value.is_const and value.value == default and type(value.value) is type(default)
+    if isinstance(value, Tup):
+        return value.is_const and all(v == default and type(v) is type(default)
+                                      for v in value.value)
+    return value == default
+
+
+def _same_expr(a, b) -> bool:
+    return expr_of(a).render() == expr_of(b).render()
+
+
+def _nchw_to_nhwc(shape: tuple) -> tuple:
+    return tuple(shape[1:]) + (shape[0],) if len(shape) == 3 else tuple(shape)
+
+
+def _shape_text(values: tuple) -> str:
+    return "x".join(str(v) for v in _nchw_to_nhwc(values))
+
+
+def _nonneg(node: Node, memo: dict) -> bool:
+    """Is this node's output provably >= 0?"""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = False  # no cycles in a DAG, but be safe
+    if node.op in _NONNEG:
+        result = True
+    elif node.op in _KEEPS_SIGN:
+        result = bool(node.inputs) and all(_nonneg(i, memo) for i in node.inputs)
+    elif node.op == "scale":
+        result = node.value("s") >= 0 and _nonneg(node.inputs[0], memo)
+    else:
+        result = False
+    memo[key] = result
+    return result
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass
+class _Pool:
+    """One instance of a pooling layer: PyTorch's windows as explicit paddings."""
+
+    pads: tuple  # ((top, bottom), (left, right)), bottom/right including ceil mode's rows
+    explicit: tuple  # (ph, pw): PyTorch's symmetric padding
+    extra: tuple  # (eh, ew): ceil mode's extra bottom/right rows
+    tf_same: bool  # Keras' padding="same" puts the windows where PyTorch does
+
+    @property
+    def zero(self) -> bool:
+        return self.pads == ((0, 0), (0, 0))
+
+
+def _pool_instance(node: Node) -> _Pool:
+    kh, kw = (int(v) for v in _pair_values(node.value("k")))
+    sh, sw = (int(v) for v in _pair_values(node.value("s")))
+    ph, pw = (int(v) for v in _pair_values(node.value("p")))
+    _, h, w = node.in_shapes[0]
+    _, oh, ow = node.out_shape
+    pads, extra, same = [], [], True
+    for size, k, s, p, out in ((h.value, kh, sh, ph, oh), (w.value, kw, sw, pw, ow)):
+        e = max((out - 1) * s + k - (size + 2 * p), 0)
+        pads.append((p, p + e))
+        extra.append(e)
+        tf_out = _ceil_div(size, s)
+        total = max((tf_out - 1) * s + k - size, 0)
+        same = same and tf_out == out and total // 2 == p
+    return _Pool(tuple(pads), (ph, pw), tuple(extra), same)
+
+
+def _pair_values(v) -> tuple:
+    return tuple(v) if isinstance(v, tuple) else (v, v)
+
+
+# ---- rendering ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Ctx:
+    """Where a unit sits: how its names and its input's channels are written."""
+
+    prefix: tuple  # name parts: ("lit", text) or ("expr", python expression)
+    indent: int
+
+
+class _Writer:
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.net = program.network
+        self.records = _instances(program)
+        self.helpers: set[str] = set()
+        self.uses_ops = False
+        self.names: dict[str, Node] = {}  # Keras layer name -> IR node (collision check)
+        self.placed: set[str] = set()
+        self.nonneg_memo: dict = {}
+        self.functions: dict[int, str] = {}
+        self.var_names = self._all_variables()
+        reserved = set(_MODULE_NAMES) | self.var_names | _AMBIGUOUS
+        taken = set(reserved)
+        for cls in program.classes:
+            if cls is program.main:
+                continue
+            base = cls.block if cls.kind == "block" and cls.block else _snake(cls.name)
+            if base in reserved:
+                base = base + "_block"
+            self.functions[id(cls)] = _fresh(base, taken)
+        self.parts = _parts(program)
+        # anonymous classes take only the parameters their Keras code reads
+        self.kept: dict[int, set] = {}
+        for cls in program.classes:
+            if cls.kind == "anonymous":
+                used = self._symbols(cls.units)
+                self.kept[id(cls)] = {p.name for p in cls.params
+                                      if (p.symbol or p.name) in used}
+
+    def _symbols(self, units: list[Unit]) -> set[str]:
+        """Symbols that the Keras code of these units reads."""
+        found: set[str] = set()
+
+        def add(value) -> None:
+            if isinstance(value, (Num, Tup)):
+                found.update(value.expr.symbols)
+            elif isinstance(value, Expr):
+                found.update(value.symbols)
+
+        def body(b: Body | None) -> None:
+            if b is None or b.kind == "identity":
+                return
+            if b.kind == "class":
+                for _, value in self.body_args(b):
+                    add(value)
+            else:
+                visit(b.units)
+
+        def visit(us: list[Unit]) -> None:
+            for u in us:
+                if u.kind == "layer":
+                    for key, value in u.node.attrs.items():
+                        if key not in _DERIVED:
+                            add(value)
+                elif u.kind == "call":
+                    for _, value in (u.args[1:] if u.cls.uses_in_channels else u.args):
+                        add(value)
+                elif u.kind == "repeat":
+                    add(u.count)
+                    body(u.body)
+                elif u.kind == "cond":
+                    add(u.cond)
+                    for b in u.branches.values():
+                        body(b)
+                elif u.kind == "module":
+                    body(u.body)
+
+        visit(units)
+        return found
+
+    def body_args(self, body: Body) -> list:
+        """The arguments a class body is called with (in_channels comes from x)."""
+        cls = body.cls
+        args = body.args[1:] if cls.uses_in_channels else body.args
+        kept = self.kept.get(id(cls))
+        if kept is None:
+            return args
+        return [(k, v) for k, v in args if k in kept]
+
+    def _all_variables(self) -> set[str]:
+        found: set[str] = set()
+        for cls in self.program.classes:
+            found.update(cls.inputs)
+            found.update(var for _, var, _ in cls.outputs)
+            found.update(p.name for p in cls.params)
+            found.update(name for name, _ in cls.locals)
+            for unit in cls.units:
+                found.update(unit.inputs)
+                if unit.output:
+                    found.add(unit.output)
+        return found
+
+    # -- the file --------------------------------------------------------------------------
+
+    def context(self) -> FileContext:
+        net = self.net
+        functions = [self._function(cls) for cls in self.program.classes
+                     if cls is not self.program.main]
+        builder, doc, body, n_outputs = self._builder()
+        inputs = list(net.inputs.values())
+        shapes = {name: _nchw_to_nhwc(node.out_shape) for name, node in net.inputs.items()}
+        notes = []
+        if self.placed:
+            notes = textwrap.wrap(
+                "The .net file places parts of the network on devices ("
+                + ", ".join(sorted(self.placed)) + "). Keras 3 has no per-layer placement "
+                "that works on every backend, so the comments mark them and the model runs "
+                "where Keras puts it (train.py replicates it on every GPU with the backend's "
+                "data-parallel engine).", 84)
+        return FileContext(
+            version=__version__,
+            source=fmt.comment_text(net.path),
+            network=fmt.comment_text(net.name),
+            model_name=fmt.py_str(net.name),
+            input_shape=fmt.literal(_nchw_to_nhwc(inputs[0].out_shape)),
+            input_shapes=(", ".join(f"{fmt.py_str(k)}: {fmt.literal(v)}"
+                                    for k, v in shapes.items()) if len(shapes) > 1 else None),
+            notes=notes,
+            helpers=[h for h in _HELPER_ORDER if h in self.helpers],
+            uses_ops=self.uses_ops,
+            functions=functions,
+            builder=builder,
+            builder_doc=doc,
+            builder_body=body,
+            outputs=n_outputs,
+        )
+
+    # -- functions ---------------------------------------------------------------------------
+
+    def _function(self, cls: ClassModel) -> FunctionText:
+        fn = _Function(self, cls)
+        name = self.functions[id(cls)]
+        kept = self.kept.get(id(cls))
+        params = ["x"] + [fn.param_text(p) for p in cls.params
+                          if kept is None or p.name in kept] + ["name=None"]
+        signature = fmt.statement(f"def {name}", "", params, 0, suffix=":")
+        body = fn.body(cls.units, _Ctx((("expr", "name"),), 1))
+        body.append(f"{INDENT}return {fn.var(cls.outputs[0][1])}")
+        return FunctionText(name, self._doc(cls), signature, body)
+
+    def _doc(self, cls: ClassModel) -> list[str]:
+        if cls.kind == "block":
+            many = f" ({cls.instances} instances)" if cls.instances > 1 else ""
+            return [f"Block `{cls.block}`{many}:", ""] + fmt.docstring_text(cls.doc)
+        part = self.parts.get(id(cls))
+        if part is None:
+            return ["A part of its enclosing block."]
+        title, source = part
+        return [title + ":", ""] + fmt.docstring_text(source) if source else [title + "."]
+
+    def _builder(self):
+        cls = self.program.main
+        net = self.net
+        fn = _Function(self, cls, network=True)
+        train_outputs = [o for o in cls.outputs if o[2]]
+        params = [fn.param_text(p, hints=True) for p in cls.params]
+        if train_outputs:
+            params.append("training_outputs: bool = False")
+        builder = fmt.statement("def build_model", "", params, 0, suffix=" -> keras.Model:")
+        doc = ["Build the network; keyword arguments override the .net file's parameters."]
+        if train_outputs:
+            names = ", ".join(o[0] for o in train_outputs)
+            doc += [""] + textwrap.wrap(
+                "The model has the eval-time output. With training_outputs=True it also has "
+                f"the train-time heads ({names}) as further outputs, after the main one; "
+                "then keras.Model(model.input, model.outputs[0]) is the eval model with the "
+                "same weights.", 84)
+        body: list[str] = []
+        pad = INDENT
+        node_inputs = list(net.inputs.items())
+        input_vars = cls.inputs
+        if len(node_inputs) == 1:
+            (input_name, _), var = node_inputs[0], input_vars[0]
+            body.append(f'{pad}inputs = keras.Input(shape=INPUT_SHAPE, name="{input_name}")')
+            body.append(f"{pad}{fn.var(var)} = inputs")
+            self._register(net.inputs[input_name], "")
+        else:
+            for (input_name, node), var in zip(node_inputs, input_vars):
+                body.append(f"{pad}{fn.var(var)} = keras.Input(shape=INPUT_SHAPES"
+                            f'["{input_name}"], name="{input_name}")')
+                self._register(node, "")
+            body.append(f"{pad}inputs = [{', '.join(fn.var(v) for v in input_vars)}]")
+        body += fn.body(cls.units, _Ctx((), 1))
+        eval_outs = [fn.var(v) for _, v, t in cls.outputs if not t]
+        train_outs = [fn.var(v) for _, v, t in cls.outputs if t]
+        model = fmt.py_str(net.name)
+
+        def model_line(outs: list[str], indent: int) -> list[str]:
+            value = outs[0] if len(outs) == 1 else f"[{', '.join(outs)}]"
+            return fmt.statement("return ", "keras.Model", ["inputs", value, f"name={model}"],
+                                 indent)
+
+        if train_outs:
+            body.append(f"{pad}if training_outputs:")
+            body += model_line(eval_outs + train_outs, 2)
+        body += model_line(eval_outs, 1)
+        return builder, doc, body, len(eval_outs)
+
+    def _register(self, node: Node, suffix: str) -> None:
+        name = keras_name(node) + suffix
+        other = self.names.get(name)
+        if other is not None and other is not node:
+            raise NetdslError(
+                f"the Keras layer name '{name}' would be used twice (by {other.id} and "
+                f"{node.id}{' ' + suffix if suffix else ''})", node.span,
+                hint="rename one of them with `as label`")
+        self.names[name] = node
+        if node.device is not None:
+            self.placed.add(node.device)
+
+    def nonneg(self, node: Node) -> bool:
+        return _nonneg(node, self.nonneg_memo)
+
+
+class _Function:
+    """Rendering state of one builder function."""
+
+    def __init__(self, writer: _Writer, cls: ClassModel, network: bool = False) -> None:
+        self.w = writer
+        self.cls = cls
+        self.network = network
+        # symbol -> Python name: anonymous classes' closure parameters, l/I/O, ...
+        self.renames: dict[str, Expr] = {}
+        if cls.kind == "anonymous":
+            self.renames = {k: Sym(v) for k, v in cls.renames.items()}
+        self.param_names: dict[str, str] = {}
+        taken = set(writer.var_names) | set(_MODULE_NAMES) | set(writer.functions.values())
+        for p in cls.params:
+            if p.name in _AMBIGUOUS or p.name in _MODULE_NAMES:
+                new = _fresh(p.name + "_", taken)
+                self.param_names[p.name] = new
+                self.renames[p.symbol or p.name] = Sym(new)
+        self.taken = taken | {self.param_names.get(p.name, p.name) for p in cls.params}
+        self.taken |= {n for n, _ in cls.locals} | {"x", "name", "in_channels"}
+        # an anonymous class may take its enclosing block's in_channels as a parameter
+        self.in_channels_param = any(self.param_names.get(p.name, p.name) == "in_channels"
+                                     for p in cls.params)
+        self.needs_var: set[str] = set()  # channel symbols written as a variable
+        self.var_uses: set[str] = set()  # ... and those read in the region being rendered
+        self.channel_vars: dict[str, str] = {"in_channels": "in_channels"}
+        self.loop_depth = 0
+
+    # -- names ---------------------------------------------------------------------------------
+
+    def var(self, name: str) -> str:
+        out = name
+        while out in _AMBIGUOUS or out in _MODULE_NAMES or out in self.w.functions.values():
+            out = out + "_"
+        return out
+
+    def param_text(self, p, hints: bool = False) -> str:
+        name = self.param_names.get(p.name, p.name)
+        hint = ""
+        if hints:
+            hint = ": " + _type_hint(p.value if p.value is not None else p.default)
+        if p.computed is not None:
+            return f"{name}{hint} = None" if hints else f"{name}=None"
+        if p.required:
+            return f"{name}{hint}"
+        eq = " = " if hints else "="
+        return f"{name}{hint}{eq}{fmt.literal(p.default)}"
+
+    @staticmethod
+    def name_text(prefix: tuple, local: str) -> str:
+        parts = list(prefix) + ([("lit", local)] if local else [])
+        if not parts:
+            raise AssertionError("a layer without a name")
+        if all(kind == "lit" for kind, _ in parts):
+            return fmt.py_str("_".join(text for _, text in parts))
+        if len(parts) == 1:
+            return parts[0][1]
+        inner = "_".join(text if kind == "lit" else "{" + text + "}" for kind, text in parts)
+        return 'f"' + inner + '"'
+
+    # -- expressions ---------------------------------------------------------------------------
+
+    def expr(self, value, in_var: str | None = None, in_channels: Expr | None = None) -> str:
+        """An attribute's expression in this function's terms.
+
+        Channel symbols (the block's `in_channels`, a loop's iteration channels) are
+        written `x.shape[-1]` when the unit reads a tensor with exactly those channels,
+        else as a variable that the function (or loop body) defines.
+        """
+        e = value if isinstance(value, Expr) else expr_of(value)
+        if self.renames and e.symbols & set(self.renames):
+            e = e.subst(self.renames)
+        channel = self._channel_symbols(e)
+        if channel:
+            inline = None
+            if in_var is not None and in_channels is not None:
+                c = in_channels.subst(self.renames) if self.renames else in_channels
+                if isinstance(c, Sym):
+                    inline = c.name
+            mapping = {}
+            for symbol in channel:
+                if symbol == inline and symbol not in self.needs_var:
+                    mapping[symbol] = Sym(f"{in_var}.shape[-1]")
+                else:
+                    self.needs_var.add(symbol)
+                    self.var_uses.add(symbol)
+                    mapping[symbol] = Sym(self.channel_vars.get(symbol, "in_channels"))
+            e = e.subst(mapping)
+        return e.render()
+
+    def _channel_symbols(self, e: Expr) -> set[str]:
+        return {s for s in e.symbols if (s == "in_channels" and not self.in_channels_param)
+                or is_loop_symbol(s)}
+
+    # -- bodies --------------------------------------------------------------------------------
+
+    def body(self, units: list[Unit], ctx: _Ctx) -> list[str]:
+        """The function's statements (two passes: the first finds channel variables)."""
+        lines = self._render_all(units, ctx)
+        if self.needs_var:
+            self.var_uses = set()
+            lines = self._render_all(units, ctx)
+        head = []
+        pad = INDENT * ctx.indent
+        for p in self.cls.params:
+            if p.computed is not None:
+                name = self.param_names.get(p.name, p.name)
+                head += [f"{pad}if {name} is None:",
+                         f"{pad}{INDENT}{name} = {self.expr(p.computed)}"]
+        for name, value in self.cls.locals:
+            head.append(f"{pad}{name} = {self.expr(value)}")
+        if "in_channels" in self.var_uses:  # (the lines above may use it too)
+            head.insert(0, f"{pad}in_channels = {self.cls.inputs[0]}.shape[-1]")
+        return head + lines
+
+    def _render_all(self, units: list[Unit], ctx: _Ctx) -> list[str]:
+        lines: list[str] = []
+        pending_train: list[str] = []
+        for unit in units:
+            ins = [self.var(v) for v in unit.inputs]
+            out = self.var(unit.output)
+            if unit.train_only and self.network:
+                inner = _Ctx(ctx.prefix, ctx.indent + 1)
+                pending_train += self.unit(unit, inner, ins, out, self.local(unit))
+                continue
+            if pending_train:
+                lines += [f"{INDENT * ctx.indent}if training_outputs:"] + pending_train
+                pending_train = []
+            lines += self.unit(unit, ctx, ins, out, self.local(unit))
+        if pending_train:
+            lines += [f"{INDENT * ctx.indent}if training_outputs:"] + pending_train
+        return lines
+
+    @staticmethod
+    def local(unit: Unit) -> str:
+        """The unit's own part of its layers' names ("" for an iteration's only item)."""
+        if unit.node is not None:
+            name = unit.node.name
+        elif unit.scope is not None:
+            name = unit.scope.name
+        else:
+            name = unit.attr
+        return "" if name.isdigit() else name
+
+    def unit(self, unit: Unit, ctx: _Ctx, ins: list[str], out: str, local: str) -> list[str]:
+        if unit.kind == "layer":
+            return self.layer(unit, ctx, ins[0], out, local)
+        if unit.kind == "merge":
+            return self.merge(unit, ctx, ins, out, local)
+        if unit.kind == "call":
+            return self.call(unit, ctx, ins[0], out, local)
+        if unit.kind == "repeat":
+            return self.repeat(unit, ctx, ins[0], out, local)
+        if unit.kind == "cond":
+            return self.cond(unit, ctx, ins[0], out, local)
+        return self.module(unit, ctx, ins[0], out, local)
+
+    def _comment(self, unit: Unit) -> str:
+        records = self.w.records.get(id(unit), [])
+        shapes = []
+        for item, owner in records:
+            shape = item.shape if isinstance(item, Node) else item.result_shape
+            shapes.append((tuple(int(d.value) for d in shape), shape, owner))
+        if not shapes:
+            return ""
+        first_values, first_shape, _ = shapes[0]
+        devices = sorted({item.device for item, _ in records
+                          if unit.placed and item.device is not None})
+        where = f" on {', '.join(devices)}" if devices else ""
+        if all(values == first_values for values, _, _ in shapes):
+            return _shape_text(first_values) + where
+        dims = []
+        for i, d in enumerate(first_shape):
+            if len({values[i] for values, _, _ in shapes}) == 1:
+                dims.append(str(d.value))
+            elif i == 0:
+                e = d.expr.subst(self.renames) if self.renames else d.expr
+                # a loop's iteration channels read as C
+                e = e.subst({s: Sym("C") for s in e.symbols if is_loop_symbol(s)})
+                dims.append(e.render() if not isinstance(e, Const) else "C")
+            else:
+                dims.append(_ratio(shapes, i))
+        return "(" + ", ".join(_nchw_to_nhwc(tuple(dims))) + ")" + where
+
+    # -- layers -----------------------------------------------------------------------------
+
+    def layer(self, unit: Unit, ctx: _Ctx, inp: str, out: str, local: str) -> list[str]:
+        node = unit.node
+        nodes = [item for item, _ in self.w.records[id(unit)]]
+        calls = self._layer_calls(unit, node, nodes, inp)
+        lines: list[str] = []
+        current = inp
+        comment = self._comment(unit)
+        for i, (func, args, suffix, trailer) in enumerate(calls):
+            for n in nodes:
+                self.w._register(n, suffix)
+            name = self.name_text(ctx.prefix, local + suffix if local else suffix.lstrip("_"))
+            last = i == len(calls) - 1
+            lines += _statement(out, func, args + [f"name={name}"], trailer or current,
+                                ctx.indent, comment if last else "")
+            current = out
+        return lines
+
+    def _kw(self, name: str, value, default, **ctx) -> list[str]:
+        if _is_default(value, default):
+            return []
+        return [f"{name}={self.expr(value, **ctx)}"]
+
+    def _layer_calls(self, unit: Unit, node: Node, nodes: list[Node], inp: str) -> list:
+        """[(layer class, args, name suffix, trailer or None)] for one layer unit."""
+        a = node.attrs
+        ctx = {"in_var": inp, "in_channels": node.in_shapes[0][0].expr if node.in_shapes else None}
+
+        def e(value) -> str:
+            return self.expr(value, **ctx)
+
+        def kw(name, value, default) -> list[str]:
+            return self._kw(name, value, default, **ctx)
+
+        op = node.op
+        if op in ("conv", "dwconv", "sepconv"):
+            return self._conv(op, node, nodes, e, kw)
+        if op in ("maxpool", "avgpool"):
+            return self._pool(op, node, nodes, e, kw, inp)
+        if op in ("gap", "gmp"):
+            cls = "layers.GlobalAveragePooling2D" if op == "gap" else "layers.GlobalMaxPooling2D"
+            return [(cls, ["keepdims=True"], "", None)]
+        if op in ("adaptive_avgpool", "adaptive_maxpool"):
+            return self._adaptive(op, node, nodes, e)
+        if op == "fc":
+            calls = []
+            if len(node.in_shapes[0]) == 3:
+                calls.append(("layers.Flatten", [], "_flatten", None))
+            args = [e(a["n"])] + ([f"use_bias={e(a['bias'])}"]
+                                  if not _is_default(a["bias"], True) else [])
+            return calls + [("layers.Dense", args, "", None)]
+        if op == "flatten":
+            if len(node.in_shapes[0]) == 1:
+                return [("layers.Flatten", [], "", None)]
+            calls = []
+            if any(n.in_shapes[0][1].value * n.in_shapes[0][2].value > 1 for n in nodes):
+                # PyTorch flattens C, H, W; Keras would flatten H, W, C
+                calls.append(("layers.Permute", ["(3, 1, 2)"], "_permute", None))
+            return calls + [("layers.Flatten", [], "", None)]
+        if op == "bn":
+            args = [f"epsilon={e(a['eps'])}", f"momentum={self._momentum(a['momentum'], e)}"]
+            if not _is_default(a["scale"], True):
+                args.append(f"scale={e(a['scale'])}")
+            return [("layers.BatchNormalization", args, "", None)]
+        if op == "lrn":
+            self.w.helpers.add("LocalResponseNorm")
+            self.w.uses_ops = True
+            args = [e(a["n"]), f"alpha={e(a['alpha'])}", f"beta={e(a['beta'])}",
+                    f"k={e(a['k'])}"]
+            return [("LocalResponseNorm", args, "", None)]
+        if op == "dropout":
+            return [("layers.Dropout", [e(a["p"])], "", None)]
+        if op == "drop_path":
+            self.w.helpers.add("DropPath")
+            self.w.uses_ops = True
+            return [("DropPath", [e(a["p"])], "", None)]
+        if op == "zeropad":
+            p = a["p"]
+            if isinstance(p, Num) or (isinstance(p, Tup) and len(p) == 2):
+                return [("layers.ZeroPadding2D", [f"padding={e(p)}"], "", None)]
+            left, right, top, bottom = zeropad_sides(p)
+            padding = f"(({e(top)}, {e(bottom)}), ({e(left)}, {e(right)}))"
+            return [("layers.ZeroPadding2D", [f"padding={padding}"], "", None)]
+        if op == "shuffle":
+            self.w.helpers.add("ChannelShuffle")
+            self.w.uses_ops = True
+            return [("ChannelShuffle", [e(a["g"])], "", None)]
+        if op == "scale":
+            return [("layers.Rescaling", [e(a["s"])], "", None)]
+        if op == "softmax":
+            return [("layers.Softmax", ["axis=-1"], "", None)]
+        if op == "relu":
+            return [("layers.ReLU", [], "", None)]
+        if op == "relu6":
+            return [("layers.ReLU", ["6.0"], "", None)]
+        if op == "leaky_relu":
+            return [("layers.LeakyReLU", [f"negative_slope={e(a['slope'])}"], "", None)]
+        if op == "elu":
+            return [("layers.ELU", kw("alpha", a["alpha"], 1.0), "", None)]
+        if op in _ACTIVATIONS:
+            return [("layers.Activation", [fmt.py_str(_ACTIVATIONS[op])], "", None)]
+        raise NetdslError(f"the Keras backend cannot express '{op}'", node.span)
+
+    def _momentum(self, m, e) -> str:
+        """Keras' momentum is the weight of the old statistics: 1 - PyTorch's."""
+        if isinstance(m, Num) and m.is_const:
+            return repr(round(1.0 - float(m.value), 12))
+        return e(binary("-", Const(1), expr_of(m)))
+
+    def _conv(self, op: str, node: Node, nodes: list[Node], e, kw) -> list:
+        a = node.attrs
+        modes = None
+        subsample = False  # Keras' Conv2D cannot stride and dilate at once
+        for n in nodes:
+            kh, kw_ = _pair_values(n.value("k"))
+            sh, sw = _pair_values(n.value("s"))
+            ph, pw = _pair_values(n.value("p"))
+            dh, dw = _pair_values(n.value("d"))
+            if op == "conv" and max(sh, sw) > 1 and max(dh, dw) > 1:
+                subsample = True
+            same = all(s == 1 and (d * (k - 1)) % 2 == 0 and p == d * (k - 1) // 2
+                       for k, s, p, d in ((kh, sh, ph, dh), (kw_, sw, pw, dw)))
+            options = set()
+            if ph == 0 and pw == 0:
+                options.add("valid")
+            if same:
+                options.add("same")
+            if not options:
+                options.add("explicit")
+            modes = options if modes is None else modes & options
+        mode = ("valid" if "valid" in modes else "same" if "same" in modes else "explicit") \
+            if modes else "explicit"
+        calls = []
+        if mode == "explicit":
+            calls.append(("layers.ZeroPadding2D", [f"padding={e(a['p'])}"], "_pad", None))
+        if op == "conv":
+            args = [e(a["c"]), e(a["k"])]
+            cls = "layers.Conv2D"
+        elif op == "dwconv":
+            args = [e(a["k"])]
+            cls = "layers.DepthwiseConv2D"
+        else:
+            args = [e(a["c"]), e(a["k"])]
+            cls = "layers.SeparableConv2D"
+        if not subsample:
+            args += kw("strides", a["s"], 1)
+        if mode == "same":
+            args.append('padding="same"')
+        if op != "conv":
+            args += kw("depth_multiplier", a["m"], 1)
+        args += kw("dilation_rate", a["d"], 1)
+        if op == "conv":
+            args += kw("groups", a["g"], 1)
+        if not _is_default(a["bias"], True):
+            args.append(f"use_bias={e(a['bias'])}")
+        if subsample:
+            # a dilated conv at stride 1, then every s-th position: the strided result
+            return calls + [(cls, args, "_dilated", None),
+                            ("layers.MaxPooling2D", ["1", f"strides={e(a['s'])}"], "", None)]
+        return calls + [(cls, args, "", None)]
+
+    def _pool(self, op: str, node: Node, nodes: list[Node], e, kw, inp: str) -> list:
+        a = node.attrs
+        for n in nodes:
+            if op == "maxpool" and max(_pair_values(n.value("d"))) > 1:
+                raise NetdslError("Keras' pooling layers have no dilation", n.span,
+                                  hint="use d=1 for a Keras model; the torch target supports it")
+        pools = [_pool_instance(n) for n in nodes]
+        count_pad = [bool(n.value("count_pad")) if op == "avgpool" else False for n in nodes]
+        cls = "layers.MaxPooling2D" if op == "maxpool" else "layers.AveragePooling2D"
+        args = [e(a["k"])]
+        if not _same_expr(a["s"], a["k"]):
+            args.append(f"strides={e(a['s'])}")
+        if all(p.zero for p in pools):
+            return [(cls, args, "", None)]
+        if op == "maxpool":
+            if all(p.tf_same for p in pools):
+                return [(cls, args + ['padding="same"'], "", None)]
+            padding = self._padding_arg(node, pools, e, inp)
+            if all(self.w.nonneg(n.inputs[0]) for n in nodes):
+                pad_layer = "layers.ZeroPadding2D"
+            else:
+                pad_layer = "MaxPoolPadding2D"
+                self.w.helpers.add(pad_layer)
+                self.w.uses_ops = True
+            return [(pad_layer, [f"padding={padding}"], "_pad", None), (cls, args, "", None)]
+        # average pooling: Keras divides "valid" windows by k*k and "same" ones by the
+        # number of input values they cover
+        if all(p.tf_same and (not cp or p.explicit == (0, 0)) for p, cp in zip(pools, count_pad)):
+            return [(cls, args + ['padding="same"'], "", None)]
+        if all(p.extra == (0, 0) and (cp or p.explicit == (0, 0))
+               for p, cp in zip(pools, count_pad)):
+            padding = self._padding_arg(node, pools, e, inp)
+            return [("layers.ZeroPadding2D", [f"padding={padding}"], "_pad", None),
+                    (cls, args, "", None)]
+        self.w.helpers.add("PaddedAveragePooling2D")
+        self.w.uses_ops = True
+        padding = self._padding_arg(node, pools, e, inp)
+        k = e(a["k"])
+        s = e(a["s"])
+        counted = f"counted={e(a['p'])}" if all(count_pad) else \
+            ("counted=0" if not any(count_pad) else
+             f"counted={e(a['p'])} if {e(a['count_pad'])} else 0")
+        return [("PaddedAveragePooling2D", [k, s, f"padding={padding}", counted], "", None)]
+
+    def _padding_arg(self, node: Node, pools: list[_Pool], e, inp: str) -> str:
+        """The pooling's padding: its `p` when ceil mode adds nothing, else ((t, b), (l, r))."""
+        a = node.attrs
+        if all(p.extra == (0, 0) for p in pools):
+            return e(a["p"])
+        first = pools[0].pads
+        if all(p.pads == first for p in pools):
+            (t, b), (l_, r) = first
+            return f"(({t}, {b}), ({l_}, {r}))"
+        self.w.helpers.add("ceil_mode_padding")
+        kh, kw_ = pair(a["k"])
+        sh, sw = pair(a["s"])
+        ph, pw = pair(a["p"])
+        return (f"(ceil_mode_padding({inp}.shape[1], {e(kh)}, {e(sh)}, {e(ph)}), "
+                f"ceil_mode_padding({inp}.shape[2], {e(kw_)}, {e(sw)}, {e(pw)}))")
+
+    def _adaptive(self, op: str, node: Node, nodes: list[Node], e) -> list:
+        windows = set()
+        for n in nodes:
+            _, h, w = (int(d.value) for d in n.in_shapes[0])
+            _, oh, ow = n.out_shape
+            windows.add((h // oh, w // ow) if h % oh == 0 and w % ow == 0 else None)
+        if len(windows) == 1 and None not in windows:
+            (wh, ww), = windows
+            cls = "layers.AveragePooling2D" if op == "adaptive_avgpool" else "layers.MaxPooling2D"
+            return [(cls, [fmt.literal(wh if wh == ww else (wh, ww))], "", None)]
+        # windows of different sizes (PyTorch's rule): Keras' adaptive pooling layers
+        cls = ("layers.AdaptiveAveragePooling2D" if op == "adaptive_avgpool"
+               else "layers.AdaptiveMaxPooling2D")
+        return [(cls, [e(node.attrs["size"])], "", None)]
+
+    # -- merges, calls and structure -----------------------------------------------------------
+
+    def merge(self, unit: Unit, ctx: _Ctx, ins: list[str], out: str, local: str) -> list[str]:
+        node = unit.node
+        nodes = [item for item, _ in self.w.records[id(unit)]]
+        for n in nodes:
+            self.w._register(n, "")
+        cls = {"concat": "layers.Concatenate", "add": "layers.Add", "mul": "layers.Multiply",
+               "mean": "layers.Average"}[node.op]
+        args = []
+        if len(ins) == 1:
+            cls = "layers.Identity"
+        elif node.op == "concat":
+            args.append("axis=-1")
+        name = self.name_text(ctx.prefix, local)
+        trailer = ins[0] if len(ins) == 1 else f"[{', '.join(ins)}]"
+        return _statement(out, cls, args + [f"name={name}"], trailer, ctx.indent,
+                          self._comment(unit))
+
+    def call(self, unit: Unit, ctx: _Ctx, inp: str, out: str, local: str) -> list[str]:
+        cls = unit.cls
+        args = [inp]
+        call_args = unit.args[1:] if cls.uses_in_channels else unit.args
+        in_channels = unit.scope.in_shape[0].expr if unit.scope and unit.scope.in_shape else None
+        for keyword_, value in call_args:
+            text = self.expr(value, in_var=inp, in_channels=in_channels)
+            args.append(text if keyword_ is None else f"{keyword_}={text}")
+        args.append(f"name={self.name_text(ctx.prefix, local)}")
+        return _call_statement(out, self.w.functions[id(cls)], args, ctx.indent,
+                               self._comment(unit))
+
+    def _body(self, body: Body, ctx: _Ctx, inp: str, out: str, in_channels: Expr | None,
+              comment: str = "") -> list[str]:
+        pad = INDENT * ctx.indent
+        if body.kind == "identity":
+            return [] if inp == out else [f"{pad}{out} = {inp}"]
+        if body.kind == "class":
+            cls = body.cls
+            args = [inp]
+            for keyword_, value in self.w.body_args(body):
+                text = self.expr(value, in_var=inp, in_channels=in_channels)
+                args.append(text if keyword_ is None else f"{keyword_}={text}")
+            args.append(f"name={self.name_text(ctx.prefix, '')}")
+            return _call_statement(out, self.w.functions[id(cls)], args, ctx.indent, comment)
+        lines: list[str] = []
+        current = inp
+        for u in body.units:
+            local = self.local(u)
+            lines += self.unit(u, ctx, [current], out, local)
+            current = out
+        return lines
+
+    def repeat(self, unit: Unit, ctx: _Ctx, inp: str, out: str, local: str) -> list[str]:
+        pad = INDENT * ctx.indent
+        in_channels = unit.scope.in_shape[0].expr if unit.scope.in_shape else None
+        count = self.expr(unit.count, in_var=inp, in_channels=in_channels)
+        lines: list[str] = []
+        if inp != out:
+            lines.append(f"{pad}{out} = {inp}")
+        if unit.body is None:
+            if isinstance(unit.count, Const) and unit.count.value == 0:
+                return lines + [f"{pad}# {local or 'repeat'}: repeated 0 times"]
+            message = fmt.py_str(f"this model was generated for {count} == 0 repetitions; "
+                                 "recompile the .net file with netdsl for other values")
+            return lines + [f"{pad}if {count}:", f"{pad}{INDENT}raise ValueError({message})"]
+        index = _fresh("i" if self.loop_depth == 0 else "j", self.taken)
+        loop_symbol = unit.loop_var
+        self.channel_vars[loop_symbol] = self.channel_vars.get(
+            loop_symbol, _fresh("channels", set(self.taken)))
+        prefix = ctx.prefix + ((("lit", local),) if local else ()) + (("expr", index),)
+        inner = _Ctx(prefix, ctx.indent + 1)
+        self.loop_depth += 1
+        outer_uses, self.var_uses = self.var_uses, set()
+        body = self._body(unit.body, inner, out, out, Sym(loop_symbol), self._comment(unit))
+        used, self.var_uses = self.var_uses, outer_uses | (self.var_uses - {loop_symbol})
+        self.loop_depth -= 1
+        self.taken.discard(index)
+        if loop_symbol in used:
+            var = self.channel_vars[loop_symbol]
+            self.taken.add(var)
+            body.insert(0, f"{inner.indent * INDENT}{var} = {out}.shape[-1]")
+        return lines + [f"{pad}for {index} in range({count}):"] + body
+
+    def cond(self, unit: Unit, ctx: _Ctx, inp: str, out: str, local: str) -> list[str]:
+        pad = INDENT * ctx.indent
+        in_channels = unit.scope.in_shape[0].expr if unit.scope.in_shape else None
+        prefix = ctx.prefix + ((("lit", local),) if local else ())
+        inner = _Ctx(prefix, ctx.indent + 1)
+        cond = unit.cond
+
+        def text(e: Expr) -> str:
+            return self.expr(e, in_var=inp, in_channels=in_channels)
+
+        if len(unit.branches) == 2:
+            comment = self._comment(unit)
+            yes = self._body(unit.branches[True], inner, inp, out, in_channels, comment)
+            no = self._body(unit.branches[False], inner, inp, out, in_channels, comment)
+            if not yes:
+                return [f"{pad}if {text(_negate(cond))}:"] + no
+            if not no:
+                return [f"{pad}if {text(cond)}:"] + yes
+            return [f"{pad}if {text(cond)}:"] + yes + [f"{pad}else:"] + no
+        (taken, body), = unit.branches.items()
+        test = _negate(cond) if taken else cond
+        message = fmt.py_str(f"this model was generated for ({text(cond)}) == {taken}; "
+                             "recompile the .net file with netdsl for other values")
+        lines = [f"{pad}if {text(test)}:"]
+        lines += fmt.statement("raise ", "ValueError", [message], ctx.indent + 1)
+        same = _Ctx(prefix, ctx.indent)
+        return lines + self._body(body, same, inp, out, in_channels, self._comment(unit))
+
+    def module(self, unit: Unit, ctx: _Ctx, inp: str, out: str, local: str) -> list[str]:
+        in_channels = unit.scope.in_shape[0].expr if unit.scope and unit.scope.in_shape else None
+        if unit.scope is not None and unit.scope.kind == "repeat":
+            # iterations that differ: written out one after another
+            lines: list[str] = []
+            current = inp
+            repeat_name = unit.scope.name if not unit.scope.name.isdigit() else ""
+            base = ctx.prefix + ((("lit", repeat_name),) if repeat_name else ())
+            for i, u in enumerate(unit.body.units):
+                it_ctx = _Ctx(base + (("lit", str(i)),), ctx.indent)
+                if u.kind == "module" and u.scope is None:
+                    lines += self._body(u.body, it_ctx, current, out, None)
+                else:
+                    lines += self.unit(u, it_ctx, [current], out, "")
+                current = out
+            if not lines and inp != out:
+                lines.append(f"{INDENT * ctx.indent}{out} = {inp}")
+            return lines
+        prefix = ctx.prefix + ((("lit", local),) if local else ())
+        return self._body(unit.body, _Ctx(prefix, ctx.indent), inp, out, in_channels,
+                          self._comment(unit))
+
+
+def _parts(program: Program) -> dict[int, tuple[str, str]]:
+    """Docstrings of the anonymous functions: what part of which block each one is."""
+    parts: dict[int, tuple[str, str]] = {}
+
+    def visit(units: list[Unit], owner: str) -> None:
+        for u in units:
+            bodies = []
+            if u.kind == "repeat" and u.body is not None:
+                bodies = [(u.body, "One repetition")]
+            elif u.kind == "cond":
+                bodies = [(b, f"The `{'then' if taken else 'else'}` branch")
+                          for taken, b in u.branches.items()]
+            elif u.kind == "module":
+                label = u.scope.label if u.scope is not None else None
+                bodies = [(u.body, f"The part labelled `{label}`" if label else "A part")]
+            for body, what in bodies:
+                if body.kind == "class" and id(body.cls) not in parts:
+                    source = _source_text(u.scope.span) if u.scope is not None else ""
+                    parts[id(body.cls)] = (f"{what} of {owner}", source)
+                elif body.kind in ("single", "chain"):
+                    visit(body.units, owner)
+
+    for cls in program.classes:
+        if cls.kind == "network":
+            owner = f"network `{program.network.name}`"
+        elif cls.kind == "block":
+            owner = f"block `{cls.block}`"
+        else:
+            owner = parts.get(id(cls), ("", "its enclosing block"))[0].split(" of ", 1)[-1]
+        visit(cls.units, owner)
+    return parts
+
+
+def _source_text(span) -> str:
+    """The DSL text a span covers (whole lines), for docstrings."""
+    from ..errors import SourceRegistry
+
+    end = span.end_line or span.line
+    if end > span.line and span.end_column == 1:
+        end -= 1  # the span ends at the start of the next line
+    lines = [SourceRegistry.line(span.file, n) for n in range(span.line, end + 1)]
+    return textwrap.dedent("\n".join(line for line in lines if line is not None)).strip()
+
+
+def _ratio(shapes: list, i: int) -> str:
+    letter = "HW"[i - 1] if i <= 2 else "?"
+    pairs = set()
+    for values, _, owner in shapes:
+        if not owner.in_shape or len(owner.in_shape) <= i:
+            return "?"
+        pairs.add((values[i], int(owner.in_shape[i].value)))
+    if all(o == n for o, n in pairs):
+        return letter
+    ratios = {n / o if o else 0 for o, n in pairs}
+    if len(ratios) == 1:
+        r = ratios.pop()
+        if r == int(r) and r > 1:
+            return f"{letter}/{int(r)}"
+    return "?"
+
+
+def _type_hint(value) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, tuple):
+        return "tuple[int, ...]"
+    if isinstance(value, str):
+        return "str"
+    return "int"
+
+
+# ---- statement layout (what `ruff format` would write) -----------------------------------
+
+
+def _with_comment(lines: list[str], comment: str, indent: int) -> list[str]:
+    if not comment:
+        return lines
+    if len(lines) == 1 and len(lines[0]) + 4 + len(comment) <= LINE:
+        return [f"{lines[0]}  # {comment}"]
+    return [f"{INDENT * indent}# {comment}"] + lines
+
+
+def _statement(target: str, func: str, args: list[str], trailer: str, indent: int,
+               comment: str) -> list[str]:
+    """`target = func(args)(trailer)`, laid out the way ruff format lays it out."""
+    pad = INDENT * indent
+    inner = INDENT * (indent + 1)
+    head = f"{pad}{target} = {func}({', '.join(args)})"
+    one = f"{head}({trailer})"
+    if len(one) <= LINE:
+        return _with_comment([one], comment, indent)
+    joined = inner + ", ".join(args)
+    tail = f"{pad})({trailer})"
+    if len(head) + 1 > LINE and len(joined) <= LINE and len(tail) <= LINE:
+        lines = [f"{pad}{target} = {func}(", joined, tail]
+    else:
+        # one argument per line; the trailing comma keeps ruff from joining them again
+        lines = [f"{pad}{target} = {func}("] + [f"{inner}{arg}," for arg in args] + [tail]
+        if len(tail) > LINE:
+            raise NetdslError(f"cannot lay out a statement for {func}: its inputs are too long")
+    return _with_comment(lines, comment, indent)
+
+
+def _call_statement(target: str, func: str, args: list[str], indent: int,
+                    comment: str) -> list[str]:
+    lines = fmt.statement(f"{target} = ", func, args, indent)
+    return _with_comment(lines, comment, indent)
