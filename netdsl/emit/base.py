@@ -358,13 +358,18 @@ class ModelBuilder:
         args = []
         if cls.uses_in_channels:
             args.append((None, scope.in_shape[0].expr))
-        baked = {p.name for p in cls.params}
+        params = {p.name for p in cls.params}  # layer-valued arguments are baked in
+        order = list(scope.args)  # the block's parameters, in order
+        position, shifted = 0, False
         for keyword_, value in scope.call_args:
-            if keyword_ is not None and keyword_ not in baked:
+            name = keyword_
+            if keyword_ is None:
+                name, position = order[position], position + 1
+            if name not in params or not isinstance(value, (Num, Tup, str)):
+                shifted = shifted or keyword_ is None
                 continue
-            if not isinstance(value, (Num, Tup, str)):
-                continue
-            args.append((keyword_, expr_of(value)))
+            # once a positional argument is left out, the rest go by name
+            args.append((None if keyword_ is None and not shifted else name, expr_of(value)))
         return args
 
     def _repeat(self, scope: Scope, parent: Scope, common: dict) -> Unit:
