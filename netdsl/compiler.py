@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from .elaborate import Elaborator, Limits
@@ -52,13 +54,28 @@ def compile_text(text: str, path: str = "<input>", params: dict | None = None,
                     input_shape)
 
 
+@contextmanager
+def gc_paused():
+    """Pause the cyclic garbage collector: elaboration makes many linked objects
+    (scopes point to parents and children), and the collector's repeated passes
+    over them double compile time for large networks. Nothing here needs it."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _compile(load, params, network, limits, input_shape) -> Network:
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, _RECURSION_LIMIT))
     try:
-        menv = load(Loader())
-        shapes = {"*": tuple(input_shape)} if input_shape else None
-        return Elaborator(limits, shapes).network(menv, network, params)
+        with gc_paused():
+            menv = load(Loader())
+            shapes = {"*": tuple(input_shape)} if input_shape else None
+            return Elaborator(limits, shapes).network(menv, network, params)
     except RecursionError:
         raise NetdslError("the program nests too deeply to elaborate") from None
     finally:

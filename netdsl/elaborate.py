@@ -13,7 +13,7 @@ class per block definition.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from . import ast
 from .errors import NetdslError, Span, did_you_mean
@@ -185,15 +185,23 @@ class Env:
         self.values, self.menv, self.input, self.owner = values, menv, input, owner
 
 
-@dataclass(frozen=True)
 class Ctx:
-    """Where `apply` puts new nodes."""
+    """Where `apply` puts new nodes (immutable; `but` makes a changed copy)."""
 
-    scope: Scope
-    device: str | None = None
-    depth: int = 0  # block nesting
-    repeat_depth: int = 0  # repeats nested within the current block
-    stack: tuple = ()  # (block name, call span), outermost first
+    __slots__ = ("scope", "device", "depth", "repeat_depth", "stack")
+
+    def __init__(self, scope: Scope, device: str | None = None, depth: int = 0,
+                 repeat_depth: int = 0, stack: tuple = ()) -> None:
+        self.scope = scope
+        self.device = device
+        self.depth = depth  # block nesting
+        self.repeat_depth = repeat_depth  # repeats nested within the current block
+        self.stack = stack  # (block name, call span), outermost first
+
+    def but(self, **changes) -> Ctx:
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values.update(changes)
+        return Ctx(**values)
 
 
 def _owner(scope: Scope) -> Scope:
@@ -872,7 +880,7 @@ class Elaborator:
         group = Scope(kind="group", parent=parent, span=frag.span, label=frag.name,
                       input=view.node, in_shape=view.shape, device=ctx.device)
         parent.children.append(group)
-        out = self.apply(frag.body, view, replace(ctx, scope=group))
+        out = self.apply(frag.body, view, ctx.but(scope=group))
         group.output, group.out_shape = out.node, out.shape
         group.result_shape = out.shape
         if len(group.children) <= 1:
@@ -888,13 +896,13 @@ class Elaborator:
         return out
 
     def _apply_PlaceFrag(self, frag: PlaceFrag, view, ctx):
-        return self.apply(frag.body, view, replace(ctx, device=frag.device))
+        return self.apply(frag.body, view, ctx.but(device=frag.device))
 
     def _apply_CondFrag(self, frag: CondFrag, view, ctx):
         scope = Scope(kind="cond", parent=ctx.scope, span=frag.span, cond=frag.cond,
                       taken=frag.taken, input=view.node, in_shape=view.shape, device=ctx.device)
         ctx.scope.children.append(scope)
-        out = self.apply(frag.branch, view, replace(ctx, scope=scope))
+        out = self.apply(frag.branch, view, ctx.but(scope=scope))
         scope.output, scope.out_shape = out.node, out.shape
         scope.result_shape = out.shape
         return out
@@ -922,7 +930,7 @@ class Elaborator:
         ctx.scope.children.append(scope)
         # Not a DSL identifier, so it cannot clash with a parameter; emitters rename it.
         channels = "@channels" if ctx.repeat_depth == 0 else f"@channels{ctx.repeat_depth + 1}"
-        inner_ctx = replace(ctx, repeat_depth=ctx.repeat_depth + 1)
+        inner_ctx = ctx.but(repeat_depth=ctx.repeat_depth + 1)
         current = view
         outs = []
         for i in range(frag.count.value):
@@ -930,7 +938,7 @@ class Elaborator:
                        input=current.node, in_shape=current.shape, device=ctx.device)
             scope.children.append(it)
             inner = TensorView(current.node, _rebase(current.shape, channels))
-            it_ctx = replace(inner_ctx, scope=it)
+            it_ctx = inner_ctx.but(scope=it)
             out = self.apply(body_for(i, it_ctx), inner, it_ctx)
             it.output, it.out_shape = out.node, out.shape
             outs.append(out.shape[0].expr)
@@ -959,7 +967,7 @@ class Elaborator:
         values = {name: self._symbolize(name, v, frag.span) for name, v in frag.values.items()}
         inner_view = TensorView(view.node, _rebase(view.shape, "in_channels"))
         env = Env(values, frag.menv, inner_view, scope)
-        inner_ctx = replace(ctx, scope=scope, depth=ctx.depth + 1, repeat_depth=0,
+        inner_ctx = ctx.but(scope=scope, depth=ctx.depth + 1, repeat_depth=0,
                             stack=ctx.stack + ((bdef.name, frag.span),))
         self._signature(bdef, frag)
         try:

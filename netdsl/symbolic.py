@@ -32,12 +32,23 @@ FUNCTIONS = {
 
 
 class Expr:
-    """A side-effect-free Python expression over named symbols."""
+    """A side-effect-free Python expression over named symbols.
+
+    Subclasses implement `_render`; `render()` caches the text, since emitters
+    compare classes by their rendered expressions many times.
+    """
 
     __slots__ = ()
     prec = _PREC["atom"]
 
     def render(self) -> str:
+        try:
+            return self.__dict__["_text"]
+        except KeyError:
+            text = self.__dict__["_text"] = self._render()
+            return text
+
+    def _render(self) -> str:
         raise NotImplementedError
 
     def subst(self, mapping: dict[str, Expr]) -> Expr:
@@ -65,7 +76,7 @@ class Const(Expr):
             return _PREC["neg"]
         return _PREC["atom"]
 
-    def render(self) -> str:
+    def _render(self) -> str:
         return repr(self.value)
 
 
@@ -73,7 +84,7 @@ class Const(Expr):
 class Sym(Expr):
     name: str
 
-    def render(self) -> str:
+    def _render(self) -> str:
         return self.name
 
     def subst(self, mapping):
@@ -91,7 +102,7 @@ class Local(Expr):
     name: str
     value: Expr
 
-    def render(self) -> str:
+    def _render(self) -> str:
         return self.name
 
     def subst(self, mapping):
@@ -112,7 +123,7 @@ class Bin(Expr):
     def prec(self) -> int:  # type: ignore[override]
         return _PREC[self.op]
 
-    def render(self) -> str:
+    def _render(self) -> str:
         # left-associative: the right operand needs parentheses at equal precedence
         return f"{self._wrap(self.left, self.prec)} {self.op} {self._wrap(self.right, self.prec + 1)}"
 
@@ -129,7 +140,7 @@ class Neg(Expr):
     operand: Expr
     prec = _PREC["neg"]
 
-    def render(self) -> str:
+    def _render(self) -> str:
         return f"-{self._wrap(self.operand, self.prec)}"
 
     def subst(self, mapping):
@@ -147,7 +158,7 @@ class Cmp(Expr):
     right: Expr
     prec = _PREC["cmp"]
 
-    def render(self) -> str:
+    def _render(self) -> str:
         return f"{self._wrap(self.left, self.prec + 1)} {self.op} {self._wrap(self.right, self.prec + 1)}"
 
     def subst(self, mapping):
@@ -168,7 +179,7 @@ class BoolOp(Expr):
     def prec(self) -> int:  # type: ignore[override]
         return _PREC[self.op]
 
-    def render(self) -> str:
+    def _render(self) -> str:
         return f"{self._wrap(self.left, self.prec)} {self.op} {self._wrap(self.right, self.prec + 1)}"
 
     def subst(self, mapping):
@@ -184,7 +195,7 @@ class Not(Expr):
     operand: Expr
     prec = _PREC["not"]
 
-    def render(self) -> str:
+    def _render(self) -> str:
         return f"not {self._wrap(self.operand, self.prec)}"
 
     def subst(self, mapping):
@@ -202,7 +213,7 @@ class IfElse(Expr):
     orelse: Expr
     prec = _PREC["if"]
 
-    def render(self) -> str:
+    def _render(self) -> str:
         return (f"{self._wrap(self.then, self.prec + 1)} if {self._wrap(self.cond, self.prec + 1)}"
                 f" else {self._wrap(self.orelse, self.prec)}")
 
@@ -221,7 +232,7 @@ class Func(Expr):
     name: str
     args: tuple[Expr, ...]
 
-    def render(self) -> str:
+    def _render(self) -> str:
         inner = ", ".join(a.render() for a in self.args)
         if self.name == "ceil":  # ceil without importing math
             return f"-int(-{self._wrap(self.args[0], _PREC['neg'])} // 1)"
@@ -244,7 +255,7 @@ class Index(Expr):
     base: Expr
     index: int
 
-    def render(self) -> str:
+    def _render(self) -> str:
         return f"{self._wrap(self.base, _PREC['atom'])}[{self.index}]"
 
     def subst(self, mapping):
@@ -264,7 +275,7 @@ class Index(Expr):
 class TupleExpr(Expr):
     items: tuple[Expr, ...]
 
-    def render(self) -> str:
+    def _render(self) -> str:
         inner = ", ".join(i.render() for i in self.items)
         return f"({inner},)" if len(self.items) == 1 else f"({inner})"
 

@@ -223,35 +223,35 @@ class ModelBuilder:
         if units is None:
             units = self._units(scope)
         inputs, outputs = self._wire(scope, units, kind)
-        params, uses_in, renames = self._params(scope, kind, units, own_loop)
         model = ClassModel(
-            name="", block=scope.block if kind == "block" else None, kind=kind, params=params,
+            name="", block=scope.block if kind == "block" else None, kind=kind, params=[],
             units=units, inputs=inputs, outputs=outputs,
-            locals=_locals_of(units) if kind != "anonymous" else [],
-            uses_in_channels=uses_in, renames=renames,
-            doc=self._doc(scope, kind),
             in_shapes=[scope.in_shape] if scope.in_shape else [],
         )
-        model.fresh_output = _is_fresh(_producer(units, outputs[0][1]))
-        if kind == "network":
-            model.name = self._unique(class_name(self.net.name))
-            self.order.append(model)
-            return model
         if kind == "block":
             for variant in self.variants.setdefault(scope.block, []):
                 if variant.merge(model):
                     return variant
+        elif kind == "anonymous":
+            key = model.key()
+            if key in self.anonymous:
+                existing = self.anonymous[key]
+                existing.merge(model)
+                return existing
+        # a new class: work out what only its first instance needs to tell
+        model.params, model.uses_in_channels, model.renames = self._params(scope, kind, units,
+                                                                           own_loop)
+        model.locals = _locals_of(units) if kind != "anonymous" else []
+        model.doc = self._doc(scope, kind)
+        model.fresh_output = _is_fresh(_producer(units, outputs[0][1]))
+        if kind == "network":
+            model.name = self._unique(class_name(self.net.name))
+        elif kind == "block":
             model.name = self._unique(class_name(scope.block))
             self.variants[scope.block].append(model)
-            self.order.append(model)
-            return model
-        key = model.key()
-        if key in self.anonymous:
-            existing = self.anonymous[key]
-            existing.merge(model)
-            return existing
-        model.name = self._unique(class_name(name_hint))
-        self.anonymous[key] = model
+        else:
+            model.name = self._unique(class_name(name_hint))
+            self.anonymous[model.key()] = model
         self.order.append(model)
         return model
 

@@ -11,6 +11,7 @@ from ..errors import NetdslError
 
 def cmd_compile(args) -> int:
     from ..cli import load_network
+    from ..compiler import gc_paused
     from ..output import check_writable, write_atomic
     from . import get_emitter
 
@@ -19,7 +20,8 @@ def cmd_compile(args) -> int:
                           "with -o, e.g. -o out/model.py")
     emitter = get_emitter(args.target)
     net = load_network(args, args.file)
-    model = emitter.emit_model(net)
+    with gc_paused():
+        model = emitter.emit_model(net)
     if not args.output:
         sys.stdout.write(model)
         return 0
@@ -34,7 +36,9 @@ def cmd_compile(args) -> int:
         module = model_path.stem
         if not module.isidentifier():
             raise NetdslError(f"the model file name must be a Python module name, got {module!r}")
-        outputs.append((check_writable(train_path, args.force), emitter.emit_train(net, module)))
+        with gc_paused():
+            train = emitter.emit_train(net, module)
+        outputs.append((check_writable(train_path, args.force), train))
     for path, text in outputs:  # everything is generated before anything is written
         write_atomic(path, text)
         if not args.quiet:
