@@ -6,11 +6,59 @@ framework it needs when it is called, so `import netdsl.weights` costs nothing.
 
 from __future__ import annotations
 
+# ---- reference weights -> torch ---------------------------------------------------------------
+
+
+def load_by_order(model, state_dict) -> dict[str, str]:
+    """Load a reference model's weights into a generated PyTorch model by order and shape.
+
+    A generated model registers its parameters and buffers in the order the .net file
+    writes its layers, so a file written to mirror a reference network (torchvision's
+    resnet50, say) holds the same tensors in the same order under other names. This
+    pairs the two `state_dict`s entry by entry (parameters and buffers, e.g. BatchNorm's
+    running statistics, in registration order), checks every pair's shape, and loads.
+
+    `state_dict` is a mapping of names to tensors, or a module whose `state_dict()` is
+    used. Returns {model name: reference name}. Raises ValueError at the first entry
+    that does not pair up, with its index, both names and both shapes; nothing is
+    loaded then.
+    """
+    if hasattr(state_dict, "state_dict"):
+        state_dict = state_dict.state_dict()
+    target = model.state_dict()
+    ours, theirs = list(target.items()), list(state_dict.items())
+    for index in range(max(len(ours), len(theirs))):
+        if index >= len(ours) or index >= len(theirs):
+            extra, owner, other = ((theirs, "the reference", "the model") if index >= len(ours)
+                                   else (ours, "the model", "the reference"))
+            name, tensor = extra[index]
+            raise ValueError(
+                f"entry {index}: {owner} has '{name}' {_shape(tensor)} but {other} has only "
+                f"{index} entries ({len(ours)} in the model, {len(theirs)} in the reference)")
+        (name, tensor), (ref_name, ref_tensor) = ours[index], theirs[index]
+        if tuple(tensor.shape) != tuple(ref_tensor.shape):
+            raise ValueError(
+                f"entry {index}: the model's '{name}' is {_shape(tensor)} but the reference's "
+                f"'{ref_name}' is {_shape(ref_tensor)}")
+    model.load_state_dict({name: ref for (name, _), (_, ref) in zip(ours, theirs)})
+    return {name: ref_name for (name, _), (ref_name, _) in zip(ours, theirs)}
+
+
+def _shape(tensor) -> str:
+    shape = tuple(tensor.shape)
+    return "x".join(str(d) for d in shape) if shape else "a scalar"
+
 
 # ---- torch -> keras -------------------------------------------------------------------------
 
-# torch modules that own weights, and the Keras layers that hold the same weights
-_TORCH_WEIGHTED = ("Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d")
+# torch modules that own weights (subclasses too, e.g. a BatchNorm without scale), and the
+# Keras layers that hold the same weights
+
+
+def _torch_weighted_types(nn) -> tuple:
+    return (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm)
+
+
 _KERAS_WEIGHTED = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "BatchNormalization")
 
 
@@ -18,10 +66,13 @@ def torch_to_keras(torch_model, keras_model) -> None:
     """Copy the weights of a generated PyTorch model into the generated Keras model.
 
     Both models must come from the same .net file (and the same parameters). Layers
-    are matched in DSL order: the PyTorch modules in the order the model registers
-    them, the Keras layers in the order the functional graph computes them (a
-    depth-first walk from the outputs, train-time heads first, which is the order
-    the .net file writes them). Layouts are converted on the way:
+    are matched in one canonical order of the network's graph, computed the same way
+    on both sides: a depth-first walk from the outputs (main output first), visiting
+    each operation's inputs in argument order, layers listed as they complete. Keras
+    gives its graph directly; the PyTorch graph comes from torch.fx (traced in training
+    mode, so train-time heads are in it). Where torch.fx cannot trace a model, the
+    PyTorch modules are taken in registration order, which is the DSL order. Layouts
+    are converted on the way:
 
     * Conv2D: OIHW -> HWIO (grouped convolutions keep their per-group layout),
     * DepthwiseConv2D: (C*m, 1, kh, kw) -> (kh, kw, C, m),
@@ -31,18 +82,16 @@ def torch_to_keras(torch_model, keras_model) -> None:
       order (a Permute before Flatten), so no rows need reordering,
     * BatchNormalization: gamma (unless scale=False), beta, running mean and variance.
 
-    For a network with train-time outputs (auxiliary classifiers) pass the model
-    built with `build_model(training_outputs=True)`: the eval model lacks the heads
-    that the PyTorch model always holds. `keras.Model(model.input, model.outputs[0])`
-    then gives the eval model with the copied weights.
+    A Keras model built with `build_model(training_outputs=True)` receives the
+    train-time heads' weights too; the eval model receives those of the eval path.
 
     Raises ValueError on the first layer that does not match (its names in both
-    models and both shapes), and when either model has layers left over.
+    models and both shapes), and when either side has layers left over.
     """
     import numpy as np
 
-    sources = _torch_weighted_modules(torch_model)
     targets = _keras_weighted_layers(keras_model)
+    sources = _torch_weighted_modules(torch_model, len(keras_model.outputs))
     position = 0
     for layer in targets:
         kind = type(layer).__name__
@@ -61,61 +110,95 @@ def torch_to_keras(torch_model, keras_model) -> None:
             raise ValueError(
                 f"weights do not match: Keras layer '{layer.name}' ({kind}) has shapes "
                 f"{_shapes(expected)} but PyTorch {names} gives {_shapes(got)}")
-        layer.set_weights(values)
+        layer.set_weights([np.ascontiguousarray(v) for v in values])
     if position < len(sources):
         path, module = sources[position]
         raise ValueError(
             f"PyTorch module '{path}' ({type(module).__name__}) has no Keras counterpart: the "
-            f"Keras model has only {len(targets)} layers with weights"
-            + (" (was it built without training_outputs=True?)" if targets else ""))
+            f"Keras model has only {len(targets)} layers with weights")
 
 
 def _shapes(shapes: list[tuple]) -> str:
     return ", ".join("x".join(str(d) for d in s) for s in shapes) or "none"
 
 
-def _torch_weighted_modules(model) -> list:
-    """(path, module) for every Conv2d / Linear / BatchNorm, in registration (DSL) order."""
-    found = []
-    for path, module in model.named_modules():
-        kind = type(module).__name__
-        if kind in _TORCH_WEIGHTED:
-            found.append((path, module))
-        elif any(True for _ in module.parameters(recurse=False)):
-            raise ValueError(f"PyTorch module '{path}' ({kind}) holds weights that netdsl "
-                             "cannot map to Keras")
-    return found
-
-
-def _keras_weighted_layers(model) -> list:
-    """The Keras layers holding weights, in DSL order (see torch_to_keras)."""
-    outputs = list(model.outputs)
-    roots = outputs[1:] + outputs[:1]
+def _depth_first(roots: list, inputs_of) -> list:
+    """Depth-first post-order from `roots`; `inputs_of(item)` lists an item's inputs."""
     seen: set[int] = set()
     ordered = []
     for root in roots:
-        # iterative depth-first post-order walk over the tensors' producing layers
         stack = [(root, False)]
         while stack:
-            tensor, expanded = stack.pop()
-            history = getattr(tensor, "_keras_history", None)
-            if history is None or history.operation is None:
-                continue
-            layer = history.operation
-            node = layer._inbound_nodes[history.node_index]
-            key = id(node)
+            item, expanded = stack.pop()
             if expanded:
-                if key not in seen:
-                    seen.add(key)
-                    ordered.append(layer)
+                if id(item) not in seen:
+                    seen.add(id(item))
+                    ordered.append(item)
                 continue
-            if key in seen:
+            if id(item) in seen:
                 continue
-            stack.append((tensor, True))
-            for parent in reversed(list(node.input_tensors)):
-                stack.append((parent, False))
+            stack.append((item, True))
+            stack.extend((parent, False) for parent in reversed(inputs_of(item)))
+    return ordered
+
+
+def _torch_weighted_modules(model, outputs: int) -> list:
+    """(path, module) for every Conv2d / Linear / BatchNorm, in the canonical order."""
+    try:
+        order = _torch_graph_order(model, outputs)
+    except Exception:  # not traceable: registration order, which is the DSL order
+        order = list(model.named_modules())
+    from torch import nn
+
+    found = []
+    for path, module in order:
+        if isinstance(module, _torch_weighted_types(nn)):
+            found.append((path, module))
+        elif any(True for _ in module.parameters(recurse=False)):
+            raise ValueError(f"PyTorch module '{path}' ({type(module).__name__}) holds weights "
+                             "that netdsl cannot map to Keras")
+    return found
+
+
+def _torch_graph_order(model, outputs: int) -> list:
+    import torch.fx
+
+    class Tracer(torch.fx.Tracer):
+        def is_leaf_module(self, module, qualified_name: str) -> bool:
+            return not any(True for _ in module.children())
+
+    training = model.training
+    model.train()
+    try:
+        graph = Tracer().trace(model)
+    finally:
+        model.train(training)
+    (output,) = [node for node in graph.nodes if node.op == "output"]
+    result = output.args[0]
+    roots = list(result) if isinstance(result, (tuple, list)) else [result]
+    nodes = _depth_first(roots[:outputs], lambda node: list(node.all_input_nodes))
+    return [(node.target, model.get_submodule(node.target))
+            for node in nodes if node.op == "call_module"]
+
+
+def _keras_weighted_layers(model) -> list:
+    """The Keras layers holding weights, in the canonical order (see torch_to_keras)."""
+
+    def inputs_of(node) -> list:
+        parents = []
+        for tensor in node.input_tensors:
+            history = getattr(tensor, "_keras_history", None)
+            if history is not None and history.operation is not None:
+                parents.append(history.operation._inbound_nodes[history.node_index])
+        return parents
+
+    roots = []
+    for tensor in model.outputs:
+        history = tensor._keras_history
+        roots.append(history.operation._inbound_nodes[history.node_index])
     result = []
-    for layer in ordered:
+    for node in _depth_first(roots, inputs_of):
+        layer = node.operation
         kind = type(layer).__name__
         if kind in _KERAS_WEIGHTED:
             result.append(layer)
@@ -129,10 +212,20 @@ def _array(tensor, np):
     return tensor.detach().cpu().numpy().astype(np.float32)
 
 
+def _source_kind(module) -> str:
+    from torch import nn
+
+    if isinstance(module, nn.Conv2d):
+        return "Conv2d"
+    if isinstance(module, nn.Linear):
+        return "Linear"
+    return "BatchNorm"
+
+
 def _convert(layer, kind: str, taken: list, np) -> list:
     """The Keras weights of `layer` from its PyTorch module(s), in Keras' order."""
     (path, module), *rest = taken
-    source = type(module).__name__
+    source = _source_kind(module)
     mismatch = ValueError(f"Keras layer '{layer.name}' ({kind}) does not match PyTorch module "
                           f"'{path}' ({source})")
     if kind == "Conv2D":
@@ -147,7 +240,7 @@ def _convert(layer, kind: str, taken: list, np) -> list:
         return values + ([_array(module.bias, np)] if module.bias is not None else [])
     if kind == "SeparableConv2D":
         pointwise = rest[0][1]
-        if source != "Conv2d" or type(pointwise).__name__ != "Conv2d":
+        if source != "Conv2d" or _source_kind(pointwise) != "Conv2d":
             raise mismatch
         values = [_depthwise(module, layer, np),
                   _array(pointwise.weight, np).transpose(2, 3, 1, 0)]
@@ -158,7 +251,7 @@ def _convert(layer, kind: str, taken: list, np) -> list:
         values = [_array(module.weight, np).T]
         return values + ([_array(module.bias, np)] if module.bias is not None else [])
     if kind == "BatchNormalization":
-        if not source.startswith("BatchNorm"):
+        if source != "BatchNorm":
             raise mismatch
         values = []
         gamma = _array(module.weight, np) if module.weight is not None else None

@@ -17,7 +17,7 @@ Networks without annotations get none of this.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .. import __version__
 from ..errors import NetdslError
@@ -25,7 +25,7 @@ from ..ir import Network
 from ..layers import zeropad_sides
 from ..symbolic import Expr, Num, Sym, Tup
 from . import format as fmt
-from .base import Body, ClassModel, Emitter, Program, Unit, expr_of, shape_comment
+from .base import Body, ClassModel, Emitter, Program, Unit, expr_of, shape_comment, subst_body
 from .templates import render
 
 # ops whose module is stateless and may run in place when its input is not needed again
@@ -60,64 +60,102 @@ class FileContext:
     builder_call: str
     main_class: str
     devices: str | None = None  # the DEVICES table of a placed network
-    extra_imports: list[str] = field(default_factory=list)
 
 
 class _Facts:
-    """What the program's classes contain: weights, placement, their output's device."""
+    """What the program's classes contain: weights, placement, their output's device.
 
-    def __init__(self) -> None:
-        self._stateful: dict[int, bool] = {}
-        self._mixed: dict[int, bool] = {}
-        self.needs_home: dict[int, bool] = {}  # filled as classes are rendered
-        self.out_key: dict[int, str] = {}
-        self.params: dict[int, tuple[str, str]] = {}  # (placement, device) parameter names
+    Blocks may be recursive (FractalNet), so the class-level facts are fixed points
+    computed over every class at once.
+    """
+
+    def __init__(self, classes: list[ClassModel]) -> None:
+        self.out_key: dict[int, str] = {}  # filled as classes are rendered (dependencies first)
+        self._fixed_point("_stateful", classes, self._stateful_unit)
+        self._fixed_point("_mixed", classes, lambda u: u.placed or self.mixed_unit(u))
+        self.params = {}  # (placement, device) parameter names of each class
+        for cls in classes:
+            names = {p.name for p in cls.params}
+            placement = _fresh_name("placement", names)
+            self.params[id(cls)] = (placement, _fresh_name("device", names | {placement}))
+        # a mixed class takes its own default device when an unannotated part of it
+        # has weights (or hands the default on to a mixed part that needs one)
+        self._fixed_point("_home", classes, lambda u: not u.placed and self._needs_home_unit(u))
+
+    def _fixed_point(self, table: str, classes: list[ClassModel], test) -> None:
+        facts = {id(c): False for c in classes}
+        setattr(self, table, facts)  # the tests read it while it grows
+        changed = True
+        while changed:
+            changed = False
+            for cls in classes:
+                if not facts[id(cls)] and any(test(u) for u in cls.units):
+                    facts[id(cls)] = changed = True
+
+    def _cls(self, table: str, cls: ClassModel) -> bool:
+        return getattr(self, table)[id(cls)]
 
     # weights or buffers anywhere inside: such a part is created on its device
-    def stateful_unit(self, u: Unit) -> bool:
+    def _stateful_unit(self, u: Unit) -> bool:
         if u.kind == "layer":
             return u.node.params + u.node.buffers > 0
         if u.kind == "merge":
             return False
         if u.kind == "call":
-            return self.stateful_cls(u.cls)
-        if u.kind == "repeat":
-            return u.body is not None and self.stateful_body(u.body)
-        if u.kind == "cond":
-            return any(self.stateful_body(b) for b in u.branches.values())
-        return self.stateful_body(u.body)
+            return self._cls("_stateful", u.cls)
+        return any(self.stateful_body(b) for b in _bodies(u))
+
+    def stateful_unit(self, u: Unit) -> bool:
+        return self._stateful_unit(u)
 
     def stateful_body(self, body: Body) -> bool:
         if body.kind == "class":
-            return self.stateful_cls(body.cls)
-        return any(self.stateful_unit(u) for u in body.units)
+            return self._cls("_stateful", body.cls)
+        return any(self._stateful_unit(u) for u in body.units)
 
     def stateful_cls(self, cls: ClassModel) -> bool:
-        if id(cls) not in self._stateful:
-            self._stateful[id(cls)] = any(self.stateful_unit(u) for u in cls.units)
-        return self._stateful[id(cls)]
+        return self._cls("_stateful", cls)
 
     # parts on more than one device inside: never moved as a whole
     def mixed_unit(self, u: Unit) -> bool:
         if u.kind in ("layer", "merge"):
             return False
         if u.kind == "call":
-            return self.mixed_cls(u.cls)
-        if u.kind == "repeat":
-            return u.body is not None and self.mixed_body(u.body)
-        if u.kind == "cond":
-            return any(self.mixed_body(b) for b in u.branches.values())
-        return self.mixed_body(u.body)
+            return self._cls("_mixed", u.cls)
+        return any(self.mixed_body(b) for b in _bodies(u))
 
     def mixed_body(self, body: Body) -> bool:
         if body.kind == "class":
-            return self.mixed_cls(body.cls)
+            return self._cls("_mixed", body.cls)
         return any(u.placed or self.mixed_unit(u) for u in body.units)
 
     def mixed_cls(self, cls: ClassModel) -> bool:
-        if id(cls) not in self._mixed:
-            self._mixed[id(cls)] = any(u.placed or self.mixed_unit(u) for u in cls.units)
-        return self._mixed[id(cls)]
+        return self._cls("_mixed", cls)
+
+    def _needs_home_unit(self, u: Unit) -> bool:
+        if not self.mixed_unit(u):
+            return self._stateful_unit(u)
+        if u.kind == "call":
+            return self._cls("_home", u.cls)
+        return any(self._needs_home_body(b) for b in _bodies(u))
+
+    def _needs_home_body(self, body: Body) -> bool:
+        if body.kind == "class":
+            return self._cls("_home", body.cls)
+        return any(not u.placed and self._needs_home_unit(u) for u in body.units)
+
+    def needs_home(self, cls: ClassModel) -> bool:
+        return self._cls("_mixed", cls) and self._cls("_home", cls)
+
+
+def _bodies(u: Unit) -> list[Body]:
+    if u.kind == "repeat":
+        return [u.body] if u.body is not None else []
+    if u.kind == "cond":
+        return list(u.branches.values())
+    if u.kind == "module":
+        return [u.body]
+    return []
 
 
 class _Scope:
@@ -132,12 +170,11 @@ class _Scope:
         self.home = "cuda:0" if self.network else HOME  # where unannotated weights go
         self.uses_home = False
         self.device_attrs: dict[str, str] = {}  # device key -> attribute
-        taken = {u.attr for u in cls.units} | {p.name for p in cls.params}
-        self._taken = taken | {"device"}
-        names = {p.name for p in cls.params}
-        self.placement = _fresh_name("placement", names)
-        self.devices_param = _fresh_name("devices", names)
-        self.home_param = _fresh_name("device", names | {self.placement})
+        self._taken = {u.attr for u in cls.units}
+        self.home_attr = _fresh_name("device", self._taken)  # self.device
+        self._taken.add(self.home_attr)
+        self.placement, self.home_param = facts.params[id(cls)]
+        self.devices_param = _fresh_name("devices", {p.name for p in cls.params})
 
     def expr(self, value) -> str:
         e = expr_of(value) if not isinstance(value, Expr) else value
@@ -155,7 +192,7 @@ class _Scope:
         """`self.gpu1` for a device key; records that the class needs that attribute."""
         if key == HOME:
             self.uses_home = True
-            return "self.device"
+            return f"self.{self.home_attr}"
         if key not in self.device_attrs:
             base = f"gpu{key.split(':')[1]}" if key.startswith("cuda:") else "host"
             name = base
@@ -168,6 +205,7 @@ class _Scope:
 
 class TorchEmitter(Emitter):
     target = "torch"
+    train_last = False  # aux heads run where they tap the flow, under `if self.training:`
 
     def emit_model(self, net: Network) -> str:
         program = self.program(net)
@@ -183,21 +221,23 @@ class TorchEmitter(Emitter):
     def context(self, program: Program) -> FileContext:
         net = program.network
         self.helpers: set[str] = set()
-        self.facts = _Facts()
+        self.facts = _Facts(program.classes)
         self.devices: set[str] = set()
         self.parts = _parts(program)
-        classes = [self._class(c, program) for c in program.classes]
+        classes = [self._class(c) for c in program.classes]
         main = program.main
         builder_params = [self._param_text(p) for p in main.params]
         call_args = [f"{p.name}={p.name}" for p in main.params]
         devices = None
         if self.facts.mixed_cls(main):
             self.helpers.add("place_devices")
-            _, name = self._placement_param(main)
+            name = _fresh_name("devices", {p.name for p in main.params})
             builder_params.append(f"{name}: dict[str, str] | None = None")
             call_args.append(f"{name}={name}")
-            devices = ", ".join(fmt.py_str(d) for d in sorted(self.devices, key=_device_order))
-            devices = f"({devices},)" if len(self.devices) == 1 else f"({devices})"
+            names = [fmt.py_str(d) for d in sorted(self.devices, key=_device_order)]
+            if len(names) == 1:
+                names[0] += ","  # a one-element tuple
+            devices = "\n".join(fmt.statement("DEVICES = ", "", names, 0))
         builder_sig = fmt.statement("def build_model", "", builder_params, 0,
                                     suffix=f" -> {main.name}:")
         inputs = list(net.inputs.values())
@@ -229,12 +269,7 @@ class TorchEmitter(Emitter):
             return f"{p.name}: {hint}"
         return f"{p.name}: {hint} = {fmt.literal(p.default)}"
 
-    def _placement_param(self, cls: ClassModel) -> tuple[str, str]:
-        """(local name of the resolved placement, the network's `devices` argument)."""
-        names = {p.name for p in cls.params}
-        return _fresh_name("placement", names), _fresh_name("devices", names)
-
-    def _class(self, cls: ClassModel, program: Program) -> ClassText:
+    def _class(self, cls: ClassModel) -> ClassText:
         scope = _Scope(cls, self.facts)
         init: list[str] = []
         for unit in cls.units:
@@ -262,12 +297,12 @@ class TorchEmitter(Emitter):
                 head.append("# where the @gpu/@cpu parts run on this machine")
                 head.append(f"{scope.placement} = place_devices({scope.devices_param})")
             if scope.uses_home:
-                head.append(f"self.device = {scope.home_param}")
+                head.append(f"self.{scope.home_attr} = {scope.home_param}")
             for key, attr in sorted(scope.device_attrs.items(), key=lambda kv: _device_order(kv[0])):
                 head.append(f"self.{attr} = {scope.placement}[{fmt.py_str(key)}]")
                 self.devices.add(key)
-        self.facts.needs_home[id(cls)] = scope.uses_home
-        self.facts.params[id(cls)] = (scope.placement, scope.home_param)
+        assert scope.uses_home == (scope.mixed and not scope.network
+                                   and self.facts.needs_home(cls)), cls.name
         signature = fmt.statement("def __init__", "", params, 1, suffix=" -> None:")
         init = _indent(head, B) + init
         args = ", ".join(f"{name}: Tensor" for name in cls.inputs)
@@ -340,7 +375,7 @@ class TorchEmitter(Emitter):
                                                                    _render(Sym(loop)))
         if uses_loop and unchanged:
             # every iteration sees the same channels: build identical modules
-            body = _subst_body(body, {loop: unit.init})
+            body = subst_body(body, {loop: unit.init})
             uses_loop = False
         # a body with parts on several devices places each part itself; otherwise the
         # whole stack moves to the repeat's device at once
@@ -388,7 +423,7 @@ class TorchEmitter(Emitter):
         if mixed_cls is not None:
             placement, home = self.facts.params[id(mixed_cls)]
             extra = [f"{placement}={scope.placement}"]
-            if self.facts.needs_home[id(mixed_cls)]:
+            if self.facts.needs_home(mixed_cls):
                 extra.append(f"{home}={scope.device(where)}")
             return func, args + extra, ""
         return func, args, self._to(where, scope) if stateful else ""
@@ -489,6 +524,13 @@ class TorchEmitter(Emitter):
             return "nn.Flatten", []
         if op == "bn":
             cls = "nn.BatchNorm2d" if len(node.shape) == 3 else "nn.BatchNorm1d"
+            scale = a.get("scale", True)
+            if not _is_default(scale, True):
+                if not _is_default(scale, False):
+                    raise NetdslError("the torch backend needs bn's scale to be true or false "
+                                      "where the block is written, not a parameter", node.span)
+                cls = cls[3:] + "NoScale"  # without the scale gamma: a helper class
+                self.helpers.add(cls)
             args = [e(a["num_features"])] + kw("eps", a["eps"], 1e-5)
             args += kw("momentum", a["momentum"], 0.1)
             return cls, args
@@ -760,29 +802,3 @@ def _body_symbols(body: Body) -> set[str]:
     for e in _body_exprs(body):
         out |= e.symbols
     return out
-
-
-def _subst_body(body: Body, mapping: dict) -> Body:
-    """The body with symbols replaced (used to fold a fixed-point loop variable)."""
-    import copy
-
-    clone = copy.copy(body)
-    if body.kind == "class":
-        clone.args = [(k, v.subst(mapping)) for k, v in body.args]
-        return clone
-    clone.units = [_subst_unit(u, mapping) for u in body.units]
-    return clone
-
-
-def _subst_unit(unit: Unit, mapping: dict) -> Unit:
-    import copy
-
-    clone = copy.copy(unit)
-    if unit.kind == "call":
-        clone.args = [(k, v.subst(mapping)) for k, v in unit.args]
-    elif unit.kind in ("layer", "merge"):
-        node = copy.copy(unit.node)
-        node.attrs = {k: (Num(v.value, v.expr.subst(mapping)) if isinstance(v, Num) else v)
-                      for k, v in unit.node.attrs.items()}
-        clone.node = node
-    return clone

@@ -1,0 +1,439 @@
+"""The PyTorch backend (issue #3): generated modules for every zoo file.
+
+Each generated module must import, hold exactly the inferred parameters, and,
+on a real forward pass, give every layer the output shape the compiler
+inferred (forward hooks, compared in execution order). The files are ruff
+clean, byte-for-byte deterministic, place parts on their annotated devices,
+and keep torchvision's state_dict order so reference weights load by order.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+import types
+import warnings
+from functools import cache
+
+import pytest
+from conftest import ARCHITECTURES, ROOT, compile_text, need
+from hypothesis import HealthCheck, given, settings
+from strategies import programs
+
+from netdsl import compile_file
+from netdsl.emit.torch import TorchEmitter
+from netdsl.errors import NetdslError
+
+torch = need("torch")
+nn = torch.nn
+
+ZOO = sorted(p.stem for p in ARCHITECTURES.glob("*.net"))
+MERGES = {"input", "concat", "add", "mul", "mean"}
+# spatial sizes tried, smallest first, to keep the forward passes cheap
+SIZES = (32, 64, 96, 128, 160, 224, 299)
+# zoo files also trained for one step (backward through every in-place op)
+BACKWARD = {"resnet18", "densenet121", "googlenet", "inception_resnet_v2", "mobilenet",
+            "squeezenet1_1", "se_resnet50", "xception", "resnet_cifar", "highway", "alexnet"}
+
+
+def emit(net) -> str:
+    return TorchEmitter().emit_model(net)
+
+
+def load(source: str, name: str = "generated") -> types.ModuleType:
+    module = types.ModuleType(name)
+    exec(compile(source, f"{name}.py", "exec"), module.__dict__)
+    return module
+
+
+@cache
+def small_network(name: str):
+    """The zoo file at the smallest input size it allows (its own when it is small)."""
+    path = ARCHITECTURES / f"{name}.net"
+    net = compile_file(path)
+    shape = next(iter(net.inputs.values())).out_shape
+    if len(shape) != 3:
+        return net
+    for size in SIZES:
+        if size >= min(shape[1:]):
+            break
+        try:
+            return compile_file(path, input_shape=(shape[0], size, size))
+        except NetdslError:
+            continue
+    return net
+
+
+def layer_shapes(model: nn.Module, module: types.ModuleType, run) -> list[tuple]:
+    """(module path, class, output shape) of every layer module, in execution order."""
+    helpers = tuple(getattr(module, h) for h in ("SeparableConv2d", "DropPath", "Scale")
+                    if hasattr(module, h))
+    inside_helpers = {id(c) for m in model.modules() if isinstance(m, helpers)
+                      for c in m.modules() if c is not m}
+    seen: list[tuple] = []
+    handles = []
+    for path, m in model.named_modules():
+        if id(m) in inside_helpers or isinstance(m, (nn.Identity, nn.Sequential)):
+            continue
+        if isinstance(m, helpers) or not list(m.children()):
+            def hook(m, inputs, output, path=path):
+                seen.append((path, type(m).__name__, tuple(output.shape[1:])))
+            handles.append(m.register_forward_hook(hook))
+    try:
+        run()
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+def check_network(net, backward: bool = False) -> None:
+    source = emit(net)
+    ast.parse(source)
+    module = load(source, net.name)
+    torch.manual_seed(0)
+    model = module.build_model().eval()
+    assert sum(p.numel() for p in model.parameters()) == net.total_params
+    assert sum(b.numel() for name, b in model.named_buffers()
+               if not name.endswith("num_batches_tracked")) == net.total_buffers
+    inputs = [torch.randn(1, *node.out_shape) for node in net.inputs.values()]
+
+    def run():
+        with torch.no_grad():
+            result = model(*inputs)
+        assert tuple(result.shape[1:]) == net.main_output.node.out_shape
+
+    seen = layer_shapes(model, module, run)
+    expected = [n for n in net.nodes() if n.op not in MERGES and not n.train_only]
+    for index, (node, (path, kind, shape)) in enumerate(zip(expected, seen)):
+        assert shape == node.out_shape, (
+            f"layer {index}: {node.id} ({node.op}) inferred {node.out_shape}, "
+            f"but {path} ({kind}) gives {shape}")
+    assert len(seen) == len(expected), [n.id for n in expected[len(seen):]] or seen[len(expected):]
+
+    train_outputs = [o for o in net.outputs if o.train_only]
+    if train_outputs or backward:
+        model.train()
+        batch = [torch.randn(2, *x.shape[1:]) for x in inputs]
+        result = model(*batch)
+        if train_outputs:
+            assert isinstance(result, tuple) and len(result) == len(net.outputs)
+            for output, value in zip(net.outputs, result):
+                assert tuple(value.shape[1:]) == output.node.out_shape, output.name
+        if backward:
+            values = result if isinstance(result, tuple) else (result,)
+            sum(v.float().sum() for v in values).backward()
+            assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.filterwarnings("ignore:this machine has")  # alexnet's GPUs, on a CPU
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_module_matches_the_inferred_network(name):
+    check_network(small_network(name), backward=name in BACKWARD)
+
+
+def test_eval_mode_drops_train_outputs_and_training_returns_them():
+    net = compile_file(ARCHITECTURES / "googlenet.net", input_shape=(3, 64, 64))
+    source = emit(net)
+    forward = source[source.index("class Googlenet("):]
+    # the aux heads are computed where they tap the flow, only while training
+    assert "        if self.training:\n            aux1 = self.aux_head1(x)" in forward
+    assert "            return x, aux1, aux2\n        return x\n" in forward
+    model = load(source).build_model(classes=7)
+    x = torch.randn(2, 3, 64, 64)
+    assert model.eval()(x).shape == (2, 7)
+    main, aux1, aux2 = model.train()(x)
+    assert main.shape == aux1.shape == aux2.shape == (2, 7)
+
+
+# ---- files: formatting, determinism ---------------------------------------------------
+
+
+def generated_files(tmp_root: str) -> list[str]:
+    """Every zoo file's model and train.py, written by the CLI."""
+    from netdsl.cli import main
+
+    paths = []
+    for name in ZOO:
+        folder = os.path.join(tmp_root, name)
+        os.makedirs(folder, exist_ok=True)
+        model = os.path.join(folder, f"{name}.py")
+        assert main(["compile", str(ARCHITECTURES / f"{name}.net"), "--target", "torch",
+                     "-o", model, "--train", "-q"]) == 0
+        paths += [model, os.path.join(folder, "train.py")]
+    return paths
+
+
+def ruff() -> str | None:
+    found = shutil.which("ruff")
+    if found is None and not os.environ.get("CI"):
+        pytest.skip("ruff is not installed")
+    assert found, "CI must have ruff"
+    return found
+
+
+def test_generated_files_pass_ruff(tmp_path):
+    exe = ruff()
+    paths = generated_files(str(tmp_path))
+    for path in paths:
+        ast.parse(open(path).read())
+    check = subprocess.run([exe, "check", "--isolated", str(tmp_path)], capture_output=True,
+                           text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    fmt = subprocess.run([exe, "format", "--isolated", "--check", "--diff", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_compiling_twice_gives_identical_bytes():
+    for name in ("alexnet", "googlenet", "inception_v3", "densenet121", "fractalnet",
+                 "resnet_cifar", "mobilenet", "xception", "highway"):
+        first = emit(compile_file(ARCHITECTURES / f"{name}.net"))
+        second = emit(compile_file(ARCHITECTURES / f"{name}.net"))
+        assert first == second, name
+
+
+_DIGEST = """
+import hashlib, sys
+from netdsl import compile_file
+from netdsl.emit.torch import TorchEmitter
+for path in sys.argv[1:]:
+    net = compile_file(path)
+    emitter = TorchEmitter()
+    text = emitter.emit_model(net) + emitter.emit_train(net, "model")
+    print(path, hashlib.sha256(text.encode()).hexdigest())
+"""
+
+
+def test_output_does_not_depend_on_the_hash_seed():
+    paths = [str(ARCHITECTURES / f"{name}.net") for name in ZOO]
+    runs = []
+    for seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        done = subprocess.run([sys.executable, "-c", _DIGEST, *paths], capture_output=True,
+                              text=True, env=env, cwd=ROOT)
+        assert done.returncode == 0, done.stderr
+        runs.append(done.stdout)
+    assert runs[0] == runs[1]
+    assert len(runs[0].splitlines()) == len(ZOO)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs())
+def test_random_programs(text):
+    """Random valid programs: ruff-clean modules whose layers have the inferred shapes."""
+    net = compile_text(text)
+    check_network(net, backward=True)
+    exe = shutil.which("ruff")
+    if exe:
+        done = subprocess.run([exe, "format", "--isolated", "--check", "--stdin-filename",
+                               "model.py", "-"], input=emit(net), capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ---- placement -------------------------------------------------------------------------
+
+
+ALEXNET_FORWARD = '''\
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.lower1(x.to(self.gpu0))  # 128x13x13
+        x = self.lower2(x.to(self.gpu1))  # 128x13x13
+        out = torch.cat([out, x.to(self.gpu0)], 1)  # 256x13x13
+        out2 = self.upper1(out)  # 128x6x6
+        out = self.upper2(out.to(self.gpu1))  # 128x6x6
+        out2 = torch.cat([out2, out.to(self.gpu0)], 1)  # 256x6x6
+        out2 = self.flatten(out2)  # 9216
+        out2 = self.fc6(out2)  # 4096
+        out2 = self.fc7(out2)  # 4096
+        out2 = self.fc8(out2)  # 1000
+        return out2
+'''
+
+
+def test_alexnet_two_gpu_split():
+    net = compile_file(ARCHITECTURES / "alexnet.net")
+    source = emit(net)
+    assert 'DEVICES = ("cuda:0", "cuda:1")' in source
+    assert ALEXNET_FORWARD in source
+    # one class per block: the towers share theirs, created on their GPU
+    assert source.count("class Lower(") == 1 and "class Lower2" not in source
+    assert "self.lower2 = Lower(3).to(self.gpu1)" in source
+    # the blocks themselves know nothing of devices
+    lower = source[source.index("class Lower("):source.index("class Upper(")]
+    assert ".to(" not in lower and "placement" not in lower
+    module = load(source, "alexnet")
+    # "meta" stands in for a second device: parts are created where they belong
+    model = module.build_model(devices={"cuda:0": "cpu", "cuda:1": "meta"})
+    assert model.lower1.conv1.weight.device.type == "cpu"
+    assert model.lower2.conv1.weight.device.type == "meta"
+    assert model.fc6.hidden1.fc.weight.device.type == "cpu"
+    assert model.fc6.hidden2.fc.weight.device.type == "meta"
+    assert model.fc8.weight.device.type == "cpu"
+
+
+def test_placement_falls_back_and_says_so_once():
+    source = emit(compile_file(ARCHITECTURES / "alexnet.net", params={"classes": 10}))
+    module = load(source, "alexnet_fallback")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        module.build_model()
+        module.build_model()
+    gpus = torch.cuda.device_count()
+    if gpus >= 2:
+        assert not caught
+        return
+    assert len(caught) == 1, [str(w.message) for w in caught]
+    assert "cuda:1 on" in str(caught[0].message)
+    model = module.build_model(devices={"cuda:0": "cpu", "cuda:1": "cpu"}).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 227, 227)).shape == (1, 10)
+
+
+PLACED_BLOCKS = """\
+block tower(c) = conv3 c + bn + relu + conv3 c @gpu(1) + relu
+block pair(c) = concat(conv1 c, tower(c) @cpu)
+network placed(classes=3):
+    input 3x16x16
+    conv3 8 + pair(8) + ([tower(16)]*2) @gpu(1)
+    output aux @train = gap + fc classes @gpu(0)
+    [conv3 8 @gpu(2) + relu]*2 + gap + fc classes
+"""
+
+
+def test_placement_inside_blocks_and_repeats():
+    """Classes with parts on several devices get the placement (and their own default
+    device); parts land where the annotations say, the rest on the default GPU."""
+    net = compile_text(PLACED_BLOCKS)
+    source = emit(net)
+    assert 'DEVICES = ("cuda:0", "cuda:1", "cuda:2", "cpu")' in source
+    assert "self.tower = Tower(in_channels, c, placement=placement, device=self.host)" in source
+    module = load(source, "placed")
+    model = module.build_model(devices={name: "cpu" for name in module.DEVICES})
+    assert sum(p.numel() for p in model.parameters()) == net.total_params
+    x = torch.randn(2, 3, 16, 16)
+    assert model.eval()(x).shape == (2, 3)
+    main, aux = model.train()(x)
+    assert main.shape == aux.shape == (2, 3)
+
+    stand_in = {"cuda:0": "cpu", "cuda:1": "meta", "cuda:2": "meta", "cpu": "cpu"}
+    spread = module.build_model(devices=stand_in)
+    params = iter(spread.parameters())  # registration order is DSL order
+    for node in (n for n in net.nodes() if n.params):
+        expected = stand_in[node.device or "cuda:0"]
+        total = 0
+        while total < node.params:
+            p = next(params)
+            total += p.numel()
+            assert p.device.type == expected, (node.id, node.device)
+    assert next(params, None) is None
+
+
+def test_unplaced_networks_have_no_device_code():
+    source = emit(compile_file(ARCHITECTURES / "resnet50.net"))
+    assert ".to(" not in source and "DEVICES" not in source and "warnings" not in source
+
+
+# ---- state_dict order and load_by_order ------------------------------------------------
+
+
+def torchvision_resnet50_entries() -> list[tuple[str, tuple]]:
+    """(name, shape) of torchvision's resnet50 state_dict, written out by hand."""
+    entries: list[tuple[str, tuple]] = []
+
+    def bn(prefix: str, c: int) -> None:
+        entries.extend([(f"{prefix}.weight", (c,)), (f"{prefix}.bias", (c,)),
+                        (f"{prefix}.running_mean", (c,)), (f"{prefix}.running_var", (c,)),
+                        (f"{prefix}.num_batches_tracked", ())])
+
+    entries.append(("conv1.weight", (64, 3, 7, 7)))
+    bn("bn1", 64)
+    inplanes = 64
+    for stage, (planes, blocks) in enumerate([(64, 3), (128, 4), (256, 6), (512, 3)], 1):
+        for b in range(blocks):
+            p = f"layer{stage}.{b}"
+            entries.append((f"{p}.conv1.weight", (planes, inplanes, 1, 1)))
+            bn(f"{p}.bn1", planes)
+            entries.append((f"{p}.conv2.weight", (planes, planes, 3, 3)))
+            bn(f"{p}.bn2", planes)
+            entries.append((f"{p}.conv3.weight", (planes * 4, planes, 1, 1)))
+            bn(f"{p}.bn3", planes * 4)
+            if b == 0:
+                entries.append((f"{p}.downsample.0.weight", (planes * 4, inplanes, 1, 1)))
+                bn(f"{p}.downsample.1", planes * 4)
+            inplanes = planes * 4
+    entries += [("fc.weight", (1000, 2048)), ("fc.bias", (1000,))]
+    return entries
+
+
+@cache
+def resnet50_module():
+    return load(emit(compile_file(ARCHITECTURES / "resnet50.net")), "resnet50")
+
+
+def test_resnet50_state_dict_follows_torchvision_order():
+    model = resnet50_module().build_model()
+    ours = [(name, tuple(t.shape)) for name, t in model.state_dict().items()]
+    reference = torchvision_resnet50_entries()
+    assert len(ours) == len(reference) == 320
+    for index, ((name, shape), (ref_name, ref_shape)) in enumerate(zip(ours, reference)):
+        assert shape == ref_shape, (index, name, ref_name)
+        assert name.rsplit(".", 1)[1] == ref_name.rsplit(".", 1)[1], (index, name, ref_name)
+
+
+def test_load_by_order_loads_and_names_the_first_mismatch():
+    from netdsl.weights import load_by_order
+
+    model = resnet50_module().build_model()
+    torch.manual_seed(1)
+    reference = {name: (torch.randn(shape) if shape else torch.tensor(7))
+                 for name, shape in torchvision_resnet50_entries()}
+    mapping = load_by_order(model, reference)
+    assert mapping["stem.conv_bn.conv.weight"] == "conv1.weight"
+    assert torch.equal(model.stem.conv_bn.conv.weight, reference["conv1.weight"])
+    assert torch.equal(model.fc.bias, reference["fc.bias"])
+    assert model.stem.conv_bn.bn.num_batches_tracked.item() == 7
+
+    bad = dict(reference)
+    bad["layer1.0.conv2.weight"] = torch.zeros(64, 64, 1, 1)
+    with pytest.raises(ValueError) as e:
+        load_by_order(model, bad)
+    message = str(e.value)
+    assert message.startswith("entry 12: ")
+    assert "'stage1.bottleneck.conv_bn2.conv.weight' is 64x64x3x3" in message
+    assert "'layer1.0.conv2.weight' is 64x64x1x1" in message
+
+    short = dict(list(reference.items())[:-1])
+    with pytest.raises(ValueError, match=r"entry 319: the model has 'fc.bias' 1000 but the "
+                                         r"reference has only 319 entries"):
+        load_by_order(model, short)
+
+
+def test_torchvision_resnet50_weights_give_the_same_outputs():
+    """Run where torchvision is installed (it is not required, not even in CI)."""
+    tv = pytest.importorskip("torchvision")
+    from netdsl.weights import load_by_order
+
+    torch.manual_seed(0)
+    reference = tv.models.resnet50(weights=None).eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        for m in reference.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    model = resnet50_module().build_model().eval()
+    load_by_order(model, reference.state_dict())
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        expected, got = reference(x), model(x)
+    assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
+
+
+def test_model_file_runs_as_a_script(tmp_path):
+    path = tmp_path / "lenet.py"
+    path.write_text(emit(compile_file(ARCHITECTURES / "lenet5.net")))
+    done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Lenet5: 61,706 parameters, output (1, 10)"

@@ -1,0 +1,188 @@
+"""The generated PyTorch training script (`netdsl compile ... --train`).
+
+Runs train.py for real on the CPU: a couple of steps of resnet50 at 64x64,
+two processes under torchrun (gloo), an interrupted run resumed from its
+checkpoint, and LeNet-5 trained on scikit-learn's digits to >= 95% accuracy.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import ARCHITECTURES, compile_text, need
+
+from netdsl import compile_file
+from netdsl.cli import main as netdsl
+from netdsl.emit.torch import TorchEmitter
+from netdsl.emit.torch_train import train_context
+from netdsl.errors import NetdslError
+
+torch = need("torch")
+
+
+def write(tmp_path, name: str, *extra: str, source: str | None = None):
+    """Compile a zoo file (or `source`) with --train into tmp_path; the train.py path."""
+    path = ARCHITECTURES / f"{name}.net"
+    if source is not None:
+        path = tmp_path / f"{name}.net"
+        path.write_text(source)
+    assert netdsl(["compile", str(path), "--target", "torch", "-o", str(tmp_path / f"{name}.py"),
+                   "--train", "-q", *extra]) == 0
+    return tmp_path / "train.py"
+
+
+def run(script, *args: str, torchrun: int = 0, timeout: int = 300) -> str:
+    """Run train.py (under torchrun with that many processes); its stdout + stderr."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    command = [sys.executable]
+    if torchrun:
+        command += ["-m", "torch.distributed.run", "--standalone",
+                    f"--nproc_per_node={torchrun}"]
+    command += [str(script), "--device", "cpu", *args]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=script.parent, env=env,
+                          timeout=timeout)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    return output
+
+
+def saved(path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def test_resnet50_trains_two_steps_at_64x64(tmp_path):
+    script = write(tmp_path, "resnet50")
+    out = run(script, "--steps", "2", "--input-size", "64", "--batch-size", "4",
+              "--checkpoint", "ckpt/r50.pt")
+    assert "resnet50: 25,557,032 parameters; synthetic data" in out
+    assert "of 3x64x64; batch 4, sgd lr 0.0015625" in out  # 0.1 * 4 / 256
+    assert re.search(r"step 2 loss [\d.]+ acc [\d.]+% \d+ img/s", out), out
+    state = saved(tmp_path / "ckpt" / "r50.pt")
+    assert (state["step"], state["epoch"], state["batch"]) == (2, 0, 2)
+    assert set(state) >= {"model", "optimizer", "scheduler", "scaler", "rng", "args"}
+    assert [p.name for p in (tmp_path / "ckpt").iterdir()] == ["r50.pt"]  # no temp files
+
+
+def test_input_size_the_model_cannot_take(tmp_path):
+    script = write(tmp_path, "lenet5")
+    done = subprocess.run([sys.executable, str(script), "--device", "cpu", "--steps", "1",
+                           "--input-size", "64"], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert done.returncode == 1
+    assert "lenet5 cannot run on 1x64x64 inputs" in done.stderr
+    assert "recompile with netdsl's --input 1x64x64" in done.stderr
+
+
+def test_torchrun_two_processes_with_gloo(tmp_path):
+    script = write(tmp_path, "lenet5")
+    out = run(script, "--steps", "2", "--batch-size", "32", torchrun=2)
+    assert "2 processes (gloo), rank 0 on cpu" in out
+    assert out.count("saved lenet5.pt at step 2") == 1  # rank 0 alone logs and saves
+    assert saved(tmp_path / "lenet5.pt")["step"] == 2
+
+
+def test_resume_continues_from_the_saved_step(tmp_path):
+    script = write(tmp_path, "lenet5")
+    common = ["--batch-size", "32", "--samples", "256"]
+    run(script, "--steps", "3", "--checkpoint", "a.pt", *common)
+    assert saved(tmp_path / "a.pt")["step"] == 3
+    out = run(script, "--steps", "10", "--resume", "--checkpoint", "a.pt", *common)
+    assert "resumed from a.pt at step 3 (epoch 1)" in out
+    assert "epoch 1/10 [" in out and " 4/8 step 4 " in out  # the 4th batch of epoch 1 next
+    resumed = saved(tmp_path / "a.pt")
+    assert (resumed["step"], resumed["epoch"], resumed["batch"]) == (10, 1, 2)
+    # the same as training without the interruption
+    run(script, "--steps", "10", "--checkpoint", "b.pt", *common)
+    straight = saved(tmp_path / "b.pt")
+    for name, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][name]), name
+
+
+def test_lenet5_learns_the_digits(tmp_path):
+    need("sklearn")
+    script = write(tmp_path, "lenet5")
+    out = run(script, "--data", "digits", "--epochs", "8", "--lr", "0.05",
+              "--batch-size", "32", "--seed", "0")
+    assert "digits data, 1437 examples of 1x32x32" in out
+    accuracy = float(re.search(r"^test accuracy ([\d.]+)%$", out, re.M).group(1))
+    assert accuracy >= 95.0, out
+
+
+PLACED = """\
+block tower(c) = conv3 c + relu + maxpool2
+network twin(classes=4):
+    input 3x16x16
+    concat(tower(8) @gpu(0), tower(8) @gpu(1))
+    output aux @train = gap + fc classes
+    conv3 16 @gpu(1) + relu + gap + fc classes
+"""
+
+
+def test_placed_model_with_aux_output_trains_on_the_cpu(tmp_path):
+    script = write(tmp_path, "twin", source=PLACED)
+    text = script.read_text()
+    assert "from twin import DEVICES, INPUT_SHAPE, build_model" in text
+    assert "AUX_OUTPUTS = 1" in text
+    out = run(script, "--steps", "2", "--batch-size", "8", "--samples", "64")
+    assert "twin: " in out and "step 2" in out
+
+
+def test_imagefolder_without_torchvision_is_a_clear_error(tmp_path):
+    try:
+        import torchvision  # noqa: F401
+        pytest.skip("torchvision is installed")
+    except ImportError:
+        pass
+    script = write(tmp_path, "lenet5")
+    done = subprocess.run([sys.executable, str(script), "--data", f"imagefolder:{tmp_path}"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "--data imagefolder needs torchvision" in done.stderr
+
+
+def test_imagefolder_with_torchvision(tmp_path):
+    pytest.importorskip("torchvision")
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for label in ("cat", "dog"):
+            folder = tmp_path / "images" / split / label
+            folder.mkdir(parents=True)
+            for i in range(4):
+                pixels = torch.randint(0, 255, (40, 40, 3), dtype=torch.uint8).numpy()
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    script = write(tmp_path, "lenet5")
+    out = run(script, "--data", f"imagefolder:{tmp_path / 'images'}", "--epochs", "1",
+              "--batch-size", "4", "--workers", "0")
+    assert "imagefolder" in out and "test accuracy" in out
+
+
+# ---- the script's defaults -----------------------------------------------------------------
+
+
+def test_recipe_from_the_train_section():
+    context = train_context(compile_file(ARCHITECTURES / "googlenet.net"), "googlenet")
+    recipe = "\n".join(context.recipe)
+    assert '"schedule": {"name": "step", "step": 8, "gamma": 0.96},' in recipe
+    assert '"aux_weight": 0.3,' in recipe
+    assert '"augment": [("random_resized_crop", 224), ("hflip",)],' in recipe
+    assert context.aux_outputs == 2 and context.classes_param == '"classes"'
+    lenet = train_context(compile_file(ARCHITECTURES / "lenet5.net"), "lenet5")
+    assert '    "lr": 0.01,  # netdsl\'s default' in lenet.recipe
+
+
+def test_softmax_output_trains_on_its_log():
+    net = compile_text("network n(classes=3):\n    input 4\n    fc classes + softmax\n")
+    assert train_context(net, "model").softmax_output
+
+
+def test_model_name_that_would_hide_a_module(tmp_path):
+    net = compile_file(ARCHITECTURES / "lenet5.net")
+    for name in ("random", "torch", "time"):
+        with pytest.raises(NetdslError, match=f"would hide the module '{name}'"):
+            TorchEmitter().emit_train(net, name)
