@@ -285,6 +285,7 @@ class Elaborator:
                                    _source_text(ndef.span), ndef.span)
         net = Network(
             name=ndef.name, path=menv.path, params=concrete, signature=signature,
+            frozen_params=sorted(root.frozen & concrete.keys()),
             inputs=state.inputs, outputs=state.outputs, root=root, ordered=ordered,
             blocks=dict(self.signatures), train=build_train_config(menv.module.train),
         )
@@ -704,6 +705,7 @@ class Elaborator:
             b = self._bool(self.eval(e.right, env, ctx), e.right.span)
         except NetdslError:
             if short:
+                _freeze(env.owner, a.expr)
                 return a.const()
             raise
         value = (a.value and b.value) if e.op == "and" else (a.value or b.value)
@@ -735,11 +737,14 @@ class Elaborator:
             try:
                 other = self.eval(other_ast, env, ctx)
             except NetdslError:
-                return chosen.const()
+                other = None
             if not isinstance(other, Num):
+                _freeze(env.owner, cond.expr, chosen.expr)
                 return chosen.const()
             then, orelse = (chosen, other) if cond.value else (other, chosen)
             return Num(chosen.value, ifelse(cond.expr, then.expr, orelse.expr))
+        if isinstance(chosen, (Tup, str)):
+            _freeze(env.owner, cond.expr, *([chosen.expr] if isinstance(chosen, Tup) else []))
         return _const(chosen)
 
     def _eval_Label(self, e, env, ctx):
@@ -914,19 +919,21 @@ class Elaborator:
         def body(i: int, inner_ctx: Ctx) -> Fragment:
             env = frag.env
             values = dict(env.values)
-            values[frag.var] = Num(frag.start.value + i)  # constant: such repeats unroll
+            # the index is a symbol (`#i`, not a DSL name), so iterations trace alike
+            values[frag.var] = Num(frag.start.value + i, Sym("#" + frag.var))
             value = self.eval(frag.body, Env(values, env.menv, env.input, env.owner), inner_ctx)
             if not isinstance(value, Fragment):
                 raise NetdslError(f"the repeated body evaluates to {kind_of(value)}, not a "
                                   "network expression", frag.body.span)
             return value
 
-        return self._repeat(frag, body, view, ctx)
+        return self._repeat(frag, body, view, ctx,
+                            index=("#" + frag.var, frag.start, frag.start + frag.count))
 
-    def _repeat(self, frag, body_for, view, ctx):
+    def _repeat(self, frag, body_for, view, ctx, index=None):
         """Apply `body_for(i)` count times; iterations are scopes of their own."""
         scope = Scope(kind="repeat", parent=ctx.scope, span=frag.span, count=frag.count,
-                      input=view.node, in_shape=view.shape, device=ctx.device)
+                      input=view.node, in_shape=view.shape, device=ctx.device, index=index)
         ctx.scope.children.append(scope)
         # Not a DSL identifier, so it cannot clash with a parameter; emitters rename it.
         channels = "@channels" if ctx.repeat_depth == 0 else f"@channels{ctx.repeat_depth + 1}"
@@ -945,9 +952,20 @@ class Elaborator:
             current = TensorView(out.node, _lift(out.shape, {channels: current.shape[0].expr},
                                                  keep_unmapped=True))
             it.result_shape = current.shape
+        owner = _owner(ctx.scope)
+        for it in scope.children:  # what iterations had to write as constants, so must we
+            owner.frozen |= {s for s in it.frozen if s[0] not in "@#"}
         if outs:
             closed = _repeat_closed_form(outs, channels, view.shape[0].expr, frag.count)
-            c = Num(current.shape[0].value, closed) if closed is not None else current.shape[0].const()
+            if closed is not None and index is not None and index[0] in closed.symbols:
+                # channels set by the last iteration alone: the index is then stop - 1
+                closed = (closed.subst({index[0]: (index[2] - 1).expr})
+                          if channels not in outs[0].symbols else None)
+            if closed is None:
+                c = current.shape[0].const()
+                _freeze(owner, frag.count.expr, *outs)
+            else:
+                c = Num(current.shape[0].value, closed)
             current = TensorView(current.node, (c, *current.shape[1:]))
         scope.output, scope.out_shape = current.node, current.shape
         scope.result_shape = current.shape
@@ -964,7 +982,8 @@ class Elaborator:
                       args=frag.values, call_args=frag.call_args, input=view.node,
                       in_shape=view.shape, device=ctx.device)
         ctx.scope.children.append(scope)
-        values = {name: self._symbolize(name, v, frag.span) for name, v in frag.values.items()}
+        values = {name: self._symbolize(name, v, frag.span, _owner(ctx.scope))
+                  for name, v in frag.values.items()}
         inner_view = TensorView(view.node, _rebase(view.shape, "in_channels"))
         env = Env(values, frag.menv, inner_view, scope)
         inner_ctx = ctx.but(scope=scope, depth=ctx.depth + 1, repeat_depth=0,
@@ -987,17 +1006,23 @@ class Elaborator:
         for name, v in frag.values.items():
             if isinstance(v, (Num, Tup)):
                 mapping[name] = v.expr
+        caller = _owner(ctx.scope)
+        lost = scope.frozen | (out.shape[0].expr.symbols - mapping.keys() and
+                               out.shape[0].expr.symbols)
+        _freeze(caller, *(mapping[s] for s in lost if s in mapping))
         result = TensorView(out.node, _lift(out.shape, mapping))
         scope.result_shape = result.shape
         return result
 
-    def _symbolize(self, name: str, value, span):
+    def _symbolize(self, name: str, value, span, caller: Scope | None = None):
         if isinstance(value, Num):
             return Num(value.value, Sym(name))
         if isinstance(value, Tup):
             return Tup([Num(item.value, Index(Sym(name), i)) for i, item in enumerate(value.items)],
                        Sym(name))
         if isinstance(value, Fragment):
+            if caller is not None:  # a layer argument is baked into the class as constants
+                _freeze(caller, *_fragment_exprs(value))
             return value.constified()
         return value
 
@@ -1043,6 +1068,43 @@ def _override_value(value):
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         return Tup(Num(v) for v in value)
     return value
+
+
+def _freeze(owner: Scope | None, *exprs) -> None:
+    """Record that these expressions' symbols were written as constants in `owner`: the
+    generated class cannot follow those parameters (see Network.frozen_params)."""
+    if owner is None:
+        return
+    for e in exprs:
+        if e is not None:
+            owner.frozen |= {s for s in e.symbols if s[0] not in "@#"}
+
+
+def _fragment_exprs(frag) -> list:
+    """The traced expressions inside an unapplied fragment."""
+    out: list = []
+    stack = [frag]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (Num, Tup)):
+            out.append(item.expr)
+        elif isinstance(item, LayerFrag):
+            stack.extend(item.attrs.values())
+        elif isinstance(item, BlockFrag):
+            stack.extend(item.values.values())
+        elif isinstance(item, SeqFrag):
+            stack.extend(item.parts)
+        elif isinstance(item, MergeFrag):
+            stack.extend(item.branches)
+        elif isinstance(item, RepeatFrag):
+            stack.extend((item.body, item.count))
+        elif isinstance(item, (LabelFrag, PlaceFrag)):
+            stack.append(item.body)
+        elif isinstance(item, CondFrag):
+            stack.extend((item.cond, item.branch))
+        elif isinstance(item, IndexedRepeatFrag):
+            stack.extend((item.start, item.count))
+    return out
 
 
 def _rebase(shape: tuple, symbol: str) -> tuple:

@@ -100,10 +100,12 @@ class Scope:
     label: str | None = None
     device: str | None = None
     count: Num | None = None  # repeat
+    index: tuple | None = None  # repeat with an index: (symbol "#i", start Num, stop Num)
     cond: Num | None = None  # cond
     taken: bool | None = None  # cond
     external: list = field(default_factory=list)  # named tensors from outer scopes used here
     value_names: dict = field(default_factory=dict)  # id(node) -> name from `name = ...` here
+    frozen: set = field(default_factory=set)  # symbols this scope had to write as constants
 
     @property
     def depth(self) -> int:
@@ -154,6 +156,10 @@ class Network:
     blocks: dict  # block name -> BlockSignature, for every block used
     train: dict  # the train section, as plain data
     defaults: dict = field(default_factory=dict)
+    # network parameters whose effect the generated code writes as constants (a channel
+    # count after an irregular repeat, a layer passed to a block...): a generated
+    # build_model() must not accept other values for them
+    frozen_params: list = field(default_factory=list)
 
     @property
     def main_output(self) -> Output:

@@ -154,6 +154,14 @@ def _term(draw, state: _State, depth: int) -> str:
             branches.append(text)
         state.c = c
         return f"{op}({', '.join(branches)})"
+    if kind == "repeat" and draw(st.booleans()):
+        # a repeat with its index in scope: channels grow with i
+        n, c, k = draw(st.integers(0, 3)), draw(st.integers(1, 8)), draw(st.integers(0, 3))
+        start = draw(st.integers(0, 2))
+        if n > 0:
+            state.c = c + k * (start + n - 1)
+        bounds = f"range({n})" if start == 0 else f"range({start}, {start + n})"
+        return f"[conv3 ({c} + {k} * i) + relu for i in {bounds}]"
     if kind == "repeat":
         n = draw(st.integers(0, 3))
         body = _State(state.c, state.h, state.w)

@@ -631,3 +631,28 @@ def test_totals_are_sums_over_nodes():
     assert n.total_params == (3 * 9 * 16 + 16) + 32 + (16 * 16 * 16 * 10 + 10)
     assert n.total_buffers == 32
     assert n.total_macs == 16 * 32 * 32 * 27 + 4096 * 10
+
+
+def test_a_repeat_with_its_index_in_scope():
+    """`[body for i in range(a, b)]` evaluates the body once per index."""
+    n = net("""
+        block units(c, n, s=1) = [conv (c + i) k=3 s=(if i == 0 then s else 1) p=1 for i in range(n)]
+        network n:
+            input 3x16x16
+            units(4, 3, s=2)
+            [relu for j in range(2, 4)]
+    """)
+    convs = [x for x in n.nodes() if x.op == "conv"]
+    assert [c.out_shape for c in convs] == [(4, 8, 8), (5, 8, 8), (6, 8, 8)]
+    assert [x.id for x in n.nodes() if x.op == "relu"] == ["relus.0", "relus.1"]
+    # the index is traced, so every iteration has the same structure in terms of `i`
+    assert convs[1].attrs["c"].expr.render() == "c + #i"
+
+
+def test_a_repeat_index_must_come_from_range():
+    with pytest.raises(NetdslError, match=r"reads \[body for i in range\(n\)\]"):
+        net("""
+            network n:
+                input 3x8x8
+                [conv3 i for i in 3]
+        """)

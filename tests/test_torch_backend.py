@@ -437,3 +437,27 @@ def test_model_file_runs_as_a_script(tmp_path):
     done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "Lenet5: 61,706 parameters, output (1, 10)"
+
+
+def test_a_repeat_with_an_index_becomes_a_loop_that_follows_the_parameters():
+    """`[unit(c, ...) for i in range(n)]` is a loop over `i` in the generated class, so
+    build_model(n=...) builds another depth, as the .net file would."""
+    net = compile_text("""
+        block units(c, n, s=1) = [conv (c + i) k=3 s=(if i == 0 then s else 1) p=1 for i in range(n)]
+        network n(n=3):
+            input 3x16x16
+            units(4, n, s=2) + gap + fc 10
+    """)
+    source = emit(net)
+    assert "for i in range(n):" in source
+    module = load(source, "indexed")
+    check_network(net)
+    for depth in (1, 5):
+        deeper = compile_text("""
+            block units(c, n, s=1) = [conv (c + i) k=3 s=(if i == 0 then s else 1) p=1 for i in range(n)]
+            network n(n=3):
+                input 3x16x16
+                units(4, n, s=2) + gap + fc 10
+        """, params={"n": depth})
+        model = module.build_model(n=depth)
+        assert sum(p.numel() for p in model.parameters()) == deeper.total_params

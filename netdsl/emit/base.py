@@ -63,6 +63,7 @@ class Unit:
     init: Expr | None = None  # repeat: channels entering the first iteration
     update: Expr | None = None  # repeat: channels after an iteration, in terms of `loop_var`
     loop_var: str = ""  # repeat: the symbol of the iteration's input channels
+    index: tuple | None = None  # repeat: (index symbol "#i", start Expr, stop Expr) or None
     body: Body | None = None  # repeat: one iteration (None when count was 0)
     cond: Expr | None = None  # cond
     branches: dict = field(default_factory=dict)  # cond: {True/False: Body}
@@ -85,8 +86,10 @@ class Unit:
         if self.kind == "call":
             return base + (id(self.cls), tuple((k, _render(v)) for k, v in self.args))
         if self.kind == "repeat":
+            index = (self.index[0], _render(self.index[1]), _render(self.index[2])) \
+                if self.index else None
             return base + (_render(self.count), _render(self.init), _render(self.update),
-                           self.loop_var, self.body.key() if self.body else None)
+                           self.loop_var, index, self.body.key() if self.body else None)
         if self.kind == "cond":
             return base + (_render(self.cond),)  # branches are merged, not compared
         if self.kind == "module":
@@ -275,7 +278,7 @@ class ModelBuilder:
     def _params(self, scope: Scope, kind: str, units: list[Unit], own_loop: str | None):
         """Constructor parameters, whether `in_channels` is one, and symbol renames."""
         used = _symbols_of(units)
-        taken = {name for name in used if not is_loop_symbol(name)}
+        taken = {name for name in used if not is_loop_symbol(name) and not is_index_symbol(name)}
         renames: dict[str, str] = {}
         if kind == "anonymous":
             # free symbols become keyword parameters (closure conversion); the iteration's
@@ -287,12 +290,12 @@ class ModelBuilder:
                 renames[own_loop] = "in_channels"
             params = []
             for symbol in sorted(used - {own_loop}, key=lambda n: (n != "in_channels", n)):
-                if is_loop_symbol(symbol):
+                if is_loop_symbol(symbol) or is_index_symbol(symbol):
                     renames[symbol] = _fresh(symbol[1:], taken)
                 name = renames.get(symbol, symbol)
                 params.append(Param(name, symbol=symbol))
             return params, uses_in, renames
-        for symbol in sorted(s for s in used if is_loop_symbol(s)):
+        for symbol in sorted(s for s in used if is_loop_symbol(s) or is_index_symbol(s)):
             renames[symbol] = _fresh(symbol[1:], taken | set(self.net.params)
                                      | {n for n, _ in (self.net.blocks.get(scope.block).params
                                                        if kind == "block" else [])})
@@ -378,16 +381,24 @@ class ModelBuilder:
         updates = {_render(it.out_shape[0].expr) for it in scope.children}
         uniform = len({b.key() for b in bodies}) <= 1 and len(updates) <= 1
         count = scope.count.expr
+        index = None
+        if scope.index is not None:
+            symbol, start, stop = scope.index
+            index = (symbol, start.expr, stop.expr)
         if not uniform:
             # Iterations differ (e.g. a conditional inside depends on the iteration): unroll,
-            # giving each iteration its own input channels.
-            chain = Body("chain", units=[
-                _as_unit(subst_body(b, {loop_var: it.in_shape[0].expr}), str(i))
-                for i, (b, it) in enumerate(zip(bodies, scope.children))])
-            return Unit("module", body=chain, **common)
+            # giving each iteration its own input channels (and index).
+            units = []
+            for i, (b, it) in enumerate(zip(bodies, scope.children)):
+                mapping = {loop_var: it.in_shape[0].expr}
+                if index is not None:
+                    mapping[index[0]] = Const(scope.index[1].value + i)
+                units.append(_as_unit(subst_body(b, mapping), str(i)))
+            return Unit("module", body=Body("chain", units=units), **common)
         update = scope.children[0].out_shape[0].expr if scope.children else None
         return Unit("repeat", count=count, init=scope.in_shape[0].expr, update=update,
-                    loop_var=loop_var, body=bodies[0] if bodies else None, **common)
+                    loop_var=loop_var, body=bodies[0] if bodies else None, index=index,
+                    **common)
 
     def _body(self, scope: Scope, parent: Scope, attr: str, loop_var: str | None = None) -> Body:
         """The content of an iteration, branch or group as one module."""
@@ -597,7 +608,13 @@ def _loop_symbol(scope: Scope) -> str:
 
 
 def is_loop_symbol(name: str) -> bool:
+    """An iteration's input channels (`@channels`): a local of the emitted loop."""
     return name.startswith("@")
+
+
+def is_index_symbol(name: str) -> bool:
+    """The index of `[body for i in range(n)]` (`#i`): the emitted loop's variable."""
+    return name.startswith("#")
 
 
 def _attr(name: str) -> str:
@@ -639,7 +656,9 @@ def _walk_exprs(units: list[Unit]):
             for _, e in u.args:
                 yield e
         elif u.kind == "repeat":
-            yield from (e for e in (u.count, u.init) if e is not None)
+            yield from (e for e in (u.count, u.init, u.update) if e is not None)
+            if u.index is not None:
+                yield from u.index[1:]
             if u.body is not None:
                 for e in _body_exprs(u.body):
                     yield e
@@ -730,6 +749,27 @@ def _spatial_ratio(shapes: list, in_shapes: list, i: int) -> str:
         if r == int(r) and r > 1:
             return f"{letter}/{int(r)}"
     return "?"
+
+
+def frozen_guard(net: Network, indent: int = 0) -> list[str]:
+    """Statements refusing parameter values the generated code cannot follow.
+
+    Where an effect of a network parameter had to be written as a constant (see
+    Network.frozen_params), building with another value would give a model that
+    does not match the .net file; the generated code says so instead.
+    """
+    from .format import INDENT, literal, py_str, statement
+
+    lines = []
+    for name in net.frozen_params:
+        value = literal(net.params[name].value)
+        message = py_str(f"this file was generated for {name}={value}, and netdsl wrote some "
+                         f"of its effects as constants: recompile with --param {name}=...")
+        lines.append(f"if {name} != {value}:")
+        # laid out at the caller's depth (`indent` levels), returned without it
+        raised = statement("raise ", "ValueError", [message], indent + 1)
+        lines += [line[len(INDENT) * indent:] for line in raised]
+    return lines
 
 
 class Emitter:

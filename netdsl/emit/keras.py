@@ -50,7 +50,17 @@ from ..ir import Network, Node, Scope
 from ..layers import pair, zeropad_sides
 from ..symbolic import BoolOp, Cmp, Const, Expr, Not, Num, Sym, Tup, binary
 from . import format as fmt
-from .base import Body, ClassModel, Emitter, Program, Unit, expr_of, is_loop_symbol
+from .base import (
+    Body,
+    ClassModel,
+    Emitter,
+    Program,
+    Unit,
+    expr_of,
+    frozen_guard,
+    is_index_symbol,
+    is_loop_symbol,
+)
 from .templates import render
 
 INDENT = fmt.INDENT
@@ -474,7 +484,7 @@ class _Writer:
                 f"the train-time heads ({names}) as further outputs, after the main one; "
                 "then keras.Model(model.input, model.outputs[0]) is the eval model with the "
                 "same weights.", 84)
-        body: list[str] = []
+        body: list[str] = [INDENT + line for line in frozen_guard(net, 1)]
         pad = INDENT
         node_inputs = list(net.inputs.items())
         input_vars = cls.inputs
@@ -532,6 +542,8 @@ class _Function:
         self.renames: dict[str, Expr] = {}
         if cls.kind == "anonymous":
             self.renames = {k: Sym(v) for k, v in cls.renames.items()}
+        else:  # loop indices (`#i`) print as the loop's variable
+            self.renames = {k: Sym(v) for k, v in cls.renames.items() if is_index_symbol(k)}
         self.param_names: dict[str, str] = {}
         taken = set(writer.var_names) | set(_MODULE_NAMES) | set(writer.functions.values())
         for p in cls.params:
@@ -1008,10 +1020,19 @@ class _Function:
                                  "recompile the .net file with netdsl for other values")
             return lines + [f"{pad}if {count}:", f"{pad}{INDENT}raise ValueError({message})"]
         index = _fresh("i" if self.loop_depth == 0 else "j", self.taken)
+        position = index  # layer names count iterations from 0, like the IR's ids
+        if unit.index is not None:  # `[body for i in range(a, b)]`: loop over the DSL's index
+            symbol, start, stop = unit.index
+            index = self.renames[symbol].name if symbol in self.renames else symbol.lstrip("#")
+            self.taken.add(index)
+            start_text = self.expr(start, in_var=inp, in_channels=in_channels)
+            stop_text = self.expr(stop, in_var=inp, in_channels=in_channels)
+            count = stop_text if start_text == "0" else f"{start_text}, {stop_text}"
+            position = index if start_text == "0" else f"{index} - {start_text}"
         loop_symbol = unit.loop_var
         self.channel_vars[loop_symbol] = self.channel_vars.get(
             loop_symbol, _fresh("channels", set(self.taken)))
-        prefix = ctx.prefix + ((("lit", local),) if local else ()) + (("expr", index),)
+        prefix = ctx.prefix + ((("lit", local),) if local else ()) + (("expr", position),)
         inner = _Ctx(prefix, ctx.indent + 1)
         self.loop_depth += 1
         outer_uses, self.var_uses = self.var_uses, set()

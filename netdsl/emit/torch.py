@@ -25,7 +25,17 @@ from ..ir import Network
 from ..layers import zeropad_sides
 from ..symbolic import Expr, Num, Sym, Tup
 from . import format as fmt
-from .base import Body, ClassModel, Emitter, Program, Unit, expr_of, shape_comment, subst_body
+from .base import (
+    Body,
+    ClassModel,
+    Emitter,
+    Program,
+    Unit,
+    expr_of,
+    frozen_guard,
+    shape_comment,
+    subst_body,
+)
 from .templates import render
 
 # ops whose module is stateless and may run in place when its input is not needed again
@@ -220,6 +230,7 @@ class TorchEmitter(Emitter):
 
     def context(self, program: Program) -> FileContext:
         net = program.network
+        self.network = net
         self.helpers: set[str] = set()
         self.facts = _Facts(program.classes)
         self.devices: set[str] = set()
@@ -281,6 +292,8 @@ class TorchEmitter(Emitter):
             params.append("in_channels: int")
         params += [self._param_text(p) for p in cls.params]
         head = ["super().__init__()"]
+        if cls.kind == "network":
+            head += frozen_guard(self.network, 2)
         if scope.mixed and scope.network:
             params.append(f"{scope.devices_param}: dict[str, str] | None = None")
         elif scope.mixed:
@@ -383,24 +396,32 @@ class TorchEmitter(Emitter):
         inner = where if mixed else None
         suffix = self._to(where, scope) if where is not None and not mixed and \
             self.facts.stateful_body(body) else ""
+        var, iterable = "_", f"range({count})"
+        if unit.index is not None:
+            symbol, start, stop = unit.index
+            if symbol in _body_symbols(body) or (uses_loop and unit.update is not None
+                                                 and symbol in unit.update.symbols):
+                var = scope.cls.renames.get(symbol, symbol.lstrip("#"))
+                iterable = (f"range({scope.expr(stop)})" if _render(start) == "0"
+                            else f"range({scope.expr(start)}, {scope.expr(stop)})")
         if not uses_loop and body.kind != "chain":
             func, args, item_suffix = self._body_ctor(body, scope, B + 1, inner)
             item = fmt.nested_call(func, args, B + 1) + item_suffix
             return fmt.statement(target, "nn.Sequential",
-                                 [f"*[{item} for _ in range({count})]"], B, suffix=suffix)
+                                 [f"*[{item} for {var} in {iterable}]"], B, suffix=suffix)
         lines = [f"{pad}layers = []" if scope.declared_layers else
                  f"{pad}layers: list[nn.Module] = []"]
         scope.declared_layers = True
         if uses_loop:
             lines.append(f"{pad}{loop_name} = {scope.expr(unit.init)}")
-        lines.append(f"{pad}for _ in range({count}):")
+        lines.append(f"{pad}for {var} in {iterable}:")
         if body.kind == "chain":
             items = [self._ctor_text(u, scope, B + 1, inner) for u in body.units]
             lines += _list_extend(items, B + 1)
         else:
-            func, args, item_suffix = self._body_ctor(body, scope, B + 1, inner)
-            lines += fmt.statement("layers.append(", func, args, B + 1,
-                                   suffix=item_suffix + ")")
+            func, args, item_suffix = self._body_ctor(body, scope, B + 2, inner)
+            item = fmt.nested_call(func, args, B + 1) + item_suffix
+            lines += fmt.statement("", "layers.append", [item], B + 1)
         if uses_loop and unit.update is not None and _render(unit.update) != _render(Sym(loop)):
             lines.append(f"{pad}    {loop_name} = {scope.expr(unit.update)}")
         lines.append(f"{pad}{target}nn.Sequential(*layers){suffix}")
