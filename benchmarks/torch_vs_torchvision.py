@@ -1,0 +1,238 @@
+"""Generated PyTorch models vs torchvision's: forward and forward+backward time.
+
+Run in a venv that has torchvision (see docs/performance.md):
+
+    /tmp/tvenv/bin/python benchmarks/torch_vs_torchvision.py
+
+For each pair, torchvision's weights are loaded into the generated model by order
+(netdsl.weights.load_by_order) and the eval outputs compared, so both models compute
+the same function on the same numbers. Timing interleaves the two models in one
+process (generated, reference, then reference, generated, ...), after warm-up, with
+the thread count fixed; the figure is the median of the per-pair ratios, of wall time
+and of CPU time (with one thread, CPU time leaves out waiting for a core, which other
+work on a shared machine inflates), and the ratio of the two best wall times. A control
+row times torchvision's model against a copy of itself the same way: the noise floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import NETS, ROOT, median, print_header, table, versions  # noqa: E402
+
+# name: (.net file, torchvision constructor, keyword arguments, torchvision child order)
+PAIRS = {
+    "resnet50": (ROOT / "architectures/resnet50.net", "resnet50", {}, None),
+    "densenet121": (ROOT / "architectures/densenet121.net", "densenet121", {}, None),
+    # torchvision registers the aux heads after inception5b; the .net file where they tap
+    "googlenet": (ROOT / "architectures/googlenet.net", "googlenet",
+                  {"aux_logits": True, "init_weights": True},
+                  ["conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a",
+                   "inception3b", "maxpool3", "inception4a", "aux1", "inception4b",
+                   "inception4c", "inception4d", "aux2", "inception4e", "maxpool4",
+                   "inception5a", "inception5b", "avgpool", "dropout", "fc"]),
+    "mobilenet_v2": (NETS / "mobilenet_v2.net", "mobilenet_v2", {}, None),
+}
+
+
+def reorder(state_dict, children):
+    """torchvision's entries, regrouped by top-level child in the given order."""
+    if children is None:
+        return state_dict
+    out = {}
+    for child in children:
+        for name, tensor in state_dict.items():
+            if name.split(".", 1)[0] == child:
+                out[name] = tensor
+    assert len(out) == len(state_dict)
+    return out
+
+
+def build_pair(name: str):
+    import torchvision
+
+    import netdsl
+    from netdsl.weights import load_by_order
+
+    path, ctor, kwargs, children = PAIRS[name]
+    ref = getattr(torchvision.models, ctor)(weights=None, **kwargs)
+    gen = netdsl.load(str(path)).to_torch()
+    load_by_order(gen, reorder(ref.state_dict(), children))
+    return gen, ref
+
+
+def main_output(out):
+    if isinstance(out, tuple):  # train mode with aux heads (a namedtuple in torchvision)
+        return out[0]
+    return out
+
+
+def loss_of(out):
+    outs = out if isinstance(out, tuple) else (out,)
+    return sum(o.float().mean() for o in outs if o is not None)
+
+
+def check_same(gen, ref, shape) -> float:
+    import torch
+
+    gen.eval(), ref.eval()
+    x = torch.randn(2, *shape)
+    with torch.no_grad():
+        a, b = main_output(gen(x)), main_output(ref(x))
+    return float((a - b).abs().max())
+
+
+def step_fn(model, x, mode: str):
+    """The timed pass, and what to do after it outside the clock (drop the gradients, so
+    every backward writes fresh ones rather than accumulating)."""
+    import torch
+
+    if mode == "eval":
+        model.eval()
+
+        def step():
+            with torch.no_grad():
+                model(x)
+        return step, lambda: None
+    model.train()
+    return (lambda: loss_of(model(x)).backward()), (lambda: model.zero_grad(set_to_none=True))
+
+
+def timed(step) -> tuple[float, float]:
+    """Wall and CPU seconds of one pass (with one torch thread, the CPU time leaves out
+    the time spent waiting for a core that other work on the machine holds)."""
+    run, after = step
+    wall, cpu = time.perf_counter(), time.process_time()
+    run()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    after()
+    return wall, cpu
+
+
+def compare(gen, ref, x, mode: str, reps: int, warmup: int) -> dict:
+    steps = {"gen": step_fn(gen, x, mode), "ref": step_fn(ref, x, mode)}
+    for _ in range(warmup):
+        timed(steps["gen"]), timed(steps["ref"])
+    out = {"gen": [], "ref": [], "ratios": [], "cpu_ratios": []}
+    for r in range(reps):
+        order = ("gen", "ref") if r % 2 == 0 else ("ref", "gen")
+        got = {k: timed(steps[k]) for k in order}
+        for k in ("gen", "ref"):
+            out[k].append(got[k][0])
+        out["ratios"].append(got["gen"][0] / got["ref"][0])
+        out["cpu_ratios"].append(got["gen"][1] / got["ref"][1])
+    return out
+
+
+def op_counts(model, x, mode: str) -> dict:
+    """{aten op: calls} of one pass, from torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    run, after = step_fn(model, x, mode)
+    run(), after()  # warm
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run()
+    after()
+    return {e.key: e.count for e in prof.key_averages() if e.key.startswith("aten::")}
+
+
+def op_differences(gen, ref, batch: int) -> list[list]:
+    """The aten ops whose call counts differ between the two models, per pass."""
+    import torch
+
+    x = torch.randn(batch, 3, 224, 224)
+    rows = []
+    for mode in ("eval", "train"):
+        a, b = op_counts(gen, x, mode), op_counts(ref, x, mode)
+        diff = [f"{op[6:]} {a.get(op, 0)}/{b.get(op, 0)}" for op in sorted(set(a) | set(b))
+                if a.get(op, 0) != b.get(op, 0)]
+        rows.append([mode, f"{sum(a.values())}/{sum(b.values())}", ", ".join(diff) or "none"])
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default=",".join(PAIRS), help="comma-separated")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    parser.add_argument("--eval-batch", type=int, default=8)
+    parser.add_argument("--train-batch", type=int, default=4)
+    parser.add_argument("--small-batch", type=int, default=1,
+                        help="an extra eval row at this batch, where Python overhead shows "
+                             "(0: none)")
+    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--control", default="resnet50",
+                        help="also time this model's torchvision version against a copy of "
+                             "itself: the noise floor of the ratio ('': none)")
+    parser.add_argument("--ops", action="store_true",
+                        help="also list the aten ops whose call counts differ (torch.profiler)")
+    parser.add_argument("--json", metavar="PATH", help="also write the raw samples here")
+    args = parser.parse_args(argv)
+
+    import copy
+
+    import torch
+
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    print_header("Generated PyTorch vs torchvision",
+                 {**versions("torch", "torchvision"), "torch threads": args.threads,
+                  "reps (interleaved)": args.reps, "warm-up steps": args.warmup})
+    rows, raw, ops = [], {}, []
+    for name in args.models.split(","):
+        gen, ref = build_pair(name)
+        shape = (3, 224, 224)
+        diff = check_same(gen, ref, shape)
+        if args.ops:
+            modules = f"{len(list(gen.modules()))}/{len(list(ref.modules()))}"
+            ops += [[name, modules, *row] for row in op_differences(gen, ref, 2)]
+        n_gen = sum(p.numel() for p in gen.parameters())
+        n_ref = sum(p.numel() for p in ref.parameters())
+        runs = [("eval", args.eval_batch), ("train", args.train_batch)]
+        if args.small_batch:
+            runs.insert(1, ("eval", args.small_batch))
+        pairs = [(name, gen)]
+        if name == args.control:
+            pairs.append((f"{name} (control: torchvision vs a copy of itself)",
+                          copy.deepcopy(ref)))
+        for mode, batch in runs:
+            x = torch.randn(batch, *shape)
+            for label, model in pairs:
+                result = compare(model, ref, x, mode, args.reps, args.warmup)
+                raw[f"{label}/{mode}/{batch}"] = result
+                ratios, cpu = result["ratios"], result["cpu_ratios"]
+                best = min(result["gen"]) / min(result["ref"])
+                what = "forward (eval, no_grad)" if mode == "eval" else "forward+backward (train)"
+                rows.append([label, what, batch, f"{median(result['gen']) * 1e3:.1f}",
+                             f"{median(result['ref']) * 1e3:.1f}", f"**{median(ratios):.3f}**",
+                             f"{min(ratios):.3f}-{max(ratios):.3f}", f"{best:.3f}",
+                             f"**{median(cpu):.3f}**", f"{min(cpu):.3f}-{max(cpu):.3f}",
+                             f"{diff:.1e}" if mode == "eval" and batch == args.eval_batch else "",
+                             f"{n_gen:,}" + ("" if n_gen == n_ref else f" vs {n_ref:,}")])
+                print(f"{label} {mode} b={batch}: ratio {median(ratios):.3f} "
+                      f"({min(ratios):.3f}-{max(ratios):.3f}), of best times {best:.3f}; CPU time "
+                      f"{median(cpu):.3f} ({min(cpu):.3f}-{max(cpu):.3f})",
+                      file=sys.stderr, flush=True)
+        del gen, ref, pairs
+    print(table(["model", "pass", "batch", "netdsl ms (median)", "torchvision ms (median)",
+                 "wall ratio netdsl/torchvision (median of pairs)", "wall ratio min-max",
+                 "ratio of best times", "CPU-time ratio (median of pairs)", "CPU-time ratio min-max", "max abs output diff (same weights)",
+                 "params"], rows))
+    if ops:
+        print()
+        print(table(["model", "nn.Modules netdsl/torchvision", "pass (batch 2)",
+                     "aten calls netdsl/torchvision", "ops called a different number of "
+                     "times (netdsl/torchvision)"], ops))
+    if args.json:
+        Path(args.json).write_text(json.dumps(raw, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
