@@ -1,4 +1,4 @@
-"""The abstract syntax tree: small frozen dataclasses, each keeping its span.
+"""The abstract syntax tree: small immutable records, each keeping its span.
 
 Class names match the grammar's rule aliases, so the parser's transformer
 has one method per node kind.
@@ -6,12 +6,11 @@ has one method per node kind.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from .errors import Span
+from .records import field, record
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class Node:
     span: Span = field(repr=False)
 
@@ -23,48 +22,48 @@ class Expr(Node):
     pass
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class Number(Expr):
     value: int | float
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class Shape(Expr):
     dims: tuple[int, ...]
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class String(Expr):
     value: str
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class Bool(Expr):
     value: bool
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class Identity(Expr):
     """`id`: the input passes through unchanged."""
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class BlockInput(Expr):
     """`in`: the input tensor of the enclosing block (or network)."""
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class Name(Expr):
     id: str
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class Attr(Expr):
     obj: Expr
     attr: str
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class Call(Expr):
     """`conv 96 k=11` (space form) or `conv_bn(64, k=7)` (parenthesised form)."""
 
@@ -74,19 +73,19 @@ class Call(Expr):
     parenthesised: bool
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class Tuple(Expr):
     items: tuple[Expr, ...]
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class Group(Expr):
     """`[ ... ]`: brackets around a network expression, the operand of repeat."""
 
     body: Expr
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class Comprehension(Expr):
     """`[body for i in range(n)]`: repeat with the iteration's index in scope."""
 
@@ -95,7 +94,7 @@ class Comprehension(Expr):
     iterable: Expr
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class BinOp(Expr):
     op: str
     left: Expr
@@ -103,38 +102,38 @@ class BinOp(Expr):
     op_span: Span = field(repr=False)
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class Neg(Expr):
     operand: Expr
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class Compare(Expr):
     op: str
     left: Expr
     right: Expr
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class BoolOp(Expr):
     op: str  # "and" | "or"
     left: Expr
     right: Expr
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class Not(Expr):
     operand: Expr
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class IfExpr(Expr):
     cond: Expr
     then: Expr
     orelse: Expr
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class Label(Expr):
     """`expr as name`: names the module(s) the expression creates."""
 
@@ -142,13 +141,13 @@ class Label(Expr):
     name: str
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class Annotation(Node):
     name: str
     args: tuple[Expr, ...]
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class Annotated(Expr):
     """`expr @gpu(1)`: a placement (or other) annotation."""
 
@@ -163,31 +162,31 @@ class Stmt(Node):
     pass
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class InputStmt(Stmt):
     name: str | None
     shape: Expr
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class OutputStmt(Stmt):
     name: str | None
     annotations: tuple[Annotation, ...]
     expr: Expr | None
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class LetStmt(Stmt):
     name: str
     expr: Expr
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class ExprStmt(Stmt):
     expr: Expr
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class IfStmt(Stmt):
     cond: Expr
     body: Stmt
@@ -196,13 +195,13 @@ class IfStmt(Stmt):
 # ---- top level -----------------------------------------------------------
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class Param(Node):
     name: str
     default: Expr | None
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class BlockDef(Node):
     name: str
     params: tuple[Param, ...]
@@ -211,7 +210,7 @@ class BlockDef(Node):
     name_span: Span | None = field(default=None, repr=False)
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class NetworkDef(Node):
     name: str
     params: tuple[Param, ...]
@@ -219,31 +218,31 @@ class NetworkDef(Node):
     name_span: Span | None = field(default=None, repr=False)
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class Use(Node):
     target: str
     is_path: bool
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class Defaults(Node):
     layer: str
     kwargs: tuple[tuple[str, Expr, Span], ...]
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class TrainEntry(Node):
     key: str
     args: tuple[Expr, ...]
     kwargs: tuple[tuple[str, Expr, Span], ...]
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class TrainDef(Node):
     entries: tuple[TrainEntry, ...]
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class Module(Node):
     path: str
     uses: tuple[Use, ...]

@@ -8,6 +8,7 @@ location, never a traceback), 2 bad command-line usage. Framework packages
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import json
 import os
@@ -17,6 +18,7 @@ import traceback
 from .errors import NetdslError, UsageError
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
+MAX_NODES = 200_000  # the default of --max-nodes (elaborate.Limits.max_nodes)
 
 
 # Subcommands that live in their own modules (each has `register(subparsers)`).
@@ -34,11 +36,18 @@ COMMAND_MODULES = {
 def load_network(args, path: str):
     """Compile FILE (or a zoo name) with the --param/--network options of `args`."""
     from .compiler import compile_file, parse_param, parse_shape, resolve
+    from .elaborate import Limits
 
     params = dict(parse_param(p) for p in (getattr(args, "param", None) or []))
     shape = getattr(args, "input", None)
+    limits = None
+    max_nodes = getattr(args, "max_nodes", None)
+    if max_nodes is not None:
+        if max_nodes < 1:
+            raise UsageError(f"--max-nodes must be a positive integer, got {max_nodes}")
+        limits = Limits(max_nodes=max_nodes)
     return compile_file(resolve(path), params=params, network=getattr(args, "network", None),
-                        input_shape=parse_shape(shape) if shape else None)
+                        input_shape=parse_shape(shape) if shape else None, limits=limits)
 
 
 _load = load_network
@@ -49,6 +58,8 @@ def cmd_check(args) -> int:
     for path in args.files:
         try:
             net = _load(args, path)
+        except UsageError:
+            raise  # a bad command line is not an error in one file (exit 2)
         except NetdslError as e:
             print(e.format(), file=sys.stderr)
             status = EXIT_USER
@@ -78,6 +89,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
                    help="which network of the file (default: the first)")
     p.add_argument("--input", metavar="CxHxW",
                    help="replace the (first) input's shape, e.g. --input 3x64x64")
+    p.add_argument("--max-nodes", type=int, metavar="N",
+                   help=f"refuse networks of more than N layers (default {MAX_NODES:,})")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -127,12 +140,46 @@ def _command_of(argv: list[str]) -> str | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(_command_of(argv))
-    args = parser.parse_args(argv)
+def _import_lark_without_regex() -> None:
+    """Import lark with the third-party `regex` module hidden.
+
+    lark imports `regex`, when it is installed, for grammars that use Unicode categories
+    (netdsl's does not); that import alone costs the `netdsl` command more than parsing
+    a file. Only the command does this: a program that imports netdsl keeps its lark.
+    """
+    if "lark" in sys.modules or "regex" in sys.modules:
+        return
+    sys.modules["regex"] = None  # type: ignore[assignment]  # `import regex` fails
     try:
-        return args.func(args)
+        import lark  # noqa: F401
+    finally:
+        if sys.modules.get("regex", 0) is None:
+            del sys.modules["regex"]
+
+
+# Commands that only build netdsl's own data structures: run as the program, they need
+# no cyclic garbage collector (see main).
+_NO_COLLECTOR = ("check", "summary", "compile")
+
+
+def main(argv: list[str] | None = None) -> int:
+    as_program = argv is None  # the `netdsl` command (tests and callers pass argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = _command_of(argv)
+    parser = build_parser(command)
+    args = parser.parse_args(argv)
+    if as_program:
+        _import_lark_without_regex()
+    from .compiler import deep_stack
+
+    if as_program and command in _NO_COLLECTOR:
+        # The compiled network is a large graph of linked objects that lives until the
+        # process ends: the collector's passes over it would cost more than compiling it
+        # (a third of a second for a 1,202-layer ResNet), and free nothing.
+        gc.disable()
+    try:
+        with deep_stack():  # emitters and renderers recurse on the block tree, too
+            return args.func(args)
     except UsageError as e:
         parser.print_usage(sys.stderr)
         print(f"netdsl: error: {e.message}", file=sys.stderr)
@@ -150,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"netdsl: internal error: {type(e).__name__}: {e}\n"
               "this is a bug in netdsl; set NETDSL_DEBUG=1 for details", file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        if as_program:
+            gc.freeze()  # the process exits next: its last collection can skip it all
 
 
 if __name__ == "__main__":

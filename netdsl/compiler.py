@@ -68,18 +68,28 @@ def gc_paused():
             gc.enable()
 
 
-def _compile(load, params, network, limits, input_shape) -> Network:
+@contextmanager
+def deep_stack():
+    """Room for the recursion that deeply nested blocks need (the elaborator and the
+    emitters walk the block tree recursively; Limits.max_block_depth bounds it). What
+    still runs out of stack is an ordinary error, never a RecursionError."""
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, _RECURSION_LIMIT))
     try:
-        with gc_paused():
-            menv = load(Loader())
-            shapes = {"*": tuple(input_shape)} if input_shape else None
-            return Elaborator(limits, shapes).network(menv, network, params)
+        yield
     except RecursionError:
-        raise NetdslError("the program nests too deeply to elaborate") from None
+        raise NetdslError("the program nests too deeply to compile",
+                          hint="blocks, repeats and expressions nest too deeply; "
+                               "flatten the nesting or use repeats") from None
     finally:
         sys.setrecursionlimit(old)
+
+
+def _compile(load, params, network, limits, input_shape) -> Network:
+    with deep_stack(), gc_paused():
+        menv = load(Loader())
+        shapes = {"*": tuple(input_shape)} if input_shape else None
+        return Elaborator(limits, shapes).network(menv, network, params)
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

@@ -38,6 +38,7 @@ from .symbolic import (
     Num,
     Sym,
     Tup,
+    binary,
     compare,
     ifelse,
     num_compare,
@@ -220,6 +221,7 @@ class Elaborator:
         self.input_shapes = dict(input_shapes or {})  # input name (or "*") -> override shape
         self.node_count = 0
         self.signatures: dict[str, BlockSignature] = {}
+        self._methods: dict[type, object] = {}  # AST node or fragment class -> its method
 
     # -- entry point --------------------------------------------------------------
 
@@ -257,6 +259,13 @@ class Elaborator:
             check_identifier(p.name, p.span, "parameter")
             if p.name in overrides:
                 v = _override_value(overrides[p.name])
+                for item in (v.items if isinstance(v, Tup) else (v,)):
+                    if isinstance(item, Num):
+                        try:
+                            self._check_number(item.value, p.span)
+                        except NetdslError as e:
+                            raise NetdslError(f"the value given for parameter '{p.name}': "
+                                              f"{e.message}", p.span) from None
             elif p.default is not None:
                 v = self.eval(p.default, Env(dict(values), menv, None, root), Ctx(root))
             else:
@@ -393,7 +402,8 @@ class Elaborator:
             _owner(ctx.scope).value_names.setdefault(id(view.node), stmt.name)
             env.values[stmt.name] = TensorRef(view, stmt.name, _owner(ctx.scope), stmt.span)
             return view
-        if isinstance(value, Num) and not value.is_const:
+        if isinstance(value, Num) and not value.is_const:  # generated code computes it
+            check_identifier(stmt.name, stmt.span, "value", local=True)
             value = Num(value.value, Local(stmt.name, value.expr))
         env.values[stmt.name] = value
         return current
@@ -401,7 +411,9 @@ class Elaborator:
     # -- evaluation -----------------------------------------------------------
 
     def eval(self, expr: ast.Expr, env: Env, ctx: Ctx):
-        method = getattr(self, "_eval_" + type(expr).__name__)
+        method = self._methods.get(type(expr))
+        if method is None:  # dispatch on the node's class, looked up once per class
+            method = self._methods[type(expr)] = getattr(self, "_eval_" + type(expr).__name__)
         return method(expr, env, ctx)
 
     def _eval_Number(self, e, env, ctx):
@@ -618,17 +630,25 @@ class Elaborator:
         return value
 
     def _eval_BinOp(self, e: ast.BinOp, env, ctx):
-        # Long `a + b + c + ...` chains are flattened so depth stays small.
+        # Long `a + b + c + ...` (or `1 - 2 * 3 - ...`) chains are evaluated as a loop over
+        # the left spine, so depth stays small (the parser limits only the other nesting).
         operands = []
         node = e
-        while isinstance(node, ast.BinOp) and node.op == e.op and e.op == "+":
+        while isinstance(node, ast.BinOp):
             operands.append(node)
             node = node.left
-        if not operands:
-            return self._combine(e, self.eval(e.left, env, ctx), self.eval(e.right, env, ctx))
         value = self.eval(node, env, ctx)
+        built = None  # a sequence this loop made: extended in place, so long chains stay linear
         for op_node in reversed(operands):
-            value = self._combine(op_node, value, self.eval(op_node.right, env, ctx))
+            right = self.eval(op_node.right, env, ctx)
+            if value is built and op_node.op == "+" and isinstance(right, Fragment) \
+                    and not _starts_with_tensor(right):
+                built.parts.extend(right.parts if isinstance(right, SeqFrag) else (right,))
+                built.span = op_node.span
+                continue
+            value = self._combine(op_node, value, right)
+            if isinstance(value, SeqFrag):
+                built = value
         return value
 
     def _combine(self, e: ast.BinOp, a, b):
@@ -636,7 +656,7 @@ class Elaborator:
         if isinstance(a, Num) and isinstance(b, Num):
             return self._arith(e, a, b)
         if isinstance(a, Fragment) and isinstance(b, Fragment) and op == "+":
-            if isinstance(b, TensorRef) or (isinstance(b, SeqFrag) and isinstance(b.parts[0], TensorRef)):
+            if _starts_with_tensor(b):
                 raise NetdslError(
                     f"a named value can only start a sequence; what comes before "
                     f"'{b.name if isinstance(b, TensorRef) else b.parts[0].name}' would be lost",
@@ -808,7 +828,9 @@ class Elaborator:
     # -- application ------------------------------------------------------------------
 
     def apply(self, frag: Fragment, view: TensorView, ctx: Ctx) -> TensorView:
-        method = getattr(self, "_apply_" + type(frag).__name__)
+        method = self._methods.get(type(frag))
+        if method is None:
+            method = self._methods[type(frag)] = getattr(self, "_apply_" + type(frag).__name__)
         return method(frag, view, ctx)
 
     def _node(self, op, attrs, inputs, in_shapes, shape, span, ctx: Ctx, params=0, macs=0,
@@ -834,6 +856,10 @@ class Elaborator:
                               and "flat tensor" not in e.message else e.message,
                               frag.span, hint=e.hint) from None
         self._check_size(inferred.shape, frag.span)
+        if inferred.params > self.limits.max_elements:  # its weights: a tensor, too
+            raise NetdslError(f"{frag.called_as} has {inferred.params} parameters, more than the "
+                              f"limit of {self.limits.max_elements}", frag.span,
+                              hint="check the layer's sizes")
         attrs.update(inferred.derived)
         node = self._node(frag.spec.name, attrs, [view.node], [view.shape], inferred.shape,
                           frag.span, ctx, inferred.params, inferred.macs, inferred.buffers,
@@ -1001,6 +1027,9 @@ class Elaborator:
         except NetdslError as e:
             _note_call(e, bdef.name, frag.span)
             raise
+        except RecursionError:  # nesting within each block level, times many levels
+            raise NetdslError(f"block {bdef.name} nests too deeply to elaborate", frag.span,
+                              hint="flatten nested repeats or brackets inside it") from None
         scope.output, scope.out_shape = out.node, out.shape
         mapping = {"in_channels": view.shape[0].expr}
         for name, v in frag.values.items():
@@ -1135,7 +1164,8 @@ def _repeat_closed_form(outs: list, channels: str, in_expr, count: Num):
         return ifelse(compare(">", count.expr, Const(0)), first, in_expr)
     if isinstance(first, Bin) and first.op == "+" and first.left == Sym(channels) \
             and channels not in first.right.symbols:
-        return (Num(0, in_expr) + Num(0, count.expr) * Num(0, first.right)).expr
+        # (expressions, not Nums with placeholder values: Num folds constants by value)
+        return binary("+", in_expr, binary("*", count.expr, first.right))
     return None
 
 
@@ -1148,6 +1178,12 @@ def _note_call(error: NetdslError, block: str, span: Span) -> None:
         last.message = f"{message} ({times} times)"
     elif len(error.notes) < 8:
         error.with_note(message, span)
+
+
+def _starts_with_tensor(frag) -> bool:
+    """A named tensor, or a sequence that starts with one (it cannot follow other layers)."""
+    return isinstance(frag, TensorRef) or (isinstance(frag, SeqFrag)
+                                           and isinstance(frag.parts[0], TensorRef))
 
 
 def _starts_with_ref(frag) -> bool:
@@ -1260,14 +1296,25 @@ def _finish(root: Scope, outputs: list[Output]) -> list[Node]:
     """Name everything, mark the train-only nodes; returns the nodes in DSL order."""
     assign_names(root)
     nodes = list(root.nodes())
-    eval_nodes: set = set()
-    stack = [o.node for o in outputs if not o.train_only]
-    while stack:
-        node = stack.pop()
-        if id(node) in eval_nodes:
-            continue
-        eval_nodes.add(id(node))
-        stack.extend(node.inputs)
+
+    def reached(outs) -> set:
+        found: set = set()
+        stack = [o.node for o in outs]
+        while stack:
+            node = stack.pop()
+            if id(node) not in found:
+                found.add(id(node))
+                stack.extend(node.inputs)
+        return found
+
+    eval_nodes = reached(o for o in outputs if not o.train_only)
+    live = reached(outputs) if len(eval_nodes) < len(nodes) else eval_nodes
     for node in nodes:
+        if id(node) not in live and node.op != "input":
+            # e.g. layers after the last `output`: no backend could build them faithfully
+            raise NetdslError(
+                f"'{node.called_as}' computes a value that no output uses", node.span,
+                hint="with `output` lines the network's outputs are those alone; make this "
+                     "an output (`output name = ...`) or remove it")
         node.train_only = id(node) not in eval_nodes
     return nodes

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ast
-from .errors import NetdslError, Span, did_you_mean
+from .errors import NetdslError, SourceRegistry, Span, did_you_mean
 from .parser import parse
 from .resources import STDLIB_DIR
 
@@ -49,9 +49,12 @@ def read_source(path: str | os.PathLike) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        line_start = data.rfind(b"\n", 0, e.start) + 1
+        column = len(data[line_start: e.start].decode("utf-8", "replace")) + 1  # characters
+        # the excerpt quotes this file (bad bytes shown as U+FFFD), not an older text of the path
+        SourceRegistry.add(str(path), data.decode("utf-8", "replace"))
         raise NetdslError(f"file is not UTF-8 text (byte 0x{data[e.start]:02x})",
-                          Span(str(path), line, column)) from None
+                          Span(str(path), line, column, line, column + 1)) from None
 
 
 class Loader:
@@ -101,11 +104,16 @@ class Loader:
 
     def _resolve(self, here: str, use: ast.Use) -> Path:
         if use.is_path:
-            base = Path(here).parent if Path(here).exists() else Path.cwd()
-            target = (base / use.target)
-            if not target.exists() and target.suffix != ".net":
-                target = target.with_suffix(".net")
-            if not target.is_file():
+            base = Path.cwd()
+            try:
+                base = Path(here).parent if Path(here).exists() else base
+                target = (base / use.target)
+                if not target.exists() and target.suffix != ".net":
+                    target = target.with_suffix(".net")
+                found = target.is_file()
+            except (OSError, ValueError):  # a name too long, a NUL byte: no such file
+                found = False
+            if not found:
                 raise NetdslError(f"cannot find '{use.target}' (looked in {base})", use.span)
             return target
         target = STDLIB_DIR / f"{use.target}.net"

@@ -22,9 +22,28 @@ RESERVED = {
     "self", "cls", "in_channels", "name", "nn", "torch", "F", "Tensor", "keras", "layers", "ops",
     "math", "np", "typing", "build_model", "INPUT_SHAPE",
 }
+# A block's parameters sit beside its input tensor, `x` (Keras: `def block(x, c, name=None)`),
+# and a network's are build_model's keywords beside its variables; repeat indices and
+# computed numbers (`n = (depth - 2) // 6`) become local variables beside the generated
+# code's own.
+_PARAMETERS = RESERVED | {
+    "x", "inputs", "training_outputs", "model", "example", "result", "INPUT_SHAPES",
+    # Keras helpers (templates/keras/helpers/)
+    "ChannelShuffle", "DropPath", "LocalResponseNorm", "MaxPoolPadding2D",
+    "PaddedAveragePooling2D", "ceil_mode_padding",
+}
+_LOCALS = _PARAMETERS | {
+    "layers", "channels", "outputs", "forward", "training", "device", "devices",
+    "warnings", "place_devices", "DEVICES", "INPUT_SHAPES",
+}
+_RESERVED_FOR = {"parameter": _PARAMETERS, "block": RESERVED, "network": RESERVED,
+                 "index": _LOCALS}
 
 
-def check_identifier(name: str, span: Span | None, what: str) -> str:
+def check_identifier(name: str, span: Span | None, what: str, local: bool = False) -> str:
+    """`name` as the DSL `what` (block, parameter, label, ...); `local` when it becomes a
+    local variable of generated code (a value computed from parameters)."""
+    reserved = _LOCALS if local else _RESERVED_FOR.get(what, ())
     problem = None
     if not _IDENT.match(name):
         problem = "is not a plain identifier"
@@ -36,7 +55,7 @@ def check_identifier(name: str, span: Span | None, what: str) -> str:
         problem = "is a Python keyword"
     elif hasattr(builtins, name):
         problem = "is a Python built-in name"
-    elif name in RESERVED and what in ("parameter", "block", "network"):
+    elif name in reserved:
         problem = "is reserved for the generated code"
     if problem:
         raise NetdslError(f"{what} name '{name}' {problem}", span,

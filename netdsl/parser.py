@@ -29,6 +29,11 @@ _CONTINUE_BEFORE = {"PLUS", "THEN", "ELSE", "AND", "OR", "AT", "AS"}
 _OPEN = {"LPAR", "LSQB", "CALL_NAME"}
 _CLOSE = {"RPAR", "RSQB"}
 
+# Longest integer literal read (far beyond any limit the elaborator allows), and how deeply
+# expressions and statements may nest: the elaborator recurses on nesting.
+MAX_DIGITS = 100
+MAX_NESTING = 500
+
 _TERMINAL_NAMES = {
     "NAME": "a name",
     "CALL_NAME": "a call such as conv_bn(",
@@ -111,12 +116,18 @@ class _ToAst(Transformer_NonRecursive):
     # atoms
     def number(self, meta, children):
         text = str(children[0])
-        value = float(text) if any(c in text for c in ".eE") else int(text)
-        return ast.Number(self._span(meta), value)
+        if any(c in text for c in ".eE"):
+            return ast.Number(self._span(meta), float(text))
+        return ast.Number(self._span(meta), self._int(text, meta))
 
     def shape(self, meta, children):
-        dims = tuple(int(d) for d in str(children[0]).replace("×", "x").split("x"))
+        dims = tuple(self._int(d, meta) for d in str(children[0]).replace("×", "x").split("x"))
         return ast.Shape(self._span(meta), dims)
+
+    def _int(self, digits: str, meta) -> int:
+        if len(digits) > MAX_DIGITS:  # int() of thousands of digits is refused (and slow)
+            raise NetdslError(f"number too large ({len(digits)} digits)", self._span(meta))
+        return int(digits)
 
     def string(self, meta, children):
         return ast.String(self._span(meta), str(children[0])[1:-1])
@@ -308,7 +319,9 @@ def parse(text: str, path: str = "<input>") -> ast.Module:
     SourceRegistry.add(path, text)
     try:
         tree = _lark().parse(text)
-        return _ToAst(path).transform(tree)
+        module = _ToAst(path).transform(tree)
+        _check_nesting(module)
+        return module
     except VisitError as e:
         if isinstance(e.orig_exc, NetdslError):
             raise e.orig_exc from None
@@ -319,6 +332,36 @@ def parse(text: str, path: str = "<input>") -> ast.Module:
         raise _syntax_error(e, path, text) from None
     except RecursionError:
         raise NetdslError("expression is nested too deeply", Span(path, 1, 1)) from None
+
+
+def _check_nesting(module: ast.Module) -> None:
+    """Refuse expressions nested more than MAX_NESTING deep, with the place they go too deep.
+
+    The left operand of a binary operator does not count: the elaborator evaluates
+    `a + b + c + ...` (and `1 - 2 - 3 ...`) as a loop, so long sequences are fine.
+    """
+    items = (*module.defaults, *module.blocks, *module.networks,
+             *((module.train,) if module.train else ()))
+    stack: list = [(item, 0) for item in items]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise NetdslError(f"expressions nest more than {MAX_NESTING} levels deep", node.span,
+                              hint="write the repetition as a repeat, [ ... ]*n, or split it "
+                                   "into blocks")
+        if isinstance(node, ast.BinOp):
+            stack.append((node.left, depth))
+            stack.append((node.right, depth + 1))
+            continue
+        for value in vars(node).values():
+            if isinstance(value, ast.Node):
+                stack.append((value, depth + 1))
+            elif isinstance(value, tuple):
+                for item in value:
+                    if isinstance(item, ast.Node):
+                        stack.append((item, depth + 1))
+                    elif isinstance(item, tuple):  # keyword arguments: (name, value, span)
+                        stack.extend((v, depth + 1) for v in item if isinstance(v, ast.Node))
 
 
 def _describe(terminal: str) -> str:

@@ -9,21 +9,27 @@ reads as its paper's figure, not as three times as many boxes.
 
 `.dot` is written by Python alone; `.svg`, `.png` and `.pdf` run the `dot`
 program. Every label is escaped: block and layer names come from the DSL.
+
+Every file carries output.MARK (a DOT `comment`, which Graphviz copies into an
+SVG; a PNG text chunk; the PDF's Producer), so rendering again overwrites a
+diagram netdsl drew but not another file of the same name without --force.
 """
 
 from __future__ import annotations
 
 import html
 import os
+import re
 import shutil
 import subprocess
+import zlib
 from dataclasses import dataclass, field
 
 from .analysis import block_call, layer_call
 from .errors import NetdslError
 from .ir import Network, Node, Scope
 from .layers import CATALOGUE, MERGES, fmt_shape
-from .output import write_atomic
+from .output import MARK, check_writable, marked_by_netdsl, write_atomic
 
 FORMATS = {".dot": None, ".gv": None, ".svg": "svg", ".png": "png", ".pdf": "pdf"}
 FONT = "Helvetica,Arial,sans-serif"
@@ -77,12 +83,20 @@ class Unit:
 
 def _q(text: str) -> str:
     """A DOT double-quoted string."""
-    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    text = _printable(str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n"))
+    return '"' + text + '"'
 
 
 def _h(text) -> str:
     """Text for an HTML-like label."""
-    return html.escape(str(text), quote=True)
+    return html.escape(_printable(str(text)), quote=True)
+
+
+def _printable(text: str) -> str:
+    """Graphviz refuses a NUL byte (and shows no other control character): `?` for them."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\n" else "?" for c in text)
 
 
 def _only_scope(scope: Scope) -> Scope | None:
@@ -118,6 +132,7 @@ class _Builder:
                 self.consumers[id(src)] = self.consumers.get(id(src), 0) + 1
         self.collapsed: dict = {}  # id(scope) -> Unit
         self._clusters: dict = {}  # id(scope) -> drawn as a cluster
+        self._cluster_count = 0  # numbers clusters uniquely, the same on every run
         self._assign(net.root, 0)
 
     # -- units ---------------------------------------------------------------------------
@@ -216,6 +231,7 @@ class _Builder:
                  f" · {net.total_macs:,} MACs</font>>")
         lines = [
             f"digraph {_q(net.name)} {{",
+            f"  comment={_q(MARK)};",
             (f"  graph [rankdir=TB, newrank=true, nodesep=0.25, ranksep=0.32, fontname={_q(FONT)},"
              f" fontsize=18, labelloc=t, label={title}, bgcolor=\"white\", pad=0.3];"),
             (f"  node [shape=box, style=\"rounded,filled\", fontname={_q(FONT)}, fontsize=12,"
@@ -249,7 +265,9 @@ class _Builder:
                 if child.device and child.device != (child.parent.device if child.parent else None):
                     extra += f"  <font color=\"#b5535f\">@{_h(child.device)}</font>"
                 label = f"<<b>{_h(name)}</b>{extra}>"
-                lines.append(f"{pad}subgraph {_q('cluster_' + child.id + '_' + str(id(child)))} {{")
+                self._cluster_count += 1  # (a scope id may repeat; a memory address would vary)
+                cluster = f"cluster_{child.id}_{self._cluster_count}"
+                lines.append(f"{pad}subgraph {_q(cluster)} {{")
                 lines.append(f"{pad}  graph [label={label}, labeljust=l, style=\"rounded,filled\","
                              f" fillcolor={_q(fill)}, color=\"#a9b4c0\", penwidth=1.0,"
                              " fontsize=13, margin=10];")
@@ -390,21 +408,59 @@ def output_format(path: str) -> str | None:
     return FORMATS[ext]
 
 
+def _mark_png(data: bytes) -> bytes:
+    """A `Software` text chunk saying netdsl made it, right after the PNG's header chunk."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        return data
+    end = 8 + 12 + int.from_bytes(data[8:12], "big")
+    body = b"tEXt" + b"Software\x00" + MARK.encode()
+    chunk = (len(body) - 4).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+    return data[:end] + chunk + data[end:]
+
+
+def _mark_pdf(data: bytes) -> bytes:
+    """The PDF's Producer string replaced by MARK, padded to the same length (so every
+    byte offset in the file stays valid); left alone where that does not fit."""
+    found = re.search(rb"/Producer \(", data)
+    if found is None:
+        return data
+    start = found.end() - 1  # the opening parenthesis
+    i, depth = start, 0
+    while i < len(data):
+        if data[i] == 0x5C:  # backslash: an escaped character
+            i += 2
+            continue
+        depth += {0x28: 1, 0x29: -1}.get(data[i], 0)
+        if depth == 0:
+            break
+        i += 1
+    new = b"(" + MARK.encode() + b")"
+    if i >= len(data) or len(new) > i + 1 - start:
+        return data
+    return data[:start] + new.ljust(i + 1 - start) + data[i + 1:]
+
+
+_MARKERS = {"png": _mark_png, "pdf": _mark_pdf}
+
+
 def render(net: Network, path: str, depth: int | None = None) -> str:
     """Draw `net` into `path` (.svg, .png, .pdf, or .dot/.gv for the DOT text)."""
     fmt = output_format(path)
     text = to_dot(net, depth)
     data = text.encode("utf-8") if fmt is None else run_dot(text, fmt)
-    write_atomic(path, data)
+    write_atomic(path, _MARKERS.get(fmt, lambda d: d)(data))
     return path
 
 
 def cmd_render(args) -> int:
     from .cli import load_network
 
-    output_format(args.output)  # a bad extension fails before compiling
+    fmt = output_format(args.output)  # a bad extension fails before compiling
+    if fmt is not None:
+        _need_dot(fmt)
+    target = check_writable(args.output, args.force or marked_by_netdsl(args.output))
     net = load_network(args, args.file)
-    render(net, args.output, args.depth)
+    render(net, str(target), args.depth)
     return 0
 
 
@@ -417,5 +473,7 @@ def register(subparsers) -> None:
                    help="output file: .svg, .png or .pdf (need Graphviz's dot) or .dot")
     p.add_argument("--depth", type=int, metavar="N",
                    help="show N levels of blocks; deeper blocks become one box")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite a file that netdsl did not draw")
     add_common(p)
     p.set_defaults(func=cmd_render)

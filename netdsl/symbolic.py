@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass
 from functools import cached_property
+
+from .records import record
 
 # Python operator precedence, loosest first.
 _PREC = {"if": 1, "or": 2, "and": 3, "not": 4, "cmp": 5, "+": 10, "-": 10,
@@ -66,7 +67,7 @@ class Expr:
         return self.render()
 
 
-@dataclass(frozen=True)
+@record
 class Const(Expr):
     value: object
 
@@ -80,7 +81,7 @@ class Const(Expr):
         return repr(self.value)
 
 
-@dataclass(frozen=True)
+@record
 class Sym(Expr):
     name: str
 
@@ -95,7 +96,7 @@ class Sym(Expr):
         return frozenset((self.name,))
 
 
-@dataclass(frozen=True)
+@record
 class Local(Expr):
     """A value bound by `name = expr` in the same scope; prints as its name."""
 
@@ -113,7 +114,7 @@ class Local(Expr):
         return self.value.symbols
 
 
-@dataclass(frozen=True)
+@record
 class Bin(Expr):
     op: str
     left: Expr
@@ -135,7 +136,7 @@ class Bin(Expr):
         return self.left.symbols | self.right.symbols
 
 
-@dataclass(frozen=True)
+@record
 class Neg(Expr):
     operand: Expr
     prec = _PREC["neg"]
@@ -151,7 +152,7 @@ class Neg(Expr):
         return self.operand.symbols
 
 
-@dataclass(frozen=True)
+@record
 class Cmp(Expr):
     op: str
     left: Expr
@@ -169,7 +170,7 @@ class Cmp(Expr):
         return self.left.symbols | self.right.symbols
 
 
-@dataclass(frozen=True)
+@record
 class BoolOp(Expr):
     op: str  # "and" | "or"
     left: Expr
@@ -190,7 +191,7 @@ class BoolOp(Expr):
         return self.left.symbols | self.right.symbols
 
 
-@dataclass(frozen=True)
+@record
 class Not(Expr):
     operand: Expr
     prec = _PREC["not"]
@@ -206,7 +207,7 @@ class Not(Expr):
         return self.operand.symbols
 
 
-@dataclass(frozen=True)
+@record
 class IfElse(Expr):
     cond: Expr
     then: Expr
@@ -225,7 +226,7 @@ class IfElse(Expr):
         return self.cond.symbols | self.then.symbols | self.orelse.symbols
 
 
-@dataclass(frozen=True)
+@record
 class Func(Expr):
     """min, max, abs, int, round, ceil, floor; printed with builtins only."""
 
@@ -248,7 +249,7 @@ class Func(Expr):
         return frozenset().union(*(a.symbols for a in self.args))
 
 
-@dataclass(frozen=True)
+@record
 class Index(Expr):
     """Element `i` of a tuple-valued parameter, e.g. `k[0]`."""
 
@@ -271,7 +272,7 @@ class Index(Expr):
         return self.base.symbols
 
 
-@dataclass(frozen=True)
+@record
 class TupleExpr(Expr):
     items: tuple[Expr, ...]
 
@@ -337,6 +338,23 @@ def _is_int(v) -> bool:
 # ---- traced values -------------------------------------------------------
 
 
+_CONSTS: dict = {}  # shared Const nodes of ints and bools (they are made very often)
+
+
+def const(value) -> Const:
+    """`Const(value)`; one shared instance per int or bool value (Consts are immutable)."""
+    kind = type(value)
+    if kind is not int and kind is not bool:
+        return Const(value)
+    key = (kind, value)  # True == 1, but they print differently
+    found = _CONSTS.get(key)
+    if found is None:
+        found = Const(value)
+        if len(_CONSTS) < 4096:
+            _CONSTS[key] = found
+    return found
+
+
 class Num:
     """A number (or bool) with the expression that computed it."""
 
@@ -344,7 +362,7 @@ class Num:
 
     def __init__(self, value, expr: Expr | None = None) -> None:
         self.value = value
-        self.expr = Const(value) if expr is None else expr
+        self.expr = const(value) if expr is None else expr
 
     @property
     def is_const(self) -> bool:
@@ -356,7 +374,10 @@ class Num:
     def _binary(self, op: str, other, reverse=False) -> Num:
         other = other if isinstance(other, Num) else Num(other)
         a, b = (other, self) if reverse else (self, other)
-        return Num(_BINARY[op](a.value, b.value), binary(op, a.expr, b.expr))
+        value = _BINARY[op](a.value, b.value)
+        if type(a.expr) is Const and type(b.expr) is Const:  # what binary() would fold to
+            return Num(value)
+        return Num(value, binary(op, a.expr, b.expr))
 
     def __add__(self, o): return self._binary("+", o)
     def __radd__(self, o): return self._binary("+", o, True)

@@ -6,6 +6,8 @@ layer calls: `optimizer sgd lr=0.01 momentum=0.9 weight_decay=5e-4`.
 
 from __future__ import annotations
 
+import math
+
 from . import ast
 from .errors import NetdslError, did_you_mean
 
@@ -36,8 +38,18 @@ _ALIASES = {"batch": "batch_size", "wd": "weight_decay", "decay": "weight_decay"
 _CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "augment": AUGMENTATIONS}
 
 
+MAX_NUMBER = 2**62  # as elaborate.Limits.max_int: train.py gets every value as a literal
+
+
 def _literal(expr: ast.Expr):
-    if isinstance(expr, (ast.Number, ast.Bool, ast.String)):
+    if isinstance(expr, ast.Number):
+        value = expr.value
+        if isinstance(value, float) and not math.isfinite(value):
+            raise NetdslError("train: number is not finite", expr.span)
+        if abs(value) > MAX_NUMBER:
+            raise NetdslError(f"train: number too large (limit {MAX_NUMBER})", expr.span)
+        return value
+    if isinstance(expr, (ast.Bool, ast.String)):
         return expr.value
     if isinstance(expr, ast.Neg):
         inner = _literal(expr.operand)
@@ -50,6 +62,9 @@ def _literal(expr: ast.Expr):
     if isinstance(expr, ast.Shape):
         return list(expr.dims)
     if isinstance(expr, ast.Call):
+        for key, _, span in expr.kwargs:
+            if key in ("name", "args"):  # they would overwrite the call's own
+                raise NetdslError(f"train: {expr.name} has no option '{key}'", span)
         return {"name": expr.name, "args": [_literal(a) for a in expr.args],
                 **{k: _literal(v) for k, v, _ in expr.kwargs}}
     raise NetdslError("train settings are literal values (numbers, names, tuples)", expr.span)

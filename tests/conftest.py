@@ -1,4 +1,4 @@
-"""Shared test helpers.
+"""Shared test helpers and Hypothesis profiles.
 
 Framework tests use `need("torch")` / `need("keras")`: a skip for users
 without the framework, but a failure when CI is set (CI installs both).
@@ -12,8 +12,20 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Hypothesis profiles (`pytest --hypothesis-profile=NAME`). `ci`, the default, is fast
+# and reproducible: the same programs every run. `deep` explores: 5,000 fresh random
+# programs through PyTorch (and 500 through Keras) in tests/test_differential.py;
+# failures are saved in .hypothesis/ and replayed first on the next run.
+_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+settings.register_profile("ci", max_examples=300, deadline=None, derandomize=True,
+                          database=None, suppress_health_check=_QUIET, print_blob=True)
+settings.register_profile("deep", max_examples=5000, deadline=None,
+                          suppress_health_check=_QUIET, print_blob=True)
+settings.load_profile(os.environ.get("NETDSL_HYPOTHESIS_PROFILE", "ci"))
 ARCHITECTURES = ROOT / "architectures"
 
 
@@ -89,3 +101,15 @@ def check_doc_programs(doc: Path, minimum: int = 1) -> list[tuple[int, str]]:
             else:
                 assert not failing, f"{where}:{line}: marked `(does not check)` but checks"
     return programs
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """`netdsl ARGV` in this process: exit code, stdout and stderr."""
+    from netdsl.cli import main
+
+    try:
+        code = main(list(argv))
+    except SystemExit as e:  # argparse's own usage errors
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err

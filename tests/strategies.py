@@ -3,10 +3,25 @@
 The generator tracks the shape of the current tensor while it writes, so every
 program it produces elaborates: strides, kernels and paddings are chosen to
 fit, merged branches agree, channel counts divide their groups. Programs mix
-sequences, repeats (including zero), parameterised blocks with defaults and
-keyword arguments, concat/add/mul/mean merges, conditionals (on parameters
-and on the input shape), pooling with ceil mode, grouped and dilated convs,
-named values and train-time outputs.
+
+* sequences, repeats (`[body]*n`, including zero) and indexed repeats
+  (`[body for i in range(a, b)]`, the index in the body's arithmetic);
+* blocks with parameters, defaults and keyword arguments: a fixed prelude, and
+  blocks generated per program (`rb0`, `rb1`, ...) whose bodies use their
+  parameters (channels, stride, repeat count, kernel), test them and the input's
+  shape in conditionals, may be written as statements with named values, and
+  call earlier generated blocks; each is called several times with different
+  arguments, so generated classes must follow their parameters;
+* concat/add/mul/mean merges (image and flat), `id` branches;
+* conditionals on constants, network parameters, block parameters and `in.c`,
+  as expressions and as `if cond:` statements;
+* convs with random kernel, stride, padding (including `same` and pairs such
+  as `k=(1, 3)`), dilation, groups, bias, `act=`; depthwise and separable convs;
+  max and average pooling with random kernel, stride, padding, ceil mode and
+  count_pad (max pooling with dilation when `torch_only`); global, adaptive and
+  zero padding, channel shuffle, LRN, softmax; labels (`as`);
+* named values, several outputs (eval and train-time, tapped or computed), and
+  flat tails (fc, bn, merges of flat tensors) or flat inputs.
 """
 
 from __future__ import annotations
@@ -26,6 +41,10 @@ block mix(a, b) = concat(conv1 a, conv1 b + conv3 b, maxpool 3 s=1 p=1 + conv1 a
 block deep(c, n) = if n <= 1 then conv3 c + relu else conv3 c + deep(c, n - 1)
 block grow(k) = [concat(id, conv3 k)]*2
 """
+
+
+class Invalid(Exception):
+    """A generated piece does not fit the shape it meets."""
 
 
 @dataclass
@@ -48,21 +67,51 @@ def _conv_out(size: int, k: int, s: int, p: int, d: int = 1, ceil: bool = False)
     return span // s + 1
 
 
+def _pair(draw, values):
+    """(h, w, text): usually one value for both, sometimes a pair `(h, w)`."""
+    if draw(st.integers(0, 3)):
+        v = draw(values)
+        return v, v, str(v)
+    a, b = draw(values), draw(values)
+    return a, b, f"({a}, {b})"
+
+
 @st.composite
-def _spatial_layer(draw, state: _State) -> str:
+def _spatial_layer(draw, state: _State, torch_only: bool = False) -> str:
     """A conv or pool that fits the current shape; updates the state."""
-    kind = draw(st.sampled_from(["conv", "conv", "dwconv", "maxpool", "avgpool", "sepconv"]))
+    kind = draw(st.sampled_from(["conv", "conv", "dwconv", "maxpool", "avgpool", "sepconv",
+                                 "conv_pair", "pool_pair", "conv_same", "misc"]))
     small = min(state.h, state.w)
+    if kind == "misc":
+        return draw(_misc_layer(state))
+    if kind == "conv_pair":
+        return draw(_conv_pair(state))
+    if kind == "pool_pair":
+        return draw(_pool_pair(state))
+    if kind == "conv_same":
+        k = draw(st.sampled_from([1, 3, 5]))
+        d = draw(st.integers(1, 2)) if k > 1 else 1
+        out = draw(st.integers(1, 12))
+        act = draw(st.sampled_from(["", " act=relu", " act=(leaky_relu 0.1)", " act=none"]))
+        state.c = out
+        return f"conv {out} k={k} d={d} p=same{act}"
     k = draw(st.integers(1, min(5, small)))
     s = draw(st.integers(1, 2 if small >= 4 else 1))
     if kind in ("maxpool", "avgpool"):
         p = draw(st.integers(0, k // 2))
         ceil = draw(st.booleans()) and s > 1
-        h, w = _conv_out(state.h, k, s, p, 1, ceil), _conv_out(state.w, k, s, p, 1, ceil)
+        d = 1
+        if kind == "maxpool" and torch_only and k > 1 and small >= 2 * k and draw(st.booleans()):
+            d = 2
+        h, w = _conv_out(state.h, k, s, p, d, ceil), _conv_out(state.w, k, s, p, d, ceil)
         if h < 1 or w < 1:
             return "relu"
         state.h, state.w = h, w
         extra = " ceil=true" if ceil else ""
+        if d > 1:
+            extra += f" d={d}"
+        if kind == "avgpool" and p and draw(st.booleans()):
+            extra += " count_pad=false"
         return f"{kind} {k} s={s} p={p}{extra}"
     d = draw(st.integers(1, 2)) if k > 1 and small >= 2 * k else 1
     p = draw(st.integers(0, d * (k - 1) // 2 + 1))
@@ -77,7 +126,10 @@ def _spatial_layer(draw, state: _State) -> str:
     out = draw(st.integers(1, 12))
     if kind == "sepconv":
         state.c = out
-        return f"sepconv {out} k={k} s={s} p={p} d={d} bias={draw(st.sampled_from(['true', 'false']))}"
+        m = draw(st.integers(1, 2))
+        multiplier = f" m={m}" if m > 1 else ""
+        return (f"sepconv {out} k={k} s={s} p={p} d={d}{multiplier} "
+                f"bias={draw(st.sampled_from(['true', 'false']))}")
     groups = [g for g in (1, 2, 3, 4) if state.c % g == 0 and out % g == 0]
     g = draw(st.sampled_from(groups))
     state.c = out
@@ -86,20 +138,258 @@ def _spatial_layer(draw, state: _State) -> str:
 
 
 @st.composite
-def _term(draw, state: _State, depth: int) -> str:
+def _conv_pair(draw, state: _State) -> str:
+    """A conv with (h, w) pairs: asymmetric kernels, strides, paddings, dilations."""
+    kh, kw, k = _pair(draw, st.integers(1, 4))
+    sh, sw, s = _pair(draw, st.integers(1, 2))
+    dh, dw, d = _pair(draw, st.integers(1, 2))
+    ph, pw, p = _pair(draw, st.integers(0, 2))
+    h, w = _conv_out(state.h, kh, sh, ph, dh), _conv_out(state.w, kw, sw, pw, dw)
+    if h < 1 or w < 1:
+        return "bn"
+    out = draw(st.integers(1, 10))
+    state.c, state.h, state.w = out, h, w
+    return f"conv {out} k={k} s={s} p={p} d={d}"
+
+
+@st.composite
+def _pool_pair(draw, state: _State) -> str:
+    """Pooling with (h, w) pairs, ceil mode and count_pad."""
+    kind = draw(st.sampled_from(["maxpool", "avgpool"]))
+    kh, kw, k = _pair(draw, st.integers(1, 3))
+    sh, sw, s = _pair(draw, st.integers(1, 3))
+    ph = draw(st.integers(0, kh // 2))
+    pw = draw(st.integers(0, kw // 2))
+    p = str(ph) if ph == pw else f"({ph}, {pw})"
+    ceil = draw(st.booleans())
+    h, w = _conv_out(state.h, kh, sh, ph, 1, ceil), _conv_out(state.w, kw, sw, pw, 1, ceil)
+    if h < 1 or w < 1:
+        return "relu"
+    state.h, state.w = h, w
+    extra = " ceil=true" if ceil else ""
+    if kind == "avgpool" and draw(st.booleans()):
+        extra += " count_pad=false"
+    return f"{kind} {k} s={s} p={p}{extra}"
+
+
+@st.composite
+def _misc_layer(draw, state: _State) -> str:
+    """Zero padding, channel shuffle, LRN, softmax, adaptive and global pooling."""
+    kind = draw(st.sampled_from(["zeropad", "zeropad4", "shuffle", "lrn", "softmax",
+                                 "adaptive", "gmp"]))
+    if kind == "zeropad":
+        ph, pw, p = _pair(draw, st.integers(0, 2))
+        state.h, state.w = state.h + 2 * ph, state.w + 2 * pw
+        return f"zeropad {p}"
+    if kind == "zeropad4":
+        left, right, top, bottom = (draw(st.integers(0, 2)) for _ in range(4))
+        state.h, state.w = state.h + top + bottom, state.w + left + right
+        return f"zeropad ({left}, {right}, {top}, {bottom})"
+    if kind == "shuffle":
+        g = draw(st.sampled_from([g for g in (1, 2, 3, 4) if state.c % g == 0]))
+        return f"shuffle {g}"
+    if kind == "lrn":
+        return f"lrn {draw(st.integers(1, 5))}"
+    if kind == "softmax":
+        return "softmax"
+    if kind == "adaptive":
+        op = draw(st.sampled_from(["adaptive_avgpool", "adaptive_maxpool"]))
+        oh, ow = draw(st.integers(1, state.h)), draw(st.integers(1, state.w))
+        state.h, state.w = oh, ow
+        return f"{op} {oh}" if oh == ow else f"{op} ({oh}, {ow})"
+    state.h = state.w = 1
+    return "gmp"
+
+
+# ---- blocks generated per program -------------------------------------------------------------
+
+
+@dataclass
+class _Block:
+    """A generated block: its text, and its effect on a shape for given arguments."""
+
+    name: str
+    text: str
+    pieces: list  # [(text, effect)]; effect(env, (c, h, w)) -> (c, h, w) or raises Invalid
+    statements: bool = False
+
+    def effect(self, args: dict, shape: tuple) -> tuple:
+        env = dict(args, in_c=shape[0], in_h=shape[1], in_w=shape[2])
+        for _, effect in self.pieces:
+            shape = effect(env, shape)
+        if min(shape) < 1:
+            raise Invalid
+        return shape
+
+
+def _spatial(h: int, w: int, k: int, s: int, p: int) -> tuple:
+    oh, ow = _conv_out(h, k, s, p), _conv_out(w, k, s, p)
+    if oh < 1 or ow < 1:
+        raise Invalid
+    return oh, ow
+
+
+def _piece_conv(env, shape):
+    k, s = env["k"], env["s"]
+    return (env["c"], *_spatial(shape[1], shape[2], k, s, k // 2))
+
+
+def _piece_shortcut(env, shape):
+    if env["s"] == 1 and env["in_c"] == env["c"]:
+        return shape
+    return (env["c"], *_spatial(shape[1], shape[2], 1, env["s"], 0))
+
+
+def _piece_same_channels(env, shape):
+    if shape[0] != env["in_c"]:
+        raise Invalid
+    return shape
+
+
+def _piece_gate(env, shape):
+    if env["c"] not in (1, shape[0]):
+        raise Invalid
+    return shape
+
+
+def _piece_pool_if_strided(env, shape):
+    if env["s"] > 1:
+        return (shape[0], *_spatial(shape[1], shape[2], 2, 2, 0))
+    return shape
+
+
+# (text, effect); texts use the block's parameters c, s, n, k and `in`
+_PIECES = [
+    ("conv c k=k s=s p=(k//2)", _piece_conv),
+    ("conv3 c", lambda env, shape: (env["c"], shape[1], shape[2])),
+    ("bn", lambda env, shape: shape),
+    ("relu", lambda env, shape: shape),
+    ("[conv3 c + relu]*n", lambda env, shape: (env["c"], *shape[1:]) if env["n"] else shape),
+    ("[conv (c + i) k=3 p=1 for i in range(n)]",
+     lambda env, shape: (env["c"] + env["n"] - 1, *shape[1:]) if env["n"] else shape),
+    ("[conv1 (c * (i + 1)) + bn for i in range(1, n + 1)]",
+     lambda env, shape: (env["c"] * (env["n"] + 1), *shape[1:]) if env["n"] else shape),
+    ("add(id, conv3 in.c)", _piece_same_channels),
+    ("(if s == 1 and in.c == c then id else conv c k=1 s=s)", _piece_shortcut),
+    ("concat(id, conv1 c)", lambda env, shape: (shape[0] + env["c"], *shape[1:])),
+    ("mul(id, gap + conv1 c + sigmoid)", _piece_gate),
+    ("(if n > 1 then maxpool 2 s=2 ceil=true else id)",
+     lambda env, shape: (shape[0], *(_conv_out(d, 2, 2, 0, 1, True) for d in shape[1:]))
+     if env["n"] > 1 else shape),
+    ("dwconv3 s=s", lambda env, shape: (shape[0], *_spatial(shape[1], shape[2], 3, env["s"], 1))),
+    ("conv (c * 2) k=1", lambda env, shape: (env["c"] * 2, *shape[1:])),
+    ("conv (in.c + c) k=1 bias=false", lambda env, shape: (env["in_c"] + env["c"], *shape[1:])),
+    ("(if k == 1 then conv1 c else conv3 c + relu)", lambda env, shape: (env["c"], *shape[1:])),
+    ("avgpool 3 s=s p=1 count_pad=false",
+     lambda env, shape: (shape[0], *_spatial(shape[1], shape[2], 3, env["s"], 1))),
+]
+# statement-only pieces (a block written as lines)
+_STATEMENT_PIECES = [
+    ("if s > 1: maxpool 2 s=2", _piece_pool_if_strided),
+    ("if n == 0: bn", lambda env, shape: shape),
+]
+
+
+@st.composite
+def _block(draw, index: int, earlier: list) -> _Block:
+    """`block rbN(c, s=1, n=1, k=3) = ...`, as one expression or as statements."""
+    name = f"rb{index}"
+    statements = draw(st.booleans())
+    pool = list(_PIECES) + (_STATEMENT_PIECES if statements else [])
+    pieces = [draw(st.sampled_from(pool)) for _ in range(draw(st.integers(1, 4)))]
+    if earlier and draw(st.booleans()):
+        callee = draw(st.sampled_from(earlier))
+        text = draw(st.sampled_from([f"{callee.name}(c, s=s)", f"{callee.name}(c, 1, n)",
+                                     f"{callee.name} c"]))
+        if text.endswith(" c"):
+            fixed = {"s": 1, "n": 1, "k": 3}
+        elif "s=s" in text:
+            fixed = {"n": 1, "k": 3}
+        else:
+            fixed = {"s": 1, "k": 3}
+
+        def call(env, shape, callee=callee, fixed=fixed):
+            args = {"c": env["c"], "s": env["s"], "n": env["n"], "k": env["k"], **fixed}
+            return callee.effect(args, shape)
+
+        pieces.insert(draw(st.integers(0, len(pieces))), (text, call))
+    if statements:
+        body = []
+        for i, (text, _) in enumerate(pieces):
+            named = not text.startswith("if ") and draw(st.integers(0, 3)) == 0
+            body.append(f"    t{i} = {text}" if named else f"    {text}")
+        text = f"block {name}(c, s=1, n=1, k=3):\n" + "\n".join(body) + "\n"
+        if pieces[-1][0].startswith("if ") or body[-1].lstrip().startswith("t"):
+            pieces.append(("relu", lambda env, shape: shape))
+            text += "    relu\n"
+    else:
+        text = f"block {name}(c, s=1, n=1, k=3) = " + " + ".join(t for t, _ in pieces) + "\n"
+    return _Block(name, text, pieces, statements)
+
+
+@st.composite
+def _block_call(draw, state: _State, blocks: list) -> str:
+    """A call of a generated block whose arguments fit the current shape."""
+    block = draw(st.sampled_from(blocks))
+    for _ in range(3):
+        args = {"c": draw(st.integers(1, 10)),
+                "s": draw(st.sampled_from([1, 1, 2])) if min(state.h, state.w) >= 2 else 1,
+                "n": draw(st.integers(0, 2)), "k": draw(st.sampled_from([1, 3]))}
+        if draw(st.booleans()):
+            args["c"] = state.c  # the shortcut's identity branch, add(id, conv3 in.c), ...
+        try:
+            c, h, w = block.effect(args, (state.c, state.h, state.w))
+        except Invalid:
+            continue
+        if c > 64:
+            continue
+        state.c, state.h, state.w = c, h, w
+        form = draw(st.integers(0, 3))
+        if form == 0:
+            return f"{block.name}({args['c']}, {args['s']}, {args['n']}, {args['k']})"
+        if form == 1:
+            return f"{block.name}({args['c']}, s={args['s']}, k={args['k']}, n={args['n']})"
+        if form == 2 and args["s"] == 1 and args["n"] == 1 and args["k"] == 3:
+            return f"{block.name} {args['c']}"  # the space form, defaults
+        return f"{block.name}(c={args['c']}, n={args['n']}, s={args['s']}, k={args['k']})"
+    return "relu"
+
+
+# ---- terms, chains, programs ---------------------------------------------------------------------
+
+
+@dataclass
+class _Options:
+    torch_only: bool = False
+    blocks: list = field(default_factory=list)  # generated blocks
+    labels: list = field(default_factory=lambda: [0])  # a counter for unique labels
+
+
+@st.composite
+def _term(draw, state: _State, depth: int, options: _Options | None = None) -> str:
     """One term of a sequence (possibly compound); updates the state."""
+    options = options or _Options()
     choices = ["spatial", "act", "bn", "block", "block"]
+    if options.blocks:
+        choices += ["generated", "generated"]
     if depth < 2:
-        choices += ["merge", "repeat", "cond"]
+        choices += ["merge", "repeat", "cond", "label"]
     kind = draw(st.sampled_from(choices))
     if kind == "spatial":
-        return draw(_spatial_layer(state))
+        return draw(_spatial_layer(state, options.torch_only))
+    if kind == "generated":
+        return draw(_block_call(state, options.blocks))
+    if kind == "label":
+        options.labels[0] += 1
+        inner = draw(_chain(state, depth + 1, options=options))
+        return f"({inner}) as lbl{options.labels[0]}"
     if kind == "act":
         return draw(st.sampled_from(["relu", "relu6", "sigmoid", "tanh", "gelu", "silu",
                                      "hardswish", "leaky_relu 0.2", "elu", "dropout 0.1",
-                                     "drop_path 0.1", "scale 0.5", "lrn 3"]))
+                                     "drop_path 0.1", "scale 0.5", "lrn 3", "hardsigmoid",
+                                     "elu 0.5", "scale (-1.5)"]))
     if kind == "bn":
-        return "bn"
+        return draw(st.sampled_from(["bn", "bn", "bn eps=0.001 momentum=0.01", "bn scale=false"]))
     if kind == "block":
         which = draw(st.sampled_from(["cbr", "res", "proj", "resd", "se", "mix", "deep", "grow"]))
         if which == "cbr":
@@ -161,32 +451,47 @@ def _term(draw, state: _State, depth: int) -> str:
         if n > 0:
             state.c = c + k * (start + n - 1)
         bounds = f"range({n})" if start == 0 else f"range({start}, {start + n})"
-        return f"[conv3 ({c} + {k} * i) + relu for i in {bounds}]"
+        if draw(st.booleans()) or min(state.h, state.w) < 2:
+            return f"[conv3 ({c} + {k} * i) + relu for i in {bounds}]"
+        # the first iteration alone downsamples
+        if n > 0:
+            state.h, state.w = _conv_out(state.h, 3, 2, 1), _conv_out(state.w, 3, 2, 1)
+        return (f"[conv ({c} + {k} * i) k=3 s=(if i == {start} then 2 else 1) p=1 + bn "
+                f"for i in {bounds}]")
     if kind == "repeat":
         n = draw(st.integers(0, 3))
-        body = _State(state.c, state.h, state.w)
         c = draw(st.integers(1, 10))
-        text = draw(st.sampled_from([f"conv3 {c} + relu", f"cbr({c})", f"res({state.c})"
-                                     if False else f"conv1 {c}", f"concat(id, conv3 {c})"]))
+        text = draw(st.sampled_from([f"conv3 {c} + relu", f"cbr({c})", f"conv1 {c}",
+                                     f"concat(id, conv3 {c})", f"res({c}) + bn"]))
+        if text.startswith("res") and n > 0:
+            text = f"conv1 {c} + {text}"  # res keeps the channels it is given
         if text.startswith("concat"):
             state.c += n * c
         elif n > 0:
             state.c = c
-        del body
         return f"[{text}]*{n}"
     # conditional on the input shape or a constant comparison
     c = draw(st.integers(1, 10))
     test = draw(st.sampled_from([f"in.c == {state.in_c}", f"in.c > {c}", f"in.h >= {state.h}",
-                                 "true", f"{c} % 2 == 0"]))
-    taken = eval(test.replace("in.c", str(state.in_c)).replace("in.h", str(state.in_h))
-                 .replace("true", "True"))
+                                 "true", f"{c} % 2 == 0", "width > 4", "not norm"]))
+    taken = _truth(test, state)
     if taken:
         state.c = c
     return f"[if {test} then conv1 {c} else id]"
 
 
+def _truth(test: str, state: _State) -> bool:
+    text = (test.replace("in.c", str(state.in_c)).replace("in.h", str(state.in_h))
+            .replace("true", "True").replace("width", str(WIDTH)).replace("norm", "True"))
+    return bool(eval(text))
+
+
+WIDTH = 8  # the network parameter `width`; `norm` is true
+
+
 @st.composite
-def _chain(draw, state: _State, depth: int, keep_spatial: bool = False) -> str:
+def _chain(draw, state: _State, depth: int, keep_spatial: bool = False,
+           options: _Options | None = None) -> str:
     if keep_spatial and draw(st.integers(0, 3)) == 0:
         return "id"
     terms = []
@@ -194,33 +499,118 @@ def _chain(draw, state: _State, depth: int, keep_spatial: bool = False) -> str:
         if keep_spatial:
             c = draw(st.integers(1, 10))
             terms.append(draw(st.sampled_from([f"conv3 {c}", f"conv1 {c}", f"cbr({c})",
-                                               "maxpool 3 s=1 p=1", "relu", "bn"])))
+                                               "maxpool 3 s=1 p=1", "relu", "bn",
+                                               "conv3 width", "avgpool 3 s=1 p=1"])))
             if terms[-1].startswith(("conv", "cbr")):
-                state.c = c
+                state.c = WIDTH if terms[-1].endswith("width") else c
         else:
-            terms.append(draw(_term(state, depth)))
+            terms.append(draw(_term(state, depth, options)))
     return " + ".join(terms)
 
 
 @st.composite
-def programs(draw) -> str:
-    """The text of a random valid netdsl program."""
+def _flat_tail(draw, features: int) -> tuple[str, int]:
+    """Layers on a flat tensor of `features`: fc, bn, activations, merges, repeats."""
+    terms = []
+    for _ in range(draw(st.integers(0, 3))):
+        kind = draw(st.sampled_from(["fc", "bn", "act", "repeat", "concat", "add", "mul"]))
+        n = draw(st.integers(1, 16))
+        if kind == "fc":
+            act = draw(st.sampled_from(["", " act=relu", " bias=false"]))
+            terms.append(f"fc {n}{act}")
+            features = n
+        elif kind == "bn":
+            terms.append("bn")
+        elif kind == "act":
+            terms.append(draw(st.sampled_from(["relu", "tanh", "dropout 0.2", "sigmoid"])))
+        elif kind == "repeat":
+            count = draw(st.integers(0, 2))
+            terms.append(f"[fc {n} + tanh]*{count}")
+            features = n if count else features
+        elif kind == "concat":
+            m = draw(st.integers(1, 8))
+            terms.append(f"concat(fc {n}, id, fc {m} + relu)")
+            features = n + features + m
+        elif kind == "add":
+            terms.append(f"add(fc {n}, fc {n} + relu)")
+            features = n
+        else:
+            terms.append(f"mul(id, fc {features} + sigmoid)")
+    return " + ".join(terms), features
+
+
+@st.composite
+def programs(draw, torch_only: bool = False) -> str:
+    """The text of a random valid netdsl program.
+
+    With `torch_only`, programs may use what only the PyTorch backend expresses
+    (max pooling with dilation).
+    """
+    options = _Options(torch_only=torch_only)
+    blocks_text = ""
+    for index in range(draw(st.integers(0, 2))):
+        block = draw(_block(index, options.blocks))
+        options.blocks.append(block)
+        blocks_text += block.text
+    header = draw(st.sampled_from(["network random(classes=5):",
+                                   f"network random(classes=5, width={WIDTH}, norm=true):"]))
+    uses_params = "width" in header
+    if draw(st.integers(0, 9)) == 0:  # a flat input
+        features = draw(st.integers(1, 24))
+        tail, out = draw(_flat_tail(features))
+        lines = [PRELUDE + blocks_text, header, f"    input {features}"]
+        if tail:
+            lines.append(f"    {tail}")
+        lines.append("    fc classes")
+        return "\n".join(lines) + "\n"
     c = draw(st.integers(1, 4))
     size = draw(st.integers(8, 24))
     state = _State(c, size, size, in_c=c, in_h=size)
-    lines = [PRELUDE, "network random(classes=5):", f"    input {c}x{size}x{size}"]
+    lines = [PRELUDE + blocks_text, header, f"    input {c}x{size}x{size}"]
+    outputs, eval_outputs = 0, 0
     for i in range(draw(st.integers(1, 4))):
-        text = draw(_chain(state, 0))
-        if draw(st.integers(0, 3)) == 0:
+        before = (state.c, state.h, state.w)
+        text = draw(_chain(state, 0, options=options))
+        if not uses_params:  # the network has no `width` or `norm`: their values instead
+            text = text.replace("conv3 width", f"conv3 {WIDTH}").replace(
+                "width > 4", "true").replace("not norm", "false")
+        roll = draw(st.integers(0, 7))
+        if roll == 0:
             name = f"v{i}"
             lines.append(f"    {name} = {text}")
             state.names.append((name, (state.c, state.h, state.w)))
+        elif roll == 1 and uses_params:
+            lines.append(f"    if norm: {text}")
+        elif roll == 2 and uses_params:
+            lines.append(f"    if width < 4: {text}")  # never taken: the shape stays
+            state.c, state.h, state.w = before
+            continue
         else:
             lines.append(f"    {text}")
+        if draw(st.integers(0, 5)) == 0:  # an output tapped here, eval or train time
+            outputs += 1
+            kind = draw(st.sampled_from(["tap", "head", "train", "train_tap"]))
+            eval_outputs += kind in ("tap", "head")
+            if kind == "tap":
+                lines.append(f"    output o{outputs}")
+            elif kind == "head":
+                lines.append(f"    output o{outputs} = gap + fc {draw(st.integers(1, 6))}")
+            elif kind == "train":
+                lines.append(f"    output o{outputs} @train = gap + fc classes")
+            else:
+                lines.append(f"    output o{outputs} @train")
     if state.names and draw(st.booleans()):
         name, _ = draw(st.sampled_from(state.names))
         lines.append(f"    output aux @train = {name} + gap + fc classes")
     head = draw(st.sampled_from(["gap + fc classes", "flatten + fc classes",
-                                 "gap + flatten + fc classes + softmax"]))
-    lines.append(f"    {head}")
+                                 "gap + flatten + fc classes + softmax", "tail",
+                                 "adaptive_avgpool 2 + flatten + fc classes",
+                                 "gmp + flatten + fc classes"]))
+    if head == "tail":
+        tail, _ = draw(_flat_tail(state.c * state.h * state.w))
+        head = "flatten + " + (tail + " + " if tail else "") + "fc classes"
+    if eval_outputs or (outputs and draw(st.booleans())):  # after an `output`, only an
+        lines.append(f"    output logits = {head}")  # `output` line keeps the head alive
+    else:
+        lines.append(f"    {head}")
     return "\n".join(lines) + "\n"

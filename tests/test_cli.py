@@ -12,22 +12,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ARCHITECTURES, ROOT, check_doc_programs
-
-from netdsl.cli import main
+from conftest import ARCHITECTURES, ROOT, check_doc_programs, run_cli
 
 VGG16 = str(ARCHITECTURES / "vgg16.net")
 RESNET50 = str(ARCHITECTURES / "resnet50.net")
 DENSENET121 = str(ARCHITECTURES / "densenet121.net")
 
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as e:  # argparse's usage errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def netdsl(*argv: str, cwd=ROOT) -> subprocess.CompletedProcess:
@@ -46,13 +36,13 @@ def bad_file(tmp_path):
 
 
 def test_check_clean_file_exits_0_with_a_one_line_report(capsys):
-    code, out, err = run(capsys, "check", VGG16)
+    code, out, err = run_cli(capsys, "check", VGG16)
     assert (code, err) == (0, "")
     assert out == f"{VGG16}: ok: vgg16, 41 nodes, 138,357,544 params, 15,470,264,320 MACs\n"
 
 
 def test_check_user_error_exits_1_with_the_located_message(capsys, bad_file):
-    code, out, err = run(capsys, "check", bad_file)
+    code, out, err = run_cli(capsys, "check", bad_file)
     assert (code, out) == (1, "")
     assert err.splitlines()[:3] == [
         f"{bad_file}:3:5: add: branch shapes differ: 256x56x56 (branch 1) vs 64x56x56 (branch 2)",
@@ -62,15 +52,15 @@ def test_check_user_error_exits_1_with_the_located_message(capsys, bad_file):
 
 
 def test_check_several_files_reports_each_and_fails_if_any_fails(capsys, bad_file):
-    code, out, err = run(capsys, "check", VGG16, bad_file, RESNET50)
+    code, out, err = run_cli(capsys, "check", VGG16, bad_file, RESNET50)
     assert code == 1
     assert [line.split(": ok: ")[0] for line in out.splitlines()] == [VGG16, RESNET50]
     assert err.startswith(f"{bad_file}:3:5: add:")
 
 
 def test_check_quiet_prints_errors_only(capsys, bad_file):
-    assert run(capsys, "check", "-q", VGG16) == (0, "", "")
-    code, out, err = run(capsys, "check", "--quiet", VGG16, bad_file)
+    assert run_cli(capsys, "check", "-q", VGG16) == (0, "", "")
+    code, out, err = run_cli(capsys, "check", "--quiet", VGG16, bad_file)
     assert (code, out) == (1, "") and err.startswith(bad_file)
 
 
@@ -89,13 +79,13 @@ def test_user_errors_exit_1_without_a_traceback(bad_file):
     ["summary", VGG16, "--depth", "x"], ["summary"],
 ])
 def test_bad_usage_exits_2(capsys, argv):
-    code, out, err = run(capsys, *argv)
+    code, out, err = run_cli(capsys, *argv)
     assert (code, out) == (2, "")
     assert "usage: netdsl" in err and "Traceback" not in err
 
 
 def test_zoo_networks_may_be_named_without_a_path(capsys):
-    code, out, _ = run(capsys, "check", "resnet50")
+    code, out, _ = run_cli(capsys, "check", "resnet50")
     assert code == 0 and out.startswith("resnet50: ok: resnet50, 175 nodes, 25,557,032 params")
 
 
@@ -108,7 +98,7 @@ SOURCE = re.compile(r"^.+\.net:\d+:\d+$")
 
 
 def summary(capsys, *argv: str) -> dict:
-    code, out, err = run(capsys, "summary", *argv, "--json")
+    code, out, err = run_cli(capsys, "summary", *argv, "--json")
     assert (code, err) == (0, "")
     return json.loads(out)
 
@@ -164,12 +154,12 @@ def test_param_override_changes_the_last_fc(capsys):
     assert d["outputs"] == {"output": [10]}
     assert d["layers"][-1]["params"] == 4096 * 10 + 10
     assert d["params"] == 138357544 - 4097000 + 40970
-    code, out, _ = run(capsys, "check", RESNET50, "--param", "classes=10")
+    code, out, _ = run_cli(capsys, "check", RESNET50, "--param", "classes=10")
     assert code == 0 and "23,528,522 params" in out
 
 
 def test_param_override_of_an_unknown_parameter(capsys):
-    code, out, err = run(capsys, "summary", VGG16, "--param", "clases=10")
+    code, out, err = run_cli(capsys, "summary", VGG16, "--param", "clases=10")
     assert (code, out) == (1, "")
     assert "network vgg16 has no parameter 'clases'" in err
     assert "hint: did you mean 'classes'?" in err
@@ -179,7 +169,7 @@ def test_param_override_of_an_unknown_parameter(capsys):
 
 
 def test_summary_table_lists_every_layer_and_the_totals(capsys):
-    code, out, _ = run(capsys, "summary", VGG16)
+    code, out, _ = run_cli(capsys, "summary", VGG16)
     assert code == 0
     rows = out.splitlines()
     assert rows[0] == "vgg16 (architectures/vgg16.net)"  # zoo files: install-independent
@@ -194,13 +184,13 @@ def test_summary_table_lists_every_layer_and_the_totals(capsys):
 
 
 def test_summary_depth_collapses_blocks(capsys):
-    code, out, _ = run(capsys, "summary", VGG16, "--depth", "0")
+    code, out, _ = run_cli(capsys, "summary", VGG16, "--depth", "0")
     assert code == 0
     body = [line.split() for line in out.splitlines()[4:-4]]
     assert [row[:2] for row in body[:5]] == [[f"vgg{i}", "vgg"] for i in range(1, 6)]
     assert body[0][2:] == ["64x112x112", "38,720", "1,936,392,192"]
     assert len(body) == 5 + 9
-    code, out, _ = run(capsys, "summary", RESNET50, "--depth", "1")
+    code, out, _ = run_cli(capsys, "summary", RESNET50, "--depth", "1")
     names = [line.split()[0] for line in out.splitlines()[4:-4]]
     assert names[:5] == ["stem.conv_bn", "stem.relu", "stem.maxpool", "stage1.bottleneck",
                          "stage1.bottlenecks"]

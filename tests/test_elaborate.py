@@ -328,10 +328,22 @@ def test_output_without_expression_names_the_current_tensor():
             input 3x8x8
             conv3 8
             output features
-            gap + fc 2
     """)
     assert [(o.name, o.node.op) for o in n.outputs] == [("features", "conv")]
     assert n.main_output.name == "features"
+
+
+def test_layers_after_the_last_output_are_an_error_not_silently_dropped():
+    with pytest.raises(NetdslError) as err:
+        net("""
+            network n:
+                input 3x8x8
+                conv3 8
+                output features
+                gap + fc 2
+        """)
+    assert "'gap' computes a value that no output uses" in str(err.value)
+    assert "output name = ..." in str(err.value)
 
 
 def test_without_output_lines_the_last_tensor_is_the_output():

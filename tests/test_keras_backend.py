@@ -18,6 +18,7 @@ import sys
 import textwrap
 
 import pytest
+from backends import check_keras_model
 from conftest import ARCHITECTURES, ROOT, compile_text, need
 
 from netdsl import compile_file
@@ -177,11 +178,7 @@ def roundtrip(body: str, shape: str = "8x11x11", tmp_path=None, blocks: str = ""
                 module.bias.normal_(0, 0.5, generator=generator)
     model = _load(keras_file, stem + "_k").build_model()
     torch_to_keras(torch_model, model)
-    for node in net.nodes():  # per-layer shapes
-        layer = model.get_layer(node.id.replace(".", "_"))
-        want = node.out_shape
-        want = tuple(want[1:]) + (want[0],) if len(want) == 3 else tuple(want)
-        assert tuple(layer.output.shape[1:]) == want, node.id
+    check_keras_model(net, model)  # parameters and per-layer shapes (tests/backends.py)
     x = torch.randn((2, *next(iter(net.inputs.values())).out_shape), generator=generator)
     with torch.no_grad():
         expected = torch_model(x).numpy()

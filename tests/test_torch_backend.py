@@ -2,7 +2,7 @@
 
 Each generated module must import, hold exactly the inferred parameters, and,
 on a real forward pass, give every layer the output shape the compiler
-inferred (forward hooks, compared in execution order). The files are ruff
+inferred (forward hooks, compared in execution order: tests/backends.py). The files are ruff
 clean, byte-for-byte deterministic, place parts on their annotated devices,
 and keep torchvision's state_dict order so reference weights load by order.
 """
@@ -14,12 +14,13 @@ import os
 import shutil
 import subprocess
 import sys
-import types
 import warnings
 from functools import cache
 
 import pytest
-from conftest import ARCHITECTURES, ROOT, compile_text, need
+from backends import check_torch as check_network
+from backends import load_source as load
+from conftest import ARCHITECTURES, compile_text, need
 from hypothesis import HealthCheck, given, settings
 from strategies import programs
 
@@ -31,7 +32,6 @@ torch = need("torch")
 nn = torch.nn
 
 ZOO = sorted(p.stem for p in ARCHITECTURES.glob("*.net"))
-MERGES = {"input", "concat", "add", "mul", "mean"}
 # spatial sizes tried, smallest first, to keep the forward passes cheap
 SIZES = (32, 64, 96, 128, 160, 224, 299)
 # zoo files also trained for one step (backward through every in-place op)
@@ -41,12 +41,6 @@ BACKWARD = {"resnet18", "densenet121", "googlenet", "inception_resnet_v2", "mobi
 
 def emit(net) -> str:
     return TorchEmitter().emit_model(net)
-
-
-def load(source: str, name: str = "generated") -> types.ModuleType:
-    module = types.ModuleType(name)
-    exec(compile(source, f"{name}.py", "exec"), module.__dict__)
-    return module
 
 
 @cache
@@ -65,68 +59,6 @@ def small_network(name: str):
         except NetdslError:
             continue
     return net
-
-
-def layer_shapes(model: nn.Module, module: types.ModuleType, run) -> list[tuple]:
-    """(module path, class, output shape) of every layer module, in execution order."""
-    helpers = tuple(getattr(module, h) for h in ("SeparableConv2d", "DropPath", "Scale")
-                    if hasattr(module, h))
-    inside_helpers = {id(c) for m in model.modules() if isinstance(m, helpers)
-                      for c in m.modules() if c is not m}
-    seen: list[tuple] = []
-    handles = []
-    for path, m in model.named_modules():
-        if id(m) in inside_helpers or isinstance(m, (nn.Identity, nn.Sequential)):
-            continue
-        if isinstance(m, helpers) or not list(m.children()):
-            def hook(m, inputs, output, path=path):
-                seen.append((path, type(m).__name__, tuple(output.shape[1:])))
-            handles.append(m.register_forward_hook(hook))
-    try:
-        run()
-    finally:
-        for h in handles:
-            h.remove()
-    return seen
-
-
-def check_network(net, backward: bool = False) -> None:
-    source = emit(net)
-    ast.parse(source)
-    module = load(source, net.name)
-    torch.manual_seed(0)
-    model = module.build_model().eval()
-    assert sum(p.numel() for p in model.parameters()) == net.total_params
-    assert sum(b.numel() for name, b in model.named_buffers()
-               if not name.endswith("num_batches_tracked")) == net.total_buffers
-    inputs = [torch.randn(1, *node.out_shape) for node in net.inputs.values()]
-
-    def run():
-        with torch.no_grad():
-            result = model(*inputs)
-        assert tuple(result.shape[1:]) == net.main_output.node.out_shape
-
-    seen = layer_shapes(model, module, run)
-    expected = [n for n in net.nodes() if n.op not in MERGES and not n.train_only]
-    for index, (node, (path, kind, shape)) in enumerate(zip(expected, seen)):
-        assert shape == node.out_shape, (
-            f"layer {index}: {node.id} ({node.op}) inferred {node.out_shape}, "
-            f"but {path} ({kind}) gives {shape}")
-    assert len(seen) == len(expected), [n.id for n in expected[len(seen):]] or seen[len(expected):]
-
-    train_outputs = [o for o in net.outputs if o.train_only]
-    if train_outputs or backward:
-        model.train()
-        batch = [torch.randn(2, *x.shape[1:]) for x in inputs]
-        result = model(*batch)
-        if train_outputs:
-            assert isinstance(result, tuple) and len(result) == len(net.outputs)
-            for output, value in zip(net.outputs, result):
-                assert tuple(value.shape[1:]) == output.node.out_shape, output.name
-        if backward:
-            values = result if isinstance(result, tuple) else (result,)
-            sum(v.float().sum() for v in values).backward()
-            assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
 @pytest.mark.filterwarnings("ignore:this machine has")  # alexnet's GPUs, on a CPU
@@ -194,31 +126,6 @@ def test_compiling_twice_gives_identical_bytes():
         first = emit(compile_file(ARCHITECTURES / f"{name}.net"))
         second = emit(compile_file(ARCHITECTURES / f"{name}.net"))
         assert first == second, name
-
-
-_DIGEST = """
-import hashlib, sys
-from netdsl import compile_file
-from netdsl.emit.torch import TorchEmitter
-for path in sys.argv[1:]:
-    net = compile_file(path)
-    emitter = TorchEmitter()
-    text = emitter.emit_model(net) + emitter.emit_train(net, "model")
-    print(path, hashlib.sha256(text.encode()).hexdigest())
-"""
-
-
-def test_output_does_not_depend_on_the_hash_seed():
-    paths = [str(ARCHITECTURES / f"{name}.net") for name in ZOO]
-    runs = []
-    for seed in ("1", "2"):
-        env = dict(os.environ, PYTHONHASHSEED=seed)
-        done = subprocess.run([sys.executable, "-c", _DIGEST, *paths], capture_output=True,
-                              text=True, env=env, cwd=ROOT)
-        assert done.returncode == 0, done.stderr
-        runs.append(done.stdout)
-    assert runs[0] == runs[1]
-    assert len(runs[0].splitlines()) == len(ZOO)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import copy
 import keyword
+import textwrap
 from dataclasses import dataclass, field
+from functools import cache
 
 from ..errors import NetdslError
 from ..ir import Network, Node, Scope
@@ -133,20 +135,26 @@ class ClassModel:
     instances: int = 1
     in_shapes: list = field(default_factory=list)
     fresh_output: bool = False  # returns a tensor it created (never an alias of its input)
+    # the units' keys, computed once: a class absorbs every later instance of its block,
+    # and comparing keys is most of the work (see unit_keys)
+    _unit_keys: list | None = field(default=None, repr=False)
+
+    def unit_keys(self) -> list:
+        if self._unit_keys is None:
+            self._unit_keys = [u.key() for u in self.units]
+        return self._unit_keys
 
     def key(self) -> tuple:
-        return (self.kind, self.block, tuple(u.key() for u in self.units), tuple(self.inputs),
+        return (self.kind, self.block, tuple(self.unit_keys()), tuple(self.inputs),
                 tuple(self.outputs), tuple((n, _render(e)) for n, e in self.locals))
 
     def merge(self, other: ClassModel) -> bool:
         """Absorb `other` (an instance of the same block) if their structure agrees."""
         if len(self.units) != len(other.units) or self.inputs != other.inputs \
-                or self.outputs != other.outputs:
+                or self.outputs != other.outputs or self.unit_keys() != other.unit_keys():
             return False
         merged = []
         for a, b in zip(self.units, other.units):
-            if a.key() != b.key():
-                return False
             if a.kind == "cond":
                 for taken, body in b.branches.items():
                     if taken in a.branches and a.branches[taken].key() != body.key():
@@ -158,6 +166,7 @@ class ClassModel:
         for a, b in merged:
             if a.kind == "repeat":
                 a.body = b.body
+                self._unit_keys = None  # the body is part of a repeat's key
             else:
                 for taken, body in b.branches.items():
                     a.branches.setdefault(taken, body)
@@ -213,7 +222,9 @@ class ModelBuilder:
         self.variants: dict[str, list[ClassModel]] = {}
         self.anonymous: dict[tuple, ClassModel] = {}
         self.order: list[ClassModel] = []
-        self.used_names: set[str] = set()
+        # class names: not those of module-level names, helper classes or build_model's
+        # parameters (`return N(N=N)` would call the parameter)
+        self.used_names: set[str] = set(_MODULE_LEVEL) | _helper_names() | set(net.params)
 
     def build(self) -> Program:
         main = self._class_for(self.net.root, "network")
@@ -288,8 +299,13 @@ class ModelBuilder:
                 renames["in_channels"] = _fresh("outer_in_channels", taken)
             if uses_in:
                 renames[own_loop] = "in_channels"
+            # the channels and index of a repeat inside are its loop's own variables
+            bound = _bound_symbols(units)
+            for symbol in sorted(bound & used):
+                renames[symbol] = _fresh(symbol[1:], taken)
             params = []
-            for symbol in sorted(used - {own_loop}, key=lambda n: (n != "in_channels", n)):
+            for symbol in sorted(used - {own_loop} - bound,
+                                 key=lambda n: (n != "in_channels", n)):
                 if is_loop_symbol(symbol) or is_index_symbol(symbol):
                     renames[symbol] = _fresh(symbol[1:], taken)
                 name = renames.get(symbol, symbol)
@@ -514,14 +530,24 @@ def _allocate(units, reads, outputs, input_vars, value_names: dict) -> dict:
                     if remaining[key(r)] == 0 and live.get(v) == key(r)]
         if preferred is None and reusable and not unit.train_only:
             name, ref = reusable[0]
-            unit.overwrites = (isinstance(ref, Unit) and _is_fresh(ref) and len(refs) == 1
-                               and readers[key(ref)] == 1)
+            if _is_add2(unit):  # add into whichever operand is a fresh, otherwise unread tensor
+                name, ref = next(((v, r) for v, r in reusable if isinstance(r, Unit)
+                                  and _is_fresh(r) and readers[key(r)] == 1), (name, ref))
+            unit.overwrites = (isinstance(ref, Unit) and _is_fresh(ref) and readers[key(ref)] == 1
+                               and (len(refs) == 1 or (_is_add2(unit) and refs.count(ref) == 1)))
         else:
             name = fresh(preferred)
         names[id(unit)] = name
         live[name] = id(unit)
         unit.output = name
     return names
+
+
+def _is_add2(unit: Unit) -> bool:
+    """A two-way add: `out = out + x` may then add in place (`out += x`, as torchvision's
+    ResNet does) when one operand is a fresh tensor nothing else reads. Floating-point
+    addition is commutative, so either operand may be the one overwritten."""
+    return unit.kind == "merge" and unit.node.op == "add" and len(unit.node.inputs) == 2
 
 
 # ops whose output is a new tensor that backward does not need: safe to modify in place
@@ -620,11 +646,15 @@ def is_index_symbol(name: str) -> bool:
 def _attr(name: str) -> str:
     if name.isdigit():
         return f"layer{name}"
-    return _var(name)
+    if keyword.iskeyword(name) or name in _PY_RESERVED:
+        return name + "_"
+    return name
 
 
 def _var(name: str) -> str:
-    if keyword.iskeyword(name) or name in _PY_RESERVED:
+    """A local variable: it may hide neither an attribute name forward uses nor a module-level
+    name of the generated file (`torch = self.relu(x)` would break `torch.cat` below it)."""
+    if keyword.iskeyword(name) or name in _PY_RESERVED or name in _MODULE_LEVEL:
         return name + "_"
     return name
 
@@ -636,6 +666,21 @@ _PY_RESERVED = {
     "state_dict", "load_state_dict", "zero_grad", "register_buffer", "add_module", "extra_repr",
     "requires_grad_", "share_memory", "bfloat16", "get_submodule", "dump_patches",
 }
+
+
+# what generated files define or import at module level (both targets)
+_MODULE_LEVEL = {
+    "torch", "nn", "Tensor", "warnings", "math", "keras", "layers", "ops", "build_model",
+    "place_devices", "INPUT_SHAPE", "INPUT_SHAPES", "DEVICES",
+}
+
+
+@cache
+def _helper_names() -> frozenset:
+    """The classes and functions templates/<target>/helpers/ may add to a generated file."""
+    from ..resources import templates_dir
+
+    return frozenset(path.name.split(".")[0] for path in templates_dir().glob("*/helpers/*.j2"))
 
 
 def _literal(value):
@@ -676,6 +721,26 @@ def _body_exprs(body: Body):
             yield e
     else:
         yield from _walk_exprs(body.units)
+
+
+def _bound_symbols(units: list[Unit]) -> set[str]:
+    """Loop symbols (`@channels`, `#i`) of the repeats among these units (not inside other
+    classes): variables of loops in the same class, not free symbols."""
+    found: set[str] = set()
+    stack = list(units)
+    while stack:
+        u = stack.pop()
+        if u.kind == "repeat":
+            found.add(u.loop_var)
+            if u.index is not None:
+                found.add(u.index[0])
+        bodies = [u.body] if u.kind in ("repeat", "module") and u.body is not None else []
+        if u.kind == "cond":
+            bodies = list(u.branches.values())
+        for body in bodies:
+            if body.kind in ("single", "chain"):
+                stack.extend(body.units)
+    return found
 
 
 def _symbols_of(units: list[Unit]) -> set[str]:
@@ -770,6 +835,84 @@ def frozen_guard(net: Network, indent: int = 0) -> list[str]:
         raised = statement("raise ", "ValueError", [message], indent + 1)
         lines += [line[len(INDENT) * indent:] for line in raised]
     return lines
+
+
+def refuse_other_values(condition: str, indent: int) -> list[str]:
+    """`raise ValueError(...)` for a structure the generated code fixed when `condition`
+    (a Python expression in the generated code's names) had one value."""
+    from .format import py_str, statement
+
+    message = py_str(f"this model was generated for {condition}; "
+                     "recompile the .net file with netdsl for other values")
+    return statement("raise ", "ValueError", [message], indent)
+
+
+def is_default(value, default) -> bool:
+    """Whether a layer argument is its default, so the generated call can leave it out."""
+    if isinstance(value, Num):
+        return value.is_const and value.value == default and type(value.value) is type(default)
+    if isinstance(value, Tup):
+        return value.is_const and all(v == default and type(v) is type(default)
+                                      for v in value.value)
+    return value == default
+
+
+def type_hint(value) -> str:
+    """The annotation of a generated parameter with this default."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, tuple):
+        return "tuple[int, ...]"
+    if isinstance(value, str):
+        return "str"
+    return "int"
+
+
+def anonymous_parts(program: Program) -> dict[int, tuple[str, str]]:
+    """Docstrings of the anonymous classes (or functions): what part of which block each
+    one is, and the DSL text it comes from."""
+    parts: dict[int, tuple[str, str]] = {}
+
+    def visit(units: list[Unit], owner: str) -> None:
+        for u in units:
+            bodies = []
+            if u.kind == "repeat" and u.body is not None:
+                bodies = [(u.body, "One repetition")]
+            elif u.kind == "cond":
+                bodies = [(b, f"The `{'then' if taken else 'else'}` branch")
+                          for taken, b in u.branches.items()]
+            elif u.kind == "module":
+                label = u.scope.label if u.scope is not None else None
+                bodies = [(u.body, f"The part labelled `{label}`" if label else "A part")]
+            for body, what in bodies:
+                if body.kind == "class" and id(body.cls) not in parts:
+                    source = _source_text(u.scope.span) if u.scope is not None else ""
+                    parts[id(body.cls)] = (f"{what} of {owner}", source)
+                elif body.kind in ("single", "chain"):
+                    visit(body.units, owner)
+
+    for cls in program.classes:
+        if cls.kind == "network":
+            owner = f"network `{program.network.name}`"
+        elif cls.kind == "block":
+            owner = f"block `{cls.block}`"
+        else:
+            owner = parts.get(id(cls), ("its enclosing block",))[0].split(" of ", 1)[-1]
+        visit(cls.units, owner)
+    return parts
+
+
+def _source_text(span) -> str:
+    """The DSL text a span covers (whole lines, dedented)."""
+    from ..errors import SourceRegistry
+
+    end = span.end_line or span.line
+    if end > span.line and span.end_column == 1:
+        end -= 1  # the span ends at the start of the next line
+    lines = [SourceRegistry.line(span.file, n) for n in range(span.line, end + 1)]
+    return textwrap.dedent("\n".join(line for line in lines if line is not None)).strip()
 
 
 class Emitter:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import keyword
 import sys
 from pathlib import Path
 
@@ -12,36 +13,39 @@ from ..errors import NetdslError
 def cmd_compile(args) -> int:
     from ..cli import load_network
     from ..compiler import gc_paused
-    from ..output import check_writable, write_atomic
+    from ..output import check_writable, write_files
     from . import get_emitter
 
     if args.train and not args.output:
         raise NetdslError("--train writes train.py beside the model: give the model's path "
                           "with -o, e.g. -o out/model.py")
     emitter = get_emitter(args.target)
+    paths = []  # every file is checked before compiling, and written only when all are made
+    if args.output:
+        model_path = Path(args.output)
+        if model_path.suffix != ".py":
+            raise NetdslError(f"the model file must end in .py, got {model_path}")
+        paths.append(check_writable(model_path, args.force))
+        if args.train:
+            train_path = model_path.with_name("train.py")
+            if train_path == model_path:
+                raise NetdslError("the model cannot be called train.py: train.py is the "
+                                  "training script")
+            if not model_path.stem.isidentifier() or keyword.iskeyword(model_path.stem):
+                raise NetdslError(f"the model file name must be a Python module name, "
+                                  f"got {model_path.stem!r}")
+            paths.append(check_writable(train_path, args.force))
     net = load_network(args, args.file)
     with gc_paused():
-        model = emitter.emit_model(net)
+        texts = [emitter.emit_model(net)]
+        if args.train:
+            texts.append(emitter.emit_train(net, paths[0].stem))
     if not args.output:
-        sys.stdout.write(model)
+        sys.stdout.write(texts[0])
         return 0
-    model_path = Path(args.output)
-    if model_path.suffix != ".py":
-        raise NetdslError(f"the model file must end in .py, got {model_path}")
-    outputs = [(check_writable(model_path, args.force), model)]
-    if args.train:
-        train_path = model_path.with_name("train.py")
-        if train_path == model_path:
-            raise NetdslError("the model cannot be called train.py: train.py is the training script")
-        module = model_path.stem
-        if not module.isidentifier():
-            raise NetdslError(f"the model file name must be a Python module name, got {module!r}")
-        with gc_paused():
-            train = emitter.emit_train(net, module)
-        outputs.append((check_writable(train_path, args.force), train))
-    for path, text in outputs:  # everything is generated before anything is written
-        write_atomic(path, text)
-        if not args.quiet:
+    write_files(list(zip(paths, texts)))  # both or neither
+    if not args.quiet:
+        for path in paths:
             print(f"wrote {path}")
     return 0
 

@@ -54,8 +54,16 @@ def nested_call(func: str, args: list[str], indent: int) -> str:
 def py_str(text: str) -> str:
     """A double-quoted Python string literal (black's preferred quotes)."""
     body = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
-    body = "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}" for c in body)
+    body = "".join(c if c.isprintable() or c == " " else _escape(c) for c in body)
     return f'"{body}"'
+
+
+def _escape(char: str) -> str:
+    r"""A backslash escape for one unprintable character (`\x00`, `\u2028`, `\U000e0001`)."""
+    code = ord(char)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def literal(value) -> str:

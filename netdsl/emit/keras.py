@@ -56,10 +56,14 @@ from .base import (
     Emitter,
     Program,
     Unit,
+    anonymous_parts,
     expr_of,
     frozen_guard,
+    is_default,
     is_index_symbol,
     is_loop_symbol,
+    refuse_other_values,
+    type_hint,
 )
 from .templates import render
 
@@ -227,14 +231,6 @@ def _negate(e: Expr) -> Expr:
     return Not(e)
 
 
-def _is_default(value, default) -> bool:
-    if isinstance(value, Num):
-        return value.is_const and value.value == default and type(value.value) is type(default)
-    if isinstance(value, Tup):
-        return value.is_const and all(v == default and type(v) is type(default)
-                                      for v in value.value)
-    return value == default
-
 
 def _same_expr(a, b) -> bool:
     return expr_of(a).render() == expr_of(b).render()
@@ -327,6 +323,7 @@ class _Writer:
         self.placed: set[str] = set()
         self.nonneg_memo: dict = {}
         self.functions: dict[int, str] = {}
+        self._param_names: dict[int, dict[str, str]] = {}
         self.var_names = self._all_variables()
         reserved = set(_MODULE_NAMES) | self.var_names | _AMBIGUOUS
         taken = set(reserved)
@@ -337,7 +334,7 @@ class _Writer:
             if base in reserved:
                 base = base + "_block"
             self.functions[id(cls)] = _fresh(base, taken)
-        self.parts = _parts(program)
+        self.parts = anonymous_parts(program)
         # anonymous classes take only the parameters their Keras code reads
         self.kept: dict[int, set] = {}
         for cls in program.classes:
@@ -386,6 +383,20 @@ class _Writer:
 
         visit(units)
         return found
+
+    def param_names(self, cls: ClassModel) -> dict[str, str]:
+        """Parameters a builder function takes under another name (`inputs` -> `inputs_`):
+        the function and every call of it spell them so."""
+        names = self._param_names.get(id(cls))
+        if names is None:
+            names = self._param_names[id(cls)] = {}
+            taken = set(self.var_names) | set(_MODULE_NAMES) | set(self.functions.values())
+            for p in cls.params:
+                # build_model's keywords are the network's parameter names, l/I/O included
+                ambiguous = p.name in _AMBIGUOUS and cls is not self.program.main
+                if ambiguous or p.name in _MODULE_NAMES:
+                    names[p.name] = _fresh(p.name + "_", taken)
+        return names
 
     def body_args(self, body: Body) -> list:
         """The arguments a class body is called with (in_channels comes from x)."""
@@ -544,13 +555,11 @@ class _Function:
             self.renames = {k: Sym(v) for k, v in cls.renames.items()}
         else:  # loop indices (`#i`) print as the loop's variable
             self.renames = {k: Sym(v) for k, v in cls.renames.items() if is_index_symbol(k)}
-        self.param_names: dict[str, str] = {}
-        taken = set(writer.var_names) | set(_MODULE_NAMES) | set(writer.functions.values())
+        self.param_names = writer.param_names(cls)
         for p in cls.params:
-            if p.name in _AMBIGUOUS or p.name in _MODULE_NAMES:
-                new = _fresh(p.name + "_", taken)
-                self.param_names[p.name] = new
-                self.renames[p.symbol or p.name] = Sym(new)
+            if p.name in self.param_names:
+                self.renames[p.symbol or p.name] = Sym(self.param_names[p.name])
+        taken = set(writer.var_names) | set(_MODULE_NAMES) | set(writer.functions.values())
         self.taken = taken | {self.param_names.get(p.name, p.name) for p in cls.params}
         self.taken |= {n for n, _ in cls.locals} | {"x", "name", "in_channels"}
         # an anonymous class may take its enclosing block's in_channels as a parameter
@@ -573,7 +582,7 @@ class _Function:
         name = self.param_names.get(p.name, p.name)
         hint = ""
         if hints:
-            hint = ": " + _type_hint(p.value if p.value is not None else p.default)
+            hint = ": " + type_hint(p.value if p.value is not None else p.default)
         if p.computed is not None:
             return f"{name}{hint} = None" if hints else f"{name}=None"
         if p.required:
@@ -737,7 +746,7 @@ class _Function:
         return lines
 
     def _kw(self, name: str, value, default, **ctx) -> list[str]:
-        if _is_default(value, default):
+        if is_default(value, default):
             return []
         return [f"{name}={self.expr(value, **ctx)}"]
 
@@ -767,7 +776,7 @@ class _Function:
             if len(node.in_shapes[0]) == 3:
                 calls.append(("layers.Flatten", [], "_flatten", None))
             args = [e(a["n"])] + ([f"use_bias={e(a['bias'])}"]
-                                  if not _is_default(a["bias"], True) else [])
+                                  if not is_default(a["bias"], True) else [])
             return calls + [("layers.Dense", args, "", None)]
         if op == "flatten":
             if len(node.in_shapes[0]) == 1:
@@ -779,7 +788,7 @@ class _Function:
             return calls + [("layers.Flatten", [], "", None)]
         if op == "bn":
             args = [f"epsilon={e(a['eps'])}", f"momentum={self._momentum(a['momentum'], e)}"]
-            if not _is_default(a["scale"], True):
+            if not is_default(a["scale"], True):
                 args.append(f"scale={e(a['scale'])}")
             return [("layers.BatchNormalization", args, "", None)]
         if op == "lrn":
@@ -871,7 +880,7 @@ class _Function:
         args += kw("dilation_rate", a["d"], 1)
         if op == "conv":
             args += kw("groups", a["g"], 1)
-        if not _is_default(a["bias"], True):
+        if not is_default(a["bias"], True):
             args.append(f"use_bias={e(a['bias'])}")
         if subsample:
             # a dilated conv at stride 1, then every s-th position: the strided result
@@ -978,9 +987,10 @@ class _Function:
         args = [inp]
         call_args = unit.args[1:] if cls.uses_in_channels else unit.args
         in_channels = unit.scope.in_shape[0].expr if unit.scope and unit.scope.in_shape else None
+        renamed = self.w.param_names(cls)
         for keyword_, value in call_args:
             text = self.expr(value, in_var=inp, in_channels=in_channels)
-            args.append(text if keyword_ is None else f"{keyword_}={text}")
+            args.append(text if keyword_ is None else f"{renamed.get(keyword_, keyword_)}={text}")
         args.append(f"name={self.name_text(ctx.prefix, local)}")
         return _call_statement(out, self.w.functions[id(cls)], args, ctx.indent,
                                self._comment(unit))
@@ -993,9 +1003,10 @@ class _Function:
         if body.kind == "class":
             cls = body.cls
             args = [inp]
+            renamed = self.w.param_names(cls)
             for keyword_, value in self.w.body_args(body):
                 text = self.expr(value, in_var=inp, in_channels=in_channels)
-                args.append(text if keyword_ is None else f"{keyword_}={text}")
+                args.append(text if keyword_ is None else f"{renamed.get(keyword_, keyword_)}={text}")
             args.append(f"name={self.name_text(ctx.prefix, '')}")
             return _call_statement(out, self.w.functions[id(cls)], args, ctx.indent, comment)
         lines: list[str] = []
@@ -1016,9 +1027,8 @@ class _Function:
         if unit.body is None:
             if isinstance(unit.count, Const) and unit.count.value == 0:
                 return lines + [f"{pad}# {local or 'repeat'}: repeated 0 times"]
-            message = fmt.py_str(f"this model was generated for {count} == 0 repetitions; "
-                                 "recompile the .net file with netdsl for other values")
-            return lines + [f"{pad}if {count}:", f"{pad}{INDENT}raise ValueError({message})"]
+            return lines + [f"{pad}if {count}:",
+                            *refuse_other_values(f"{count} == 0 repetitions", ctx.indent + 1)]
         index = _fresh("i" if self.loop_depth == 0 else "j", self.taken)
         position = index  # layer names count iterations from 0, like the IR's ids
         if unit.index is not None:  # `[body for i in range(a, b)]`: loop over the DSL's index
@@ -1067,10 +1077,8 @@ class _Function:
             return [f"{pad}if {text(cond)}:"] + yes + [f"{pad}else:"] + no
         (taken, body), = unit.branches.items()
         test = _negate(cond) if taken else cond
-        message = fmt.py_str(f"this model was generated for ({text(cond)}) == {taken}; "
-                             "recompile the .net file with netdsl for other values")
         lines = [f"{pad}if {text(test)}:"]
-        lines += fmt.statement("raise ", "ValueError", [message], ctx.indent + 1)
+        lines += refuse_other_values(f"({text(cond)}) == {taken}", ctx.indent + 1)
         same = _Ctx(prefix, ctx.indent)
         return lines + self._body(body, same, inp, out, in_channels, self._comment(unit))
 
@@ -1097,48 +1105,6 @@ class _Function:
                           self._comment(unit))
 
 
-def _parts(program: Program) -> dict[int, tuple[str, str]]:
-    """Docstrings of the anonymous functions: what part of which block each one is."""
-    parts: dict[int, tuple[str, str]] = {}
-
-    def visit(units: list[Unit], owner: str) -> None:
-        for u in units:
-            bodies = []
-            if u.kind == "repeat" and u.body is not None:
-                bodies = [(u.body, "One repetition")]
-            elif u.kind == "cond":
-                bodies = [(b, f"The `{'then' if taken else 'else'}` branch")
-                          for taken, b in u.branches.items()]
-            elif u.kind == "module":
-                label = u.scope.label if u.scope is not None else None
-                bodies = [(u.body, f"The part labelled `{label}`" if label else "A part")]
-            for body, what in bodies:
-                if body.kind == "class" and id(body.cls) not in parts:
-                    source = _source_text(u.scope.span) if u.scope is not None else ""
-                    parts[id(body.cls)] = (f"{what} of {owner}", source)
-                elif body.kind in ("single", "chain"):
-                    visit(body.units, owner)
-
-    for cls in program.classes:
-        if cls.kind == "network":
-            owner = f"network `{program.network.name}`"
-        elif cls.kind == "block":
-            owner = f"block `{cls.block}`"
-        else:
-            owner = parts.get(id(cls), ("", "its enclosing block"))[0].split(" of ", 1)[-1]
-        visit(cls.units, owner)
-    return parts
-
-
-def _source_text(span) -> str:
-    """The DSL text a span covers (whole lines), for docstrings."""
-    from ..errors import SourceRegistry
-
-    end = span.end_line or span.line
-    if end > span.line and span.end_column == 1:
-        end -= 1  # the span ends at the start of the next line
-    lines = [SourceRegistry.line(span.file, n) for n in range(span.line, end + 1)]
-    return textwrap.dedent("\n".join(line for line in lines if line is not None)).strip()
 
 
 def _ratio(shapes: list, i: int) -> str:
@@ -1157,19 +1123,6 @@ def _ratio(shapes: list, i: int) -> str:
             return f"{letter}/{int(r)}"
     return "?"
 
-
-def _type_hint(value) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, tuple):
-        return "tuple[int, ...]"
-    if isinstance(value, str):
-        return "str"
-    return "int"
 
 
 # ---- statement layout (what `ruff format` would write) -----------------------------------

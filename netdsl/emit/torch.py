@@ -23,7 +23,7 @@ from .. import __version__
 from ..errors import NetdslError
 from ..ir import Network
 from ..layers import zeropad_sides
-from ..symbolic import Expr, Num, Sym, Tup
+from ..symbolic import Expr, Num, Sym
 from . import format as fmt
 from .base import (
     Body,
@@ -31,10 +31,14 @@ from .base import (
     Emitter,
     Program,
     Unit,
+    anonymous_parts,
     expr_of,
     frozen_guard,
+    is_default,
+    refuse_other_values,
     shape_comment,
     subst_body,
+    type_hint,
 )
 from .templates import render
 
@@ -234,7 +238,7 @@ class TorchEmitter(Emitter):
         self.helpers: set[str] = set()
         self.facts = _Facts(program.classes)
         self.devices: set[str] = set()
-        self.parts = _parts(program)
+        self.parts = anonymous_parts(program)
         classes = [self._class(c) for c in program.classes]
         main = program.main
         builder_params = [self._param_text(p) for p in main.params]
@@ -269,9 +273,9 @@ class TorchEmitter(Emitter):
         )
 
     def _param_text(self, p) -> str:
-        hint = _type_hint(p.value if p.value is not None else p.default)
+        hint = type_hint(p.value if p.value is not None else p.default)
         if p.default is not None and p.value is not None:
-            other = _type_hint(p.default)
+            other = type_hint(p.default)
             if other != hint:  # e.g. p=same by default, a number where it is called
                 hint = " | ".join(sorted({hint, other}, key=lambda h: (h == "str", h)))
         if p.computed is not None:
@@ -369,9 +373,7 @@ class TorchEmitter(Emitter):
             return lines
         (taken, body), = unit.branches.items()
         test = f"not ({cond})" if taken else cond
-        message = fmt.py_str(f"this model was generated for ({cond}) == {taken}; "
-                             "recompile the .net file with netdsl for other values")
-        lines += [f"{pad}if {test}:"] + fmt.statement("raise ", "ValueError", [message], B + 1)
+        lines += [f"{pad}if {test}:"] + refuse_other_values(f"({cond}) == {taken}", B + 1)
         func, args, suffix = self._body_ctor(body, scope, B, where)
         return lines + fmt.statement(target, func, args, B, suffix=suffix)
 
@@ -496,7 +498,7 @@ class TorchEmitter(Emitter):
         e = scope.expr
 
         def kw(name: str, value, default) -> list[str]:
-            if _is_default(value, default):
+            if is_default(value, default):
                 return []
             return [f"{name}={e(value)}"]
 
@@ -508,7 +510,7 @@ class TorchEmitter(Emitter):
             return "nn.Conv2d", args
         if op == "dwconv":
             cin = e(a["in_channels"])
-            out = cin if _is_default(a["m"], 1) else e(a["in_channels"] * a["m"])
+            out = cin if is_default(a["m"], 1) else e(a["in_channels"] * a["m"])
             args = [cin, out, f"kernel_size={e(a['k'])}"]
             args += kw("stride", a["s"], 1) + kw("padding", a["p"], 0) + kw("dilation", a["d"], 1)
             args += [f"groups={cin}"] + kw("bias", a["bias"], True)
@@ -546,8 +548,8 @@ class TorchEmitter(Emitter):
         if op == "bn":
             cls = "nn.BatchNorm2d" if len(node.shape) == 3 else "nn.BatchNorm1d"
             scale = a.get("scale", True)
-            if not _is_default(scale, True):
-                if not _is_default(scale, False):
+            if not is_default(scale, True):
+                if not is_default(scale, False):
                     raise NetdslError("the torch backend needs bn's scale to be true or false "
                                       "where the block is written, not a parameter", node.span)
                 cls = cls[3:] + "NoScale"  # without the scale gamma: a helper class
@@ -639,6 +641,9 @@ class TorchEmitter(Emitter):
                 lines = fmt.statement(prefix, "torch.cat", [f"[{', '.join(args)}]", "1"], indent)
             elif op == "mean":
                 lines = _expression(prefix, f"({' + '.join(args)}) / {len(args)}", indent)
+            elif op == "add" and unit.overwrites and out in args:
+                # one operand is a fresh tensor nothing else reads: add into it
+                lines = _expression(f"{out} += ", args[1 - args.index(out)], indent)
             else:
                 lines = _expression(prefix, (" + " if op == "add" else " * ").join(args), indent)
         else:
@@ -701,66 +706,12 @@ class TorchEmitter(Emitter):
 # ---- helpers -----------------------------------------------------------------------
 
 
-def _parts(program: Program) -> dict[int, tuple[str, str]]:
-    """Docstrings of the anonymous classes: what part of which block each one is."""
-    from ..elaborate import _source_text
-
-    parts: dict[int, tuple[str, str]] = {}
-
-    def visit(units: list[Unit], owner: str) -> None:
-        for u in units:
-            bodies = []
-            if u.kind == "repeat" and u.body is not None:
-                bodies = [(u.body, "One repetition")]
-            elif u.kind == "cond":
-                bodies = [(b, f"The `{'then' if taken else 'else'}` branch")
-                          for taken, b in u.branches.items()]
-            elif u.kind == "module":
-                label = u.scope.label if u.scope is not None else None
-                bodies = [(u.body, f"The part labelled `{label}`" if label else "A part")]
-            for body, what in bodies:
-                if body.kind == "class" and id(body.cls) not in parts:
-                    parts[id(body.cls)] = (f"{what} of {owner}", _source_text(u.scope.span))
-                elif body.kind in ("single", "chain"):
-                    visit(body.units, owner)
-
-    for cls in program.classes:
-        if cls.kind == "network":
-            owner = f"network `{program.network.name}`"
-        elif cls.kind == "block":
-            owner = f"block `{cls.block}`"
-        else:
-            owner = parts.get(id(cls), ("its enclosing block",))[0].split(" of ", 1)[-1]
-        visit(cls.units, owner)
-    return parts
-
 
 def _render(e) -> str | None:
     if e is None:
         return None
     return (expr_of(e) if not isinstance(e, Expr) else e).render()
 
-
-def _is_default(value, default) -> bool:
-    if isinstance(value, Num):
-        return value.is_const and value.value == default and type(value.value) is type(default)
-    if isinstance(value, Tup):
-        return value.is_const and all(v == default for v in value.value)
-    return value == default
-
-
-def _type_hint(value) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, tuple):
-        return "tuple[int, ...]"
-    if isinstance(value, str):
-        return "str"
-    return "int"
 
 
 def _fresh_name(name: str, taken: set) -> str:

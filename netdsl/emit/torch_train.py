@@ -8,29 +8,15 @@ and printed when that part is used, never silently dropped.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 
 from .. import __version__
-from ..errors import NetdslError
 from ..ir import Network
 from . import format as fmt
+from .recipe import check_model_module, recipe_of
 
-# what the script falls back to where the train section is silent
-_FALLBACK = {
-    "optimizer": "sgd",
-    "batch_size": 64,
-    "epochs": 10,
-    "weight_decay": 0.0,
-    "schedule": {"name": "none"},
-    "label_smoothing": 0.0,
-    "aux_weight": 0.3,
-}
-_LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 0.01}
 # modules train.py imports (besides the standard library's): a model file may not hide them
 _SHADOWED = {"torch", "torchvision", "numpy", "sklearn", "train"}
-# the torchvision transforms behind the augment names (train.py maps them)
-_IMPLEMENTED_AUGMENT = {"random_crop", "random_resized_crop", "hflip", "color_jitter", "normalize"}
 
 
 @dataclass
@@ -54,31 +40,8 @@ class TrainContext:
 
 
 def train_context(net: Network, model_module: str) -> TrainContext:
-    if model_module in sys.stdlib_module_names or model_module.lower() in _SHADOWED:
-        raise NetdslError(f"a model file named {model_module}.py would hide the module "
-                          f"'{model_module}' from train.py; give the model another name with -o")
-    train = dict(net.train)
-    recipe = dict(_FALLBACK)
-    recipe.update({k: v for k, v in train.items() if k != "dropout"})
-    recipe.setdefault("lr", _LR.get(recipe["optimizer"], 0.01))
-    if recipe["optimizer"] == "sgd":
-        recipe.setdefault("momentum", 0.9)
-        recipe.setdefault("nesterov", False)
-    elif recipe["optimizer"] == "rmsprop":
-        recipe.setdefault("momentum", 0.0)
-    if "schedule" in train:
-        recipe["schedule"] = dict(train["schedule"])
-    augment = [_augment(a) for a in train.get("augment", [])]
-    recipe["augment"] = augment
-    not_implemented = [f"augment {name}" for name, *_ in augment
-                       if name not in _IMPLEMENTED_AUGMENT]
-    if "dropout" in train:
-        not_implemented.append(f"dropout {train['dropout']} (the model's dropout layers "
-                               "set their own rates)")
-    order = ["optimizer", "lr", "momentum", "weight_decay", "nesterov", "betas", "eps", "alpha",
-             "schedule", "batch_size", "epochs", "aux_weight", "label_smoothing", "augment"]
-    recipe = {k: recipe[k] for k in order if k in recipe}
-    defaults = {k for k in recipe if k not in train}
+    check_model_module(model_module, _SHADOWED)
+    recipe = recipe_of(net)
     main = net.main_output.node
     placed = any(n.device is not None for n in net.nodes())
     imports = ["INPUT_SHAPE", "build_model"]
@@ -96,13 +59,13 @@ def train_context(net: Network, model_module: str) -> TrainContext:
         model_import=_import_line(model_module, imports),
         placed=placed,
         devices_param=fmt.py_str(_fresh("devices", set(net.params))),
-        recipe=_dict_lines("RECIPE = ", recipe, defaults),
+        recipe=recipe.lines(),
         classes_param=fmt.py_str(classes) if classes else None,
         output_features=main.out_shape[0] if len(main.out_shape) == 1 else 0,
         flat_input=len(next(iter(net.inputs.values())).out_shape) == 1,
         softmax_output=main.op == "softmax",
         aux_outputs=sum(1 for o in net.outputs if o.train_only),
-        not_implemented=[fmt.py_str(item) for item in not_implemented],
+        not_implemented=[fmt.py_str(item) for item in recipe.not_implemented],
     )
 
 
@@ -111,53 +74,6 @@ def _import_line(module: str, names: list[str]) -> str:
     if len(one) <= fmt.LINE:
         return one
     return "\n".join([f"from {module} import ("] + [f"    {n}," for n in names] + [")"])
-
-
-def _augment(entry: dict) -> tuple:
-    """{"name": "random_crop", "args": [32], "padding": 4} -> ("random_crop", 32, {"padding": 4})."""
-    args = [tuple(a) if isinstance(a, list) else a for a in entry.get("args", [])]
-    options = {k: (tuple(v) if isinstance(v, list) else v) for k, v in entry.items()
-               if k not in ("name", "args")}
-    return (entry["name"], *args) + ((options,) if options else ())
-
-
-def _python(value) -> str:
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{fmt.py_str(k)}: {_python(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_python(v) for v in value) + "]"
-    if isinstance(value, tuple):
-        inner = ", ".join(_python(v) for v in value)
-        return f"({inner},)" if len(value) == 1 else f"({inner})"
-    return fmt.literal(value)
-
-
-def _dict_lines(prefix: str, value: dict, defaults: set) -> list[str]:
-    """A module-level dict, one key per line with a trailing comma (black's layout);
-    the keys in `defaults` are marked as netdsl's choices."""
-    lines = [prefix + "{"]
-    for key, item in value.items():
-        entry = _item(f"{fmt.py_str(key)}: ", item, 1)
-        if key in defaults and len(entry[-1]) + len("  # netdsl's default") <= fmt.LINE:
-            entry[-1] += "  # netdsl's default"
-        lines += entry
-    return lines + ["}"]
-
-
-def _item(prefix: str, value, indent: int) -> list[str]:
-    pad = fmt.INDENT * indent
-    one = f"{pad}{prefix}{_python(value)},"
-    if len(one) <= fmt.LINE or not isinstance(value, (dict, list, tuple)) or not value:
-        return [one]
-    if isinstance(value, dict):
-        open_, close, items = "{", "}", [(f"{fmt.py_str(k)}: ", v) for k, v in value.items()]
-    else:
-        open_, close = ("[", "]") if isinstance(value, list) else ("(", ")")
-        items = [("", v) for v in value]
-    lines = [f"{pad}{prefix}{open_}"]
-    for p, v in items:
-        lines += _item(p, v, indent + 1)
-    return lines + [f"{pad}{close},"]
 
 
 def _fresh(name: str, taken: set) -> str:
