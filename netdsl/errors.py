@@ -43,8 +43,14 @@ class SourceRegistry:
         text = cls._texts.get(file)
         if text is None:
             return None
-        lines = text.splitlines()
+        lines = source_lines(text)
         return lines[line - 1] if 0 < line <= len(lines) else None
+
+
+def source_lines(text: str) -> list[str]:
+    """The file's lines as the parser numbers them: only "\\n" ends a line (str.splitlines
+    would also split at \\u2028, form feeds and lone "\\r", and point carets at the wrong line)."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
 
 
 @dataclass

@@ -16,7 +16,7 @@ from lark.exceptions import (
 )
 
 from . import ast
-from .errors import NetdslError, SourceRegistry, Span
+from .errors import NetdslError, SourceRegistry, Span, source_lines
 from .resources import grammar_path
 
 # Newlines are dropped after these tokens (the statement obviously goes on) ...
@@ -397,7 +397,7 @@ def _syntax_error(e: UnexpectedInput, path: str, text: str) -> NetdslError:
         expected = sorted({_describe(t) for t in e.expected if t != "COMMENT"})
         span = Span(path, line, column, token.end_line or line,
                     (token.end_column or column + 1) if token.type != "_NL" else column + 1)
-        lines = text.splitlines()
+        lines = source_lines(text)
         source_line = lines[line - 1] if 0 < line <= len(lines) else ""
         hint = _syntax_hint(token, e.expected, source_line)
         listing = ", ".join(expected[:12]) + (", ..." if len(expected) > 12 else "")

@@ -50,6 +50,25 @@ def test_syntax_error_expected_one_of_in_netdsl_terms():
     )
 
 
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x0c", "\x1c", "\x85"])
+def test_the_excerpt_is_the_located_line_whatever_unicode_calls_a_line_break(separator):
+    """Only "\\n" ends a line for the parser; a separator inside a comment stays on its line."""
+    src = f"network n:  # a{separator}comment\n    input 3x8x8\n    conv3 16 + maxpol2\n"
+    assert report(src).splitlines()[:2] == [
+        "err.net:3:16: unknown layer, block or name 'maxpol2'",
+        "        conv3 16 + maxpol2",
+    ]
+
+
+def test_windows_line_endings_keep_lines_and_columns():
+    src = NET.replace("\n", "\r\n") + "    conv3 16 + maxpol2\r\n"
+    assert report(src).splitlines()[:3] == [
+        "err.net:3:16: unknown layer, block or name 'maxpol2'",
+        "        conv3 16 + maxpol2",
+        "                   ^~~~~~~",
+    ]
+
+
 # ---- unknown names ------------------------------------------------------------------------------
 
 
