@@ -101,9 +101,37 @@ def test_a_block_repeated_zero_times_by_a_parameter_refuses_other_counts_in_lint
             conv1 c
     """))
     check_backends(net)
+    assert_formatted(net, tmp_path)
+
+
+def test_an_argument_too_long_for_its_line_is_split_like_ruff_splits_it(tmp_path):
+    """Found by the deep run: `groups=c if n > 0 else ...` longer than a line was written
+    on one line; ruff splits it before `if`, `else` and the loosest operators."""
+    net = _compile(program("grouped(8, 2) + grouped(8, 0)", shape="8x16x16", blocks="""
+        block grouped(channels_of_the_block, number_of_repeats=1) =
+            conv3 channels_of_the_block g=(if number_of_repeats > 0 then channels_of_the_block
+                else channels_of_the_block * (number_of_repeats + 1) // (number_of_repeats + 1))
+    """))
+    check_backends(net)
+    assert "            if number_of_repeats > 0\n" in torch_source(net)
+    assert_formatted(net, tmp_path)
+
+
+def test_labelled_parts_alike_but_for_their_input_channels_are_two_classes():
+    """Found by the deep run: `(...) as lbl1 + (...) as lbl2` with the same layers on 1 and
+    on 3 channels became one class (a conditional's branches hid the difference), so the
+    second part's convolution expected 1 channel: PyTorch counted 36 parameters, not 38."""
+    part = "([if width > 4 then conv1 1 else id] + [if in.c == 1 then conv1 3 else id])"
+    net = _compile(program(f"tanh + {part} as lbl1 + {part} as lbl2\ngap + fc classes",
+                           shape="1x8x8").replace("classes=5", "classes=5, width=8"))
+    assert net.total_params == 38
+    check_backends(net)
+
+
+def assert_formatted(net, folder) -> None:
     for name, source in (("t.py", torch_source(net)), ("k.py", keras_source(net))):
-        (tmp_path / name).write_text(source)
+        (folder / name).write_text(source)
     ruff = shutil.which("ruff") or pytest.skip("ruff is not on PATH")
-    done = subprocess.run([ruff, "format", "--check", "--isolated", str(tmp_path)],
+    done = subprocess.run([ruff, "format", "--check", "--isolated", str(folder)],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout

@@ -83,7 +83,11 @@ class Unit:
     def key(self) -> tuple:
         base = (self.kind, self.attr, tuple(self.inputs), self.output,
                 self.device if self.placed else None, self.train_only)
-        if self.kind in ("layer", "merge"):
+        if self.kind == "layer":  # the input's channels size the weights (not an attribute)
+            channels = tuple(_render(shape[0]) if shape else None
+                             for shape in self.node.in_shapes)
+            return base + (self.node.op, _attrs_key(self.node), channels)
+        if self.kind == "merge":
             return base + (self.node.op, _attrs_key(self.node))
         if self.kind == "call":
             return base + (id(self.cls), tuple((k, _render(v)) for k, v in self.args))
@@ -220,7 +224,7 @@ class ModelBuilder:
         # they tap it, in DSL order (False); variables are allocated in that order
         self.train_last = train_last
         self.variants: dict[str, list[ClassModel]] = {}
-        self.anonymous: dict[tuple, ClassModel] = {}
+        self.anonymous: dict[tuple, list[ClassModel]] = {}  # structure key -> variants
         self.order: list[ClassModel] = []
         # class names: not those of module-level names, helper classes or build_model's
         # parameters (`return N(N=N)` would call the parameter)
@@ -247,11 +251,10 @@ class ModelBuilder:
                 if variant.merge(model):
                     return variant
         elif kind == "anonymous":
-            key = model.key()
-            if key in self.anonymous:
-                existing = self.anonymous[key]
-                existing.merge(model)
-                return existing
+            # the same structure may still differ inside a conditional's branches
+            for variant in self.anonymous.get(model.key(), []):
+                if variant.merge(model):
+                    return variant
         # a new class: work out what only its first instance needs to tell
         model.params, model.uses_in_channels, model.renames = self._params(scope, kind, units,
                                                                            own_loop)
@@ -265,7 +268,7 @@ class ModelBuilder:
             self.variants[scope.block].append(model)
         else:
             model.name = self._unique(class_name(name_hint))
-            self.anonymous[model.key()] = model
+            self.anonymous.setdefault(model.key(), []).append(model)
         self.order.append(model)
         return model
 

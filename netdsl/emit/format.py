@@ -2,10 +2,15 @@
 
 Generated files must pass `ruff format --check` as they are written, so long
 calls are split the way black splits them: first the arguments on one
-indented line, else one argument per line with a trailing comma.
+indented line, else one argument per line with a trailing comma; an argument
+still too long for its line is split before its outermost `if`/`else` or
+operators, as ruff does.
 """
 
 from __future__ import annotations
+
+import ast
+import re
 
 LINE = 88
 INDENT = "    "
@@ -28,16 +33,20 @@ def statement(prefix: str, func: str, args: list[str], indent: int, suffix: str 
     joined = f"{inner}{', '.join(args)}"
     if not explode and len(joined) <= LINE and "\n" not in joined:
         return [f"{pad}{prefix}{func}(", joined, f"{pad}){suffix}"]
-    lines = [f"{pad}{prefix}{func}("]
+    return [f"{pad}{prefix}{func}(", *argument_lines(args, indent + 1), f"{pad}){suffix}"]
+
+
+def argument_lines(args: list[str], indent: int) -> list[str]:
+    """One argument per line at `indent` levels, each with its trailing comma."""
+    inner = INDENT * indent
+    lines = []
     for arg in args:
-        if "\n" in arg:
+        if "\n" in arg:  # a nested call, already laid out
             first, *rest = arg.split("\n")
-            lines.append(f"{inner}{first}")
-            lines.extend(rest[:-1])
-            lines.append(f"{rest[-1]},")
+            lines += [f"{inner}{first}", *rest[:-1], f"{rest[-1]},"]
         else:
-            lines.append(f"{inner}{arg},")
-    lines.append(f"{pad}){suffix}")
+            pieces = split_argument(arg, len(inner))
+            lines += [inner + piece for piece in pieces[:-1]] + [f"{inner}{pieces[-1]},"]
     return lines
 
 
@@ -49,6 +58,100 @@ def nested_call(func: str, args: list[str], indent: int) -> str:
     lines = statement("", func, args, indent + 1)
     text = "\n".join(lines)
     return text.lstrip()
+
+
+_KEYWORD = re.compile(r"[A-Za-z_]\w*=(?!=)")
+# binary operators from the loosest binding; ruff splits before the loosest ones first
+_PRIORITY = {ast.BitOr: 0, ast.BitXor: 1, ast.BitAnd: 2, ast.LShift: 3, ast.RShift: 3,
+             ast.Add: 4, ast.Sub: 4, ast.Mult: 5, ast.Div: 5, ast.FloorDiv: 5, ast.Mod: 5,
+             ast.MatMult: 5, ast.Pow: 6}
+
+
+def split_argument(arg: str, indent: int) -> list[str]:
+    """A call argument (`name=expr` or `expr`) as the lines ruff gives it at `indent`
+    columns when `arg,` does not fit: split before the outermost `if` and `else` of a
+    conditional expression, or before the loosest binary operators, again for any
+    piece still too long."""
+    if indent + len(arg) + 1 <= LINE:
+        return [arg]
+    keyword = _KEYWORD.match(arg)
+    head = keyword.group(0) if keyword else ""
+    try:
+        tree = ast.parse(arg[len(head):], mode="eval").body
+    except SyntaxError:
+        return [arg]
+    pieces = _split(arg[len(head):], tree, indent, len(head))
+    return [head + pieces[0], *pieces[1:]]
+
+
+def _split(text: str, node: ast.expr, indent: int, lead: int) -> list[str]:
+    """The source of `node` (a part of the one-line expression `text`) as lines of at
+    most LINE - indent columns where it can be split; `lead` columns come before its
+    first line."""
+    source = _source(text, node)
+    if lead + len(source) + 1 <= LINE - indent:
+        return [source]
+    if _parenthesized(text, node):  # split inside its parentheses, one level deeper
+        inner = _split_bare(text, node, indent + len(INDENT), 0)
+        return ["(", *(INDENT + line for line in inner), ")"] if len(inner) > 1 else [source]
+    return _split_bare(text, node, indent, lead)
+
+
+def _split_bare(text: str, node: ast.expr, indent: int, lead: int) -> list[str]:
+    if isinstance(node, ast.IfExp):  # `a if p else b if q else c`: one chain
+        pieces = _split(text, node.body, indent, lead)
+        while True:
+            pieces += _prefixed("if ", text, node.test, indent)
+            rest = node.orelse
+            if not isinstance(rest, ast.IfExp) or _parenthesized(text, rest):
+                return pieces + _prefixed("else ", text, rest, indent)
+            pieces += _prefixed("else ", text, rest.body, indent)
+            node = rest
+    if isinstance(node, ast.BinOp):
+        operands, operators = _chain(node)
+        pieces = _split(text, operands[0], indent, lead)
+        for op, operand in zip(operators, operands[1:]):
+            pieces += _prefixed(_SYMBOL[type(op)] + " ", text, operand, indent)
+        return pieces
+    return [text[node.col_offset:node.end_col_offset]]
+
+
+def _prefixed(prefix: str, text: str, node: ast.expr, indent: int) -> list[str]:
+    pieces = _split(text, node, indent, len(prefix))
+    return [prefix + pieces[0], *pieces[1:]]
+
+
+_SYMBOL = {ast.BitOr: "|", ast.BitXor: "^", ast.BitAnd: "&", ast.LShift: "<<",
+           ast.RShift: ">>", ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/",
+           ast.FloorDiv: "//", ast.Mod: "%", ast.MatMult: "@", ast.Pow: "**"}
+
+
+def _chain(node: ast.BinOp) -> tuple[list[ast.expr], list[ast.operator]]:
+    """`a - b + c * d` -> [a, b, c * d], [-, +]: the operands of the loosest operators."""
+    level = _PRIORITY[type(node.op)]
+    operands: list[ast.expr] = [node.right]
+    operators: list[ast.operator] = [node.op]
+    left = node.left
+    while isinstance(left, ast.BinOp) and _PRIORITY[type(left.op)] == level:
+        operands.insert(0, left.right)
+        operators.insert(0, left.op)
+        left = left.left
+    return [left, *operands], operators
+
+
+def _source(text: str, node: ast.expr) -> str:
+    """The source of `node` within the one-line `text`, with its own parentheses."""
+    start, end = node.col_offset, node.end_col_offset
+    while start > 0 and text[start - 1] == "(" and text[end:end + 1] == ")":
+        start, end = start - 1, end + 1
+    return text[start:end]
+
+
+def _parenthesized(text: str, node: ast.expr) -> bool:
+    """Whether `node` has parentheses of its own. An operand of an operator or of `if`
+    cannot be a call's argument, so a "(" just before it opens its own group."""
+    return text[node.col_offset - 1:node.col_offset] == "(" \
+        and text[node.end_col_offset:node.end_col_offset + 1] == ")"
 
 
 def py_str(text: str) -> str:

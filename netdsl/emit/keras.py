@@ -1151,7 +1151,7 @@ def _statement(target: str, func: str, args: list[str], trailer: str, indent: in
         lines = [f"{pad}{target} = {func}(", joined, tail]
     else:
         # one argument per line; the trailing comma keeps ruff from joining them again
-        lines = [f"{pad}{target} = {func}("] + [f"{inner}{arg}," for arg in args] + [tail]
+        lines = [f"{pad}{target} = {func}(", *fmt.argument_lines(args, indent + 1), tail]
         if len(tail) > LINE:
             raise NetdslError(f"cannot lay out a statement for {func}: its inputs are too long")
     return _with_comment(lines, comment, indent)
