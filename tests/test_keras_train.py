@@ -73,3 +73,38 @@ def test_lenet5_learns_digits(tmp_path):
     accuracy = float(re.search(r"test accuracy ([\d.]+)%", out).group(1))
     print(f"LeNet-5 on digits: test accuracy {accuracy}%")
     assert accuracy >= 95.0
+
+
+# ---- cutout and mixup ----------------------------------------------------------------------
+
+AUGMENTED = AUX_NET.replace("epochs 2", "epochs 2\n    augment hflip cutout(4) mixup(0.2)")
+
+
+def test_cutout_and_mixup(tmp_path):
+    need("keras")
+    import importlib.util
+
+    import numpy as np
+
+    write(compile_text(AUGMENTED), tmp_path)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        spec = importlib.util.spec_from_file_location("train_augmented", tmp_path / "train.py")
+        train = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(train)
+    finally:
+        sys.path.remove(str(tmp_path))
+    rng = np.random.default_rng(0)
+    out = train.cutout(np.ones((200, 9, 9, 3), "float32"), 4, rng)
+    zero = out[..., 0] == 0
+    assert ((out == 0).all(-1) == (out == 0).any(-1)).all() and (out[out != 0] == 1).all()
+    sizes = {int(image.sum()) for image in zero}
+    assert 16 in sizes and min(sizes) < 16 and all(image.sum() <= 16 for image in zero)
+    x, y = rng.standard_normal((8, 4), dtype="float32"), np.eye(8, dtype="float32")
+    mixed, labels = train.mixup(x, (y, y), 0.2, rng)  # one label array per output
+    # one-hot labels blend into lam * I + (1 - lam) * P (P the shuffle), and so must inputs
+    assert np.array_equal(labels[0], labels[1]) and np.allclose(labels[0].sum(1), 1)
+    assert np.allclose(mixed, labels[0] @ x, atol=1e-6)
+    out = run(tmp_path, "--steps", "2", "--samples", "32", "--verbose", "0")
+    assert "augment: cutout 4 px, mixup alpha 0.2" in out
+    assert "not done by train.py" not in out

@@ -186,3 +186,67 @@ def test_model_name_that_would_hide_a_module(tmp_path):
     for name in ("random", "torch", "time"):
         with pytest.raises(NetdslError, match=f"would hide the module '{name}'"):
             TorchEmitter().emit_train(net, name)
+
+
+# ---- cutout and mixup ----------------------------------------------------------------------
+
+AUGMENTED = """
+network aug(classes=4):
+    input 3x16x16
+    conv3 8 + bn + relu + maxpool2
+    output aux @train = gap + fc classes
+    conv3 16 + relu + gap + fc classes
+
+train:
+    augment hflip cutout(4) mixup(alpha=0.2)
+"""
+
+
+def load_script(script):
+    """The generated train.py as a module (its model module imported from beside it)."""
+    import importlib.util
+
+    sys.path.insert(0, str(script.parent))
+    try:
+        spec = importlib.util.spec_from_file_location(f"train_{script.parent.name}", script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(script.parent))
+    return module
+
+
+def test_cutout_zeroes_one_square_per_image_clipped_at_the_borders(tmp_path):
+    train = load_script(write(tmp_path, "aug", source=AUGMENTED))
+    torch.manual_seed(0)
+    out = train.cutout(torch.ones(200, 3, 9, 9), 4)
+    zero = out == 0
+    assert torch.equal(zero.all(1), zero.any(1))  # every channel the same
+    assert (out[~zero] == 1).all()
+    areas = set()
+    for image in zero[:, 0]:
+        rows = image.any(1).nonzero().flatten().tolist()
+        cols = image.any(0).nonzero().flatten().tolist()
+        assert int(image.sum()) == len(rows) * len(cols)  # one full rectangle
+        for kept, side in ((rows, 9), (cols, 9)):
+            assert kept == list(range(kept[0], kept[-1] + 1))
+            assert len(kept) == 4 or kept[0] == 0 or kept[-1] == side - 1  # clipped
+        areas.add(len(rows) * len(cols))
+    assert 16 in areas and min(areas) < 16
+
+
+def test_mixup_blends_the_batch_with_a_shuffled_copy(tmp_path):
+    train = load_script(write(tmp_path, "aug", source=AUGMENTED))
+    torch.manual_seed(1)
+    x, y = torch.randn(8, 3, 4, 4), torch.arange(8)
+    mixed, other, lam = train.mixup(x, y, 0.2)
+    assert 0.0 <= lam <= 1.0 and sorted(other.tolist()) == list(range(8))
+    assert torch.allclose(mixed, lam * x + (1 - lam) * x[other])
+
+
+def test_cutout_and_mixup_train_and_say_so(tmp_path):
+    out = run(write(tmp_path, "aug", source=AUGMENTED), "--steps", "2", "--batch-size", "8",
+              "--samples", "32", "--channels-last")
+    assert "augment: cutout 4 px, mixup alpha 0.2" in out
+    assert "not done by train.py" not in out
+    assert "step 2" in out

@@ -29,7 +29,7 @@ _FALLBACK = {
 _LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 0.01}
 # the augment names both scripts map to a transform (torchvision) or layer (Keras)
 IMPLEMENTED_AUGMENT = {"random_crop", "random_resized_crop", "hflip", "color_jitter",
-                       "normalize"}
+                       "normalize", "cutout", "mixup"}
 _ORDER = ["optimizer", "lr", "momentum", "weight_decay", "nesterov", "betas", "eps", "alpha",
           "schedule", "batch_size", "epochs", "aux_weight", "label_smoothing", "augment"]
 _CHOSEN = "  # netdsl's default"
