@@ -61,10 +61,12 @@ def nested_call(func: str, args: list[str], indent: int) -> str:
 
 
 _KEYWORD = re.compile(r"[A-Za-z_]\w*=(?!=)")
-# binary operators from the loosest binding; ruff splits before the loosest ones first
-_PRIORITY = {ast.BitOr: 0, ast.BitXor: 1, ast.BitAnd: 2, ast.LShift: 3, ast.RShift: 3,
-             ast.Add: 4, ast.Sub: 4, ast.Mult: 5, ast.Div: 5, ast.FloorDiv: 5, ast.Mod: 5,
-             ast.MatMult: 5, ast.Pow: 6}
+# binary operators: their symbol and how tightly they bind (ruff splits before the
+# loosest ones first)
+_OPERATORS = {ast.BitOr: ("|", 0), ast.BitXor: ("^", 1), ast.BitAnd: ("&", 2),
+              ast.LShift: ("<<", 3), ast.RShift: (">>", 3), ast.Add: ("+", 4),
+              ast.Sub: ("-", 4), ast.Mult: ("*", 5), ast.Div: ("/", 5), ast.FloorDiv: ("//", 5),
+              ast.Mod: ("%", 5), ast.MatMult: ("@", 5), ast.Pow: ("**", 6)}
 
 
 def split_argument(arg: str, indent: int) -> list[str]:
@@ -111,7 +113,7 @@ def _split_bare(text: str, node: ast.expr, indent: int, lead: int) -> list[str]:
         operands, operators = _chain(node)
         pieces = _split(text, operands[0], indent, lead)
         for op, operand in zip(operators, operands[1:]):
-            pieces += _prefixed(_SYMBOL[type(op)] + " ", text, operand, indent)
+            pieces += _prefixed(_OPERATORS[type(op)][0] + " ", text, operand, indent)
         return pieces
     return [text[node.col_offset:node.end_col_offset]]
 
@@ -121,18 +123,13 @@ def _prefixed(prefix: str, text: str, node: ast.expr, indent: int) -> list[str]:
     return [prefix + pieces[0], *pieces[1:]]
 
 
-_SYMBOL = {ast.BitOr: "|", ast.BitXor: "^", ast.BitAnd: "&", ast.LShift: "<<",
-           ast.RShift: ">>", ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/",
-           ast.FloorDiv: "//", ast.Mod: "%", ast.MatMult: "@", ast.Pow: "**"}
-
-
 def _chain(node: ast.BinOp) -> tuple[list[ast.expr], list[ast.operator]]:
     """`a - b + c * d` -> [a, b, c * d], [-, +]: the operands of the loosest operators."""
-    level = _PRIORITY[type(node.op)]
+    level = _OPERATORS[type(node.op)][1]
     operands: list[ast.expr] = [node.right]
     operators: list[ast.operator] = [node.op]
     left = node.left
-    while isinstance(left, ast.BinOp) and _PRIORITY[type(left.op)] == level:
+    while isinstance(left, ast.BinOp) and _OPERATORS[type(left.op)][1] == level:
         operands.insert(0, left.right)
         operators.insert(0, left.op)
         left = left.left
