@@ -36,6 +36,8 @@ _SCHEMA = {
 _ALIASES = {"batch": "batch_size", "wd": "weight_decay", "decay": "weight_decay",
             "every": "step"}
 _CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "augment": AUGMENTATIONS}
+# augmentations whose one argument netdsl checks: name -> (its keyword, its kind)
+_AUGMENT_ARGUMENT = {"cutout": ("size", "int"), "mixup": ("alpha", "positive")}
 
 
 MAX_NUMBER = 2**62  # as elaborate.Limits.max_int: train.py gets every value as a literal
@@ -73,6 +75,8 @@ def _literal(expr: ast.Expr):
 def _check(kind: str, value, span, what: str):
     ok = {
         "number": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "positive": isinstance(value, (int, float)) and not isinstance(value, bool)
+        and value > 0,
         "int": isinstance(value, int) and not isinstance(value, bool) and value > 0,
         "bool": isinstance(value, bool),
         "name": isinstance(value, str),
@@ -80,10 +84,25 @@ def _check(kind: str, value, span, what: str):
         "any": True,
     }[kind]
     if not ok:
-        expected = {"number": "a number", "int": "a positive integer", "bool": "true or false",
-                    "name": "a name"}[kind]
+        expected = {"number": "a number", "positive": "a positive number",
+                    "int": "a positive integer", "bool": "true or false", "name": "a name"}[kind]
         raise NetdslError(f"train: {what} must be {expected}, got {value!r}", span)
     return value
+
+
+def _check_augment_argument(call: ast.Call) -> None:
+    """`cutout(16)` / `cutout(size=16)`, `mixup(0.2)` / `mixup(alpha=0.2)`: one value."""
+    keyword, kind = _AUGMENT_ARGUMENT[call.name]
+    values = [(arg, arg.span) for arg in call.args]
+    for name, value, span in call.kwargs:
+        if name != keyword:
+            raise NetdslError(f"train: {call.name} has no option '{name}'", span,
+                              hint=did_you_mean(name, [keyword]) or f"options: {keyword}")
+        values.append((value, span))
+    if len(values) > 1:
+        raise NetdslError(f"train: '{call.name}' takes one value", call.span)
+    for value, span in values:
+        _check(kind, _literal(value), span, f"{call.name} {keyword}")
 
 
 def build_train_config(section: ast.TrainDef | None) -> dict:
@@ -108,6 +127,8 @@ def build_train_config(section: ast.TrainDef | None) -> dict:
                     raise NetdslError(f"train: unknown augmentation '{name}'", node.span,
                                       hint=did_you_mean(str(name), AUGMENTATIONS)
                                       or "known: " + ", ".join(AUGMENTATIONS))
+                if isinstance(node, ast.Call) and name in _AUGMENT_ARGUMENT:
+                    _check_augment_argument(node)
                 items.append(arg if isinstance(arg, dict) else {"name": arg, "args": []})
             continue
         if len(args) != 1:

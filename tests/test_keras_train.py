@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 
+import pytest
 from conftest import ARCHITECTURES, compile_text, need
 
 from netdsl import compile_file
@@ -77,34 +79,105 @@ def test_lenet5_learns_digits(tmp_path):
 
 # ---- cutout and mixup ----------------------------------------------------------------------
 
-AUGMENTED = AUX_NET.replace("epochs 2", "epochs 2\n    augment hflip cutout(4) mixup(0.2)")
+AUGMENTED = AUX_NET.replace("epochs 2", """epochs 2
+    label_smoothing 0.1
+    augment hflip cutout(4) mixup(0.2)""")
 
 
-def test_cutout_and_mixup(tmp_path):
-    need("keras")
+def load_script(folder):
+    """The generated train.py as a module (its model module imported from beside it)."""
     import importlib.util
+
+    sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location("train_augmented", folder / "train.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(folder))
+    return module
+
+
+def test_cutout_zeroes_the_square_around_each_centre_clipped_at_the_borders(tmp_path):
+    need("keras")
+    from types import SimpleNamespace
 
     import numpy as np
 
     write(compile_text(AUGMENTED), tmp_path)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        spec = importlib.util.spec_from_file_location("train_augmented", tmp_path / "train.py")
-        train = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(train)
-    finally:
-        sys.path.remove(str(tmp_path))
-    rng = np.random.default_rng(0)
-    out = train.cutout(np.ones((200, 9, 9, 3), "float32"), 4, rng)
-    zero = out[..., 0] == 0
-    assert ((out == 0).all(-1) == (out == 0).any(-1)).all() and (out[out != 0] == 1).all()
-    sizes = {int(image.sum()) for image in zero}
-    assert 16 in sizes and min(sizes) < 16 and all(image.sum() <= 16 for image in zero)
-    x, y = rng.standard_normal((8, 4), dtype="float32"), np.eye(8, dtype="float32")
-    mixed, labels = train.mixup(x, (y, y), 0.2, rng)  # one label array per output
-    # one-hot labels blend into lam * I + (1 - lam) * P (P the shuffle), and so must inputs
-    assert np.array_equal(labels[0], labels[1]) and np.allclose(labels[0].sum(1), 1)
-    assert np.allclose(mixed, labels[0] @ x, atol=1e-6)
-    out = run(tmp_path, "--steps", "2", "--samples", "32", "--verbose", "0")
+    train = load_script(tmp_path)
+    x = np.random.default_rng(0).uniform(1, 2, (3, 9, 9, 3)).astype("float32")
+    # (row, column) centres: a corner, the middle, the bottom edge; rows drawn first
+    draws = iter([np.array([0, 4, 8]).reshape(3, 1, 1), np.array([0, 4, 3]).reshape(3, 1, 1)])
+    out = train.cutout(x, 4, SimpleNamespace(integers=lambda high, size: next(draws)))
+    assert out.dtype == np.float32
+    assert [int((image == 0).sum()) for image in out] == [2 * 2 * 3, 4 * 4 * 3, 3 * 4 * 3]
+    expected = x.copy()
+    expected[0, 0:2, 0:2] = 0  # rows and columns -2..1, clipped
+    expected[1, 2:6, 2:6] = 0
+    expected[2, 6:9, 1:5] = 0  # rows 6..9, clipped
+    assert np.array_equal(out, expected)
+
+
+def test_mixup_blends_inputs_and_labels_so_the_loss_blends_by_the_same_lam(tmp_path):
+    need("keras")
+    import keras
+    import numpy as np
+
+    write(compile_text(AUGMENTED), tmp_path)
+    train = load_script(tmp_path)
+    x = np.random.default_rng(1).standard_normal((8, 4)).astype("float32")
+    y = np.eye(4, dtype="float32")[np.arange(8) % 4]
+    mixed, labels = train.mixup(x, (y, y), 0.2, np.random.default_rng(0))  # two outputs
+    replay = np.random.default_rng(0)  # lam, then the order, are its first draws
+    lam, order = replay.beta(0.2, 0.2), replay.permutation(8)
+    assert np.allclose(mixed, lam * x + (1 - lam) * x[order])
+    assert np.array_equal(labels[0], labels[1])
+    assert np.allclose(labels[0], lam * y + (1 - lam) * y[order])
+    # the script's loss on the blended labels (label smoothing included) is the paper's
+    ce = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)
+    logits = np.random.default_rng(2).standard_normal((8, 4)).astype("float32")
+    paper = lam * float(ce(y, logits)) + (1 - lam) * float(ce(y[order], logits))
+    assert np.isclose(float(ce(labels[0], logits)), paper, rtol=1e-5)
+
+
+def test_augmented_batches_depend_on_seed_epoch_and_batch_alone(tmp_path):
+    """A run resumed at epoch 1 gets the batches the straight run got in its epoch 1,
+    whatever Keras read before the first epoch began (a look-ahead for shapes)."""
+    need("keras")
+    import numpy as np
+
+    write(compile_text(AUGMENTED), tmp_path)
+    train = load_script(tmp_path)
+    x = np.random.default_rng(0).standard_normal((16, 6, 6, 3)).astype("float32")
+    y = np.eye(4, dtype="float32")[np.arange(16) % 4]
+
+    def epoch(dataset):
+        dataset.on_epoch_begin()
+        return [dataset[i] for i in range(len(dataset))]
+
+    straight = train.Augmented((x, y), 2, 8, 3, 0.2, 0, 0)
+    straight[0]  # Keras' look-ahead
+    first, second = epoch(straight), epoch(straight)
+    resumed = epoch(train.Augmented((x, y), 2, 8, 3, 0.2, 0, 1))
+    for (a, b), (c, d) in zip(second, resumed):
+        assert np.array_equal(a, c) and np.array_equal(b, d)
+    assert not np.array_equal(first[0][0], second[0][0])
+
+
+def test_cutout_and_mixup_train_and_say_so(tmp_path):
+    need("keras")
+    write(compile_text(AUGMENTED), tmp_path)
+    out = run(tmp_path, "--steps", "2", "--samples", "32", "--verbose", "2")
     assert "augment: cutout 4 px, mixup alpha 0.2" in out
     assert "not done by train.py" not in out
+    assert "2/2" in out and "saved small.keras" in out
+
+
+def test_augmented_train_script_is_ruff_clean(tmp_path):
+    ruff = shutil.which("ruff") or pytest.skip("ruff is not on PATH")
+    write(compile_text(AUGMENTED), tmp_path)
+    for command in (["check"], ["format", "--check", "--diff"]):
+        done = subprocess.run([ruff, *command, "--isolated", str(tmp_path / "train.py")],
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr

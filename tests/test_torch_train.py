@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -198,6 +199,7 @@ network aug(classes=4):
     conv3 16 + relu + gap + fc classes
 
 train:
+    label_smoothing 0.1
     augment hflip cutout(4) mixup(alpha=0.2)
 """
 
@@ -216,37 +218,104 @@ def load_script(script):
     return module
 
 
-def test_cutout_zeroes_one_square_per_image_clipped_at_the_borders(tmp_path):
+def scripted(*draws: int):
+    """A stand-in for random.Random whose randrange returns `draws` in turn."""
+    from types import SimpleNamespace
+
+    values = iter(draws)
+    return SimpleNamespace(randrange=lambda n: next(values))
+
+
+@pytest.mark.parametrize("augment, message, column", [
+    ("cutout(0)", "train: cutout size must be a positive integer, got 0", 20),
+    ("cutout(size=2.5)", "train: cutout size must be a positive integer, got 2.5", 20),
+    ("cutout(length=16)", "train: cutout has no option 'length'", 20),
+    ("cutout(8, size=8)", "train: 'cutout' takes one value", 13),
+    ("mixup(-0.2)", "train: mixup alpha must be a positive number, got -0.2", 19),
+    ("mixup(alpa=0.2)", "train: mixup has no option 'alpa'", 19),
+])
+def test_cutout_and_mixup_arguments_are_checked_when_compiling(augment, message, column):
+    with pytest.raises(NetdslError) as error:
+        compile_text(f"network n:\n    input 3x8x8\n    conv3 4\ntrain:\n    augment {augment}\n")
+    assert error.value.message == message
+    assert (error.value.span.line, error.value.span.column) == (5, column)
+
+
+def test_cutout_zeroes_the_square_around_each_centre_clipped_at_the_borders(tmp_path):
+    train = load_script(write(tmp_path, "aug", source=AUGMENTED))
+    x = (torch.rand(3, 3, 9, 9) + 1).contiguous(memory_format=torch.channels_last)
+    # (row, column) centres: a corner, the middle, the bottom edge
+    out = train.cutout(x, 4, scripted(0, 0, 4, 4, 8, 3))
+    assert [int((image == 0).sum()) for image in out] == [3 * 2 * 2, 3 * 4 * 4, 3 * 3 * 4]
+    expected = x.clone()
+    expected[0, :, 0:2, 0:2] = 0  # rows and columns -2..1, clipped
+    expected[1, :, 2:6, 2:6] = 0
+    expected[2, :, 6:9, 1:5] = 0  # rows 6..9, clipped
+    assert torch.equal(out, expected)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    odd = train.cutout(torch.ones(1, 1, 9, 9), 3, scripted(4, 4))  # an odd side: 3x3 exactly
+    assert torch.equal((odd == 0).nonzero()[:, 2:].unique(), torch.tensor([3, 4, 5]))
+    assert int((odd == 0).sum()) == 9
+
+
+def test_mixup_blends_inputs_and_losses_by_the_same_lam(tmp_path, monkeypatch):
     train = load_script(write(tmp_path, "aug", source=AUGMENTED))
     torch.manual_seed(0)
-    out = train.cutout(torch.ones(200, 3, 9, 9), 4)
-    zero = out == 0
-    assert torch.equal(zero.all(1), zero.any(1))  # every channel the same
-    assert (out[~zero] == 1).all()
-    areas = set()
-    for image in zero[:, 0]:
-        rows = image.any(1).nonzero().flatten().tolist()
-        cols = image.any(0).nonzero().flatten().tolist()
-        assert int(image.sum()) == len(rows) * len(cols)  # one full rectangle
-        for kept, side in ((rows, 9), (cols, 9)):
-            assert kept == list(range(kept[0], kept[-1] + 1))
-            assert len(kept) == 4 or kept[0] == 0 or kept[-1] == side - 1  # clipped
-        areas.add(len(rows) * len(cols))
-    assert 16 in areas and min(areas) < 16
+    x = torch.randn(8, 3, 4, 4).contiguous(memory_format=torch.channels_last)
+    index = torch.arange(8)
+    mixed, order, lam = train.mixup(x, index, 0.2, train.batch_random(0, 0, 0))
+    assert 0.0 < lam < 1.0 and sorted(order.tolist()) == list(range(8))
+    assert torch.allclose(mixed, lam * x + (1 - lam) * x[order])
+    assert mixed.is_contiguous(memory_format=torch.channels_last)
+    # the loss: lam times the cross-entropy against y plus 1 - lam times that against
+    # y[order], for the main output and (weighted) the aux one, label smoothing included
+    y = index % 4
+    outputs = (torch.randn(8, 4), torch.randn(8, 4))
+
+    def ce(out, target):
+        return torch.nn.functional.cross_entropy(out, target, label_smoothing=0.1)
+
+    expected = sum(weight * (lam * ce(out, y) + (1 - lam) * ce(out, y[order]))
+                   for out, weight in zip(outputs, (1.0, 0.3)))
+    criterion = train.Loss(0.3, 0.1)
+    assert torch.allclose(criterion.mixed(outputs, y, y[order], lam), expected)
+    monkeypatch.setattr(train, "SOFTMAX_OUTPUT", True)  # a network that ends in softmax
+    probabilities = tuple(out.softmax(1) for out in outputs)
+    assert torch.allclose(criterion.mixed(probabilities, y, y[order], lam), expected)
 
 
-def test_mixup_blends_the_batch_with_a_shuffled_copy(tmp_path):
+def test_batch_randomness_is_per_process_and_per_step(tmp_path):
+    """A function of (seed, rank, step) alone: a resumed run draws what the straight one
+    did, and each torchrun process mixes and cuts its own batch its own way."""
     train = load_script(write(tmp_path, "aug", source=AUGMENTED))
-    torch.manual_seed(1)
-    x, y = torch.randn(8, 3, 4, 4), torch.arange(8)
-    mixed, other, lam = train.mixup(x, y, 0.2)
-    assert 0.0 <= lam <= 1.0 and sorted(other.tolist()) == list(range(8))
-    assert torch.allclose(mixed, lam * x + (1 - lam) * x[other])
+
+    def draws(seed, rank, step):
+        rng = train.batch_random(seed, rank, step)
+        return [rng.random() for _ in range(4)]
+
+    assert draws(0, 0, 7) == draws(0, 0, 7)
+    assert len({str(draws(*key)) for key in [(0, 0, 7), (0, 1, 7), (0, 0, 8), (1, 0, 7)]}) == 4
 
 
-def test_cutout_and_mixup_train_and_say_so(tmp_path):
-    out = run(write(tmp_path, "aug", source=AUGMENTED), "--steps", "2", "--batch-size", "8",
-              "--samples", "32", "--channels-last")
+def test_cutout_and_mixup_train_say_so_and_resume_exactly(tmp_path):
+    script = write(tmp_path, "aug", source=AUGMENTED)
+    common = ["--batch-size", "8", "--samples", "32", "--channels-last"]
+    out = run(script, "--steps", "2", "--checkpoint", "a.pt", *common)
     assert "augment: cutout 4 px, mixup alpha 0.2" in out
     assert "not done by train.py" not in out
-    assert "step 2" in out
+    assert "step 2 loss" in out
+    run(script, "--steps", "5", "--resume", "--checkpoint", "a.pt", *common)
+    run(script, "--steps", "5", "--checkpoint", "b.pt", *common)
+    resumed, straight = saved(tmp_path / "a.pt"), saved(tmp_path / "b.pt")
+    assert resumed["step"] == straight["step"] == 5
+    for name, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][name]), name
+
+
+def test_augmented_train_script_is_ruff_clean(tmp_path):
+    ruff = shutil.which("ruff") or pytest.skip("ruff is not on PATH")
+    write(tmp_path, "aug", source=AUGMENTED)
+    for command in (["check"], ["format", "--check", "--diff"]):
+        done = subprocess.run([ruff, *command, "--isolated", str(tmp_path / "train.py")],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr

@@ -27,7 +27,8 @@ _FALLBACK = {
     "aux_weight": 0.3,
 }
 _LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 0.01}
-# the augment names both scripts map to a transform (torchvision) or layer (Keras)
+# the augment names both scripts implement: a torchvision transform or Keras layer on
+# imagefolder images, or (cutout, mixup) a function of every training batch
 IMPLEMENTED_AUGMENT = {"random_crop", "random_resized_crop", "hflip", "color_jitter",
                        "normalize", "cutout", "mixup"}
 _ORDER = ["optimizer", "lr", "momentum", "weight_decay", "nesterov", "betas", "eps", "alpha",
