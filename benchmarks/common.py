@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -73,6 +74,21 @@ def print_header(title: str, extra: dict | None = None) -> None:
 
 def median(xs):
     return statistics.median(xs)
+
+
+def median_ci(xs, level: float = 0.95, resamples: int = 4000) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the median: how far the median of these pairs
+    could move were the pairs drawn again. Seeded, so a report's interval follows from
+    its samples alone."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(xs, k=len(xs))) for _ in range(resamples))
+    tail = (1 - level) / 2
+    return medians[int(tail * resamples)], medians[int((1 - tail) * resamples) - 1]
+
+
+def fmt_ci(xs) -> str:
+    low, high = median_ci(xs)
+    return f"{low:.3f}-{high:.3f}"
 
 
 def spread(xs) -> str:

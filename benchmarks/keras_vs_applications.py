@@ -12,7 +12,9 @@ both compute the same function. Each model runs through its compiled predict fun
 interleaved in one process after warm-up, with the thread pools fixed; the figure is
 the median of the per-pair ratios of wall time and of CPU time (all the process' threads:
 it leaves out waiting for a core that other work holds), and the ratio of the best wall
-times. A control row times one reference against a clone of itself: the noise floor.
+times, each median with its 95% bootstrap interval (how far it could move were the
+pairs drawn again). A control row times one reference against a clone of itself: the
+noise floor.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, median, print_header, table, versions  # noqa: E402
+from common import ROOT, fmt_ci, median, print_header, table, versions  # noqa: E402
 
 PAIRS = {
     "resnet50_v2": (ROOT / "architectures/resnet50_v2.net", "ResNet50V2", (224, 224, 3)),
@@ -84,7 +86,7 @@ def main(argv=None) -> int:
                         help="TensorFlow intra- and inter-op threads")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--small-batch", type=int, default=1, help="an extra row (0: none)")
-    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--reps", type=int, default=25)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--control", default="resnet50_v2",
                         help="also time this reference against a clone of itself (same "
@@ -133,19 +135,19 @@ def main(argv=None) -> int:
                 rows.append([label, f"keras.applications.{app}", batch,
                              f"{median(result['gen']) * 1e3:.1f}",
                              f"{median(result['ref']) * 1e3:.1f}", f"**{median(ratios):.3f}**",
-                             f"{min(ratios):.3f}-{max(ratios):.3f}", f"{best:.3f}",
-                             f"**{median(cpu):.3f}**", f"{min(cpu):.3f}-{max(cpu):.3f}",
+                             fmt_ci(ratios), f"{best:.3f}",
+                             f"**{median(cpu):.3f}**", fmt_ci(cpu),
                              f"{diff:.1e}" if batch == args.batch else "",
                              f"{paired}" if batch == args.batch else ""])
                 print(f"{label} b={batch}: ratio {median(ratios):.3f} "
-                      f"({min(ratios):.3f}-{max(ratios):.3f}), of best times {best:.3f}; CPU time "
-                      f"{median(cpu):.3f} ({min(cpu):.3f}-{max(cpu):.3f})",
+                      f"(95% interval {fmt_ci(ratios)}), of best times {best:.3f}; CPU time "
+                      f"{median(cpu):.3f} ({fmt_ci(cpu)})",
                       file=sys.stderr, flush=True)
         del gen, ref, pairs
         keras.backend.clear_session()
     print(table(["model", "reference", "batch", "netdsl ms (median)", "reference ms (median)",
-                 "ratio netdsl/reference (median of pairs)", "ratio min-max",
-                 "ratio of best times", "CPU-time ratio (median of pairs)", "CPU-time ratio min-max", "max abs output diff (same weights)",
+                 "ratio netdsl/reference (median of pairs)", "ratio: 95% interval of the median",
+                 "ratio of best times", "CPU-time ratio (median of pairs)", "CPU-time ratio: 95% interval", "max abs output diff (same weights)",
                  "weighted layers paired"], rows))
     print()
     print(table(["model", "netdsl layers", "by type", "reference layers", "by type"], structure))

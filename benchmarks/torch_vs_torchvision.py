@@ -6,12 +6,15 @@ Run in a venv that has torchvision (see docs/performance.md):
 
 For each pair, torchvision's weights are loaded into the generated model by order
 (netdsl.weights.load_by_order) and the eval outputs compared, so both models compute
-the same function on the same numbers. Timing interleaves the two models in one
-process (generated, reference, then reference, generated, ...), after warm-up, with
+the same function on the same numbers. Each model is measured in a fresh process;
+timing interleaves the two models in it (generated, reference, then reference,
+generated, ...), after warm-up, with
 the thread count fixed; the figure is the median of the per-pair ratios, of wall time
 and of CPU time (with one thread, CPU time leaves out waiting for a core, which other
 work on a shared machine inflates), and the ratio of the two best wall times. A control
 row times torchvision's model against a copy of itself the same way: the noise floor.
+Each median comes with its 95% bootstrap interval (how far it could move were the pairs
+drawn again): a target is resolved when the interval lies on one side of it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import NETS, ROOT, median, print_header, table, versions  # noqa: E402
+from common import NETS, ROOT, fmt_ci, median, print_header, table, versions  # noqa: E402
 
 # name: (.net file, torchvision constructor, keyword arguments, torchvision child order)
 PAIRS = {
@@ -156,6 +159,62 @@ def op_differences(gen, ref, batch: int) -> list[list]:
     return rows
 
 
+def measure(name: str, args) -> tuple[list, dict, list]:
+    """One model's table rows, raw samples and op differences, in this process."""
+    import copy
+
+    import torch
+
+    gen, ref = build_pair(name)
+    shape = (3, 224, 224)
+    diff = check_same(gen, ref, shape)
+    ops = []
+    if args.ops:
+        modules = f"{len(list(gen.modules()))}/{len(list(ref.modules()))}"
+        ops = [[name, modules, *row] for row in op_differences(gen, ref, 2)]
+    n_gen = sum(p.numel() for p in gen.parameters())
+    n_ref = sum(p.numel() for p in ref.parameters())
+    runs = [("eval", args.eval_batch), ("train", args.train_batch)]
+    if args.small_batch:
+        runs.insert(1, ("eval", args.small_batch))
+    pairs = [(name, gen)]
+    if name == args.control:
+        pairs.append((f"{name} (control: torchvision vs a copy of itself)", copy.deepcopy(ref)))
+    rows, raw = [], {}
+    for mode, batch in runs:
+        x = torch.randn(batch, *shape)
+        for label, model in pairs:
+            result = compare(model, ref, x, mode, args.reps, args.warmup)
+            raw[f"{label}/{mode}/{batch}"] = result
+            ratios, cpu = result["ratios"], result["cpu_ratios"]
+            best = min(result["gen"]) / min(result["ref"])
+            what = "forward (eval, no_grad)" if mode == "eval" else "forward+backward (train)"
+            rows.append([label, what, batch, f"{median(result['gen']) * 1e3:.1f}",
+                         f"{median(result['ref']) * 1e3:.1f}", f"**{median(ratios):.3f}**",
+                         fmt_ci(ratios), f"{best:.3f}", f"**{median(cpu):.3f}**", fmt_ci(cpu),
+                         f"{diff:.1e}" if mode == "eval" and batch == args.eval_batch else "",
+                         f"{n_gen:,}" + ("" if n_gen == n_ref else f" vs {n_ref:,}")])
+            print(f"{label} {mode} b={batch}: ratio {median(ratios):.3f} "
+                  f"(95% interval {fmt_ci(ratios)}), of best times {best:.3f}; CPU time "
+                  f"{median(cpu):.3f} ({fmt_ci(cpu)})", file=sys.stderr, flush=True)
+    return rows, raw, ops
+
+
+def in_own_process(name: str, argv: list[str]) -> tuple[list, dict, list]:
+    """measure(name) in a fresh interpreter: what one model leaves in the allocator
+    (freed blocks, its mmap threshold) otherwise shifts the next model's timings by
+    several percent, one side of a pair more than the other."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        subprocess.run([sys.executable, __file__, *argv, "--models", name, "--result", str(out)],
+                       check=True, stdout=subprocess.DEVNULL)
+        got = json.loads(out.read_text())
+    return got["rows"], got["raw"], got["ops"]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(PAIRS), help="comma-separated")
@@ -165,7 +224,7 @@ def main(argv=None) -> int:
     parser.add_argument("--small-batch", type=int, default=1,
                         help="an extra eval row at this batch, where Python overhead shows "
                              "(0: none)")
-    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--reps", type=int, default=25)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--control", default="resnet50",
                         help="also time this model's torchvision version against a copy of "
@@ -173,57 +232,37 @@ def main(argv=None) -> int:
     parser.add_argument("--ops", action="store_true",
                         help="also list the aten ops whose call counts differ (torch.profiler)")
     parser.add_argument("--json", metavar="PATH", help="also write the raw samples here")
+    parser.add_argument("--result", metavar="PATH", help=argparse.SUPPRESS)  # a child's report
     args = parser.parse_args(argv)
-
-    import copy
+    names = args.models.split(",")
 
     import torch
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
+    if args.result:
+        rows, raw, ops = measure(names[0], args)
+        Path(args.result).write_text(json.dumps({"rows": rows, "raw": raw, "ops": ops}))
+        return 0
     print_header("Generated PyTorch vs torchvision",
                  {**versions("torch", "torchvision"), "torch threads": args.threads,
-                  "reps (interleaved)": args.reps, "warm-up steps": args.warmup})
+                  "reps (interleaved)": args.reps, "warm-up steps": args.warmup,
+                  "process": "a fresh one per model"})
     rows, raw, ops = [], {}, []
-    for name in args.models.split(","):
-        gen, ref = build_pair(name)
-        shape = (3, 224, 224)
-        diff = check_same(gen, ref, shape)
-        if args.ops:
-            modules = f"{len(list(gen.modules()))}/{len(list(ref.modules()))}"
-            ops += [[name, modules, *row] for row in op_differences(gen, ref, 2)]
-        n_gen = sum(p.numel() for p in gen.parameters())
-        n_ref = sum(p.numel() for p in ref.parameters())
-        runs = [("eval", args.eval_batch), ("train", args.train_batch)]
-        if args.small_batch:
-            runs.insert(1, ("eval", args.small_batch))
-        pairs = [(name, gen)]
-        if name == args.control:
-            pairs.append((f"{name} (control: torchvision vs a copy of itself)",
-                          copy.deepcopy(ref)))
-        for mode, batch in runs:
-            x = torch.randn(batch, *shape)
-            for label, model in pairs:
-                result = compare(model, ref, x, mode, args.reps, args.warmup)
-                raw[f"{label}/{mode}/{batch}"] = result
-                ratios, cpu = result["ratios"], result["cpu_ratios"]
-                best = min(result["gen"]) / min(result["ref"])
-                what = "forward (eval, no_grad)" if mode == "eval" else "forward+backward (train)"
-                rows.append([label, what, batch, f"{median(result['gen']) * 1e3:.1f}",
-                             f"{median(result['ref']) * 1e3:.1f}", f"**{median(ratios):.3f}**",
-                             f"{min(ratios):.3f}-{max(ratios):.3f}", f"{best:.3f}",
-                             f"**{median(cpu):.3f}**", f"{min(cpu):.3f}-{max(cpu):.3f}",
-                             f"{diff:.1e}" if mode == "eval" and batch == args.eval_batch else "",
-                             f"{n_gen:,}" + ("" if n_gen == n_ref else f" vs {n_ref:,}")])
-                print(f"{label} {mode} b={batch}: ratio {median(ratios):.3f} "
-                      f"({min(ratios):.3f}-{max(ratios):.3f}), of best times {best:.3f}; CPU time "
-                      f"{median(cpu):.3f} ({min(cpu):.3f}-{max(cpu):.3f})",
-                      file=sys.stderr, flush=True)
-        del gen, ref, pairs
+    passed = ["--threads", str(args.threads), "--eval-batch", str(args.eval_batch),
+              "--train-batch", str(args.train_batch), "--small-batch", str(args.small_batch),
+              "--reps", str(args.reps), "--warmup", str(args.warmup), "--control", args.control,
+              *(["--ops"] if args.ops else [])]
+    for name in names:
+        got = in_own_process(name, passed)
+        rows += got[0]
+        raw.update(got[1])
+        ops += got[2]
     print(table(["model", "pass", "batch", "netdsl ms (median)", "torchvision ms (median)",
-                 "wall ratio netdsl/torchvision (median of pairs)", "wall ratio min-max",
-                 "ratio of best times", "CPU-time ratio (median of pairs)", "CPU-time ratio min-max", "max abs output diff (same weights)",
-                 "params"], rows))
+                 "wall ratio netdsl/torchvision (median of pairs)",
+                 "wall ratio: 95% interval of the median", "ratio of best times",
+                 "CPU-time ratio (median of pairs)", "CPU-time ratio: 95% interval",
+                 "max abs output diff (same weights)", "params"], rows))
     if ops:
         print()
         print(table(["model", "nn.Modules netdsl/torchvision", "pass (batch 2)",
