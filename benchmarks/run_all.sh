@@ -6,7 +6,7 @@
 # PYTHON_WITH_TORCHVISION (default /tmp/tvenv/bin/python) is a venv made with
 #   python -m venv /tmp/tvenv && /tmp/tvenv/bin/pip install torch==2.14.1 torchvision==0.29.1
 #   /tmp/tvenv/bin/pip install -e . --no-deps && /tmp/tvenv/bin/pip install lark jinja2 networkx
-# The reports go to $OUT (default /tmp/netdsl-bench). Takes about 35 minutes on 2 cores
+# The reports go to $OUT (default /tmp/netdsl-bench). Takes about 45 minutes on 2 cores
 # (torch.compile on the CPU alone takes several).
 set -eu
 cd "$(dirname "$0")/.."

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -107,27 +109,35 @@ def step_fn(model, x, mode: str):
     return (lambda: loss_of(model(x)).backward()), (lambda: model.zero_grad(set_to_none=True))
 
 
-def timed(step) -> tuple[float, float]:
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def timed(step) -> tuple[float, float, int]:
     """Wall and CPU seconds of one pass (with one torch thread, the CPU time leaves out
-    the time spent waiting for a core that other work on the machine holds)."""
+    the time spent waiting for a core that other work on the machine holds), and the
+    minor page faults it took: fresh pages for tensors that malloc got from the kernel."""
     run, after = step
-    wall, cpu = time.perf_counter(), time.process_time()
+    wall, cpu, faults = time.perf_counter(), time.process_time(), minor_faults()
     run()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    faults = minor_faults() - faults
     after()
-    return wall, cpu
+    return wall, cpu, faults
 
 
 def compare(gen, ref, x, mode: str, reps: int, warmup: int) -> dict:
     steps = {"gen": step_fn(gen, x, mode), "ref": step_fn(ref, x, mode)}
     for _ in range(warmup):
         timed(steps["gen"]), timed(steps["ref"])
-    out = {"gen": [], "ref": [], "ratios": [], "cpu_ratios": []}
+    out = {"gen": [], "ref": [], "ratios": [], "cpu_ratios": [], "gen_faults": [],
+           "ref_faults": []}
     for r in range(reps):
         order = ("gen", "ref") if r % 2 == 0 else ("ref", "gen")
         got = {k: timed(steps[k]) for k in order}
         for k in ("gen", "ref"):
             out[k].append(got[k][0])
+            out[f"{k}_faults"].append(got[k][2])
         out["ratios"].append(got["gen"][0] / got["ref"][0])
         out["cpu_ratios"].append(got["gen"][1] / got["ref"][1])
     return out
@@ -192,6 +202,7 @@ def measure(name: str, args) -> tuple[list, dict, list]:
             rows.append([label, what, batch, f"{median(result['gen']) * 1e3:.1f}",
                          f"{median(result['ref']) * 1e3:.1f}", f"**{median(ratios):.3f}**",
                          fmt_ci(ratios), f"{best:.3f}", f"**{median(cpu):.3f}**", fmt_ci(cpu),
+                         f"{median(result['gen_faults']):,.0f} / {median(result['ref_faults']):,.0f}",
                          f"{diff:.1e}" if mode == "eval" and batch == args.eval_batch else "",
                          f"{n_gen:,}" + ("" if n_gen == n_ref else f" vs {n_ref:,}")])
             print(f"{label} {mode} b={batch}: ratio {median(ratios):.3f} "
@@ -200,7 +211,13 @@ def measure(name: str, args) -> tuple[list, dict, list]:
     return rows, raw, ops
 
 
-def in_own_process(name: str, argv: list[str]) -> tuple[list, dict, list]:
+# glibc malloc with its thresholds fixed: blocks up to 32 MiB (the largest mmap threshold
+# glibc takes) come from the heap and are reused, and the heap is never trimmed
+FIXED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
+
+
+def in_own_process(name: str, argv: list[str], env: dict | None = None
+                   ) -> tuple[list, dict, list]:
     """measure(name) in a fresh interpreter: what one model leaves in the allocator
     (freed blocks, its mmap threshold) otherwise shifts the next model's timings by
     several percent, one side of a pair more than the other."""
@@ -210,7 +227,7 @@ def in_own_process(name: str, argv: list[str]) -> tuple[list, dict, list]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         subprocess.run([sys.executable, __file__, *argv, "--models", name, "--result", str(out)],
-                       check=True, stdout=subprocess.DEVNULL)
+                       check=True, stdout=subprocess.DEVNULL, env=env)
         got = json.loads(out.read_text())
     return got["rows"], got["raw"], got["ops"]
 
@@ -232,6 +249,10 @@ def main(argv=None) -> int:
     parser.add_argument("--ops", action="store_true",
                         help="also list the aten ops whose call counts differ (torch.profiler)")
     parser.add_argument("--json", metavar="PATH", help="also write the raw samples here")
+    parser.add_argument("--fixed-malloc", action="store_true",
+                        help="run the models with glibc malloc's thresholds fixed "
+                             f"({', '.join(f'{k}={v}' for k, v in FIXED_MALLOC.items())}): "
+                             "tensors reuse heap memory instead of faulting in fresh pages")
     parser.add_argument("--result", metavar="PATH", help=argparse.SUPPRESS)  # a child's report
     args = parser.parse_args(argv)
     names = args.models.split(",")
@@ -247,14 +268,18 @@ def main(argv=None) -> int:
     print_header("Generated PyTorch vs torchvision",
                  {**versions("torch", "torchvision"), "torch threads": args.threads,
                   "reps (interleaved)": args.reps, "warm-up steps": args.warmup,
-                  "process": "a fresh one per model"})
+                  "process": "a fresh one per model",
+                  "malloc": ("thresholds fixed: " + ", ".join(f"{k}={v}" for k, v in
+                                                            FIXED_MALLOC.items()))
+                  if args.fixed_malloc else "glibc's defaults (dynamic mmap threshold)"})
     rows, raw, ops = [], {}, []
     passed = ["--threads", str(args.threads), "--eval-batch", str(args.eval_batch),
               "--train-batch", str(args.train_batch), "--small-batch", str(args.small_batch),
               "--reps", str(args.reps), "--warmup", str(args.warmup), "--control", args.control,
               *(["--ops"] if args.ops else [])]
     for name in names:
-        got = in_own_process(name, passed)
+        got = in_own_process(name, passed,
+                             {**os.environ, **FIXED_MALLOC} if args.fixed_malloc else None)
         rows += got[0]
         raw.update(got[1])
         ops += got[2]
@@ -262,7 +287,7 @@ def main(argv=None) -> int:
                  "wall ratio netdsl/torchvision (median of pairs)",
                  "wall ratio: 95% interval of the median", "ratio of best times",
                  "CPU-time ratio (median of pairs)", "CPU-time ratio: 95% interval",
-                 "max abs output diff (same weights)", "params"], rows))
+                 "page faults per pass netdsl / torchvision (median)", "max abs output diff (same weights)", "params"], rows))
     if ops:
         print()
         print(table(["model", "nn.Modules netdsl/torchvision", "pass (batch 2)",

@@ -90,7 +90,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", metavar="CxHxW",
                    help="replace the (first) input's shape, e.g. --input 3x64x64")
     p.add_argument("--max-nodes", type=int, metavar="N",
-                   help=f"refuse networks of more than N layers (default {MAX_NODES:,})")
+                   help="refuse networks of more than N nodes, layers and merges "
+                        f"(default {MAX_NODES:,})")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

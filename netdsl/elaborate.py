@@ -837,7 +837,8 @@ class Elaborator:
               buffers=0, called_as=None) -> Node:
         self.node_count += 1
         if self.node_count > self.limits.max_nodes:
-            raise NetdslError(f"the network has more than {self.limits.max_nodes} layers", span,
+            raise NetdslError(f"the network has more than {self.limits.max_nodes} nodes (layers "
+                              "and merges)", span,
                               hint="raise the limit with --max-nodes if this is intended")
         node = Node(op, attrs, inputs, in_shapes, shape, span, ctx.scope, params, macs, buffers,
                     ctx.device, called_as)

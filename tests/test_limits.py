@@ -59,7 +59,7 @@ def test_max_nodes_refuses_a_larger_network_where_the_limit_is_crossed(capsys):
     assert (code, out) == (1, "")
     lines = err.splitlines()
     # the 1,001st layer is a BatchNorm inside the standard library's conv_bn
-    assert lines[0].endswith("resnet.net:5:76: the network has more than 1000 layers")
+    assert lines[0].endswith("resnet.net:5:76: the network has more than 1000 nodes (layers and merges)")
     assert "hint: raise the limit with --max-nodes if this is intended" in lines
     # zoo files are named as the zoo names them, wherever netdsl is installed
     assert lines[-1] == "architectures/resnet_cifar.net:25:7: note: in block cifar_stage, used here"
@@ -71,14 +71,14 @@ def test_max_nodes_counts_exactly_what_check_reports(tmp_path, capsys):
     code, path, out, _ = check(tmp_path, capsys, source)
     assert (code, out) == (0, f"{path}: ok: n, 10 nodes, 1,976 params, 124,416 MACs\n")
     assert check(tmp_path, capsys, source, "--max-nodes", "10")[0] == 0
-    fails(tmp_path, capsys, source, "3:43", "the network has more than 9 layers",
+    fails(tmp_path, capsys, source, "3:43", "the network has more than 9 nodes (layers and merges)",
           "--max-nodes", "9")
 
 
 def test_nested_repeats_stop_at_the_node_limit(tmp_path, capsys):
     """Each count is within its limit; their product is not, and elaboration stops there."""
     fails(tmp_path, capsys, NET + "    [[[relu]*100000]*100000]*100000\n", "3:8",
-          "the network has more than 1000 layers", "--max-nodes", "1000")
+          "the network has more than 1000 nodes (layers and merges)", "--max-nodes", "1000")
 
 
 @pytest.mark.parametrize("command", [["summary", "--json"],
@@ -91,7 +91,7 @@ def test_every_command_honours_max_nodes(tmp_path, capsys, command):
     argv = [a if a not in ("out.py", "out.dot") else str(tmp_path / a) for a in command[1:]]
     code, out, err = run_cli(capsys, command[0], str(path), *argv, "--max-nodes", "20")
     assert (code, out) == (1, "")
-    assert err.splitlines()[0] == f"{path}:3:16: the network has more than 20 layers"
+    assert err.splitlines()[0] == f"{path}:3:16: the network has more than 20 nodes (layers and merges)"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.net"]
 
 
