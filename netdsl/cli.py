@@ -104,6 +104,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"netdsl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.set_defaults(commands=sub.choices)  # each command's parser, for its usage line
 
     p = sub.add_parser("check", help="check that files elaborate: syntax, names and every shape")
     p.add_argument("files", nargs="+", metavar="FILE")
@@ -168,7 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = _command_of(argv)
     parser = build_parser(command)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    # a mistake in a command's arguments is shown with that command's usage, not netdsl's
+    command_parser = args.commands.get(args.command, parser)
+    if unknown:
+        command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if as_program:
         _import_lark_without_regex()
     from .compiler import deep_stack
@@ -182,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         with deep_stack():  # emitters and renderers recurse on the block tree, too
             return args.func(args)
     except UsageError as e:
-        parser.print_usage(sys.stderr)
-        print(f"netdsl: error: {e.message}", file=sys.stderr)
+        command_parser.print_usage(sys.stderr)
+        print(f"{command_parser.prog}: error: {e.message}", file=sys.stderr)
         return EXIT_USAGE
     except NetdslError as e:
         print(e.format(), file=sys.stderr)

@@ -440,7 +440,19 @@ def _mark_pdf(data: bytes) -> bytes:
     return data[:start] + new.ljust(i + 1 - start) + data[i + 1:]
 
 
-_MARKERS = {"png": _mark_png, "pdf": _mark_pdf}
+def _undate_pdf(data: bytes) -> bytes:
+    """The PDF's CreationDate entry (cairo writes the time of drawing) blanked out with
+    spaces, so drawing the same network twice gives the same bytes; the entry is
+    optional, and blanks keep every byte offset valid."""
+    return re.sub(rb"/CreationDate \(D:[0-9Z+\-']*\)", lambda m: b" " * len(m.group()), data,
+                  count=1)
+
+
+def _finish_pdf(data: bytes) -> bytes:
+    return _undate_pdf(_mark_pdf(data))
+
+
+_MARKERS = {"png": _mark_png, "pdf": _finish_pdf}
 
 
 def render(net: Network, path: str, depth: int | None = None) -> str:

@@ -84,6 +84,20 @@ def test_bad_usage_exits_2(capsys, argv):
     assert "usage: netdsl" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv, error", [
+    (["summary", VGG16, "--bogus"], "netdsl summary: error: unrecognized arguments: --bogus"),
+    (["check", VGG16, "--input", "3x32"],
+     "netdsl check: error: --input expects CxHxW such as 3x64x64, got '3x32'"),
+    (["compile", VGG16, "--target", "torch", "--param", "classes"],
+     "netdsl compile: error: --param expects NAME=VALUE, got 'classes'"),
+])
+def test_a_usage_mistake_shows_that_commands_usage(capsys, argv, error):
+    """Not netdsl's one-line usage, which lists no options: the command's, which does."""
+    code, out, err = run_cli(capsys, *argv)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"usage: netdsl {argv[0]} [-h]") and err.splitlines()[-1] == error
+
+
 def test_zoo_networks_may_be_named_without_a_path(capsys):
     code, out, _ = run_cli(capsys, "check", "resnet50")
     assert code == 0 and out.startswith("resnet50: ok: resnet50, 175 nodes, 25,557,032 params")

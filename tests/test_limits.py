@@ -103,7 +103,9 @@ def test_max_nodes_must_be_positive(tmp_path, capsys, command, value):
     path.write_text(NET + "    relu\n")
     code, out, err = run_cli(capsys, command[0], str(path), *command[1:], "--max-nodes", value)
     assert (code, out) == (2, "")
-    assert err.splitlines()[-1] == f"netdsl: error: --max-nodes must be a positive integer, got {value}"
+    assert err.splitlines()[-1] == (f"netdsl {command[0]}: error: --max-nodes must be a "
+                                    f"positive integer, got {value}")
+    assert err.startswith(f"usage: netdsl {command[0]} ")
     assert not (tmp_path / "out.dot").exists()
 
 

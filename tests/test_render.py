@@ -12,7 +12,7 @@ from conftest import ARCHITECTURES, compile_text
 from netdsl import NetdslError, compile_file
 from netdsl.cli import main
 from netdsl.ir import Scope
-from netdsl.render import _h, _q, render, to_dot
+from netdsl.render import _h, _q, _undate_pdf, render, to_dot
 
 
 def need_dot():
@@ -109,6 +109,22 @@ def test_png_and_pdf(tmp_path):
         render(net, str(out))
         assert out.read_bytes().startswith(magic)
         assert oct(out.stat().st_mode & 0o777) != "0o600"  # not mkstemp's private mode
+
+
+def test_pdf_is_the_same_bytes_every_time(tmp_path):
+    """cairo dates a PDF when it draws it; netdsl blanks the date, so a diagram in version
+    control changes only when the network does."""
+    need_dot()
+    net = compile_text("network t:\n    input 3x32x32\n    conv3 8 + relu + gap + fc 10\n")
+    drawn = []
+    for name in ("a.pdf", "b.pdf"):
+        render(net, str(tmp_path / name))
+        drawn.append((tmp_path / name).read_bytes())
+    assert b"/CreationDate" not in drawn[0] and drawn[0] == drawn[1]
+    cairo = (b"<< /Producer (cairo 1.16.0 (https://cairographics.org))\n"
+             b"   /CreationDate (D:20261127045445Z)\n>>\n")
+    undated = _undate_pdf(cairo)
+    assert len(undated) == len(cairo) and b"D:2026" not in undated  # offsets stay valid
 
 
 def test_negative_depth_is_an_error():
