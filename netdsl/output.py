@@ -8,7 +8,8 @@ file is staged before the first rename, and if a later rename fails, the
 targets already replaced get their previous contents back (kept as hard
 links until the end; new targets are removed). A file that exists and was not written by netdsl is not overwritten
 without `force`. Written files get the usual permissions (0666 less the
-umask), not the private 0600 of a temporary file.
+umask), not the private 0600 of a temporary file. A target that is a symbolic
+link is written through: its file is replaced, the link kept.
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ def write_files(files: list[tuple[str | os.PathLike, str | bytes]]) -> None:
     staged: list[tuple[str, str]] = []  # (temporary file, target)
     try:
         for path, data in files:
-            staged.append((_stage(path, data), os.fspath(path)))
+            # through a symbolic link to its file, as an editor saves: the link stays
+            target = os.path.realpath(path) if os.path.islink(path) else os.fspath(path)
+            staged.append((_stage(target, data), target))
         _replace_all(staged)
     except BaseException:
         for tmp, _ in staged:

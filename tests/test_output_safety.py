@@ -338,6 +338,22 @@ def test_a_directory_netdsl_cannot_write_in(capsys, single, monkeypatch):
 # ---- (d) permissions follow the umask ----------------------------------------------------------
 
 
+def test_output_through_a_symbolic_link_writes_its_file(capsys, single, tmp_path):
+    """As an editor saves: the link stays a link, and the file it points to gets the new
+    bytes (a diagram linked into a docs folder is updated, not unlinked)."""
+    real = tmp_path / "docs" / single.paths[0].name
+    real.parent.mkdir()
+    single.paths[0].symlink_to(real)  # dangling at first: the first run creates the file
+    written = []
+    for text in (TINY, OTHER):
+        assert single(capsys, text)[0] == 0
+        assert single.paths[0].is_symlink() and single.paths[0].resolve() == real.resolve()
+        written.append(real.read_bytes())
+    assert written[0] != written[1]  # the second network replaced the first one's output
+    assert [p.name for p in single.dir.iterdir()] == [single.paths[0].name]  # no stray files
+    assert [p.name for p in real.parent.iterdir()] == [real.name]
+
+
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
 def test_written_files_honour_the_umask(capsys, single, umask, mode):
     old = os.umask(umask)
