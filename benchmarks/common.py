@@ -138,3 +138,20 @@ def run_timed(cmd: list[str], env: dict | None = None, cwd: Path = ROOT) -> tupl
         raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.decode()[-2000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu
+
+
+def in_fresh_process(script: str, argv: list[str], env: dict | None = None) -> dict:
+    """Run `script argv --result FILE` in a new interpreter and return the JSON it wrote.
+
+    The model comparisons measure each model in a process of its own: what one model
+    leaves in the allocator (freed blocks, glibc's moving mmap threshold) otherwise
+    shifts the next model's timings by several percent, one side of a pair more than
+    the other."""
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "result.json"
+        subprocess.run([sys.executable, script, *argv, "--result", str(result)], check=True,
+                       stdout=subprocess.DEVNULL, env=env)
+        return json.loads(result.read_text())

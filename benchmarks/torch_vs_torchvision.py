@@ -29,7 +29,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import NETS, ROOT, fmt_ci, median, print_header, table, versions  # noqa: E402
+from common import (  # noqa: E402
+    NETS,
+    ROOT,
+    fmt_ci,
+    in_fresh_process,
+    median,
+    print_header,
+    table,
+    versions,
+)
 
 # name: (.net file, torchvision constructor, keyword arguments, torchvision child order)
 PAIRS = {
@@ -216,22 +225,6 @@ def measure(name: str, args) -> tuple[list, dict, list]:
 FIXED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 
 
-def in_own_process(name: str, argv: list[str], env: dict | None = None
-                   ) -> tuple[list, dict, list]:
-    """measure(name) in a fresh interpreter: what one model leaves in the allocator
-    (freed blocks, its mmap threshold) otherwise shifts the next model's timings by
-    several percent, one side of a pair more than the other."""
-    import subprocess
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "result.json"
-        subprocess.run([sys.executable, __file__, *argv, "--models", name, "--result", str(out)],
-                       check=True, stdout=subprocess.DEVNULL, env=env)
-        got = json.loads(out.read_text())
-    return got["rows"], got["raw"], got["ops"]
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(PAIRS), help="comma-separated")
@@ -278,11 +271,11 @@ def main(argv=None) -> int:
               "--reps", str(args.reps), "--warmup", str(args.warmup), "--control", args.control,
               *(["--ops"] if args.ops else [])]
     for name in names:
-        got = in_own_process(name, passed,
-                             {**os.environ, **FIXED_MALLOC} if args.fixed_malloc else None)
-        rows += got[0]
-        raw.update(got[1])
-        ops += got[2]
+        got = in_fresh_process(__file__, [*passed, "--models", name],
+                               {**os.environ, **FIXED_MALLOC} if args.fixed_malloc else None)
+        rows += got["rows"]
+        raw.update(got["raw"])
+        ops += got["ops"]
     print(table(["model", "pass", "batch", "netdsl ms (median)", "torchvision ms (median)",
                  "wall ratio netdsl/torchvision (median of pairs)",
                  "wall ratio: 95% interval of the median", "ratio of best times",
