@@ -178,7 +178,7 @@ def op_differences(gen, ref, batch: int) -> list[list]:
     return rows
 
 
-def measure(name: str, args) -> tuple[list, dict, list]:
+def measure(name: str, args) -> dict:
     """One model's table rows, raw samples and op differences, in this process."""
     import copy
 
@@ -206,23 +206,25 @@ def measure(name: str, args) -> tuple[list, dict, list]:
             result = compare(model, ref, x, mode, args.reps, args.warmup)
             raw[f"{label}/{mode}/{batch}"] = result
             ratios, cpu = result["ratios"], result["cpu_ratios"]
+            ratios_ci, cpu_ci = fmt_ci(ratios), fmt_ci(cpu)  # 4,000 resamples each
             best = min(result["gen"]) / min(result["ref"])
             what = "forward (eval, no_grad)" if mode == "eval" else "forward+backward (train)"
             rows.append([label, what, batch, f"{median(result['gen']) * 1e3:.1f}",
                          f"{median(result['ref']) * 1e3:.1f}", f"**{median(ratios):.3f}**",
-                         fmt_ci(ratios), f"{best:.3f}", f"**{median(cpu):.3f}**", fmt_ci(cpu),
+                         ratios_ci, f"{best:.3f}", f"**{median(cpu):.3f}**", cpu_ci,
                          f"{median(result['gen_faults']):,.0f} / {median(result['ref_faults']):,.0f}",
                          f"{diff:.1e}" if mode == "eval" and batch == args.eval_batch else "",
                          f"{n_gen:,}" + ("" if n_gen == n_ref else f" vs {n_ref:,}")])
             print(f"{label} {mode} b={batch}: ratio {median(ratios):.3f} "
-                  f"(95% interval {fmt_ci(ratios)}), of best times {best:.3f}; CPU time "
-                  f"{median(cpu):.3f} ({fmt_ci(cpu)})", file=sys.stderr, flush=True)
-    return rows, raw, ops
+                  f"(95% interval {ratios_ci}), of best times {best:.3f}; CPU time "
+                  f"{median(cpu):.3f} ({cpu_ci})", file=sys.stderr, flush=True)
+    return {"rows": rows, "raw": raw, "ops": ops}
 
 
 # glibc malloc with its thresholds fixed: blocks up to 32 MiB (the largest mmap threshold
 # glibc takes) come from the heap and are reused, and the heap is never trimmed
 FIXED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
+FIXED_MALLOC_TEXT = ", ".join(f"{k}={v}" for k, v in FIXED_MALLOC.items())
 
 
 def main(argv=None) -> int:
@@ -244,26 +246,23 @@ def main(argv=None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the raw samples here")
     parser.add_argument("--fixed-malloc", action="store_true",
                         help="run the models with glibc malloc's thresholds fixed "
-                             f"({', '.join(f'{k}={v}' for k, v in FIXED_MALLOC.items())}): "
+                             f"({FIXED_MALLOC_TEXT}): "
                              "tensors reuse heap memory instead of faulting in fresh pages")
     parser.add_argument("--result", metavar="PATH", help=argparse.SUPPRESS)  # a child's report
     args = parser.parse_args(argv)
     names = args.models.split(",")
+    if args.result:  # a child: measure one model
+        import torch
 
-    import torch
-
-    torch.manual_seed(0)
-    torch.set_num_threads(args.threads)
-    if args.result:
-        rows, raw, ops = measure(names[0], args)
-        Path(args.result).write_text(json.dumps({"rows": rows, "raw": raw, "ops": ops}))
+        torch.manual_seed(0)
+        torch.set_num_threads(args.threads)
+        Path(args.result).write_text(json.dumps(measure(names[0], args)))
         return 0
     print_header("Generated PyTorch vs torchvision",
                  {**versions("torch", "torchvision"), "torch threads": args.threads,
                   "reps (interleaved)": args.reps, "warm-up steps": args.warmup,
                   "process": "a fresh one per model",
-                  "malloc": ("thresholds fixed: " + ", ".join(f"{k}={v}" for k, v in
-                                                            FIXED_MALLOC.items()))
+                  "malloc": f"thresholds fixed: {FIXED_MALLOC_TEXT}"
                   if args.fixed_malloc else "glibc's defaults (dynamic mmap threshold)"})
     rows, raw, ops = [], {}, []
     passed = ["--threads", str(args.threads), "--eval-batch", str(args.eval_batch),
