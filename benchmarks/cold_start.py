@@ -49,13 +49,18 @@ def commands() -> list[tuple[str, list[str]]]:
 
 def importtime_by_package() -> list[list]:
     """Self time of every import on the check path, summed per top-level package."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "netdsl", "check", TARGET],
-                          cwd=ROOT, capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "netdsl", "check", TARGET],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     totals: dict[str, float] = {}
     for line in proc.stderr.splitlines():
         if not line.startswith("import time:") or "self [us]" in line:
             continue
-        self_us, _, name = (part.strip() for part in line[len("import time:"):].split("|"))
+        self_us, _, name = (part.strip() for part in line[len("import time:") :].split("|"))
         package = name.split(".")[0]
         if package.startswith("_"):
             package = "(stdlib, C)"
@@ -89,11 +94,20 @@ print(f"{{(t1 - t0) * 1e3:.1f}} {{(t2 - t1) * 1e3:.1f}} {{(t3 - t2) * 1e3:.1f}} 
 def phases(runs: int) -> list[list]:
     samples = []
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", PHASES.format(target=TARGET)], cwd=ROOT,
-                             capture_output=True, text=True, check=True).stdout.split()
+        out = subprocess.run(
+            [sys.executable, "-c", PHASES.format(target=TARGET)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
         samples.append([float(v) for v in out])
-    names = ["import netdsl.cli + compiler + parser (lark)", "load the grammar (lark cache)",
-             f"parse {TARGET} and the resnet stdlib", "elaborate (shapes, params, MACs)"]
+    names = [
+        "import netdsl.cli + compiler + parser (lark)",
+        "load the grammar (lark cache)",
+        f"parse {TARGET} and the resnet stdlib",
+        "elaborate (shapes, params, MACs)",
+    ]
     return [[n, f"{statistics.median(col):.1f}"] for n, col in zip(names, zip(*samples))]
 
 
@@ -106,15 +120,20 @@ def main(argv=None) -> int:
     compileall.compile_dir(str(ROOT / "netdsl"), quiet=1)
     env, netdsl_from = netdsl_env()
     cmds = commands()
-    print_header("Cold start", {"PYTHONDONTWRITEBYTECODE": env.get("PYTHONDONTWRITEBYTECODE",
-                                                                   "(unset)"),
-                                "netdsl from": netdsl_from, "rounds": args.runs})
+    print_header(
+        "Cold start",
+        {
+            "PYTHONDONTWRITEBYTECODE": env.get("PYTHONDONTWRITEBYTECODE", "(unset)"),
+            "netdsl from": netdsl_from,
+            "rounds": args.runs,
+        },
+    )
     for _, cmd in cmds:  # warm the page cache
         run_timed(cmd, env)
     walls: dict[str, list[float]] = {name: [] for name, _ in cmds}
     cpus: dict[str, list[float]] = {name: [] for name, _ in cmds}
     for r in range(args.runs):
-        order = cmds[r % len(cmds):] + cmds[:r % len(cmds)]
+        order = cmds[r % len(cmds) :] + cmds[: r % len(cmds)]
         for name, cmd in order:
             wall, cpu = run_timed(cmd, env)
             walls[name].append(wall)
@@ -123,18 +142,31 @@ def main(argv=None) -> int:
     for name, _ in cmds:
         w = walls[name]
         q = statistics.quantiles(w, n=4)
-        rows.append([f"`{name}`", f"**{statistics.median(w) * 1e3:.0f}**",
-                     f"{q[0] * 1e3:.0f}-{q[2] * 1e3:.0f}", f"{min(w) * 1e3:.0f}",
-                     f"{statistics.median(cpus[name]) * 1e3:.0f}"])
-    print(table(["command", "wall ms (median)", "wall IQR", "wall min", "CPU ms (median)"],
-                rows))
+        rows.append(
+            [
+                f"`{name}`",
+                f"**{statistics.median(w) * 1e3:.0f}**",
+                f"{q[0] * 1e3:.0f}-{q[2] * 1e3:.0f}",
+                f"{min(w) * 1e3:.0f}",
+                f"{statistics.median(cpus[name]) * 1e3:.0f}",
+            ]
+        )
+    print(table(["command", "wall ms (median)", "wall IQR", "wall min", "CPU ms (median)"], rows))
     if args.where:
         print()
-        print(table(["imports on the check path, by package", "self ms (-X importtime)"],
-                    importtime_by_package()))
+        print(
+            table(
+                ["imports on the check path, by package", "self ms (-X importtime)"],
+                importtime_by_package(),
+            )
+        )
         print()
-        print(table(["phase (in one process, after the interpreter's start)", "ms (median)"],
-                    phases(max(5, args.runs // 3))))
+        print(
+            table(
+                ["phase (in one process, after the interpreter's start)", "ms (median)"],
+                phases(max(5, args.runs // 3)),
+            )
+        )
     return 0
 
 

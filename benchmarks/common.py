@@ -130,8 +130,7 @@ def run_timed(cmd: list[str], env: dict | None = None, cwd: Path = ROOT) -> tupl
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -152,6 +151,10 @@ def in_fresh_process(script: str, argv: list[str], env: dict | None = None) -> d
 
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "result.json"
-        subprocess.run([sys.executable, script, *argv, "--result", str(result)], check=True,
-                       stdout=subprocess.DEVNULL, env=env)
+        subprocess.run(
+            [sys.executable, script, *argv, "--result", str(result)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            env=env,
+        )
         return json.loads(result.read_text())

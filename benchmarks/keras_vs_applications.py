@@ -47,8 +47,9 @@ def copy_weights(source, target) -> int:
     for a, b in zip(theirs, ours):
         wa, wb = a.get_weights(), b.get_weights()
         if type(a).__name__ != type(b).__name__ or [w.shape for w in wa] != [w.shape for w in wb]:
-            raise ValueError(f"{a.name} ({type(a).__name__}) does not pair with {b.name} "
-                             f"({type(b).__name__})")
+            raise ValueError(
+                f"{a.name} ({type(a).__name__}) does not pair with {b.name} ({type(b).__name__})"
+            )
         b.set_weights(wa)
     return len(ours)
 
@@ -68,7 +69,7 @@ def compare(gen, ref, x, reps: int, warmup: int) -> dict:
     out = {"gen": [], "ref": [], "ratios": [], "cpu_ratios": []}
     for r in range(reps):
         got, cpu = {}, {}
-        for key in (("gen", "ref") if r % 2 == 0 else ("ref", "gen")):
+        for key in ("gen", "ref") if r % 2 == 0 else ("ref", "gen"):
             start, start_cpu = time.perf_counter(), time.process_time()
             models[key].predict_on_batch(x)
             got[key] = time.perf_counter() - start
@@ -82,15 +83,19 @@ def compare(gen, ref, x, reps: int, warmup: int) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(PAIRS), help="comma-separated")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="TensorFlow intra- and inter-op threads")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="TensorFlow intra- and inter-op threads"
+    )
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--small-batch", type=int, default=1, help="an extra row (0: none)")
     parser.add_argument("--reps", type=int, default=25)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--control", default="resnet50_v2",
-                        help="also time this reference against a clone of itself (same "
-                             "weights): the noise floor of the ratio ('': none)")
+    parser.add_argument(
+        "--control",
+        default="resnet50_v2",
+        help="also time this reference against a clone of itself (same "
+        "weights): the noise floor of the ratio ('': none)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the raw samples here")
     args = parser.parse_args(argv)
 
@@ -104,22 +109,30 @@ def main(argv=None) -> int:
 
     import netdsl
 
-    print_header("Generated Keras vs keras.applications",
-                 {**versions("keras", "tensorflow", "numpy"), "keras backend": keras.backend.backend(),
-                  "threads (intra/inter op)": args.threads, "reps (interleaved)": args.reps,
-                  "warm-up calls": args.warmup})
+    print_header(
+        "Generated Keras vs keras.applications",
+        {
+            **versions("keras", "tensorflow", "numpy"),
+            "keras backend": keras.backend.backend(),
+            "threads (intra/inter op)": args.threads,
+            "reps (interleaved)": args.reps,
+            "warm-up calls": args.warmup,
+        },
+    )
     rows, raw, structure = [], {}, []
     rng = np.random.default_rng(0)
     for name in args.models.split(","):
         path, app, shape = PAIRS[name]
-        ref = getattr(keras.applications, app)(weights=None, classifier_activation=None,
-                                               input_shape=shape)
+        ref = getattr(keras.applications, app)(
+            weights=None, classifier_activation=None, input_shape=shape
+        )
         gen = netdsl.load(str(path)).to_keras()
         paired = copy_weights(ref, gen)
         probe = rng.standard_normal((2, *shape)).astype("float32")
         diff = float(np.abs(gen.predict_on_batch(probe) - ref.predict_on_batch(probe)).max())
-        structure.append([name, len(gen.layers), layer_census(gen), len(ref.layers),
-                          layer_census(ref)])
+        structure.append(
+            [name, len(gen.layers), layer_census(gen), len(ref.layers), layer_census(ref)]
+        )
         pairs = [(name, gen)]
         if name == args.control:
             clone = keras.models.clone_model(ref)
@@ -133,23 +146,50 @@ def main(argv=None) -> int:
                 ratios, cpu = result["ratios"], result["cpu_ratios"]
                 ratios_ci, cpu_ci = fmt_ci(ratios), fmt_ci(cpu)  # 4,000 resamples each
                 best = min(result["gen"]) / min(result["ref"])
-                rows.append([label, f"keras.applications.{app}", batch,
-                             f"{median(result['gen']) * 1e3:.1f}",
-                             f"{median(result['ref']) * 1e3:.1f}", f"**{median(ratios):.3f}**",
-                             ratios_ci, f"{best:.3f}",
-                             f"**{median(cpu):.3f}**", cpu_ci,
-                             f"{diff:.1e}" if batch == args.batch else "",
-                             f"{paired}" if batch == args.batch else ""])
-                print(f"{label} b={batch}: ratio {median(ratios):.3f} "
-                      f"(95% interval {ratios_ci}), of best times {best:.3f}; CPU time "
-                      f"{median(cpu):.3f} ({cpu_ci})",
-                      file=sys.stderr, flush=True)
+                rows.append(
+                    [
+                        label,
+                        f"keras.applications.{app}",
+                        batch,
+                        f"{median(result['gen']) * 1e3:.1f}",
+                        f"{median(result['ref']) * 1e3:.1f}",
+                        f"**{median(ratios):.3f}**",
+                        ratios_ci,
+                        f"{best:.3f}",
+                        f"**{median(cpu):.3f}**",
+                        cpu_ci,
+                        f"{diff:.1e}" if batch == args.batch else "",
+                        f"{paired}" if batch == args.batch else "",
+                    ]
+                )
+                print(
+                    f"{label} b={batch}: ratio {median(ratios):.3f} "
+                    f"(95% interval {ratios_ci}), of best times {best:.3f}; CPU time "
+                    f"{median(cpu):.3f} ({cpu_ci})",
+                    file=sys.stderr,
+                    flush=True,
+                )
         del gen, ref, pairs
         keras.backend.clear_session()
-    print(table(["model", "reference", "batch", "netdsl ms (median)", "reference ms (median)",
-                 "ratio netdsl/reference (median of pairs)", "ratio: 95% interval of the median",
-                 "ratio of best times", "CPU-time ratio (median of pairs)", "CPU-time ratio: 95% interval", "max abs output diff (same weights)",
-                 "weighted layers paired"], rows))
+    print(
+        table(
+            [
+                "model",
+                "reference",
+                "batch",
+                "netdsl ms (median)",
+                "reference ms (median)",
+                "ratio netdsl/reference (median of pairs)",
+                "ratio: 95% interval of the median",
+                "ratio of best times",
+                "CPU-time ratio (median of pairs)",
+                "CPU-time ratio: 95% interval",
+                "max abs output diff (same weights)",
+                "weighted layers paired",
+            ],
+            rows,
+        )
+    )
     print()
     print(table(["model", "netdsl layers", "by type", "reference layers", "by type"], structure))
     if args.json:

@@ -34,7 +34,7 @@ NET = "architectures/resnet_cifar.net"
 
 def rotated(items: list, r: int) -> list:
     """Round r's order: each item leads once every len(items) rounds."""
-    return items[r % len(items):] + items[:r % len(items)]
+    return items[r % len(items) :] + items[: r % len(items)]
 
 
 def in_process(depths: list[int], reps: int, targets: list[str]) -> dict:
@@ -66,8 +66,10 @@ def in_process(depths: list[int], reps: int, targets: list[str]) -> dict:
                 samples[depth][target].append(time.perf_counter() - start)
             del net
     gc.enable()
-    return {d: {"nodes": nodes[d], **{k: statistics.median(v) for k, v in s.items()}}
-            for d, s in samples.items()}
+    return {
+        d: {"nodes": nodes[d], **{k: statistics.median(v) for k, v in s.items()}}
+        for d, s in samples.items()
+    }
 
 
 def whole_process(depths: list[int], reps: int, targets: list[str]) -> dict:
@@ -82,11 +84,19 @@ def whole_process(depths: list[int], reps: int, targets: list[str]) -> dict:
                 out[depth]["check"].append(run_timed(base + ["check", NET, "-q"] + param, env))
                 for target in targets:
                     dest = str(Path(tmp) / f"m{depth}_{target}.py")
-                    cmd = base + ["compile", NET, "--target", target, "-o", dest, "-q",
-                                  "--force"] + param
+                    cmd = (
+                        base
+                        + ["compile", NET, "--target", target, "-o", dest, "-q", "--force"]
+                        + param
+                    )
                     out[depth][target].append(run_timed(cmd, env))
-    return {d: {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
-                for k, v in s.items()} for d, s in out.items()}
+    return {
+        d: {
+            k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+            for k, v in s.items()
+        }
+        for d, s in out.items()
+    }
 
 
 def main(argv=None) -> int:
@@ -94,28 +104,43 @@ def main(argv=None) -> int:
     parser.add_argument("--depths", default="20,56,110,1202,5000,10004")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--targets", default="torch,keras")
-    parser.add_argument("--no-processes", action="store_true",
-                        help="skip the whole-process runs")
+    parser.add_argument("--no-processes", action="store_true", help="skip the whole-process runs")
     args = parser.parse_args(argv)
     depths = [int(d) for d in args.depths.split(",")]
     targets = args.targets.split(",")
-    print_header("Compiler scaling", {"network": f"{NET} --param depth=N",
-                                      "netdsl from": netdsl_env()[1],
-                                      "reps (median)": args.reps})
+    print_header(
+        "Compiler scaling",
+        {
+            "network": f"{NET} --param depth=N",
+            "netdsl from": netdsl_env()[1],
+            "reps (median)": args.reps,
+        },
+    )
 
     measured = in_process(depths, args.reps, targets)
     rows = []
     for d in depths:
         m = measured[d]
         elaborate = m["check"] - m["parse"]
-        row = [d, f"{m['nodes']:,}", f"{m['check'] * 1e3:.0f}",
-               f"{m['check'] / m['nodes'] * 1e6:.0f}", f"{m['parse'] * 1e3:.0f}",
-               f"{elaborate / m['nodes'] * 1e6:.0f}"]
+        row = [
+            d,
+            f"{m['nodes']:,}",
+            f"{m['check'] * 1e3:.0f}",
+            f"{m['check'] / m['nodes'] * 1e6:.0f}",
+            f"{m['parse'] * 1e3:.0f}",
+            f"{elaborate / m['nodes'] * 1e6:.0f}",
+        ]
         for t in targets:
             row += [f"{m[t] * 1e3:.0f}", f"{m[t] / m['nodes'] * 1e6:.0f}"]
         rows.append(row)
-    headers = ["depth", "nodes", "check ms", "check µs/node", "of which parse ms",
-               "elaborate µs/node"]
+    headers = [
+        "depth",
+        "nodes",
+        "check ms",
+        "check µs/node",
+        "of which parse ms",
+        "elaborate µs/node",
+    ]
     for t in targets:
         headers += [f"{t} source ms", f"{t} µs/node"]
     print("In one process (after warm-up; collector off):\n")
@@ -127,9 +152,11 @@ def main(argv=None) -> int:
     for stage in ["check", "elaborate"] + targets:
         a, b = small[stage] / small["nodes"], large[stage] / large["nodes"]
         marginal = (large[stage] - small[stage]) / (large["nodes"] - small["nodes"])
-        print(f"- {stage}: µs/node {a * 1e6:.0f} at depth {depths[0]}, {b * 1e6:.0f} at depth "
-              f"{depths[-1]} (ratio {max(a, b) / min(a, b):.2f}); marginal "
-              f"{marginal * 1e6:.0f} µs/node")
+        print(
+            f"- {stage}: µs/node {a * 1e6:.0f} at depth {depths[0]}, {b * 1e6:.0f} at depth "
+            f"{depths[-1]} (ratio {max(a, b) / min(a, b):.2f}); marginal "
+            f"{marginal * 1e6:.0f} µs/node"
+        )
 
     if not args.no_processes:
         processes = whole_process(depths, args.reps, targets)
@@ -142,8 +169,13 @@ def main(argv=None) -> int:
                 row.append(f"{wall:.2f} ({cpu:.2f})")
             rows.append(row)
         print("\nWhole processes, wall s (CPU s):\n")
-        print(table(["depth", "nodes", "`netdsl check`"] +
-                    [f"`netdsl compile --target {t}`" for t in targets], rows))
+        print(
+            table(
+                ["depth", "nodes", "`netdsl check`"]
+                + [f"`netdsl compile --target {t}`" for t in targets],
+                rows,
+            )
+        )
     return 0
 
 

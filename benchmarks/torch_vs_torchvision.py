@@ -45,12 +45,34 @@ PAIRS = {
     "resnet50": (ROOT / "architectures/resnet50.net", "resnet50", {}, None),
     "densenet121": (ROOT / "architectures/densenet121.net", "densenet121", {}, None),
     # torchvision registers the aux heads after inception5b; the .net file where they tap
-    "googlenet": (ROOT / "architectures/googlenet.net", "googlenet",
-                  {"aux_logits": True, "init_weights": True},
-                  ["conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a",
-                   "inception3b", "maxpool3", "inception4a", "aux1", "inception4b",
-                   "inception4c", "inception4d", "aux2", "inception4e", "maxpool4",
-                   "inception5a", "inception5b", "avgpool", "dropout", "fc"]),
+    "googlenet": (
+        ROOT / "architectures/googlenet.net",
+        "googlenet",
+        {"aux_logits": True, "init_weights": True},
+        [
+            "conv1",
+            "maxpool1",
+            "conv2",
+            "conv3",
+            "maxpool2",
+            "inception3a",
+            "inception3b",
+            "maxpool3",
+            "inception4a",
+            "aux1",
+            "inception4b",
+            "inception4c",
+            "inception4d",
+            "aux2",
+            "inception4e",
+            "maxpool4",
+            "inception5a",
+            "inception5b",
+            "avgpool",
+            "dropout",
+            "fc",
+        ],
+    ),
     "mobilenet_v2": (NETS / "mobilenet_v2.net", "mobilenet_v2", {}, None),
 }
 
@@ -113,6 +135,7 @@ def step_fn(model, x, mode: str):
         def step():
             with torch.no_grad():
                 model(x)
+
         return step, lambda: None
     model.train()
     return (lambda: loss_of(model(x)).backward()), (lambda: model.zero_grad(set_to_none=True))
@@ -139,8 +162,7 @@ def compare(gen, ref, x, mode: str, reps: int, warmup: int) -> dict:
     steps = {"gen": step_fn(gen, x, mode), "ref": step_fn(ref, x, mode)}
     for _ in range(warmup):
         timed(steps["gen"]), timed(steps["ref"])
-    out = {"gen": [], "ref": [], "ratios": [], "cpu_ratios": [], "gen_faults": [],
-           "ref_faults": []}
+    out = {"gen": [], "ref": [], "ratios": [], "cpu_ratios": [], "gen_faults": [], "ref_faults": []}
     for r in range(reps):
         order = ("gen", "ref") if r % 2 == 0 else ("ref", "gen")
         got = {k: timed(steps[k]) for k in order}
@@ -172,8 +194,11 @@ def op_differences(gen, ref, batch: int) -> list[list]:
     rows = []
     for mode in ("eval", "train"):
         a, b = op_counts(gen, x, mode), op_counts(ref, x, mode)
-        diff = [f"{op[6:]} {a.get(op, 0)}/{b.get(op, 0)}" for op in sorted(set(a) | set(b))
-                if a.get(op, 0) != b.get(op, 0)]
+        diff = [
+            f"{op[6:]} {a.get(op, 0)}/{b.get(op, 0)}"
+            for op in sorted(set(a) | set(b))
+            if a.get(op, 0) != b.get(op, 0)
+        ]
         rows.append([mode, f"{sum(a.values())}/{sum(b.values())}", ", ".join(diff) or "none"])
     return rows
 
@@ -209,15 +234,30 @@ def measure(name: str, args) -> dict:
             ratios_ci, cpu_ci = fmt_ci(ratios), fmt_ci(cpu)  # 4,000 resamples each
             best = min(result["gen"]) / min(result["ref"])
             what = "forward (eval, no_grad)" if mode == "eval" else "forward+backward (train)"
-            rows.append([label, what, batch, f"{median(result['gen']) * 1e3:.1f}",
-                         f"{median(result['ref']) * 1e3:.1f}", f"**{median(ratios):.3f}**",
-                         ratios_ci, f"{best:.3f}", f"**{median(cpu):.3f}**", cpu_ci,
-                         f"{median(result['gen_faults']):,.0f} / {median(result['ref_faults']):,.0f}",
-                         f"{diff:.1e}" if mode == "eval" and batch == args.eval_batch else "",
-                         f"{n_gen:,}" + ("" if n_gen == n_ref else f" vs {n_ref:,}")])
-            print(f"{label} {mode} b={batch}: ratio {median(ratios):.3f} "
-                  f"(95% interval {ratios_ci}), of best times {best:.3f}; CPU time "
-                  f"{median(cpu):.3f} ({cpu_ci})", file=sys.stderr, flush=True)
+            rows.append(
+                [
+                    label,
+                    what,
+                    batch,
+                    f"{median(result['gen']) * 1e3:.1f}",
+                    f"{median(result['ref']) * 1e3:.1f}",
+                    f"**{median(ratios):.3f}**",
+                    ratios_ci,
+                    f"{best:.3f}",
+                    f"**{median(cpu):.3f}**",
+                    cpu_ci,
+                    f"{median(result['gen_faults']):,.0f} / {median(result['ref_faults']):,.0f}",
+                    f"{diff:.1e}" if mode == "eval" and batch == args.eval_batch else "",
+                    f"{n_gen:,}" + ("" if n_gen == n_ref else f" vs {n_ref:,}"),
+                ]
+            )
+            print(
+                f"{label} {mode} b={batch}: ratio {median(ratios):.3f} "
+                f"(95% interval {ratios_ci}), of best times {best:.3f}; CPU time "
+                f"{median(cpu):.3f} ({cpu_ci})",
+                file=sys.stderr,
+                flush=True,
+            )
     return {"rows": rows, "raw": raw, "ops": ops}
 
 
@@ -233,21 +273,33 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     parser.add_argument("--eval-batch", type=int, default=8)
     parser.add_argument("--train-batch", type=int, default=4)
-    parser.add_argument("--small-batch", type=int, default=1,
-                        help="an extra eval row at this batch, where Python overhead shows "
-                             "(0: none)")
+    parser.add_argument(
+        "--small-batch",
+        type=int,
+        default=1,
+        help="an extra eval row at this batch, where Python overhead shows (0: none)",
+    )
     parser.add_argument("--reps", type=int, default=25)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--control", default="resnet50",
-                        help="also time this model's torchvision version against a copy of "
-                             "itself: the noise floor of the ratio ('': none)")
-    parser.add_argument("--ops", action="store_true",
-                        help="also list the aten ops whose call counts differ (torch.profiler)")
+    parser.add_argument(
+        "--control",
+        default="resnet50",
+        help="also time this model's torchvision version against a copy of "
+        "itself: the noise floor of the ratio ('': none)",
+    )
+    parser.add_argument(
+        "--ops",
+        action="store_true",
+        help="also list the aten ops whose call counts differ (torch.profiler)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the raw samples here")
-    parser.add_argument("--fixed-malloc", action="store_true",
-                        help="run the models with glibc malloc's thresholds fixed "
-                             f"({FIXED_MALLOC_TEXT}): "
-                             "tensors reuse heap memory instead of faulting in fresh pages")
+    parser.add_argument(
+        "--fixed-malloc",
+        action="store_true",
+        help="run the models with glibc malloc's thresholds fixed "
+        f"({FIXED_MALLOC_TEXT}): "
+        "tensors reuse heap memory instead of faulting in fresh pages",
+    )
     parser.add_argument("--result", metavar="PATH", help=argparse.SUPPRESS)  # a child's report
     args = parser.parse_args(argv)
     names = args.models.split(",")
@@ -258,33 +310,80 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
         Path(args.result).write_text(json.dumps(measure(names[0], args)))
         return 0
-    print_header("Generated PyTorch vs torchvision",
-                 {**versions("torch", "torchvision"), "torch threads": args.threads,
-                  "reps (interleaved)": args.reps, "warm-up steps": args.warmup,
-                  "process": "a fresh one per model",
-                  "malloc": f"thresholds fixed: {FIXED_MALLOC_TEXT}"
-                  if args.fixed_malloc else "glibc's defaults (dynamic mmap threshold)"})
+    print_header(
+        "Generated PyTorch vs torchvision",
+        {
+            **versions("torch", "torchvision"),
+            "torch threads": args.threads,
+            "reps (interleaved)": args.reps,
+            "warm-up steps": args.warmup,
+            "process": "a fresh one per model",
+            "malloc": f"thresholds fixed: {FIXED_MALLOC_TEXT}"
+            if args.fixed_malloc
+            else "glibc's defaults (dynamic mmap threshold)",
+        },
+    )
     rows, raw, ops = [], {}, []
-    passed = ["--threads", str(args.threads), "--eval-batch", str(args.eval_batch),
-              "--train-batch", str(args.train_batch), "--small-batch", str(args.small_batch),
-              "--reps", str(args.reps), "--warmup", str(args.warmup), "--control", args.control,
-              *(["--ops"] if args.ops else [])]
+    passed = [
+        "--threads",
+        str(args.threads),
+        "--eval-batch",
+        str(args.eval_batch),
+        "--train-batch",
+        str(args.train_batch),
+        "--small-batch",
+        str(args.small_batch),
+        "--reps",
+        str(args.reps),
+        "--warmup",
+        str(args.warmup),
+        "--control",
+        args.control,
+        *(["--ops"] if args.ops else []),
+    ]
     for name in names:
-        got = in_fresh_process(__file__, [*passed, "--models", name],
-                               {**os.environ, **FIXED_MALLOC} if args.fixed_malloc else None)
+        got = in_fresh_process(
+            __file__,
+            [*passed, "--models", name],
+            {**os.environ, **FIXED_MALLOC} if args.fixed_malloc else None,
+        )
         rows += got["rows"]
         raw.update(got["raw"])
         ops += got["ops"]
-    print(table(["model", "pass", "batch", "netdsl ms (median)", "torchvision ms (median)",
-                 "wall ratio netdsl/torchvision (median of pairs)",
-                 "wall ratio: 95% interval of the median", "ratio of best times",
-                 "CPU-time ratio (median of pairs)", "CPU-time ratio: 95% interval",
-                 "page faults per pass netdsl / torchvision (median)", "max abs output diff (same weights)", "params"], rows))
+    print(
+        table(
+            [
+                "model",
+                "pass",
+                "batch",
+                "netdsl ms (median)",
+                "torchvision ms (median)",
+                "wall ratio netdsl/torchvision (median of pairs)",
+                "wall ratio: 95% interval of the median",
+                "ratio of best times",
+                "CPU-time ratio (median of pairs)",
+                "CPU-time ratio: 95% interval",
+                "page faults per pass netdsl / torchvision (median)",
+                "max abs output diff (same weights)",
+                "params",
+            ],
+            rows,
+        )
+    )
     if ops:
         print()
-        print(table(["model", "nn.Modules netdsl/torchvision", "pass (batch 2)",
-                     "aten calls netdsl/torchvision", "ops called a different number of "
-                     "times (netdsl/torchvision)"], ops))
+        print(
+            table(
+                [
+                    "model",
+                    "nn.Modules netdsl/torchvision",
+                    "pass (batch 2)",
+                    "aten calls netdsl/torchvision",
+                    "ops called a different number of times (netdsl/torchvision)",
+                ],
+                ops,
+            )
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(raw, indent=1))
     return 0

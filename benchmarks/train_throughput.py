@@ -32,8 +32,9 @@ CONFIGS = {
 }
 
 
-def make_step(model, batch: int, size: int, classes: int, amp: bool, channels_last: bool,
-              compile: bool):
+def make_step(
+    model, batch: int, size: int, classes: int, amp: bool, channels_last: bool, compile: bool
+):
     import torch
     from torch import nn
 
@@ -63,11 +64,16 @@ def make_step(model, batch: int, size: int, classes: int, amp: bool, channels_la
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="resnet50", choices=sorted(PAIRS))
-    parser.add_argument("--configs", default=",".join(CONFIGS),
-                        help="comma-separated, from: " + ", ".join(CONFIGS))
+    parser.add_argument(
+        "--configs", default=",".join(CONFIGS), help="comma-separated, from: " + ", ".join(CONFIGS)
+    )
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--size", type=int, default=224,
-                        help="image side (the models end in global pooling: any size works)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=224,
+        help="image side (the models end in global pooling: any size works)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=2, help="steps before timing")
     parser.add_argument("--steps", type=int, default=6, help="timed steps per model")
@@ -79,23 +85,36 @@ def main(argv=None) -> int:
     cpu_flags = ""
     try:
         flags = [line for line in open("/proc/cpuinfo") if line.startswith("flags")][0].split()
-        cpu_flags = ", ".join(f for f in ("avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
-                              if f in flags) or "none of avx512f/bf16/amx"
+        cpu_flags = (
+            ", ".join(
+                f for f in ("avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in flags
+            )
+            or "none of avx512f/bf16/amx"
+        )
     except (OSError, IndexError):
         pass
-    print_header(f"Training steps: generated {args.model} vs torchvision's",
-                 {**versions("torch", "torchvision"), "device": "CPU (no GPU in this task)",
-                  "CPU features for bf16": cpu_flags, "torch threads": args.threads,
-                  "batch": args.batch, "image": f"3x{args.size}x{args.size}",
-                  "warm-up steps": args.warmup,
-                  "timed steps (interleaved)": args.steps})
+    print_header(
+        f"Training steps: generated {args.model} vs torchvision's",
+        {
+            **versions("torch", "torchvision"),
+            "device": "CPU (no GPU in this task)",
+            "CPU features for bf16": cpu_flags,
+            "torch threads": args.threads,
+            "batch": args.batch,
+            "image": f"3x{args.size}x{args.size}",
+            "warm-up steps": args.warmup,
+            "timed steps (interleaved)": args.steps,
+        },
+    )
     rows = []
     for name in args.configs.split(","):
         options = CONFIGS[name]
         gen, ref = build_pair(args.model)
         classes = 1000
-        steps = {"gen": make_step(gen, args.batch, args.size, classes, **options),
-                 "ref": make_step(ref, args.batch, args.size, classes, **options)}
+        steps = {
+            "gen": make_step(gen, args.batch, args.size, classes, **options),
+            "ref": make_step(ref, args.batch, args.size, classes, **options),
+        }
         first = {}
         for key in ("gen", "ref"):
             start = time.perf_counter()
@@ -107,7 +126,7 @@ def main(argv=None) -> int:
         ratios = []
         for r in range(args.steps):
             got = {}
-            for key in (("gen", "ref") if r % 2 == 0 else ("ref", "gen")):
+            for key in ("gen", "ref") if r % 2 == 0 else ("ref", "gen"):
                 start = time.perf_counter()
                 steps[key]()
                 got[key] = time.perf_counter() - start
@@ -115,17 +134,37 @@ def main(argv=None) -> int:
             ratios.append(got["ref"] / got["gen"])  # throughput ratio: gen images/s over ref's
         gen_ips = args.batch / median(times["gen"])
         ref_ips = args.batch / median(times["ref"])
-        rows.append([f"`{name}`", f"{gen_ips:.2f}", f"{ref_ips:.2f}", f"**{median(ratios):.3f}**",
-                     f"{min(ratios):.3f}-{max(ratios):.3f}",
-                     f"{first['gen']:.1f} / {first['ref']:.1f}"])
-        print(f"{name}: {gen_ips:.2f} vs {ref_ips:.2f} img/s, ratio {median(ratios):.3f}",
-              file=sys.stderr, flush=True)
+        rows.append(
+            [
+                f"`{name}`",
+                f"{gen_ips:.2f}",
+                f"{ref_ips:.2f}",
+                f"**{median(ratios):.3f}**",
+                f"{min(ratios):.3f}-{max(ratios):.3f}",
+                f"{first['gen']:.1f} / {first['ref']:.1f}",
+            ]
+        )
+        print(
+            f"{name}: {gen_ips:.2f} vs {ref_ips:.2f} img/s, ratio {median(ratios):.3f}",
+            file=sys.stderr,
+            flush=True,
+        )
         del gen, ref, steps
         torch._dynamo.reset()
-    print(table(["flags", "netdsl images/s", "torchvision images/s",
-                 "throughput ratio netdsl/torchvision (median of pairs)", "ratio min-max",
-                 "first step s, netdsl / torchvision (includes compiling; netdsl's model compiles first, "
-                 "torchvision's then finds the kernels both share in inductor's caches)"], rows))
+    print(
+        table(
+            [
+                "flags",
+                "netdsl images/s",
+                "torchvision images/s",
+                "throughput ratio netdsl/torchvision (median of pairs)",
+                "ratio min-max",
+                "first step s, netdsl / torchvision (includes compiling; netdsl's model compiles first, "
+                "torchvision's then finds the kernels both share in inductor's caches)",
+            ],
+            rows,
+        )
+    )
     return 0
 
 

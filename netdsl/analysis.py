@@ -214,10 +214,17 @@ def analyze(net: Network) -> Analysis:
     optimizer = net.train.get("optimizer") if isinstance(net.train, dict) else None
     states = _optimizer_states(net.train) if optimizer else 0
     analysis = Analysis(
-        net=net, layers=layers, forward_bytes=forward, train_bytes=train, train_only_bytes=heads,
-        peak_bytes=_peak(net), param_bytes=net.total_params * BYTES,
-        grad_bytes=net.total_params * BYTES, optimizer_bytes=states * net.total_params * BYTES,
-        optimizer=optimizer)
+        net=net,
+        layers=layers,
+        forward_bytes=forward,
+        train_bytes=train,
+        train_only_bytes=heads,
+        peak_bytes=_peak(net),
+        param_bytes=net.total_params * BYTES,
+        grad_bytes=net.total_params * BYTES,
+        optimizer_bytes=states * net.total_params * BYTES,
+        optimizer=optimizer,
+    )
     _scope_totals(net.root, analysis)
     return analysis
 
@@ -309,11 +316,14 @@ def _derivation(node: Node) -> list:
         return [Equation("features", ins[0], "x", out[0])]
     if op == "zeropad":
         left, right, top, bottom = (int(v.value) for v in zeropad_sides(node.attrs["p"]))
-        return [Equation("H", (ins[0][1], top, bottom), "+", out[1]),
-                Equation("W", (ins[0][2], left, right), "+", out[2])]
+        return [
+            Equation("H", (ins[0][1], top, bottom), "+", out[1]),
+            Equation("W", (ins[0][2], left, right), "+", out[2]),
+        ]
     if op == "concat":
-        return [Equation("C" if len(out) == 3 else "features", tuple(s[0] for s in ins), "+",
-                         out[0])]
+        return [
+            Equation("C" if len(out) == 3 else "features", tuple(s[0] for s in ins), "+", out[0])
+        ]
     if op in ("add", "mean"):
         return [Note(f"{len(ins)} branches of the same shape")]
     if op == "mul":
@@ -366,36 +376,52 @@ def _params(node: Node) -> Count | None:
         cin, cin_text = _conv_in(node)
         c = node.out_shape[0]
         bias = bool(node.value("bias"))
-        return _count(f"c_out x {kk} x {cin_text}" + (" + c_out" if bias else ""),
-                      [(c, kh, kw, cin), (c,) if bias else ()], node.params)
+        return _count(
+            f"c_out x {kk} x {cin_text}" + (" + c_out" if bias else ""),
+            [(c, kh, kw, cin), (c,) if bias else ()],
+            node.params,
+        )
     if op == "dwconv":
         kh, kw, kk = _kernel(node)
         c = node.out_shape[0]
         bias = bool(node.value("bias"))
-        return _count(f"C x {kk}" + (" + C" if bias else ""), [(c, kh, kw), (c,) if bias else ()],
-                      node.params)
+        return _count(
+            f"C x {kk}" + (" + C" if bias else ""), [(c, kh, kw), (c,) if bias else ()], node.params
+        )
     if op == "sepconv":
         kh, kw, kk = _kernel(node)
         mid = int(node.in_shapes[0][0].value) * int(node.value("m"))
         c = node.out_shape[0]
         bias = bool(node.value("bias"))
-        return _count(f"C_mid x {kk} + C_mid x c_out" + (" + c_out" if bias else ""),
-                      [(mid, kh, kw), (mid, c), (c,) if bias else ()], node.params)
+        return _count(
+            f"C_mid x {kk} + C_mid x c_out" + (" + c_out" if bias else ""),
+            [(mid, kh, kw), (mid, c), (c,) if bias else ()],
+            node.params,
+        )
     if op == "fc":
         fin = _features(tuple(int(d.value) for d in node.in_shapes[0]))
         n = node.out_shape[0]
         bias = bool(node.value("bias"))
-        return _count("n_out x n_in" + (" + n_out" if bias else ""),
-                      [(n, fin), (n,) if bias else ()], node.params)
+        return _count(
+            "n_out x n_in" + (" + n_out" if bias else ""),
+            [(n, fin), (n,) if bias else ()],
+            node.params,
+        )
     if op == "bn":
         c = node.out_shape[0]
         if node.attrs.get("scale") is not None and not node.value("scale"):
-            return _count("C (beta only: scale=false)", [(c,)], node.params,
-                          note=f"+ {node.buffers:,} running mean and variance (buffers, not "
-                               "parameters)")
-        return _count("2 x C (gamma, beta)", [(2, c)], node.params,
-                      note=f"+ {node.buffers:,} running mean and variance (buffers, not "
-                           "parameters)")
+            return _count(
+                "C (beta only: scale=false)",
+                [(c,)],
+                node.params,
+                note=f"+ {node.buffers:,} running mean and variance (buffers, not parameters)",
+            )
+        return _count(
+            "2 x C (gamma, beta)",
+            [(2, c)],
+            node.params,
+            note=f"+ {node.buffers:,} running mean and variance (buffers, not parameters)",
+        )
     if node.params:
         return _count("", [(node.params,)], node.params)
     return None
@@ -407,8 +433,9 @@ def _macs(node: Node) -> Count | None:
         kh, kw, kk = _kernel(node)
         cin, cin_text = _conv_in(node)
         c, h, w = node.out_shape
-        return _count(f"c_out x H_out x W_out x {kk} x {cin_text}", [(c, h, w, kh, kw, cin)],
-                      node.macs)
+        return _count(
+            f"c_out x H_out x W_out x {kk} x {cin_text}", [(c, h, w, kh, kw, cin)], node.macs
+        )
     if op == "dwconv":
         kh, kw, kk = _kernel(node)
         c, h, w = node.out_shape
@@ -417,8 +444,11 @@ def _macs(node: Node) -> Count | None:
         kh, kw, kk = _kernel(node)
         mid = int(node.in_shapes[0][0].value) * int(node.value("m"))
         c, h, w = node.out_shape
-        return _count(f"C_mid x H_out x W_out x {kk} + c_out x H_out x W_out x C_mid",
-                      [(mid, h, w, kh, kw), (c, h, w, mid)], node.macs)
+        return _count(
+            f"C_mid x H_out x W_out x {kk} + c_out x H_out x W_out x C_mid",
+            [(mid, h, w, kh, kw), (c, h, w, mid)],
+            node.macs,
+        )
     if op == "fc":
         fin = _features(tuple(int(d.value) for d in node.in_shapes[0]))
         return _count("n_out x n_in", [(node.out_shape[0], fin)], node.macs)
@@ -447,15 +477,13 @@ def _receptive(node: Node, inputs: list) -> Receptive | None:
         r = tuple(max(rf.r[i] for rf in inputs) for i in range(2))
         j = tuple(max(rf.j[i] for rf in inputs) for i in range(2))
         grid = _grid(out) or first.grid
-        return Receptive(r, j, grid, rule="merge",
-                         approximate=any(rf.approximate for rf in inputs))
+        return Receptive(r, j, grid, rule="merge", approximate=any(rf.approximate for rf in inputs))
     rf = inputs[0]
     if op in WINDOWED:
         kh, kw = _ints(node, "k")
         sh, sw = _ints(node, "s")
         dh, dw = _ints(node, "d") if "d" in node.attrs else (1, 1)
-        return _step(rf, ((dh * (kh - 1) + 1, sh), (dw * (kw - 1) + 1, sw)), _grid(out),
-                     "window")
+        return _step(rf, ((dh * (kh - 1) + 1, sh), (dw * (kw - 1) + 1, sw)), _grid(out), "window")
     if op in ("gap", "gmp") or (op == "fc" and rf.grid != (1, 1)):
         gh, gw = rf.grid
         return _step(rf, ((gh, gh), (gw, gw)), (1, 1), "global")
@@ -483,8 +511,9 @@ def _step(rf: Receptive, kernels, grid, rule: str) -> Receptive:
     for axis, (k, s) in enumerate(kernels):
         r, j = rf.r[axis], rf.j[axis]
         steps.append(RFAxis(r, j, k, s, r + (k - 1) * j, j * s))
-    return Receptive((steps[0].r, steps[1].r), (steps[0].j, steps[1].j), grid, tuple(steps), rule,
-                     rf.approximate)
+    return Receptive(
+        (steps[0].r, steps[1].r), (steps[0].j, steps[1].j), grid, tuple(steps), rule, rf.approximate
+    )
 
 
 # ---- memory ---------------------------------------------------------------------------
@@ -542,12 +571,36 @@ def _peak(net: Network) -> int:
 # ---- how a layer reads in the DSL ------------------------------------------------------
 
 _DERIVED = frozenset({"in_channels", "num_features", "in_features", "mid_channels"})
-_DEFAULTS = {"s": 1, "p": 0, "d": 1, "g": 1, "m": 1, "bias": True, "ceil": False,
-             "count_pad": True, "eps": 1e-5, "momentum": 0.1, "scale": True}
-_POSITIONAL = {"conv": ("c",), "sepconv": ("c",), "fc": ("n",), "maxpool": ("k",),
-               "avgpool": ("k",), "dwconv": (), "dropout": ("p",), "drop_path": ("p",),
-               "adaptive_avgpool": ("size",), "adaptive_maxpool": ("size",), "zeropad": ("p",),
-               "shuffle": ("g",), "scale": ("s",), "leaky_relu": ("slope",), "elu": ("alpha",)}
+_DEFAULTS = {
+    "s": 1,
+    "p": 0,
+    "d": 1,
+    "g": 1,
+    "m": 1,
+    "bias": True,
+    "ceil": False,
+    "count_pad": True,
+    "eps": 1e-5,
+    "momentum": 0.1,
+    "scale": True,
+}
+_POSITIONAL = {
+    "conv": ("c",),
+    "sepconv": ("c",),
+    "fc": ("n",),
+    "maxpool": ("k",),
+    "avgpool": ("k",),
+    "dwconv": (),
+    "dropout": ("p",),
+    "drop_path": ("p",),
+    "adaptive_avgpool": ("size",),
+    "adaptive_maxpool": ("size",),
+    "zeropad": ("p",),
+    "shuffle": ("g",),
+    "scale": ("s",),
+    "leaky_relu": ("slope",),
+    "elu": ("alpha",),
+}
 
 
 def layer_call(node: Node) -> str:
@@ -565,7 +618,9 @@ def layer_call(node: Node) -> str:
         elif op in ("maxpool", "avgpool") and name == "s":
             if value == node.value("k"):
                 continue
-        elif name in _DEFAULTS and _DEFAULTS[name] == value and type(value) is type(_DEFAULTS[name]):
+        elif (
+            name in _DEFAULTS and _DEFAULTS[name] == value and type(value) is type(_DEFAULTS[name])
+        ):
             continue
         parts.append(f"{name}={_value_text(value)}")
     return " ".join(parts)

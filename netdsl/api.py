@@ -26,8 +26,12 @@ _TEXT_STARTS = ("network", "block", "use", "defaults", "#", "train")
 _modules = itertools.count()
 
 
-def load(source, params: dict | None = None, network: str | None = None,
-         input_shape: tuple | str | None = None) -> Model:
+def load(
+    source,
+    params: dict | None = None,
+    network: str | None = None,
+    input_shape: tuple | str | None = None,
+) -> Model:
     """Compile a path, a zoo network name (`"resnet50"`) or netdsl source text.
 
     `params` overrides network parameters (`{"classes": 10}`), as `--param`
@@ -37,13 +41,17 @@ def load(source, params: dict | None = None, network: str | None = None,
     """
     from .compiler import compile_file, compile_text, resolve
 
-    options = {"params": _params(params or {}), "network": network,
-               "input_shape": _shape(input_shape)}
+    options = {
+        "params": _params(params or {}),
+        "network": network,
+        "input_shape": _shape(input_shape),
+    }
     if isinstance(source, os.PathLike):
         return Model(compile_file(source, **options))
     if not isinstance(source, str):
-        raise NetdslError(f"netdsl.load takes a path, a zoo name or source text, "
-                          f"not {type(source).__name__}")
+        raise NetdslError(
+            f"netdsl.load takes a path, a zoo name or source text, not {type(source).__name__}"
+        )
     if "\n" not in source and os.path.exists(source):
         return Model(compile_file(source, **options))
     if "\n" in source or source.lstrip().startswith(_TEXT_STARTS):
@@ -64,9 +72,11 @@ def _shape(shape) -> tuple | None:
     except TypeError:
         dims = ()
     if len(dims) not in (1, 3) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
-        raise NetdslError(f"input_shape must be (C, H, W) or (features,) of positive integers, "
-                          f"got {shape!r}")
+        isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims
+    ):
+        raise NetdslError(
+            f"input_shape must be (C, H, W) or (features,) of positive integers, got {shape!r}"
+        )
     return dims
 
 
@@ -124,8 +134,9 @@ class Model:
 
         return summary_dict(self.network)
 
-    def explain(self, layer: str | None = None, depth: int | None = None,
-                markdown: bool = False) -> str:
+    def explain(
+        self, layer: str | None = None, depth: int | None = None, markdown: bool = False
+    ) -> str:
         """The arithmetic of every layer (see `netdsl explain`)."""
         from .explain import explain
 
@@ -200,8 +211,10 @@ class Model:
     # -- display ---------------------------------------------------------------------------
 
     def __repr__(self) -> str:
-        return (f"<netdsl.Model {self.name}: {self.params:,} params, {self.macs:,} MACs, "
-                f"{len(self.network.nodes())} nodes>")
+        return (
+            f"<netdsl.Model {self.name}: {self.params:,} params, {self.macs:,} MACs, "
+            f"{len(self.network.nodes())} nodes>"
+        )
 
     def _repr_html_(self) -> str:
         return html_table(self.network, self.display_depth)
@@ -247,20 +260,24 @@ def html_table(net: Network, depth: int | None = None) -> str:
 
     e = html.escape
     inputs = ", ".join(f"{e(k)} {fmt_shape(v.out_shape)}" for k, v in net.inputs.items())
-    outputs = ", ".join(f"{e(o.name)} {fmt_shape(o.node.out_shape)}"
-                        + (" (train only)" if o.train_only else "") for o in net.outputs)
+    outputs = ", ".join(
+        f"{e(o.name)} {fmt_shape(o.node.out_shape)}" + (" (train only)" if o.train_only else "")
+        for o in net.outputs
+    )
     cells = []
     for name, op, shape, params, macs in _rows(net.root, depth):
-        cells.append(f"<tr><td style=\"text-align:left\"><code>{e(name)}</code></td>"
-                     f"<td style=\"text-align:left\">{e(op)}</td><td>{fmt_shape(shape)}</td>"
-                     f"<td>{params:,}</td><td>{macs:,}</td></tr>")
+        cells.append(
+            f'<tr><td style="text-align:left"><code>{e(name)}</code></td>'
+            f'<td style="text-align:left">{e(op)}</td><td>{fmt_shape(shape)}</td>'
+            f"<td>{params:,}</td><td>{macs:,}</td></tr>"
+        )
     return (
-        "<div class=\"netdsl-summary\">"
+        '<div class="netdsl-summary">'
         f"<p><b>{e(net.name)}</b> &mdash; {net.total_params:,} params, {net.total_macs:,} MACs"
         f"<br/>inputs: {inputs}; outputs: {outputs}</p>"
         "<details><summary>layers</summary>"
-        "<table style=\"font-size:smaller\"><thead><tr><th>Layer</th><th>Op</th>"
+        '<table style="font-size:smaller"><thead><tr><th>Layer</th><th>Op</th>'
         "<th>Output shape</th><th>Params</th><th>MACs</th></tr></thead><tbody>"
-        + "".join(cells) +
-        "</tbody></table></details></div>"
+        + "".join(cells)
+        + "</tbody></table></details></div>"
     )

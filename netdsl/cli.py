@@ -46,8 +46,13 @@ def load_network(args, path: str):
         if max_nodes < 1:
             raise UsageError(f"--max-nodes must be a positive integer, got {max_nodes}")
         limits = Limits(max_nodes=max_nodes)
-    return compile_file(resolve(path), params=params, network=getattr(args, "network", None),
-                        input_shape=parse_shape(shape) if shape else None, limits=limits)
+    return compile_file(
+        resolve(path),
+        params=params,
+        network=getattr(args, "network", None),
+        input_shape=parse_shape(shape) if shape else None,
+        limits=limits,
+    )
 
 
 _load = load_network
@@ -65,8 +70,10 @@ def cmd_check(args) -> int:
             status = EXIT_USER
             continue
         if not args.quiet:
-            print(f"{path}: ok: {net.name}, {len(net.nodes())} nodes, {net.total_params:,} params, "
-                  f"{net.total_macs:,} MACs")
+            print(
+                f"{path}: ok: {net.name}, {len(net.nodes())} nodes, {net.total_params:,} params, "
+                f"{net.total_macs:,} MACs"
+            )
     return status
 
 
@@ -83,15 +90,24 @@ def cmd_summary(args) -> int:
 
 def add_common(p: argparse.ArgumentParser) -> None:
     """--param and --network, shared by every command that compiles a file."""
-    p.add_argument("--param", action="append", metavar="NAME=VALUE",
-                   help="override a network parameter (repeatable), e.g. --param classes=10")
-    p.add_argument("--network", metavar="NAME",
-                   help="which network of the file (default: the first)")
-    p.add_argument("--input", metavar="CxHxW",
-                   help="replace the (first) input's shape, e.g. --input 3x64x64")
-    p.add_argument("--max-nodes", type=int, metavar="N",
-                   help="refuse networks of more than N nodes, layers and merges "
-                        f"(default {MAX_NODES:,})")
+    p.add_argument(
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="override a network parameter (repeatable), e.g. --param classes=10",
+    )
+    p.add_argument(
+        "--network", metavar="NAME", help="which network of the file (default: the first)"
+    )
+    p.add_argument(
+        "--input", metavar="CxHxW", help="replace the (first) input's shape, e.g. --input 3x64x64"
+    )
+    p.add_argument(
+        "--max-nodes",
+        type=int,
+        metavar="N",
+        help=f"refuse networks of more than N nodes, layers and merges (default {MAX_NODES:,})",
+    )
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -99,7 +115,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netdsl",
         description="Describe neural networks as text; check shapes, count parameters and "
-                    "MACs, emit PyTorch or Keras code.")
+        "MACs, emit PyTorch or Keras code.",
+    )
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"netdsl {__version__}")
@@ -200,8 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug in netdsl, not in the user's program
         if os.environ.get("NETDSL_DEBUG"):
             traceback.print_exc()
-        print(f"netdsl: internal error: {type(e).__name__}: {e}\n"
-              "this is a bug in netdsl; set NETDSL_DEBUG=1 for details", file=sys.stderr)
+        print(
+            f"netdsl: internal error: {type(e).__name__}: {e}\n"
+            "this is a bug in netdsl; set NETDSL_DEBUG=1 for details",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL
     finally:
         if as_program:

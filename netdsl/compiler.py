@@ -27,12 +27,21 @@ def resolve(target: str) -> str:
     raise NetdslError(f"no such file or zoo network: {target}")
 
 
-def compile_file(path: str | os.PathLike, params: dict | None = None,
-                 network: str | None = None, limits: Limits | None = None,
-                 input_shape: tuple | None = None) -> Network:
+def compile_file(
+    path: str | os.PathLike,
+    params: dict | None = None,
+    network: str | None = None,
+    limits: Limits | None = None,
+    input_shape: tuple | None = None,
+) -> Network:
     """Compile a .net file. `input_shape` (C, H, W) replaces the first input's shape."""
-    return _compile(lambda loader: loader.load_file(path, display_path(path)), params, network,
-                    limits, input_shape)
+    return _compile(
+        lambda loader: loader.load_file(path, display_path(path)),
+        params,
+        network,
+        limits,
+        input_shape,
+    )
 
 
 def display_path(path: str | os.PathLike) -> str:
@@ -47,11 +56,17 @@ def display_path(path: str | os.PathLike) -> str:
     return str(path)
 
 
-def compile_text(text: str, path: str = "<input>", params: dict | None = None,
-                 network: str | None = None, limits: Limits | None = None,
-                 input_shape: tuple | None = None) -> Network:
-    return _compile(lambda loader: loader.load_text(text, path), params, network, limits,
-                    input_shape)
+def compile_text(
+    text: str,
+    path: str = "<input>",
+    params: dict | None = None,
+    network: str | None = None,
+    limits: Limits | None = None,
+    input_shape: tuple | None = None,
+) -> Network:
+    return _compile(
+        lambda loader: loader.load_text(text, path), params, network, limits, input_shape
+    )
 
 
 @contextmanager
@@ -78,9 +93,11 @@ def deep_stack():
     try:
         yield
     except RecursionError:
-        raise NetdslError("the program nests too deeply to compile",
-                          hint="blocks, repeats and expressions nest too deeply; "
-                               "flatten the nesting or use repeats") from None
+        raise NetdslError(
+            "the program nests too deeply to compile",
+            hint="blocks, repeats and expressions nest too deeply; "
+            "flatten the nesting or use repeats",
+        ) from None
     finally:
         sys.setrecursionlimit(old)
 

@@ -85,19 +85,26 @@ class LayerFrag(Fragment):
         self.spec, self.attrs, self.span, self.called_as = spec, attrs, span, called_as
 
     def constified(self):
-        return LayerFrag(self.spec, {k: _const(v) for k, v in self.attrs.items()}, self.span,
-                         self.called_as)
+        return LayerFrag(
+            self.spec, {k: _const(v) for k, v in self.attrs.items()}, self.span, self.called_as
+        )
 
 
 class BlockFrag(Fragment):
-    def __init__(self, definition: ast.BlockDef, menv: ModuleEnv, values: dict, call_args: list,
-                 span: Span) -> None:
+    def __init__(
+        self, definition: ast.BlockDef, menv: ModuleEnv, values: dict, call_args: list, span: Span
+    ) -> None:
         self.definition, self.menv, self.values = definition, menv, values
         self.call_args, self.span = call_args, span
 
     def constified(self):
-        return BlockFrag(self.definition, self.menv, {k: _const(v) for k, v in self.values.items()},
-                         [(k, _const(v)) for k, v in self.call_args], self.span)
+        return BlockFrag(
+            self.definition,
+            self.menv,
+            {k: _const(v) for k, v in self.values.items()},
+            [(k, _const(v)) for k, v in self.call_args],
+            self.span,
+        )
 
 
 class SeqFrag(Fragment):
@@ -113,8 +120,9 @@ class MergeFrag(Fragment):
         self.op, self.branches, self.span, self.branch_spans = op, branches, span, branch_spans
 
     def constified(self):
-        return MergeFrag(self.op, [b.constified() for b in self.branches], self.span,
-                         self.branch_spans)
+        return MergeFrag(
+            self.op, [b.constified() for b in self.branches], self.span, self.branch_spans
+        )
 
 
 class RepeatFrag(Fragment):
@@ -128,14 +136,16 @@ class RepeatFrag(Fragment):
 class IndexedRepeatFrag(Fragment):
     """`[body for i in range(...)]`: the body is evaluated anew for each index."""
 
-    def __init__(self, body: ast.Expr, var: str, start: Num, count: Num, env: Env,
-                 span: Span) -> None:
+    def __init__(
+        self, body: ast.Expr, var: str, start: Num, count: Num, env: Env, span: Span
+    ) -> None:
         self.body, self.var, self.start, self.count = body, var, start, count
         self.env, self.span = env, span
 
     def constified(self):
-        return IndexedRepeatFrag(self.body, self.var, self.start.const(), self.count.const(),
-                                 self.env, self.span)
+        return IndexedRepeatFrag(
+            self.body, self.var, self.start.const(), self.count.const(), self.env, self.span
+        )
 
 
 class CondFrag(Fragment):
@@ -191,8 +201,14 @@ class Ctx:
 
     __slots__ = ("scope", "device", "depth", "repeat_depth", "stack")
 
-    def __init__(self, scope: Scope, device: str | None = None, depth: int = 0,
-                 repeat_depth: int = 0, stack: tuple = ()) -> None:
+    def __init__(
+        self,
+        scope: Scope,
+        device: str | None = None,
+        depth: int = 0,
+        repeat_depth: int = 0,
+        stack: tuple = (),
+    ) -> None:
         self.scope = scope
         self.device = device
         self.depth = depth  # block nesting
@@ -225,20 +241,26 @@ class Elaborator:
 
     # -- entry point --------------------------------------------------------------
 
-    def network(self, menv: ModuleEnv, name: str | None = None,
-                overrides: dict | None = None) -> Network:
+    def network(
+        self, menv: ModuleEnv, name: str | None = None, overrides: dict | None = None
+    ) -> Network:
         module = menv.module
         if not module.networks:
-            raise NetdslError("this file defines no network", module.span,
-                              hint="add one: `network name:` followed by `input 3x224x224` "
-                                   "and layers")
+            raise NetdslError(
+                "this file defines no network",
+                module.span,
+                hint="add one: `network name:` followed by `input 3x224x224` and layers",
+            )
         if name is None:
             ndef = module.networks[0]
         else:
             found = [n for n in module.networks if n.name == name]
             if not found:
-                raise NetdslError(f"no network '{name}' in {menv.path}", module.span,
-                                  hint=did_you_mean(name, [n.name for n in module.networks]))
+                raise NetdslError(
+                    f"no network '{name}' in {menv.path}",
+                    module.span,
+                    hint=did_you_mean(name, [n.name for n in module.networks]),
+                )
             ndef = found[0]
         return self._network(menv, ndef, dict(overrides or {}))
 
@@ -249,28 +271,37 @@ class Elaborator:
         for key in overrides:
             if key not in known:
                 raise NetdslError(
-                    f"network {ndef.name} has no parameter '{key}'", ndef.span,
-                    hint=did_you_mean(key, known) or (
-                        f"its parameters are: {', '.join(sorted(known))}" if known
-                        else "it takes no parameters"))
+                    f"network {ndef.name} has no parameter '{key}'",
+                    ndef.span,
+                    hint=did_you_mean(key, known)
+                    or (
+                        f"its parameters are: {', '.join(sorted(known))}"
+                        if known
+                        else "it takes no parameters"
+                    ),
+                )
         values: dict = {}
         concrete: dict = {}
         for p in ndef.params:
             check_identifier(p.name, p.span, "parameter")
             if p.name in overrides:
                 v = _override_value(overrides[p.name])
-                for item in (v.items if isinstance(v, Tup) else (v,)):
+                for item in v.items if isinstance(v, Tup) else (v,):
                     if isinstance(item, Num):
                         try:
                             self._check_number(item.value, p.span)
                         except NetdslError as e:
-                            raise NetdslError(f"the value given for parameter '{p.name}': "
-                                              f"{e.message}", p.span) from None
+                            raise NetdslError(
+                                f"the value given for parameter '{p.name}': {e.message}", p.span
+                            ) from None
             elif p.default is not None:
                 v = self.eval(p.default, Env(dict(values), menv, None, root), Ctx(root))
             else:
-                raise NetdslError(f"network parameter '{p.name}' needs a default value", p.span,
-                                  hint=f"write {p.name}=<value>, or pass --param {p.name}=...")
+                raise NetdslError(
+                    f"network parameter '{p.name}' needs a default value",
+                    p.span,
+                    hint=f"write {p.name}=<value>, or pass --param {p.name}=...",
+                )
             concrete[p.name] = _const(v)
             values[p.name] = self._symbolize(p.name, v, p.span)
         root.args = concrete
@@ -279,8 +310,11 @@ class Elaborator:
         state = _NetworkState()
         self._exec(ndef.body, env, ctx, None, state)
         if not state.inputs:
-            raise NetdslError(f"network {ndef.name} has no input", ndef.span,
-                              hint="add a line such as `input 3x224x224`")
+            raise NetdslError(
+                f"network {ndef.name} has no input",
+                ndef.span,
+                hint="add a line such as `input 3x224x224`",
+            )
         if not any(not o.train_only for o in state.outputs):
             if state.current is None:
                 raise NetdslError(f"network {ndef.name} computes nothing", ndef.span)
@@ -290,20 +324,32 @@ class Elaborator:
             main = next(o for o in state.outputs if not o.train_only)
             root.output, root.out_shape = main.node, main.node.shape
         ordered = _finish(root, state.outputs)
-        signature = BlockSignature(ndef.name, [(p.name, concrete[p.name]) for p in ndef.params],
-                                   _source_text(ndef.span), ndef.span)
+        signature = BlockSignature(
+            ndef.name,
+            [(p.name, concrete[p.name]) for p in ndef.params],
+            _source_text(ndef.span),
+            ndef.span,
+        )
         net = Network(
-            name=ndef.name, path=menv.path, params=concrete, signature=signature,
+            name=ndef.name,
+            path=menv.path,
+            params=concrete,
+            signature=signature,
             frozen_params=sorted(root.frozen & concrete.keys()),
-            inputs=state.inputs, outputs=state.outputs, root=root, ordered=ordered,
-            blocks=dict(self.signatures), train=build_train_config(menv.module.train),
+            inputs=state.inputs,
+            outputs=state.outputs,
+            root=root,
+            ordered=ordered,
+            blocks=dict(self.signatures),
+            train=build_train_config(menv.module.train),
         )
         return net
 
     # -- statements ---------------------------------------------------------------
 
-    def _exec(self, stmts, env: Env, ctx: Ctx, current: TensorView | None,
-              state: _NetworkState | None) -> TensorView | None:
+    def _exec(
+        self, stmts, env: Env, ctx: Ctx, current: TensorView | None, state: _NetworkState | None
+    ) -> TensorView | None:
         for stmt in stmts:
             current = self._stmt(stmt, env, ctx, current, state)
             if state is not None:
@@ -313,13 +359,17 @@ class Elaborator:
     def _stmt(self, stmt, env, ctx, current, state):
         if isinstance(stmt, ast.InputStmt):
             if state is None:
-                raise NetdslError("`input` belongs in a network, not in a block", stmt.span,
-                                  hint="a block's input is `in`")
+                raise NetdslError(
+                    "`input` belongs in a network, not in a block",
+                    stmt.span,
+                    hint="a block's input is `in`",
+                )
             return self._input(stmt, env, ctx, state)
         if isinstance(stmt, ast.OutputStmt):
             if state is None:
-                raise NetdslError("`output` belongs in a network; a block's output is its last "
-                                  "value", stmt.span)
+                raise NetdslError(
+                    "`output` belongs in a network; a block's output is its last value", stmt.span
+                )
             self._output(stmt, env, ctx, current, state)
             return current
         if isinstance(stmt, ast.LetStmt):
@@ -331,29 +381,41 @@ class Elaborator:
             return current
         value = self.eval(stmt.expr, env, ctx)
         if not isinstance(value, Fragment):
-            raise NetdslError(f"this line computes {kind_of(value)} and does nothing with it",
-                              stmt.span, hint="bind it to a name: `n = ...`")
+            raise NetdslError(
+                f"this line computes {kind_of(value)} and does nothing with it",
+                stmt.span,
+                hint="bind it to a name: `n = ...`",
+            )
         return self._apply_to_current(value, current, ctx, stmt.span)
 
     def _apply_to_current(self, frag, current, ctx, span):
         if current is None and not _starts_with_ref(frag):
-            raise NetdslError("there is no tensor to apply this to yet", span,
-                              hint="start the network with a line such as `input 3x224x224`")
+            raise NetdslError(
+                "there is no tensor to apply this to yet",
+                span,
+                hint="start the network with a line such as `input 3x224x224`",
+            )
         return self.apply(frag, current, ctx)
 
     def _input(self, stmt: ast.InputStmt, env, ctx, state):
         value = self.eval(stmt.shape, env, ctx)
         name = stmt.name or ("input" if not state.inputs else f"input{len(state.inputs) + 1}")
-        override = self.input_shapes.get(name, self.input_shapes.get("*") if not state.inputs
-                                         else None)
+        override = self.input_shapes.get(
+            name, self.input_shapes.get("*") if not state.inputs else None
+        )
         if override is not None:
             value = Tup(Num(d) for d in override)
         dims = list(value.items) if isinstance(value, Tup) else [value]
         if len(dims) not in (1, 3) or not all(
-                isinstance(d, Num) and isinstance(d.value, int) and not isinstance(d.value, bool)
-                and d.value >= 1 for d in dims):
-            raise NetdslError("input shape must be C x H x W (e.g. 3x224x224) or a feature count",
-                              stmt.shape.span)
+            isinstance(d, Num)
+            and isinstance(d.value, int)
+            and not isinstance(d.value, bool)
+            and d.value >= 1
+            for d in dims
+        ):
+            raise NetdslError(
+                "input shape must be C x H x W (e.g. 3x224x224) or a feature count", stmt.shape.span
+            )
         self._check_size(dims, stmt.shape.span)
         if stmt.name:
             check_identifier(stmt.name, stmt.span, "input")
@@ -372,8 +434,11 @@ class Elaborator:
         train_only = False
         for ann in stmt.annotations:
             if ann.name != "train" or ann.args:
-                raise NetdslError(f"unknown output annotation '@{ann.name}'", ann.span,
-                                  hint="outputs take @train (a train-time-only output)")
+                raise NetdslError(
+                    f"unknown output annotation '@{ann.name}'",
+                    ann.span,
+                    hint="outputs take @train (a train-time-only output)",
+                )
             train_only = True
         name = stmt.name or "output"
         check_identifier(name, stmt.span, "output")
@@ -386,16 +451,20 @@ class Elaborator:
         else:
             value = self.eval(stmt.expr, env, ctx)
             if not isinstance(value, Fragment):
-                raise NetdslError(f"an output must be a network expression, not {kind_of(value)}",
-                                  stmt.expr.span)
+                raise NetdslError(
+                    f"an output must be a network expression, not {kind_of(value)}", stmt.expr.span
+                )
             view = self._apply_to_current(value, current, ctx, stmt.span)
         state.outputs.append(Output(name, view.node, train_only, stmt.span))
 
     def _let(self, stmt: ast.LetStmt, env: Env, ctx, current):
         check_identifier(stmt.name, stmt.span, "value")
         if stmt.name in env.values:
-            raise NetdslError(f"'{stmt.name}' is already defined", stmt.span,
-                              hint="names are bound once; choose another name")
+            raise NetdslError(
+                f"'{stmt.name}' is already defined",
+                stmt.span,
+                hint="names are bound once; choose another name",
+            )
         value = self.eval(stmt.expr, env, ctx)
         if isinstance(value, Fragment):
             view = self._apply_to_current(value, current, ctx, stmt.span)
@@ -444,10 +513,18 @@ class Elaborator:
 
     def _eval_Comprehension(self, e, env, ctx):
         it = e.iterable
-        if not (isinstance(it, ast.Call) and it.name == "range" and it.parenthesised
-                and not it.kwargs and 1 <= len(it.args) <= 2):
-            raise NetdslError("a repeat with an index reads [body for i in range(n)]",
-                              it.span, hint="range(n) counts 0 .. n-1; range(a, b) a .. b-1")
+        if not (
+            isinstance(it, ast.Call)
+            and it.name == "range"
+            and it.parenthesised
+            and not it.kwargs
+            and 1 <= len(it.args) <= 2
+        ):
+            raise NetdslError(
+                "a repeat with an index reads [body for i in range(n)]",
+                it.span,
+                hint="range(n) counts 0 .. n-1; range(a, b) a .. b-1",
+            )
         bounds = []
         for arg in it.args:
             value = self._number(self.eval(arg, env, ctx), arg.span)
@@ -459,12 +536,14 @@ class Elaborator:
         if count.value < 0:
             count = Num(0)
         if count.value > self.limits.max_repeat:
-            raise NetdslError(f"repeat count {count.value} exceeds the limit of "
-                              f"{self.limits.max_repeat}", it.span)
+            raise NetdslError(
+                f"repeat count {count.value} exceeds the limit of {self.limits.max_repeat}", it.span
+            )
         check_identifier(e.var, e.span, "index")
         if e.var in env.values:
-            raise NetdslError(f"'{e.var}' is already defined", e.span,
-                              hint="choose another name for the index")
+            raise NetdslError(
+                f"'{e.var}' is already defined", e.span, hint="choose another name for the index"
+            )
         return IndexedRepeatFrag(e.body, e.var, start, count, env, e.span)
 
     def _eval_Tuple(self, e, env, ctx):
@@ -484,14 +563,19 @@ class Elaborator:
     def _eval_Attr(self, e, env, ctx):
         obj = self.eval(e.obj, env, ctx)
         if not isinstance(obj, TensorRef):
-            raise NetdslError(f"only tensors have attributes; this is {kind_of(obj)}", e.obj.span,
-                              hint="use in.c, in.h, in.w, or those of a named value")
+            raise NetdslError(
+                f"only tensors have attributes; this is {kind_of(obj)}",
+                e.obj.span,
+                hint="use in.c, in.h, in.w, or those of a named value",
+            )
         shape = self._ref_shape(obj, env)
         fields = {"c": 0, "h": 1, "w": 2} if len(shape) == 3 else {"c": 0, "f": 0, "features": 0}
         if e.attr not in fields:
-            raise NetdslError(f"a {fmt_shape(shape)} tensor has no attribute '{e.attr}'", e.span,
-                              hint=did_you_mean(e.attr, fields) or
-                              f"available: {', '.join(fields)}")
+            raise NetdslError(
+                f"a {fmt_shape(shape)} tensor has no attribute '{e.attr}'",
+                e.span,
+                hint=did_you_mean(e.attr, fields) or f"available: {', '.join(fields)}",
+            )
         return shape[fields[e.attr]]
 
     def _ref_shape(self, ref: TensorRef, env: Env) -> tuple:
@@ -507,8 +591,10 @@ class Elaborator:
         if name in env.values:
             value = env.values[name]
             if e.args or e.kwargs:
-                raise NetdslError(f"'{name}' is {kind_of(value)}, not a layer or block; it "
-                                  "takes no arguments", e.span)
+                raise NetdslError(
+                    f"'{name}' is {kind_of(value)}, not a layer or block; it takes no arguments",
+                    e.span,
+                )
             return value
         if name in MERGES:
             return self._merge(e, env, ctx)
@@ -534,8 +620,10 @@ class Elaborator:
         args = [self.eval(a, env, ctx) for a in e.args]
         arity = {"min": None, "max": None}.get(e.name, 1)
         if (arity is None and len(args) < 2) or (arity is not None and len(args) != arity):
-            raise NetdslError(f"{e.name}() takes {'at least 2 arguments' if arity is None else '1 argument'}",
-                              e.span)
+            raise NetdslError(
+                f"{e.name}() takes {'at least 2 arguments' if arity is None else '1 argument'}",
+                e.span,
+            )
         for a, node in zip(args, e.args):
             self._number(a, node.span)
         try:
@@ -549,14 +637,17 @@ class Elaborator:
         if e.kwargs:
             raise NetdslError(f"{e.name} takes no keyword arguments", e.kwargs[0][2])
         if len(e.args) < 2:
-            raise NetdslError(f"{e.name} needs at least two branches", e.span,
-                              hint=f"e.g. {e.name}(id, conv3 64)")
+            raise NetdslError(
+                f"{e.name} needs at least two branches", e.span, hint=f"e.g. {e.name}(id, conv3 64)"
+            )
         branches = []
         for arg in e.args:
             value = self.eval(arg, env, ctx)
             if not isinstance(value, Fragment):
-                raise NetdslError(f"a branch of {e.name} must be a network expression, not "
-                                  f"{kind_of(value)}", arg.span)
+                raise NetdslError(
+                    f"a branch of {e.name} must be a network expression, not {kind_of(value)}",
+                    arg.span,
+                )
             branches.append(value)
         return MergeFrag(e.name, branches, e.span, [a.span for a in e.args])
 
@@ -565,8 +656,9 @@ class Elaborator:
         args = [(self.eval(a, env, ctx), a.span) for a in e.args]
         kwargs = [(k, self.eval(v, env, ctx), s) for k, v, s in e.kwargs]
         defaults = self._module_defaults(env.menv, ctx).get(spec.name)
-        attrs = spec.bind(args, kwargs, e.span, presets=presets, defaults=defaults,
-                          called_as=e.name)
+        attrs = spec.bind(
+            args, kwargs, e.span, presets=presets, defaults=defaults, called_as=e.name
+        )
         return LayerFrag(spec, attrs, e.span, e.name)
 
     def _module_defaults(self, menv: ModuleEnv, ctx) -> dict:
@@ -576,15 +668,21 @@ class Elaborator:
             for d in menv.module.defaults:
                 found = lookup(d.layer)
                 if found is None:
-                    raise NetdslError(f"defaults: unknown layer '{d.layer}'", d.span,
-                                      hint=did_you_mean(d.layer, layer_names()))
+                    raise NetdslError(
+                        f"defaults: unknown layer '{d.layer}'",
+                        d.span,
+                        hint=did_you_mean(d.layer, layer_names()),
+                    )
                 spec = found[0]
                 entry = menv.defaults_cache.setdefault(spec.name, {})
                 for key, value, span in d.kwargs:
                     arg = spec.arg(key)
                     if arg is None:
-                        raise NetdslError(f"{spec.name} has no argument '{key}'", span,
-                                          hint=did_you_mean(key, [a.name for a in spec.args]))
+                        raise NetdslError(
+                            f"{spec.name} has no argument '{key}'",
+                            span,
+                            hint=did_you_mean(key, [a.name for a in spec.args]),
+                        )
                     entry[arg.name] = (self.eval(value, env, ctx), span)
         return menv.defaults_cache
 
@@ -595,7 +693,8 @@ class Elaborator:
                 f"block {bdef.name} takes {len(params)} argument{'s' if len(params) != 1 else ''} "
                 f"but {len(e.args)} {'was' if len(e.args) == 1 else 'were'} given",
                 e.args[len(params)].span,
-                hint=f"its definition: {_signature_text(bdef)}")
+                hint=f"its definition: {_signature_text(bdef)}",
+            )
         values: dict = {}
         call_args: list = []
         for p, a in zip(params, e.args):
@@ -604,9 +703,11 @@ class Elaborator:
         names = [p.name for p in params]
         for key, vexpr, kspan in e.kwargs:
             if key not in names:
-                raise NetdslError(f"block {bdef.name} has no parameter '{key}'", kspan,
-                                  hint=did_you_mean(key, names) or
-                                  f"its definition: {_signature_text(bdef)}")
+                raise NetdslError(
+                    f"block {bdef.name} has no parameter '{key}'",
+                    kspan,
+                    hint=did_you_mean(key, names) or f"its definition: {_signature_text(bdef)}",
+                )
             if key in values:
                 raise NetdslError(f"argument '{key}' given twice", kspan)
             values[key] = self._block_arg(self.eval(vexpr, env, ctx), vexpr.span)
@@ -615,8 +716,11 @@ class Elaborator:
             if p.name in values:
                 continue
             if p.default is None:
-                raise NetdslError(f"block {bdef.name} needs argument '{p.name}'", e.span,
-                                  hint=f"its definition: {_signature_text(bdef)}")
+                raise NetdslError(
+                    f"block {bdef.name} needs argument '{p.name}'",
+                    e.span,
+                    hint=f"its definition: {_signature_text(bdef)}",
+                )
             default_env = Env(dict(values), menv, None, env.owner)
             values[p.name] = self.eval(p.default, default_env, ctx)
         ordered = {p.name: values[p.name] for p in params}
@@ -624,9 +728,11 @@ class Elaborator:
 
     def _block_arg(self, value, span):
         if isinstance(value, TensorRef):
-            raise NetdslError("a block argument cannot be a named tensor", span,
-                              hint="blocks take numbers and layers; the tensor flows in through "
-                                   "`+` or a merge")
+            raise NetdslError(
+                "a block argument cannot be a named tensor",
+                span,
+                hint="blocks take numbers and layers; the tensor flows in through `+` or a merge",
+            )
         return value
 
     def _eval_BinOp(self, e: ast.BinOp, env, ctx):
@@ -641,8 +747,12 @@ class Elaborator:
         built = None  # a sequence this loop made: extended in place, so long chains stay linear
         for op_node in reversed(operands):
             right = self.eval(op_node.right, env, ctx)
-            if value is built and op_node.op == "+" and isinstance(right, Fragment) \
-                    and not _starts_with_tensor(right):
+            if (
+                value is built
+                and op_node.op == "+"
+                and isinstance(right, Fragment)
+                and not _starts_with_tensor(right)
+            ):
                 built.parts.extend(right.parts if isinstance(right, SeqFrag) else (right,))
                 built.span = op_node.span
                 continue
@@ -660,42 +770,56 @@ class Elaborator:
                 raise NetdslError(
                     f"a named value can only start a sequence; what comes before "
                     f"'{b.name if isinstance(b, TensorRef) else b.parts[0].name}' would be lost",
-                    e.right.span, hint="use a merge such as add(...) or concat(...) to combine "
-                                       "tensors")
+                    e.right.span,
+                    hint="use a merge such as add(...) or concat(...) to combine tensors",
+                )
             parts = (a.parts if isinstance(a, SeqFrag) else [a]) + (
-                b.parts if isinstance(b, SeqFrag) else [b])
+                b.parts if isinstance(b, SeqFrag) else [b]
+            )
             return SeqFrag(parts, e.span)
         if isinstance(a, Fragment) and isinstance(b, Num) and op == "*":
             if not isinstance(_strip_parens(e.left), ast.Group):
                 raise NetdslError(
-                    "to repeat a layer, put it in brackets", e.op_span,
+                    "to repeat a layer, put it in brackets",
+                    e.op_span,
                     hint=f"write [{_short(e.left)}]*{_short(e.right)}; to multiply a layer's "
-                         f"argument, parenthesise it: conv3 (c*2)")
+                    f"argument, parenthesise it: conv3 (c*2)",
+                )
             count = b
             if not isinstance(count.value, int) or isinstance(count.value, bool) or count.value < 0:
-                raise NetdslError(f"a repeat count must be a non-negative integer, got "
-                                  f"{count.value!r}", e.right.span)
+                raise NetdslError(
+                    f"a repeat count must be a non-negative integer, got {count.value!r}",
+                    e.right.span,
+                )
             if count.value > self.limits.max_repeat:
-                raise NetdslError(f"repeat count {count.value} exceeds the limit of "
-                                  f"{self.limits.max_repeat}", e.right.span)
+                raise NetdslError(
+                    f"repeat count {count.value} exceeds the limit of {self.limits.max_repeat}",
+                    e.right.span,
+                )
             return RepeatFrag(a, count, e.span)
         if isinstance(a, Num) and isinstance(b, Fragment) and op == "*":
             raise NetdslError("write the repeat count after the brackets: [layers]*n", e.span)
         hint = None
         if isinstance(a, Fragment) and isinstance(b, Num):
-            hint = ("arithmetic inside a layer's space-separated arguments needs parentheses, "
-                    "e.g. conv3 (c+1) or p=(k//2)")
+            hint = (
+                "arithmetic inside a layer's space-separated arguments needs parentheses, "
+                "e.g. conv3 (c+1) or p=(k//2)"
+            )
         elif isinstance(a, Num) and isinstance(b, Fragment) and op == "+":
             hint = "a number cannot start a sequence of layers"
-        raise NetdslError(f"cannot apply '{op}' to {kind_of(a)} and {kind_of(b)}", e.op_span,
-                          hint=hint)
+        raise NetdslError(
+            f"cannot apply '{op}' to {kind_of(a)} and {kind_of(b)}", e.op_span, hint=hint
+        )
 
     def _arith(self, e: ast.BinOp, a: Num, b: Num) -> Num:
         self._number(a, e.left.span)
         self._number(b, e.right.span)
         if e.op in ("/", "//", "%") and b.value == 0:
-            raise NetdslError("division by zero", e.op_span,
-                              hint=f"the right operand evaluates to 0 ({e.right.span})")
+            raise NetdslError(
+                "division by zero",
+                e.op_span,
+                hint=f"the right operand evaluates to 0 ({e.right.span})",
+            )
         try:
             result = a._binary(e.op, b)
         except OverflowError:
@@ -783,17 +907,23 @@ class Elaborator:
             if len(ann.args) != 1:
                 raise NetdslError("write @gpu(i) with the GPU's index", ann.span)
             index = self.eval(ann.args[0], env, ctx)
-            if not (isinstance(index, Num) and isinstance(index.value, int)
-                    and not isinstance(index.value, bool) and 0 <= index.value < 1024):
+            if not (
+                isinstance(index, Num)
+                and isinstance(index.value, int)
+                and not isinstance(index.value, bool)
+                and 0 <= index.value < 1024
+            ):
                 raise NetdslError("@gpu takes a GPU index such as 0 or 1", ann.args[0].span)
             return PlaceFrag(body, f"cuda:{index.value}", e.span)
         if ann.name == "cpu" and not ann.args:
             return PlaceFrag(body, "cpu", e.span)
         if ann.name == "train":
             raise NetdslError("@train marks outputs: `output aux @train = ...`", ann.span)
-        raise NetdslError(f"unknown annotation '@{ann.name}'", ann.span,
-                          hint=did_you_mean(ann.name, ["gpu", "cpu"]) or
-                          "placements are @gpu(i) and @cpu")
+        raise NetdslError(
+            f"unknown annotation '@{ann.name}'",
+            ann.span,
+            hint=did_you_mean(ann.name, ["gpu", "cpu"]) or "placements are @gpu(i) and @cpu",
+        )
 
     # -- checks -------------------------------------------------------------------
 
@@ -804,8 +934,11 @@ class Elaborator:
 
     def _bool(self, value, span) -> Num:
         if not isinstance(value, Num) or not isinstance(value.value, bool):
-            raise NetdslError(f"expected true or false, got {kind_of(value)}", span,
-                              hint="write a comparison such as n > 0")
+            raise NetdslError(
+                f"expected true or false, got {kind_of(value)}",
+                span,
+                hint="write a comparison such as n > 0",
+            )
         return value
 
     def _check_number(self, value, span) -> None:
@@ -822,8 +955,11 @@ class Elaborator:
         for d in dims:
             total *= int(d.value)
         if total > self.limits.max_elements:
-            raise NetdslError(f"tensor of {fmt_shape(dims)} has {total} elements, more than the "
-                              f"limit of {self.limits.max_elements}", span)
+            raise NetdslError(
+                f"tensor of {fmt_shape(dims)} has {total} elements, more than the "
+                f"limit of {self.limits.max_elements}",
+                span,
+            )
 
     # -- application ------------------------------------------------------------------
 
@@ -833,15 +969,41 @@ class Elaborator:
             method = self._methods[type(frag)] = getattr(self, "_apply_" + type(frag).__name__)
         return method(frag, view, ctx)
 
-    def _node(self, op, attrs, inputs, in_shapes, shape, span, ctx: Ctx, params=0, macs=0,
-              buffers=0, called_as=None) -> Node:
+    def _node(
+        self,
+        op,
+        attrs,
+        inputs,
+        in_shapes,
+        shape,
+        span,
+        ctx: Ctx,
+        params=0,
+        macs=0,
+        buffers=0,
+        called_as=None,
+    ) -> Node:
         self.node_count += 1
         if self.node_count > self.limits.max_nodes:
-            raise NetdslError(f"the network has more than {self.limits.max_nodes} nodes (layers "
-                              "and merges)", span,
-                              hint="raise the limit with --max-nodes if this is intended")
-        node = Node(op, attrs, inputs, in_shapes, shape, span, ctx.scope, params, macs, buffers,
-                    ctx.device, called_as)
+            raise NetdslError(
+                f"the network has more than {self.limits.max_nodes} nodes (layers and merges)",
+                span,
+                hint="raise the limit with --max-nodes if this is intended",
+            )
+        node = Node(
+            op,
+            attrs,
+            inputs,
+            in_shapes,
+            shape,
+            span,
+            ctx.scope,
+            params,
+            macs,
+            buffers,
+            ctx.device,
+            called_as,
+        )
         ctx.scope.children.append(node)
         return node
 
@@ -852,19 +1014,37 @@ class Elaborator:
             inferred = frag.spec.infer(attrs, view.shape)
         except ShapeError as e:
             shown = fmt_shape(view.shape)
-            raise NetdslError(f"{e.message} (input {shown})"
-                              if shown not in e.message and "input" not in e.message
-                              and "flat tensor" not in e.message else e.message,
-                              frag.span, hint=e.hint) from None
+            raise NetdslError(
+                f"{e.message} (input {shown})"
+                if shown not in e.message
+                and "input" not in e.message
+                and "flat tensor" not in e.message
+                else e.message,
+                frag.span,
+                hint=e.hint,
+            ) from None
         self._check_size(inferred.shape, frag.span)
         if inferred.params > self.limits.max_elements:  # its weights: a tensor, too
-            raise NetdslError(f"{frag.called_as} has {inferred.params} parameters, more than the "
-                              f"limit of {self.limits.max_elements}", frag.span,
-                              hint="check the layer's sizes")
+            raise NetdslError(
+                f"{frag.called_as} has {inferred.params} parameters, more than the "
+                f"limit of {self.limits.max_elements}",
+                frag.span,
+                hint="check the layer's sizes",
+            )
         attrs.update(inferred.derived)
-        node = self._node(frag.spec.name, attrs, [view.node], [view.shape], inferred.shape,
-                          frag.span, ctx, inferred.params, inferred.macs, inferred.buffers,
-                          frag.called_as)
+        node = self._node(
+            frag.spec.name,
+            attrs,
+            [view.node],
+            [view.shape],
+            inferred.shape,
+            frag.span,
+            ctx,
+            inferred.params,
+            inferred.macs,
+            inferred.buffers,
+            frag.called_as,
+        )
         out = TensorView(node, inferred.shape)
         if act is not None:
             out = self.apply(act, out, ctx)
@@ -892,13 +1072,20 @@ class Elaborator:
         try:
             shape, problem = merge_shape(frag.op, shapes)
         except ShapeError as e:
-            raise self._branch_notes(NetdslError(e.message, frag.span, hint=e.hint), frag,
-                                     shapes) from None
+            raise self._branch_notes(
+                NetdslError(e.message, frag.span, hint=e.hint), frag, shapes
+            ) from None
         if problem:
             listing = " vs ".join(f"{fmt_shape(s)} (branch {i + 1})" for i, s in enumerate(shapes))
             raise self._branch_notes(
-                NetdslError(f"{frag.op}: branch shapes differ: {listing}", frag.span,
-                            hint=merge_mismatch_hint(frag.op, shapes)), frag, shapes)
+                NetdslError(
+                    f"{frag.op}: branch shapes differ: {listing}",
+                    frag.span,
+                    hint=merge_mismatch_hint(frag.op, shapes),
+                ),
+                frag,
+                shapes,
+            )
         node = self._node(frag.op, {}, [v.node for v in views], shapes, shape, frag.span, ctx)
         return TensorView(node, shape)
 
@@ -909,8 +1096,15 @@ class Elaborator:
 
     def _apply_LabelFrag(self, frag: LabelFrag, view, ctx):
         parent = ctx.scope
-        group = Scope(kind="group", parent=parent, span=frag.span, label=frag.name,
-                      input=view.node, in_shape=view.shape, device=ctx.device)
+        group = Scope(
+            kind="group",
+            parent=parent,
+            span=frag.span,
+            label=frag.name,
+            input=view.node,
+            in_shape=view.shape,
+            device=ctx.device,
+        )
         parent.children.append(group)
         out = self.apply(frag.body, view, ctx.but(scope=group))
         group.output, group.out_shape = out.node, out.shape
@@ -931,8 +1125,16 @@ class Elaborator:
         return self.apply(frag.body, view, ctx.but(device=frag.device))
 
     def _apply_CondFrag(self, frag: CondFrag, view, ctx):
-        scope = Scope(kind="cond", parent=ctx.scope, span=frag.span, cond=frag.cond,
-                      taken=frag.taken, input=view.node, in_shape=view.shape, device=ctx.device)
+        scope = Scope(
+            kind="cond",
+            parent=ctx.scope,
+            span=frag.span,
+            cond=frag.cond,
+            taken=frag.taken,
+            input=view.node,
+            in_shape=view.shape,
+            device=ctx.device,
+        )
         ctx.scope.children.append(scope)
         out = self.apply(frag.branch, view, ctx.but(scope=scope))
         scope.output, scope.out_shape = out.node, out.shape
@@ -950,17 +1152,28 @@ class Elaborator:
             values[frag.var] = Num(frag.start.value + i, Sym("#" + frag.var))
             value = self.eval(frag.body, Env(values, env.menv, env.input, env.owner), inner_ctx)
             if not isinstance(value, Fragment):
-                raise NetdslError(f"the repeated body evaluates to {kind_of(value)}, not a "
-                                  "network expression", frag.body.span)
+                raise NetdslError(
+                    f"the repeated body evaluates to {kind_of(value)}, not a network expression",
+                    frag.body.span,
+                )
             return value
 
-        return self._repeat(frag, body, view, ctx,
-                            index=("#" + frag.var, frag.start, frag.start + frag.count))
+        return self._repeat(
+            frag, body, view, ctx, index=("#" + frag.var, frag.start, frag.start + frag.count)
+        )
 
     def _repeat(self, frag, body_for, view, ctx, index=None):
         """Apply `body_for(i)` count times; iterations are scopes of their own."""
-        scope = Scope(kind="repeat", parent=ctx.scope, span=frag.span, count=frag.count,
-                      input=view.node, in_shape=view.shape, device=ctx.device, index=index)
+        scope = Scope(
+            kind="repeat",
+            parent=ctx.scope,
+            span=frag.span,
+            count=frag.count,
+            input=view.node,
+            in_shape=view.shape,
+            device=ctx.device,
+            index=index,
+        )
         ctx.scope.children.append(scope)
         # Not a DSL identifier, so it cannot clash with a parameter; emitters rename it.
         channels = "@channels" if ctx.repeat_depth == 0 else f"@channels{ctx.repeat_depth + 1}"
@@ -968,16 +1181,24 @@ class Elaborator:
         current = view
         outs = []
         for i in range(frag.count.value):
-            it = Scope(kind="iteration", parent=scope, span=frag.span, name=str(i),
-                       input=current.node, in_shape=current.shape, device=ctx.device)
+            it = Scope(
+                kind="iteration",
+                parent=scope,
+                span=frag.span,
+                name=str(i),
+                input=current.node,
+                in_shape=current.shape,
+                device=ctx.device,
+            )
             scope.children.append(it)
             inner = TensorView(current.node, _rebase(current.shape, channels))
             it_ctx = inner_ctx.but(scope=it)
             out = self.apply(body_for(i, it_ctx), inner, it_ctx)
             it.output, it.out_shape = out.node, out.shape
             outs.append(out.shape[0].expr)
-            current = TensorView(out.node, _lift(out.shape, {channels: current.shape[0].expr},
-                                                 keep_unmapped=True))
+            current = TensorView(
+                out.node, _lift(out.shape, {channels: current.shape[0].expr}, keep_unmapped=True)
+            )
             it.result_shape = current.shape
         owner = _owner(ctx.scope)
         for it in scope.children:  # what iterations had to write as constants, so must we
@@ -986,8 +1207,11 @@ class Elaborator:
             closed = _repeat_closed_form(outs, channels, view.shape[0].expr, frag.count)
             if closed is not None and index is not None and index[0] in closed.symbols:
                 # channels set by the last iteration alone: the index is then stop - 1
-                closed = (closed.subst({index[0]: (index[2] - 1).expr})
-                          if channels not in outs[0].symbols else None)
+                closed = (
+                    closed.subst({index[0]: (index[2] - 1).expr})
+                    if channels not in outs[0].symbols
+                    else None
+                )
             if closed is None:
                 c = current.shape[0].const()
                 _freeze(owner, frag.count.expr, *outs)
@@ -1004,17 +1228,33 @@ class Elaborator:
             chain = " -> ".join(name for name, _ in ctx.stack[-4:])
             raise NetdslError(
                 f"blocks nest more than {self.limits.max_block_depth} deep ({chain} -> ...)",
-                frag.span, hint=f"does {bdef.name} have a base case that ends its recursion?")
-        scope = Scope(kind="block", parent=ctx.scope, span=frag.span, block=bdef.name,
-                      args=frag.values, call_args=frag.call_args, input=view.node,
-                      in_shape=view.shape, device=ctx.device)
+                frag.span,
+                hint=f"does {bdef.name} have a base case that ends its recursion?",
+            )
+        scope = Scope(
+            kind="block",
+            parent=ctx.scope,
+            span=frag.span,
+            block=bdef.name,
+            args=frag.values,
+            call_args=frag.call_args,
+            input=view.node,
+            in_shape=view.shape,
+            device=ctx.device,
+        )
         ctx.scope.children.append(scope)
-        values = {name: self._symbolize(name, v, frag.span, _owner(ctx.scope))
-                  for name, v in frag.values.items()}
+        values = {
+            name: self._symbolize(name, v, frag.span, _owner(ctx.scope))
+            for name, v in frag.values.items()
+        }
         inner_view = TensorView(view.node, _rebase(view.shape, "in_channels"))
         env = Env(values, frag.menv, inner_view, scope)
-        inner_ctx = ctx.but(scope=scope, depth=ctx.depth + 1, repeat_depth=0,
-                            stack=ctx.stack + ((bdef.name, frag.span),))
+        inner_ctx = ctx.but(
+            scope=scope,
+            depth=ctx.depth + 1,
+            repeat_depth=0,
+            stack=ctx.stack + ((bdef.name, frag.span),),
+        )
         self._signature(bdef, frag)
         try:
             if isinstance(bdef.body, tuple):
@@ -1022,23 +1262,29 @@ class Elaborator:
             else:
                 body = self.eval(bdef.body, env, inner_ctx)
                 if not isinstance(body, Fragment):
-                    raise NetdslError(f"block {bdef.name} evaluates to {kind_of(body)}, not a "
-                                      "network expression", bdef.body.span)
+                    raise NetdslError(
+                        f"block {bdef.name} evaluates to {kind_of(body)}, not a network expression",
+                        bdef.body.span,
+                    )
                 out = self.apply(body, inner_view, inner_ctx)
         except NetdslError as e:
             _note_call(e, bdef.name, frag.span)
             raise
         except RecursionError:  # nesting within each block level, times many levels
-            raise NetdslError(f"block {bdef.name} nests too deeply to elaborate", frag.span,
-                              hint="flatten nested repeats or brackets inside it") from None
+            raise NetdslError(
+                f"block {bdef.name} nests too deeply to elaborate",
+                frag.span,
+                hint="flatten nested repeats or brackets inside it",
+            ) from None
         scope.output, scope.out_shape = out.node, out.shape
         mapping = {"in_channels": view.shape[0].expr}
         for name, v in frag.values.items():
             if isinstance(v, (Num, Tup)):
                 mapping[name] = v.expr
         caller = _owner(ctx.scope)
-        lost = scope.frozen | (out.shape[0].expr.symbols - mapping.keys() and
-                               out.shape[0].expr.symbols)
+        lost = scope.frozen | (
+            out.shape[0].expr.symbols - mapping.keys() and out.shape[0].expr.symbols
+        )
         _freeze(caller, *(mapping[s] for s in lost if s in mapping))
         result = TensorView(out.node, _lift(out.shape, mapping))
         scope.result_shape = result.shape
@@ -1048,8 +1294,10 @@ class Elaborator:
         if isinstance(value, Num):
             return Num(value.value, Sym(name))
         if isinstance(value, Tup):
-            return Tup([Num(item.value, Index(Sym(name), i)) for i, item in enumerate(value.items)],
-                       Sym(name))
+            return Tup(
+                [Num(item.value, Index(Sym(name), i)) for i, item in enumerate(value.items)],
+                Sym(name),
+            )
         if isinstance(value, Fragment):
             if caller is not None:  # a layer argument is baked into the class as constants
                 _freeze(caller, *_fragment_exprs(value))
@@ -1066,18 +1314,25 @@ class Elaborator:
             default = None
             if p.default is not None:
                 try:
-                    default = self.eval(p.default, Env(dict(values), frag.menv, None, None),
-                                        Ctx(Scope("block", None, p.span)))
+                    default = self.eval(
+                        p.default,
+                        Env(dict(values), frag.menv, None, None),
+                        Ctx(Scope("block", None, p.span)),
+                    )
                 except NetdslError:
                     default = None
             params.append((p.name, default))
             values[p.name] = self._symbolize(p.name, frag.values[p.name], p.span)
         check_identifier(bdef.name, bdef.name_span, "block")
         if lookup(bdef.name) is not None or bdef.name in MERGES:
-            raise NetdslError(f"block '{bdef.name}' would hide the built-in layer of that name",
-                              bdef.name_span, hint="choose another name")
-        self.signatures[bdef.name] = BlockSignature(bdef.name, params, _source_text(bdef.span),
-                                                    bdef.span)
+            raise NetdslError(
+                f"block '{bdef.name}' would hide the built-in layer of that name",
+                bdef.name_span,
+                hint="choose another name",
+            )
+        self.signatures[bdef.name] = BlockSignature(
+            bdef.name, params, _source_text(bdef.span), bdef.span
+        )
 
 
 class _NetworkState:
@@ -1095,7 +1350,8 @@ def _override_value(value):
     if isinstance(value, (bool, int, float)):
         return Num(value)
     if isinstance(value, (tuple, list)) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    ):
         return Tup(Num(v) for v in value)
     return value
 
@@ -1163,8 +1419,12 @@ def _repeat_closed_form(outs: list, channels: str, in_expr, count: Num):
         if count.is_const or first == in_expr:
             return first
         return ifelse(compare(">", count.expr, Const(0)), first, in_expr)
-    if isinstance(first, Bin) and first.op == "+" and first.left == Sym(channels) \
-            and channels not in first.right.symbols:
+    if (
+        isinstance(first, Bin)
+        and first.op == "+"
+        and first.left == Sym(channels)
+        and channels not in first.right.symbols
+    ):
         # (expressions, not Nums with placeholder values: Num folds constants by value)
         return binary("+", in_expr, binary("*", count.expr, first.right))
     return None
@@ -1183,8 +1443,9 @@ def _note_call(error: NetdslError, block: str, span: Span) -> None:
 
 def _starts_with_tensor(frag) -> bool:
     """A named tensor, or a sequence that starts with one (it cannot follow other layers)."""
-    return isinstance(frag, TensorRef) or (isinstance(frag, SeqFrag)
-                                           and isinstance(frag.parts[0], TensorRef))
+    return isinstance(frag, TensorRef) or (
+        isinstance(frag, SeqFrag) and isinstance(frag.parts[0], TensorRef)
+    )
 
 
 def _starts_with_ref(frag) -> bool:
@@ -1207,7 +1468,7 @@ def _short(e: ast.Expr) -> str:
     span = e.span
     line = SourceRegistry.line(span.file, span.line)
     if line and span.end_line == span.line and span.end_column:
-        return line[span.column - 1: span.end_column - 1]
+        return line[span.column - 1 : span.end_column - 1]
     return "..."
 
 
@@ -1226,8 +1487,9 @@ def _source_text(span: Span) -> str:
 
 
 def _signature_text(bdef: ast.BlockDef) -> str:
-    params = ", ".join(p.name if p.default is None else f"{p.name}={_short(p.default)}"
-                       for p in bdef.params)
+    params = ", ".join(
+        p.name if p.default is None else f"{p.name}={_short(p.default)}" for p in bdef.params
+    )
     return f"block {bdef.name}({params})"
 
 
@@ -1314,8 +1576,10 @@ def _finish(root: Scope, outputs: list[Output]) -> list[Node]:
         if id(node) not in live and node.op != "input":
             # e.g. layers after the last `output`: no backend could build them faithfully
             raise NetdslError(
-                f"'{node.called_as}' computes a value that no output uses", node.span,
+                f"'{node.called_as}' computes a value that no output uses",
+                node.span,
                 hint="with `output` lines the network's outputs are those alone; make this "
-                     "an output (`output name = ...`) or remove it")
+                "an output (`output name = ...`) or remove it",
+            )
         node.train_only = id(node) not in eval_nodes
     return nodes

@@ -94,8 +94,7 @@ def window_text(w: Window, style: _Style) -> str:
         fn = "ceil" if w.ceil else "floor"
         text = f"{fn}(({num})/{w.s}) + 1 = {fn}({w.numerator}/{w.s}) + 1"
         if w.last_dropped:
-            text += (f" = {w.out + 1}, minus 1: the last window would start in the padding"
-                     f" = {w.out}")
+            text += f" = {w.out + 1}, minus 1: the last window would start in the padding = {w.out}"
         else:
             text += f" = {w.out}"
     if w.d != 1:
@@ -109,8 +108,9 @@ def step_text(step, style: _Style) -> tuple[str, str]:
         return window_formula(step), window_text(step, style)
     if isinstance(step, Equation):
         op = style.times if step.op == "x" else f" {step.op} "
-        return "", f"{step.label} = " + op.join(f"{v:,}" if step.op == "x" else str(v)
-                                                 for v in step.operands) + f" = {step.result:,}"
+        return "", f"{step.label} = " + op.join(
+            f"{v:,}" if step.op == "x" else str(v) for v in step.operands
+        ) + f" = {step.result:,}"
     return "", step.text
 
 
@@ -122,8 +122,11 @@ def rf_text(rf: Receptive | None, style: _Style) -> str:
         axes = [("", rf.steps[0])] if rf.square else [("H: ", rf.steps[0]), ("W: ", rf.steps[1])]
         parts = []
         for label, a in axes:
-            r = (f"{a.r_in} + ({a.k} - 1){style.times}{a.j_in} = {approx}{a.r} px" if a.k > 1
-                 else f"{approx}{a.r} px")
+            r = (
+                f"{a.r_in} + ({a.k} - 1){style.times}{a.j_in} = {approx}{a.r} px"
+                if a.k > 1
+                else f"{approx}{a.r} px"
+            )
             if rf.rule == "global":
                 parts.append(f"{label}{r} (the whole {a.k}-wide grid)")
                 continue
@@ -151,8 +154,10 @@ def memory_text(facts: LayerFacts, style: _Style) -> tuple[str, str]:
     if m.how == "in place":
         return "", f"in place: no new memory ({fmt_shape(shape)} overwrites its input)"
     if m.how == "identity":
-        return "", (f"identity at inference: no new memory; training keeps a "
-                    f"{m.extra} ({m.train_bytes:,} B)")
+        return "", (
+            f"identity at inference: no new memory; training keeps a "
+            f"{m.extra} ({m.train_bytes:,} B)"
+        )
     if m.how == "view":
         return "", "a view of its input: no new memory"
     dims = style.times.join(str(d) for d in shape)
@@ -195,9 +200,10 @@ def find(net: Network, name: str) -> list:
     hits += [n for n in net.nodes() if n.id.endswith("." + name)]
     if not hits:
         ids = [n.id for n in net.nodes()] + [s.id for s in scopes]
-        raise NetdslError(f"no layer or block '{name}' in network {net.name}",
-                          hint=did_you_mean(name, ids) or
-                          "run `netdsl summary FILE` to list the layer names")
+        raise NetdslError(
+            f"no layer or block '{name}' in network {net.name}",
+            hint=did_you_mean(name, ids) or "run `netdsl summary FILE` to list the layer names",
+        )
     return hits
 
 
@@ -218,18 +224,31 @@ class _Text:
         st = self.style
         shape = fmt_shape(node.out_shape)
         if node.op == "input":
-            self.out(indent, f"{node.id}: {shape}    RF {rf_short(facts.rf)}    "
-                             f"{human_bytes(facts.memory.bytes)}")
+            self.out(
+                indent,
+                f"{node.id}: {shape}    RF {rf_short(facts.rf)}    "
+                f"{human_bytes(facts.memory.bytes)}",
+            )
             return
-        simple = (facts.params is None and facts.macs is None
-                  and all(isinstance(s, Note) and s.text == "same shape as the input"
-                          for s in facts.shape))
+        simple = (
+            facts.params is None
+            and facts.macs is None
+            and all(
+                isinstance(s, Note) and s.text == "same shape as the input" for s in facts.shape
+            )
+        )
         train = "  [train only]" if node.train_only else ""
         if simple and not detailed:
-            mem = {"in place": "in place", "identity": "no memory at inference",
-                   "view": "view"}.get(facts.memory.how, short_bytes(facts.memory.new_bytes))
-            self.out(indent, f"{node.id}: {layer_call(node)}    {shape}    "
-                             f"RF {rf_short(facts.rf)}    {mem}{train}")
+            mem = {
+                "in place": "in place",
+                "identity": "no memory at inference",
+                "view": "view",
+            }.get(facts.memory.how, short_bytes(facts.memory.new_bytes))
+            self.out(
+                indent,
+                f"{node.id}: {layer_call(node)}    {shape}    "
+                f"RF {rf_short(facts.rf)}    {mem}{train}",
+            )
             return
         ins = ", ".join(fmt_shape(tuple(int(d.value) for d in s)) for s in node.in_shapes)
         self.out(indent, f"{node.id}: {layer_call(node)}    {ins}{st.arrow}{shape}{train}")
@@ -246,8 +265,9 @@ class _Text:
                 rows.append(("", "", facts.params.note))
         if facts.macs is not None:
             rows.append(("MACs", st.formula(facts.macs.formula), st.count(facts.macs)))
-        rf_formula = "r + (k - 1) x j; j x s" if facts.rf and facts.rf.rule in (
-            "window", "global") else ""
+        rf_formula = (
+            "r + (k - 1) x j; j x s" if facts.rf and facts.rf.rule in ("window", "global") else ""
+        )
         rows.append(("RF", rf_formula, rf_text(facts.rf, st)))
         rows.append(("memory", *memory_text(facts, st)))
         for label, formula, text in rows:
@@ -267,11 +287,14 @@ class _Text:
         shape_in = fmt_shape(tuple(int(d.value) for d in scope.in_shape))
         shape_out = fmt_shape(tuple(int(d.value) for d in scope.out_shape))
         name, call = scope.id or scope.name, block_call(scope)
-        head = (f"{name}: {call}" if call != scope.label else name) + \
-            f"    {shape_in}{self.style.arrow}{shape_out}"
-        summary = (f"{t.params:,} params, {t.macs:,} MACs, activations "
-                   f"{short_bytes(t.new_bytes)} (training {short_bytes(t.train_bytes)}), "
-                   f"RF {rf_short(self.a.output_rf(scope))}")
+        head = (
+            f"{name}: {call}" if call != scope.label else name
+        ) + f"    {shape_in}{self.style.arrow}{shape_out}"
+        summary = (
+            f"{t.params:,} params, {t.macs:,} MACs, activations "
+            f"{short_bytes(t.new_bytes)} (training {short_bytes(t.train_bytes)}), "
+            f"RF {rf_short(self.a.output_rf(scope))}"
+        )
         if self.depth is not None and level >= self.depth:
             self.out(indent, f"{head}    [{summary}]")
             return
@@ -291,20 +314,38 @@ class _Text:
         out = self.out
         out(0, "")
         out(0, f"network total ({net.name})")
-        out(1, f"params       {net.total_params:,}  (BatchNorm running statistics, buffers: "
-               f"{net.total_buffers:,})")
+        out(
+            1,
+            f"params       {net.total_params:,}  (BatchNorm running statistics, buffers: "
+            f"{net.total_buffers:,})",
+        )
         out(1, f"MACs         {net.total_macs:,}")
         out(1, f"RF at output {rf_short(a.output_rf())}")
-        out(1, f"activations  forward {human_bytes(a.forward_bytes)}: the input and every "
-               "layer's new output")
-        out(1, f"             peak at inference {human_bytes(a.peak_bytes)}: each tensor freed "
-               "after its last use")
-        out(1, f"             training estimate {human_bytes(a.train_bytes)}: "
-               + training_breakdown(a))
-        state = (f" + optimizer state ({a.optimizer}) {short_bytes(a.optimizer_bytes)}"
-                 if a.optimizer else " (no train section: optimizer state not counted)")
-        out(1, f"parameters   weights {short_bytes(a.param_bytes)} + gradients "
-               f"{short_bytes(a.grad_bytes)}{state}")
+        out(
+            1,
+            f"activations  forward {human_bytes(a.forward_bytes)}: the input and every "
+            "layer's new output",
+        )
+        out(
+            1,
+            f"             peak at inference {human_bytes(a.peak_bytes)}: each tensor freed "
+            "after its last use",
+        )
+        out(
+            1,
+            f"             training estimate {human_bytes(a.train_bytes)}: "
+            + training_breakdown(a),
+        )
+        state = (
+            f" + optimizer state ({a.optimizer}) {short_bytes(a.optimizer_bytes)}"
+            if a.optimizer
+            else " (no train section: optimizer state not counted)"
+        )
+        out(
+            1,
+            f"parameters   weights {short_bytes(a.param_bytes)} + gradients "
+            f"{short_bytes(a.grad_bytes)}{state}",
+        )
 
 
 def _formulas(analysis: Analysis):
@@ -347,8 +388,10 @@ def _wrap(text: str, width: int) -> list[str]:
 
 
 class _Markdown:
-    HEADER = ("| Layer | Op | Output | Shape | Params | MACs | RF, jump | Memory |\n"
-              "|---|---|---|---|---|---|---|---|")
+    HEADER = (
+        "| Layer | Op | Output | Shape | Params | MACs | RF, jump | Memory |\n"
+        "|---|---|---|---|---|---|---|---|"
+    )
 
     def __init__(self, analysis: Analysis, depth: int | None) -> None:
         self.a, self.depth, self.style = analysis, depth, _Style(True)
@@ -361,8 +404,11 @@ class _Markdown:
         f = self.a.facts(node)
         st = self.style
         steps = sorted(f.shape, key=lambda step: not isinstance(step, Window))
-        shape = "; ".join(step_text(s, st)[1] for s in steps
-                           if not (isinstance(s, Note) and s.text == "same shape as the input"))
+        shape = "; ".join(
+            step_text(s, st)[1]
+            for s in steps
+            if not (isinstance(s, Note) and s.text == "same shape as the input")
+        )
         params = st.count(f.params) if f.params else ""
         macs = st.count(f.macs) if f.macs else ""
         if f.memory.how in ("in place", "identity", "view"):
@@ -371,8 +417,9 @@ class _Markdown:
             mem = short_bytes(f.memory.new_bytes)
         name = node.id + (" (train only)" if node.train_only else "")
         op = layer_call(node) if node.op != "input" else "input"
-        self.row(name, f"`{op}`", fmt_shape(node.out_shape), shape, params, macs,
-                 rf_short(f.rf), mem)
+        self.row(
+            name, f"`{op}`", fmt_shape(node.out_shape), shape, params, macs, rf_short(f.rf), mem
+        )
 
     def scope(self, scope: Scope, level: int) -> None:
         if not _visible(scope):
@@ -384,8 +431,12 @@ class _Markdown:
         t = self.a.totals(scope)
         shape = fmt_shape(tuple(int(d.value) for d in scope.out_shape))
         name = scope.id or scope.name
-        cells = (f"{t.params:,}", f"{t.macs:,}", rf_short(self.a.output_rf(scope)),
-                 short_bytes(t.new_bytes))
+        cells = (
+            f"{t.params:,}",
+            f"{t.macs:,}",
+            rf_short(self.a.output_rf(scope)),
+            short_bytes(t.new_bytes),
+        )
         if self.depth is not None and level >= self.depth:
             self.row(f"**{name}**", f"`{block_call(scope)}`", shape, "", *cells)
             return
@@ -408,25 +459,40 @@ def _md_cell(text) -> str:
 def _markdown(analysis: Analysis, depth: int | None, targets: list | None) -> str:
     net = analysis.net
     md = _Markdown(analysis, depth)
-    for item in (targets if targets is not None else net.root.children):
+    for item in targets if targets is not None else net.root.children:
         md.child(item, 0)
-    lines = [f"# {net.name}: the arithmetic, layer by layer", "", CONVENTIONS, "",
-             md.HEADER, *md.rows, ""]
+    lines = [
+        f"# {net.name}: the arithmetic, layer by layer",
+        "",
+        CONVENTIONS,
+        "",
+        md.HEADER,
+        *md.rows,
+        "",
+    ]
     if targets is None:
         a = analysis
-        state = (f" + optimizer state ({a.optimizer}) {short_bytes(a.optimizer_bytes)}"
-                 if a.optimizer else "")
+        state = (
+            f" + optimizer state ({a.optimizer}) {short_bytes(a.optimizer_bytes)}"
+            if a.optimizer
+            else ""
+        )
         lines += [
-            "## Totals", "",
+            "## Totals",
+            "",
             f"- **Parameters:** {net.total_params:,} (BatchNorm buffers: {net.total_buffers:,})",
             f"- **MACs:** {net.total_macs:,}",
             f"- **Receptive field at the output:** {rf_short(a.output_rf())}",
             f"- **Forward activations:** {human_bytes(a.forward_bytes)}",
             f"- **Peak at inference:** {human_bytes(a.peak_bytes)}",
-            (f"- **Training estimate (activations):** {human_bytes(a.train_bytes)}: "
-             + training_breakdown(a).replace(" x ", " × ")),
-            (f"- **Parameter memory:** weights {short_bytes(a.param_bytes)} + gradients "
-             f"{short_bytes(a.grad_bytes)}{state}"),
+            (
+                f"- **Training estimate (activations):** {human_bytes(a.train_bytes)}: "
+                + training_breakdown(a).replace(" x ", " × ")
+            ),
+            (
+                f"- **Parameter memory:** weights {short_bytes(a.param_bytes)} + gradients "
+                f"{short_bytes(a.grad_bytes)}{state}"
+            ),
             "",
         ]
     return "\n".join(lines)
@@ -435,8 +501,13 @@ def _markdown(analysis: Analysis, depth: int | None, targets: list | None) -> st
 # ---- API and command -------------------------------------------------------------------------
 
 
-def explain(net: Network, layer: str | None = None, depth: int | None = None,
-            markdown: bool = False, analysis: Analysis | None = None) -> str:
+def explain(
+    net: Network,
+    layer: str | None = None,
+    depth: int | None = None,
+    markdown: bool = False,
+    analysis: Analysis | None = None,
+) -> str:
     """The per-layer arithmetic of `net` as text (or Markdown); `layer` narrows it to one name."""
     if depth is not None and depth < 0:
         raise NetdslError(f"--depth must be 0 or more, got {depth}")
@@ -457,13 +528,22 @@ def register(subparsers) -> None:
     from .cli import add_common
 
     p = subparsers.add_parser(
-        "explain", help="the arithmetic of every layer: shape derivations, factored parameter "
-                        "and MAC counts, receptive field, activation memory")
+        "explain",
+        help="the arithmetic of every layer: shape derivations, factored parameter "
+        "and MAC counts, receptive field, activation memory",
+    )
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--layer", metavar="NAME", help="explain one layer or block (its id or a "
-                                                   "suffix of it, e.g. conv1 or stage2)")
-    p.add_argument("--depth", type=int, metavar="N",
-                   help="show N levels of blocks; deeper blocks become one line with totals")
+    p.add_argument(
+        "--layer",
+        metavar="NAME",
+        help="explain one layer or block (its id or a suffix of it, e.g. conv1 or stage2)",
+    )
+    p.add_argument(
+        "--depth",
+        type=int,
+        metavar="N",
+        help="show N levels of blocks; deeper blocks become one line with totals",
+    )
     p.add_argument("--markdown", action="store_true", help="a Markdown handout")
     add_common(p)
     p.set_defaults(func=cmd_explain)

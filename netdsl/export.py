@@ -33,8 +33,9 @@ def _require_frameworks():
     try:
         import torch
     except ModuleNotFoundError:
-        raise NetdslError("netdsl export needs PyTorch; install it with `pip install torch`") \
-            from None
+        raise NetdslError(
+            "netdsl export needs PyTorch; install it with `pip install torch`"
+        ) from None
     missing = []
     for module in ("onnx", "onnxscript"):
         try:
@@ -42,9 +43,11 @@ def _require_frameworks():
         except ModuleNotFoundError:
             missing.append(module)
     if missing:
-        raise NetdslError(f"netdsl export needs {' and '.join(missing)} (torch.onnx's exporter "
-                          f"uses them); install with `pip install {' '.join(missing)}` "
-                          f"or `pip install \"netdsl[onnx]\"`")
+        raise NetdslError(
+            f"netdsl export needs {' and '.join(missing)} (torch.onnx's exporter "
+            f"uses them); install with `pip install {' '.join(missing)}` "
+            f'or `pip install "netdsl[onnx]"`'
+        )
     return torch
 
 
@@ -57,8 +60,9 @@ def _onnx_names(net: Network) -> tuple[list[str], str]:
     return inputs, output
 
 
-def export_onnx(net: Network, opset: int | None = None, dynamic_batch: bool = True,
-                model=None) -> bytes:
+def export_onnx(
+    net: Network, opset: int | None = None, dynamic_batch: bool = True, model=None
+) -> bytes:
     """The serialized ONNX model of `net` (eval mode, main output only).
 
     `model` is the torch module to trace (e.g. with trained weights); by default
@@ -72,14 +76,19 @@ def export_onnx(net: Network, opset: int | None = None, dynamic_batch: bool = Tr
     input_names, output_name = _onnx_names(net)
     batch_size = _EXAMPLE_BATCH if dynamic_batch else 1
     device = next((p.device for p in model.parameters()), None)
-    examples = tuple(torch.randn(batch_size, *node.out_shape, device=device)
-                     for node in net.inputs.values())
+    examples = tuple(
+        torch.randn(batch_size, *node.out_shape, device=device) for node in net.inputs.values()
+    )
     dynamic = None
     if dynamic_batch:
         batch = torch.export.Dim("batch")
         dynamic = tuple({0: batch} for _ in examples)
-    kwargs = {"input_names": input_names, "output_names": [output_name],
-              "dynamic_shapes": dynamic, "opset_version": opset}
+    kwargs = {
+        "input_names": input_names,
+        "output_names": [output_name],
+        "dynamic_shapes": dynamic,
+        "opset_version": opset,
+    }
     training = model.training
     model.eval()  # the inference graph: dropout off, BatchNorm statistics, the main output only
     try:
@@ -87,16 +96,25 @@ def export_onnx(net: Network, opset: int | None = None, dynamic_batch: bool = Tr
     finally:
         model.train(training)
 
-    program.model.doc_string = (f"{MARK.decode()} {__version__} from {net.path} "
-                                f"(network {net.name}); traced from its generated PyTorch model")
-    program.model.metadata_props.update({
-        "netdsl.version": __version__, "netdsl.network": net.name,
-        "netdsl.params": str(net.total_params), "netdsl.macs": str(net.total_macs)})
+    program.model.doc_string = (
+        f"{MARK.decode()} {__version__} from {net.path} "
+        f"(network {net.name}); traced from its generated PyTorch model"
+    )
+    program.model.metadata_props.update(
+        {
+            "netdsl.version": __version__,
+            "netdsl.network": net.name,
+            "netdsl.params": str(net.total_params),
+            "netdsl.macs": str(net.total_macs),
+        }
+    )
     proto = program.model_proto
     size = proto.ByteSize()
     if size > _PROTOBUF_LIMIT:
-        raise NetdslError(f"network {net.name} is too large for one ONNX file "
-                          f"({size / 2**30:.1f} GiB; protobuf's limit is 2 GiB)")
+        raise NetdslError(
+            f"network {net.name} is too large for one ONNX file "
+            f"({size / 2**30:.1f} GiB; protobuf's limit is 2 GiB)"
+        )
     return proto.SerializeToString()
 
 
@@ -106,8 +124,9 @@ def _build_on_cpu(net: Network):
 
     module = Model(net).module("torch")
     devices = getattr(module, "DEVICES", None)
-    return module.build_model(devices={d: "cpu" for d in devices}) if devices \
-        else module.build_model()
+    return (
+        module.build_model(devices={d: "cpu" for d in devices}) if devices else module.build_model()
+    )
 
 
 def _run_exporter(torch, model, examples, kwargs, name: str):
@@ -116,23 +135,33 @@ def _run_exporter(torch, model, examples, kwargs, name: str):
     level = exporter_log.level
     exporter_log.setLevel(logging.ERROR)  # "torchvision is not installed. Skipping ..."
     try:
-        with warnings.catch_warnings(), torch.no_grad(), \
-                contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines
+        with (
+            warnings.catch_warnings(),
+            torch.no_grad(),
+            contextlib.redirect_stdout(io.StringIO()),
+        ):  # the exporter's progress lines
             warnings.simplefilter("ignore")
-            return torch.onnx.export(model, examples, None, dynamo=True, verbose=False,
-                                     external_data=False, **kwargs)
+            return torch.onnx.export(
+                model, examples, None, dynamo=True, verbose=False, external_data=False, **kwargs
+            )
     except ModuleNotFoundError as e:
         if e.name and e.name.split(".")[0] in ("onnx", "onnxscript", "onnx_ir"):
-            raise NetdslError(f"torch {torch.__version__}'s ONNX exporter needs a newer "
-                              f"{e.name.split('.')[0]} (missing {e.name}); "
-                              f"`pip install -U onnx onnxscript`") from None
+            raise NetdslError(
+                f"torch {torch.__version__}'s ONNX exporter needs a newer "
+                f"{e.name.split('.')[0]} (missing {e.name}); "
+                f"`pip install -U onnx onnxscript`"
+            ) from None
         raise
     except Exception as e:  # the exporter's own error types vary between torch versions
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        hint = ("if the dynamic batch dimension is the problem, --static-batch exports "
-                "for a batch of 1" if kwargs.get("dynamic_shapes") else None)
-        raise NetdslError(f"torch.onnx could not export network {name}: {first}",
-                          hint=hint) from None
+        hint = (
+            "if the dynamic batch dimension is the problem, --static-batch exports for a batch of 1"
+            if kwargs.get("dynamic_shapes")
+            else None
+        )
+        raise NetdslError(
+            f"torch.onnx could not export network {name}: {first}", hint=hint
+        ) from None
     finally:
         exporter_log.setLevel(level)
 
@@ -158,11 +187,15 @@ def cmd_export(args) -> int:
     write_atomic(target, data)
     if not args.quiet:
         batch = "1" if args.static_batch else "batch"
-        inputs = ", ".join(f"{name} ({batch}, {', '.join(map(str, node.out_shape))})"
-                           for name, node in net.inputs.items())
+        inputs = ", ".join(
+            f"{name} ({batch}, {', '.join(map(str, node.out_shape))})"
+            for name, node in net.inputs.items()
+        )
         out = net.main_output
-        print(f"wrote {target} ({_size(len(data))}): {net.name}, {inputs} -> "
-              f"{_onnx_names(net)[1]} ({batch}, {', '.join(map(str, out.node.out_shape))})")
+        print(
+            f"wrote {target} ({_size(len(data))}): {net.name}, {inputs} -> "
+            f"{_onnx_names(net)[1]} ({batch}, {', '.join(map(str, out.node.out_shape))})"
+        )
     return 0
 
 
@@ -177,10 +210,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("file", metavar="FILE", help="a .net file or a zoo network name")
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
     p.add_argument("--opset", type=int, metavar="N", help="ONNX opset (default: torch's)")
-    p.add_argument("--static-batch", action="store_true",
-                   help="fix the batch dimension at 1 instead of leaving it dynamic")
-    p.add_argument("--force", action="store_true",
-                   help="overwrite a file that netdsl did not export")
+    p.add_argument(
+        "--static-batch",
+        action="store_true",
+        help="fix the batch dimension at 1 instead of leaving it dynamic",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="overwrite a file that netdsl did not export"
+    )
     p.add_argument("-q", "--quiet", action="store_true")
     add_common(p)
     p.set_defaults(func=cmd_export)

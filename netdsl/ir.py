@@ -29,13 +29,40 @@ from .symbolic import Num, Tup
 
 class Node:
     __slots__ = (
-        "id", "name", "label", "op", "attrs", "inputs", "in_shapes", "shape", "params", "macs",
-        "buffers", "span", "scope", "device", "var", "train_only", "called_as",
+        "id",
+        "name",
+        "label",
+        "op",
+        "attrs",
+        "inputs",
+        "in_shapes",
+        "shape",
+        "params",
+        "macs",
+        "buffers",
+        "span",
+        "scope",
+        "device",
+        "var",
+        "train_only",
+        "called_as",
     )
 
-    def __init__(self, op: str, attrs: dict, inputs: list[Node], in_shapes: list[tuple],
-                 shape: tuple, span: Span, scope: Scope, params: int = 0, macs: int = 0,
-                 buffers: int = 0, device: str | None = None, called_as: str | None = None):
+    def __init__(
+        self,
+        op: str,
+        attrs: dict,
+        inputs: list[Node],
+        in_shapes: list[tuple],
+        shape: tuple,
+        span: Span,
+        scope: Scope,
+        params: int = 0,
+        macs: int = 0,
+        buffers: int = 0,
+        device: str | None = None,
+        called_as: str | None = None,
+    ):
         self.id = ""
         self.name = ""
         self.label: str | None = None

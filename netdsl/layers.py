@@ -69,8 +69,15 @@ class LayerSpec:
                 return a
         return None
 
-    def bind(self, args, kwargs, span: Span, presets: dict | None = None,
-             defaults: dict | None = None, called_as: str | None = None) -> dict:
+    def bind(
+        self,
+        args,
+        kwargs,
+        span: Span,
+        presets: dict | None = None,
+        defaults: dict | None = None,
+        called_as: str | None = None,
+    ) -> dict:
         """Match positional and keyword arguments to this layer's schema.
 
         `args` is a list of (value, span), `kwargs` of (name, value, span);
@@ -80,21 +87,27 @@ class LayerSpec:
         shown = called_as or self.name
         bound: dict = {}
         # a shorthand fixes its argument: conv3 takes only c positionally, not a kernel
-        positional = tuple(p for p in self.positional
-                           if not (presets and p in presets and p == self.shorthand))
+        positional = tuple(
+            p for p in self.positional if not (presets and p in presets and p == self.shorthand)
+        )
         if len(args) > len(positional):
             value, vspan = args[len(positional)]
             hint = None
             if isinstance(value, Fragment):
                 hint = f"separate layers with '+': `{shown} ... + ...`"
             elif positional:
-                hint = (f"{shown} takes {_plural(len(positional), 'positional argument')} "
-                        f"({', '.join(positional)}); give the others by name")
+                hint = (
+                    f"{shown} takes {_plural(len(positional), 'positional argument')} "
+                    f"({', '.join(positional)}); give the others by name"
+                )
             else:
                 hint = f"{shown} takes only keyword arguments" if self.args else None
             raise NetdslError(
                 f"{shown} takes {_plural(len(positional), 'positional argument')} but "
-                f"{len(args)} {'was' if len(args) == 1 else 'were'} given", vspan, hint=hint)
+                f"{len(args)} {'was' if len(args) == 1 else 'were'} given",
+                vspan,
+                hint=hint,
+            )
         for (value, vspan), name in zip(args, positional):
             bound[name] = (value, vspan)
         for name, value, kspan in kwargs:
@@ -103,14 +116,20 @@ class LayerSpec:
                 names = [a.name for a in self.args] + [al for a in self.args for al in a.aliases]
                 hint = did_you_mean(name, names)
                 if hint is None:
-                    hint = (f"{shown} takes {', '.join(a.name for a in self.args)}" if self.args
-                            else f"{shown} takes no arguments")
+                    hint = (
+                        f"{shown} takes {', '.join(a.name for a in self.args)}"
+                        if self.args
+                        else f"{shown} takes no arguments"
+                    )
                 raise NetdslError(f"{shown} has no argument '{name}'", kspan, hint=hint)
             if spec.name in bound:
                 raise NetdslError(f"{shown}: argument '{spec.name}' given twice", kspan)
             if presets and spec.name in presets and spec.name == self.shorthand:
-                raise NetdslError(f"{shown} fixes {spec.name}={presets[spec.name].value}; "
-                                  f"use {self.name} {spec.name}=... instead", kspan)
+                raise NetdslError(
+                    f"{shown} fixes {spec.name}={presets[spec.name].value}; "
+                    f"use {self.name} {spec.name}=... instead",
+                    kspan,
+                )
             bound[spec.name] = (value, kspan)
         out: dict = {}
         for spec in self.args:
@@ -121,8 +140,11 @@ class LayerSpec:
             elif defaults and spec.name in defaults:
                 value, vspan = defaults[spec.name]
             elif spec.default is REQUIRED:
-                raise NetdslError(f"{shown} needs argument '{spec.name}'", span,
-                                  hint=_usage(self, shown, positional))
+                raise NetdslError(
+                    f"{shown} needs argument '{spec.name}'",
+                    span,
+                    hint=_usage(self, shown, positional),
+                )
             else:
                 out[spec.name] = _default_value(spec.default)
                 continue
@@ -136,8 +158,12 @@ def _plural(n: int, word: str) -> str:
 
 def _usage(spec: LayerSpec, shown: str, positional: tuple[str, ...]) -> str:
     parts = [shown] + [f"<{p}>" for p in positional if spec.arg(p).default is REQUIRED]
-    example = {"conv": "conv 64 k=3 (or conv3 64)", "fc": "fc 1000", "maxpool": "maxpool 3 s=2",
-               "avgpool": "avgpool 2"}.get(spec.name)
+    example = {
+        "conv": "conv 64 k=3 (or conv3 64)",
+        "fc": "fc 1000",
+        "maxpool": "maxpool 3 s=2",
+        "avgpool": "avgpool 2",
+    }.get(spec.name)
     return f"write {example}" if example and shown == spec.name else "usage: " + " ".join(parts)
 
 
@@ -157,7 +183,9 @@ def _is_int(v) -> bool:
 
 
 def _is_number(v) -> bool:
-    return isinstance(v, Num) and isinstance(v.value, (int, float)) and not isinstance(v.value, bool)
+    return (
+        isinstance(v, Num) and isinstance(v.value, (int, float)) and not isinstance(v.value, bool)
+    )
 
 
 def _ints(v, n_allowed, minimum):
@@ -172,11 +200,15 @@ _CHECKS: dict[str, tuple[Callable, str]] = {
     "count": (lambda v: _is_int(v) and v.value >= 1, "a positive integer"),
     "natural": (lambda v: _is_int(v) and v.value >= 0, "a non-negative integer"),
     "size": (lambda v: _ints(v, (2,), 1), "a positive integer or a pair such as (1, 7)"),
-    "pad": (lambda v: v == "same" or _ints(v, (2,), 0),
-            "a non-negative integer, a pair (h, w), or same"),
+    "pad": (
+        lambda v: v == "same" or _ints(v, (2,), 0),
+        "a non-negative integer, a pair (h, w), or same",
+    ),
     "pad2": (lambda v: _ints(v, (2,), 0), "a non-negative integer or a pair (h, w)"),
-    "pad4": (lambda v: _ints(v, (2, 4), 0),
-             "a non-negative integer, a pair (h, w) or (left, right, top, bottom)"),
+    "pad4": (
+        lambda v: _ints(v, (2, 4), 0),
+        "a non-negative integer, a pair (h, w) or (left, right, top, bottom)",
+    ),
     "prob": (lambda v: _is_number(v) and 0 <= v.value < 1, "a probability in [0, 1)"),
     "number": (_is_number, "a number"),
     "positive": (lambda v: _is_number(v) and v.value > 0, "a positive number"),
@@ -190,10 +222,18 @@ def _check(layer: LayerSpec, shown: str, spec: ArgSpec, value, span: Span):
     if not ok(value):
         got = kind_of(value)
         if isinstance(value, Num):
-            got = f"{value.value!r}" if not isinstance(value.value, bool) else str(value.value).lower()
+            got = (
+                f"{value.value!r}"
+                if not isinstance(value.value, bool)
+                else str(value.value).lower()
+            )
         hint = None
-        if isinstance(value, Num) and isinstance(value.value, float) and float(value.value).is_integer() \
-                and spec.kind in ("count", "natural", "size", "pad", "pad4"):
+        if (
+            isinstance(value, Num)
+            and isinstance(value.value, float)
+            and float(value.value).is_integer()
+            and spec.kind in ("count", "natural", "size", "pad", "pad4")
+        ):
             hint = "use // for integer division"
         raise NetdslError(f"{shown}: '{spec.name}' must be {expected}, got {got}", span, hint=hint)
     return value
@@ -210,8 +250,10 @@ def pair(v) -> tuple[Num, Num]:
 
 def _image(name: str, shape: Shape) -> tuple[Num, Num, Num]:
     if len(shape) != 3:
-        raise ShapeError(f"{name} needs an image tensor (C x H x W) but got a flat tensor of "
-                         f"{shape[0].value} features")
+        raise ShapeError(
+            f"{name} needs an image tensor (C x H x W) but got a flat tensor of "
+            f"{shape[0].value} features"
+        )
     return shape
 
 
@@ -235,7 +277,8 @@ def _window(name, size: Num, k: Num, s: Num, p: Num, d: Num, ceil: bool = False,
             f"{name}: the {axis} size falls to zero: input {size.value}, padding {p.value}, "
             f"kernel {effective.value}",
             hint="the input is too small here; use a larger input, more padding or fewer "
-                 "downsampling layers before this one")
+            "downsampling layers before this one",
+        )
     return out
 
 
@@ -245,7 +288,11 @@ def _spatial(name, attrs, shape, ceil=False):
     sh, sw = pair(attrs["s"])
     ph, pw = pair(attrs["p"])
     dh, dw = pair(attrs.get("d", Num(1)))
-    return c, _window(name, h, kh, sh, ph, dh, ceil, "H"), _window(name, w, kw, sw, pw, dw, ceil, "W")
+    return (
+        c,
+        _window(name, h, kh, sh, ph, dh, ceil, "H"),
+        _window(name, w, kw, sw, pw, dw, ceil, "W"),
+    )
 
 
 def resolve_same_padding(name: str, attrs: dict) -> None:
@@ -256,8 +303,10 @@ def resolve_same_padding(name: str, attrs: dict) -> None:
     pads = []
     for kk, dd in zip(pair(k), pair(d)):
         if (dd.value * (kk.value - 1)) % 2:
-            raise ShapeError(f"{name}: p=same needs an odd kernel size, got {kk.value}",
-                             hint="give the padding explicitly, e.g. p=1, or use zeropad")
+            raise ShapeError(
+                f"{name}: p=same needs an odd kernel size, got {kk.value}",
+                hint="give the padding explicitly, e.g. p=1, or use zeropad",
+            )
         pads.append(dd * (kk - 1) // 2)
     if isinstance(k, Tup) or isinstance(d, Tup):
         attrs["p"] = Tup(pads)
@@ -282,13 +331,19 @@ def _conv(attrs, shape):
     if cin.value % g.value or cout.value % g.value:
         raise ShapeError(
             f"conv: groups={g.value} must divide both input channels ({cin.value}) and output "
-            f"channels ({cout.value})", hint="choose a group count that divides both")
+            f"channels ({cout.value})",
+            hint="choose a group count that divides both",
+        )
     _, oh, ow = _spatial("conv", attrs, shape)
     kh, kw = pair(attrs["k"])
     kernel = cin.value // g.value * kh.value * kw.value
     params = cout.value * kernel + (cout.value if attrs["bias"].value else 0)
-    return Inferred((cout, oh, ow), params, cout.value * oh.value * ow.value * kernel,
-                    derived={"in_channels": cin})
+    return Inferred(
+        (cout, oh, ow),
+        params,
+        cout.value * oh.value * ow.value * kernel,
+        derived={"in_channels": cin},
+    )
 
 
 def _dwconv(attrs, shape):
@@ -321,8 +376,10 @@ def _pool_args(name, attrs):
         attrs["s"] = attrs["k"]
     for kk, pp in zip(pair(attrs["k"]), pair(attrs["p"])):
         if 2 * pp.value > kk.value:
-            raise ShapeError(f"{name}: padding {pp.value} is more than half the kernel {kk.value}",
-                             hint="PyTorch allows at most k//2 padding for pooling")
+            raise ShapeError(
+                f"{name}: padding {pp.value} is more than half the kernel {kk.value}",
+                hint="PyTorch allows at most k//2 padding for pooling",
+            )
 
 
 def _maxpool(attrs, shape):
@@ -341,6 +398,7 @@ def _global(name):
     def rule(attrs, shape):
         c = _image(name, shape)[0]
         return Inferred((c, Num(1), Num(1)))
+
     return rule
 
 
@@ -349,6 +407,7 @@ def _adaptive(name):
         c = _image(name, shape)[0]
         oh, ow = pair(attrs["size"])
         return Inferred((c, oh, ow))
+
     return rule
 
 
@@ -361,7 +420,8 @@ def flat_features(name: str, shape: Shape) -> Num:
     raise ShapeError(
         f"{name} needs a flat input but got {fmt_shape(shape)}",
         hint=f"insert `flatten` (to {c.value * h.value * w.value} features) or `gap` "
-             f"(to {c.value}) before {name}")
+        f"(to {c.value}) before {name}",
+    )
 
 
 def _fc(attrs, shape):
@@ -431,87 +491,270 @@ def _add(spec: LayerSpec) -> None:
         CATALOGUE[name] = spec
 
 
-_add(LayerSpec("conv", "2-D convolution (PyTorch Conv2d). Shorthand convN c = conv c k=N p=same.",
-               "conv", _conv,
-               (ArgSpec("c", "count", REQUIRED, "output channels", ("out",)), _K, _S, _P, _D,
-                ArgSpec("g", "count", 1, "groups", ("groups",)), _BIAS, _ACT),
-               positional=("c", "k"), shorthand="k"))
-_add(LayerSpec("dwconv", "depthwise convolution: one filter per input channel (times m).",
-               "conv", _dwconv,
-               (ArgSpec("k", "size", 3, "kernel size", ("kernel",)), _S, _P, _D,
-                ArgSpec("m", "count", 1, "depth multiplier", ("multiplier",)), _BIAS, _ACT),
-               positional=("k",), shorthand="k"))
-_add(LayerSpec("sepconv", "depthwise-separable convolution (Keras SeparableConv2D): depthwise "
-               "k x k without bias, then pointwise 1x1 to c channels.",
-               "conv", _sepconv,
-               (ArgSpec("c", "count", REQUIRED, "output channels", ("out",)),
-                ArgSpec("k", "size", 3, "kernel size", ("kernel",)), _S, _P, _D,
-                ArgSpec("m", "count", 1, "depth multiplier", ("multiplier",)), _BIAS, _ACT),
-               positional=("c", "k"), shorthand="k"))
+_add(
+    LayerSpec(
+        "conv",
+        "2-D convolution (PyTorch Conv2d). Shorthand convN c = conv c k=N p=same.",
+        "conv",
+        _conv,
+        (
+            ArgSpec("c", "count", REQUIRED, "output channels", ("out",)),
+            _K,
+            _S,
+            _P,
+            _D,
+            ArgSpec("g", "count", 1, "groups", ("groups",)),
+            _BIAS,
+            _ACT,
+        ),
+        positional=("c", "k"),
+        shorthand="k",
+    )
+)
+_add(
+    LayerSpec(
+        "dwconv",
+        "depthwise convolution: one filter per input channel (times m).",
+        "conv",
+        _dwconv,
+        (
+            ArgSpec("k", "size", 3, "kernel size", ("kernel",)),
+            _S,
+            _P,
+            _D,
+            ArgSpec("m", "count", 1, "depth multiplier", ("multiplier",)),
+            _BIAS,
+            _ACT,
+        ),
+        positional=("k",),
+        shorthand="k",
+    )
+)
+_add(
+    LayerSpec(
+        "sepconv",
+        "depthwise-separable convolution (Keras SeparableConv2D): depthwise "
+        "k x k without bias, then pointwise 1x1 to c channels.",
+        "conv",
+        _sepconv,
+        (
+            ArgSpec("c", "count", REQUIRED, "output channels", ("out",)),
+            ArgSpec("k", "size", 3, "kernel size", ("kernel",)),
+            _S,
+            _P,
+            _D,
+            ArgSpec("m", "count", 1, "depth multiplier", ("multiplier",)),
+            _BIAS,
+            _ACT,
+        ),
+        positional=("c", "k"),
+        shorthand="k",
+    )
+)
 _POOL_S = ArgSpec("s", "size", None, "stride (default: the kernel size)", ("stride",))
 _CEIL = ArgSpec("ceil", "bool", False, "ceil mode: keep a last partial window", ("ceil_mode",))
-_add(LayerSpec("maxpool", "max pooling (MaxPool2d). maxpoolN = maxpool N (stride N).", "pool",
-               _maxpool, (_K, _POOL_S, ArgSpec("p", "pad2", 0, "padding", ("pad", "padding")), _D,
-                          _CEIL), positional=("k",), shorthand="k"))
-_add(LayerSpec("avgpool", "average pooling (AvgPool2d). avgpoolN = avgpool N (stride N).", "pool",
-               _avgpool, (_K, _POOL_S, ArgSpec("p", "pad2", 0, "padding", ("pad", "padding")),
-                          _CEIL, ArgSpec("count_pad", "bool", True,
-                                         "count padded zeros in the average",
-                                         ("count_include_pad",))),
-               positional=("k",), shorthand="k"))
-_add(LayerSpec("gap", "global average pooling to C x 1 x 1.", "pool", _global("gap"),
-               aliases=("global_avgpool",)))
-_add(LayerSpec("gmp", "global max pooling to C x 1 x 1.", "pool", _global("gmp"),
-               aliases=("global_maxpool",)))
-_add(LayerSpec("adaptive_avgpool", "adaptive average pooling to a fixed size.", "pool",
-               _adaptive("adaptive_avgpool"), (ArgSpec("size", "size", REQUIRED, "output size"),),
-               positional=("size",)))
-_add(LayerSpec("adaptive_maxpool", "adaptive max pooling to a fixed size.", "pool",
-               _adaptive("adaptive_maxpool"), (ArgSpec("size", "size", REQUIRED, "output size"),),
-               positional=("size",)))
-_add(LayerSpec("fc", "fully connected layer (Linear / Dense). Needs a flat input or C x 1 x 1.",
-               "linear", _fc,
-               (ArgSpec("n", "count", REQUIRED, "output features", ("out",)), _BIAS, _ACT),
-               positional=("n",), aliases=("dense", "linear")))
+_add(
+    LayerSpec(
+        "maxpool",
+        "max pooling (MaxPool2d). maxpoolN = maxpool N (stride N).",
+        "pool",
+        _maxpool,
+        (_K, _POOL_S, ArgSpec("p", "pad2", 0, "padding", ("pad", "padding")), _D, _CEIL),
+        positional=("k",),
+        shorthand="k",
+    )
+)
+_add(
+    LayerSpec(
+        "avgpool",
+        "average pooling (AvgPool2d). avgpoolN = avgpool N (stride N).",
+        "pool",
+        _avgpool,
+        (
+            _K,
+            _POOL_S,
+            ArgSpec("p", "pad2", 0, "padding", ("pad", "padding")),
+            _CEIL,
+            ArgSpec(
+                "count_pad",
+                "bool",
+                True,
+                "count padded zeros in the average",
+                ("count_include_pad",),
+            ),
+        ),
+        positional=("k",),
+        shorthand="k",
+    )
+)
+_add(
+    LayerSpec(
+        "gap",
+        "global average pooling to C x 1 x 1.",
+        "pool",
+        _global("gap"),
+        aliases=("global_avgpool",),
+    )
+)
+_add(
+    LayerSpec(
+        "gmp",
+        "global max pooling to C x 1 x 1.",
+        "pool",
+        _global("gmp"),
+        aliases=("global_maxpool",),
+    )
+)
+_add(
+    LayerSpec(
+        "adaptive_avgpool",
+        "adaptive average pooling to a fixed size.",
+        "pool",
+        _adaptive("adaptive_avgpool"),
+        (ArgSpec("size", "size", REQUIRED, "output size"),),
+        positional=("size",),
+    )
+)
+_add(
+    LayerSpec(
+        "adaptive_maxpool",
+        "adaptive max pooling to a fixed size.",
+        "pool",
+        _adaptive("adaptive_maxpool"),
+        (ArgSpec("size", "size", REQUIRED, "output size"),),
+        positional=("size",),
+    )
+)
+_add(
+    LayerSpec(
+        "fc",
+        "fully connected layer (Linear / Dense). Needs a flat input or C x 1 x 1.",
+        "linear",
+        _fc,
+        (ArgSpec("n", "count", REQUIRED, "output features", ("out",)), _BIAS, _ACT),
+        positional=("n",),
+        aliases=("dense", "linear"),
+    )
+)
 _add(LayerSpec("flatten", "flatten C x H x W to C*H*W features.", "shape", _flatten))
-_add(LayerSpec("bn", "batch normalisation (BatchNorm2d, or 1d on flat tensors).", "norm", _bn,
-               (ArgSpec("eps", "positive", 1e-5, "added to the variance"),
-                ArgSpec("momentum", "prob", 0.1, "running-statistics momentum (PyTorch's)"),
-                ArgSpec("scale", "bool", True, "learn the scale gamma; false keeps only the shift "
-                        "beta, like Keras' BatchNormalization(scale=False) in Inception models")),
-               aliases=("batchnorm",)))
-_add(LayerSpec("lrn", "local response normalisation (LocalResponseNorm); defaults are AlexNet's.",
-               "norm", _lrn,
-               (ArgSpec("n", "count", 5, "neighbouring channels", ("size",)),
-                ArgSpec("alpha", "number", 1e-4, "scale (PyTorch divides it by n)"),
-                ArgSpec("beta", "number", 0.75, "exponent"),
-                ArgSpec("k", "number", 2.0, "additive constant")),
-               positional=("n",)))
-_add(LayerSpec("dropout", "dropout with probability p (training only).", "regularization", _same,
-               (ArgSpec("p", "prob", 0.5, "drop probability"),), positional=("p",)))
-_add(LayerSpec("drop_path", "stochastic depth: drops the whole sample's branch with probability p "
-               "(training only, survivors scaled by 1/(1-p)).", "regularization", _same,
-               (ArgSpec("p", "prob", REQUIRED, "drop probability"),), positional=("p",)))
-for _name, _doc in (("relu", "max(x, 0)"), ("relu6", "min(max(x, 0), 6)"),
-                    ("sigmoid", "1 / (1 + exp(-x))"), ("tanh", "hyperbolic tangent"),
-                    ("gelu", "Gaussian error linear unit (exact erf form)"),
-                    ("hardswish", "x * relu6(x + 3) / 6"), ("hardsigmoid", "relu6(x + 3) / 6")):
+_add(
+    LayerSpec(
+        "bn",
+        "batch normalisation (BatchNorm2d, or 1d on flat tensors).",
+        "norm",
+        _bn,
+        (
+            ArgSpec("eps", "positive", 1e-5, "added to the variance"),
+            ArgSpec("momentum", "prob", 0.1, "running-statistics momentum (PyTorch's)"),
+            ArgSpec(
+                "scale",
+                "bool",
+                True,
+                "learn the scale gamma; false keeps only the shift "
+                "beta, like Keras' BatchNormalization(scale=False) in Inception models",
+            ),
+        ),
+        aliases=("batchnorm",),
+    )
+)
+_add(
+    LayerSpec(
+        "lrn",
+        "local response normalisation (LocalResponseNorm); defaults are AlexNet's.",
+        "norm",
+        _lrn,
+        (
+            ArgSpec("n", "count", 5, "neighbouring channels", ("size",)),
+            ArgSpec("alpha", "number", 1e-4, "scale (PyTorch divides it by n)"),
+            ArgSpec("beta", "number", 0.75, "exponent"),
+            ArgSpec("k", "number", 2.0, "additive constant"),
+        ),
+        positional=("n",),
+    )
+)
+_add(
+    LayerSpec(
+        "dropout",
+        "dropout with probability p (training only).",
+        "regularization",
+        _same,
+        (ArgSpec("p", "prob", 0.5, "drop probability"),),
+        positional=("p",),
+    )
+)
+_add(
+    LayerSpec(
+        "drop_path",
+        "stochastic depth: drops the whole sample's branch with probability p "
+        "(training only, survivors scaled by 1/(1-p)).",
+        "regularization",
+        _same,
+        (ArgSpec("p", "prob", REQUIRED, "drop probability"),),
+        positional=("p",),
+    )
+)
+for _name, _doc in (
+    ("relu", "max(x, 0)"),
+    ("relu6", "min(max(x, 0), 6)"),
+    ("sigmoid", "1 / (1 + exp(-x))"),
+    ("tanh", "hyperbolic tangent"),
+    ("gelu", "Gaussian error linear unit (exact erf form)"),
+    ("hardswish", "x * relu6(x + 3) / 6"),
+    ("hardsigmoid", "relu6(x + 3) / 6"),
+):
     _add(LayerSpec(_name, f"activation: {_doc}.", "activation", _same))
 _add(LayerSpec("silu", "activation: x * sigmoid(x).", "activation", _same, aliases=("swish",)))
-_add(LayerSpec("leaky_relu", "activation: x if x > 0 else slope * x.", "activation", _same,
-               (ArgSpec("slope", "number", 0.01, "negative slope"),), positional=("slope",)))
-_add(LayerSpec("elu", "activation: x if x > 0 else alpha * (exp(x) - 1).", "activation", _same,
-               (ArgSpec("alpha", "number", 1.0, "scale of the negative part"),),
-               positional=("alpha",)))
+_add(
+    LayerSpec(
+        "leaky_relu",
+        "activation: x if x > 0 else slope * x.",
+        "activation",
+        _same,
+        (ArgSpec("slope", "number", 0.01, "negative slope"),),
+        positional=("slope",),
+    )
+)
+_add(
+    LayerSpec(
+        "elu",
+        "activation: x if x > 0 else alpha * (exp(x) - 1).",
+        "activation",
+        _same,
+        (ArgSpec("alpha", "number", 1.0, "scale of the negative part"),),
+        positional=("alpha",),
+    )
+)
 _add(LayerSpec("softmax", "softmax over channels (or features).", "activation", _same))
-_add(LayerSpec("zeropad", "zero padding: p, (h, w) or (left, right, top, bottom).", "shape",
-               _zeropad, (ArgSpec("p", "pad4", REQUIRED, "padding", ("pad", "padding")),),
-               positional=("p",)))
-_add(LayerSpec("shuffle", "channel shuffle with g groups (ShuffleNet).", "shape", _shuffle,
-               (ArgSpec("g", "count", REQUIRED, "groups", ("groups",)),), positional=("g",)))
-_add(LayerSpec("scale", "multiply by a constant (Inception-ResNet residual scaling).", "shape",
-               _same, (ArgSpec("s", "number", REQUIRED, "the factor", ("factor",)),),
-               positional=("s",)))
+_add(
+    LayerSpec(
+        "zeropad",
+        "zero padding: p, (h, w) or (left, right, top, bottom).",
+        "shape",
+        _zeropad,
+        (ArgSpec("p", "pad4", REQUIRED, "padding", ("pad", "padding")),),
+        positional=("p",),
+    )
+)
+_add(
+    LayerSpec(
+        "shuffle",
+        "channel shuffle with g groups (ShuffleNet).",
+        "shape",
+        _shuffle,
+        (ArgSpec("g", "count", REQUIRED, "groups", ("groups",)),),
+        positional=("g",),
+    )
+)
+_add(
+    LayerSpec(
+        "scale",
+        "multiply by a constant (Inception-ResNet residual scaling).",
+        "shape",
+        _same,
+        (ArgSpec("s", "number", REQUIRED, "the factor", ("factor",)),),
+        positional=("s",),
+    )
+)
 
 MERGES = {
     "concat": "concatenate branches along channels (or features)",
@@ -546,15 +789,18 @@ def merge_shape(op: str, shapes: list[Shape]) -> tuple[Shape, str | None]:
     """Output shape of a merge, or raise ShapeError explaining the mismatch."""
     first = shapes[0]
     if any(len(s) != len(first) for s in shapes):
-        raise ShapeError(f"{op}: cannot merge flat and image tensors: "
-                         + " vs ".join(fmt_shape(s) for s in shapes),
-                         hint="flatten or pool the image branch first")
+        raise ShapeError(
+            f"{op}: cannot merge flat and image tensors: "
+            + " vs ".join(fmt_shape(s) for s in shapes),
+            hint="flatten or pool the image branch first",
+        )
     if op == "concat":
         if any(tuple(d.value for d in s[1:]) != tuple(d.value for d in first[1:]) for s in shapes):
             raise ShapeError(
                 "concat: spatial sizes differ: " + " vs ".join(fmt_shape(s) for s in shapes),
                 hint="concat joins along channels, so every branch must keep the same H x W; "
-                     "check the strides and padding of each branch")
+                "check the strides and padding of each branch",
+            )
         channels = shapes[0][0]
         for s in shapes[1:]:
             channels = channels + s[0]
@@ -565,10 +811,10 @@ def merge_shape(op: str, shapes: list[Shape]) -> tuple[Shape, str | None]:
             values = {d.value for d in dims}
             big = [d for d in dims if d.value != 1]
             if len(values - {1}) > 1:
-                raise ShapeError("mul: shapes do not broadcast: "
-                                 + " vs ".join(fmt_shape(s) for s in shapes),
-                                 hint="each dimension must match or be 1, as in C x 1 x 1 times "
-                                      "C x H x W")
+                raise ShapeError(
+                    "mul: shapes do not broadcast: " + " vs ".join(fmt_shape(s) for s in shapes),
+                    hint="each dimension must match or be 1, as in C x 1 x 1 times C x H x W",
+                )
             out.append(big[0] if big else dims[0])
         return tuple(out), None
     values = [tuple(d.value for d in s) for s in shapes]
@@ -578,14 +824,21 @@ def merge_shape(op: str, shapes: list[Shape]) -> tuple[Shape, str | None]:
 
 
 def merge_mismatch_hint(op: str, shapes: list[Shape]) -> str:
-    a, b = next((s, t) for s, t in zip(shapes, shapes[1:]) if
-                tuple(d.value for d in s) != tuple(d.value for d in t))
+    a, b = next(
+        (s, t)
+        for s, t in zip(shapes, shapes[1:])
+        if tuple(d.value for d in s) != tuple(d.value for d in t)
+    )
     if len(a) == 3 and a[0].value != b[0].value and a[1].value == b[1].value:
-        return (f"the channels differ ({a[0].value} vs {b[0].value}); project the narrower "
-                f"branch with a 1x1 conv, e.g. `conv1 {max(a[0].value, b[0].value)}`")
+        return (
+            f"the channels differ ({a[0].value} vs {b[0].value}); project the narrower "
+            f"branch with a 1x1 conv, e.g. `conv1 {max(a[0].value, b[0].value)}`"
+        )
     if len(a) == 3 and a[1].value != b[1].value:
         ratio = max(a[1].value, b[1].value) / max(min(a[1].value, b[1].value), 1)
         stride = f" (stride {int(ratio)})" if ratio.is_integer() else ""
-        return (f"the spatial sizes differ ({a[1].value}x{a[2].value} vs {b[1].value}x{b[2].value}); "
-                f"downsample the larger branch to match{stride}, e.g. a strided 1x1 conv")
+        return (
+            f"the spatial sizes differ ({a[1].value}x{a[2].value} vs {b[1].value}x{b[2].value}); "
+            f"downsample the larger branch to match{stride}, e.g. a strided 1x1 conv"
+        )
     return f"every branch of {op} must have the same shape"

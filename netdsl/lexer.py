@@ -49,17 +49,23 @@ class NetdslLexer(RegexLexer):
             (r"#.*$", Comment.Single),
             (r'"[^"\n]*"', String.Double),
             # definitions: the defined name is highlighted as such
-            (r"(block|network)([ \t]+)([A-Za-z_][A-Za-z0-9_]*)",
-             bygroups(Keyword.Declaration, Whitespace, Name.Function)),
+            (
+                r"(block|network)([ \t]+)([A-Za-z_][A-Za-z0-9_]*)",
+                bygroups(Keyword.Declaration, Whitespace, Name.Function),
+            ),
             (r"(use)(\b)", bygroups(Keyword.Namespace, Text)),
-            (r"(defaults)([ \t]+)([A-Za-z_][A-Za-z0-9_]*)",
-             bygroups(Keyword.Declaration, Whitespace, Name.Builtin)),
+            (
+                r"(defaults)([ \t]+)([A-Za-z_][A-Za-z0-9_]*)",
+                bygroups(Keyword.Declaration, Whitespace, Name.Builtin),
+            ),
             (r"^(train)([ \t]*)(:)", bygroups(Keyword.Declaration, Whitespace, Punctuation)),
             # placement and train-only annotations: @gpu(1), @cpu, @train
             (r"@[ \t]*[A-Za-z_][A-Za-z0-9_]*", Name.Decorator),
             # keyword arguments: k=3 (but not ==)
-            (r"([A-Za-z_][A-Za-z0-9_]*)([ \t]*)(=)(?!=)",
-             bygroups(Name.Attribute, Whitespace, Operator)),
+            (
+                r"([A-Za-z_][A-Za-z0-9_]*)([ \t]*)(=)(?!=)",
+                bygroups(Name.Attribute, Whitespace, Operator),
+            ),
             (r"(as)([ \t]+)([A-Za-z_][A-Za-z0-9_]*)", bygroups(Keyword, Whitespace, Name.Label)),
             (words(KEYWORDS, suffix=r"\b"), Keyword),
             (words(CONSTANTS, suffix=r"\b"), Keyword.Constant),

@@ -50,11 +50,13 @@ def read_source(path: str | os.PathLike) -> str:
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         line_start = data.rfind(b"\n", 0, e.start) + 1
-        column = len(data[line_start: e.start].decode("utf-8", "replace")) + 1  # characters
+        column = len(data[line_start : e.start].decode("utf-8", "replace")) + 1  # characters
         # the excerpt quotes this file (bad bytes shown as U+FFFD), not an older text of the path
         SourceRegistry.add(str(path), data.decode("utf-8", "replace"))
-        raise NetdslError(f"file is not UTF-8 text (byte 0x{data[e.start]:02x})",
-                          Span(str(path), line, column, line, column + 1)) from None
+        raise NetdslError(
+            f"file is not UTF-8 text (byte 0x{data[e.start]:02x})",
+            Span(str(path), line, column, line, column + 1),
+        ) from None
 
 
 class Loader:
@@ -98,8 +100,11 @@ class Loader:
                 continue  # a file's own definitions take precedence
             if name in env.imported and env.imported[name][0] is not block:
                 other = env.imported[name][1].path
-                raise NetdslError(f"block '{name}' is defined both in {other} and in {used.path}",
-                                  use.span, hint="define it in this file to choose one")
+                raise NetdslError(
+                    f"block '{name}' is defined both in {other} and in {used.path}",
+                    use.span,
+                    hint="define it in this file to choose one",
+                )
             env.imported[name] = (block, used)
 
     def _resolve(self, here: str, use: ast.Use) -> Path:
@@ -107,7 +112,7 @@ class Loader:
             base = Path.cwd()
             try:
                 base = Path(here).parent if Path(here).exists() else base
-                target = (base / use.target)
+                target = base / use.target
                 if not target.exists() and target.suffix != ".net":
                     target = target.with_suffix(".net")
                 found = target.is_file()
@@ -119,7 +124,9 @@ class Loader:
         target = STDLIB_DIR / f"{use.target}.net"
         if not target.is_file():
             available = sorted(p.stem for p in STDLIB_DIR.glob("*.net"))
-            raise NetdslError(f"no standard library module '{use.target}'", use.span,
-                              hint=did_you_mean(use.target, available)
-                              or "available: " + ", ".join(available))
+            raise NetdslError(
+                f"no standard library module '{use.target}'",
+                use.span,
+                hint=did_you_mean(use.target, available) or "available: " + ", ".join(available),
+            )
         return target

@@ -19,25 +19,57 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Parameters become Python parameters beside these names in generated code;
 # other clashes (attribute or variable names) are mangled by the emitters.
 RESERVED = {
-    "self", "cls", "in_channels", "name", "nn", "torch", "F", "Tensor", "keras", "layers", "ops",
-    "math", "np", "typing", "build_model", "INPUT_SHAPE",
+    "self",
+    "cls",
+    "in_channels",
+    "name",
+    "nn",
+    "torch",
+    "F",
+    "Tensor",
+    "keras",
+    "layers",
+    "ops",
+    "math",
+    "np",
+    "typing",
+    "build_model",
+    "INPUT_SHAPE",
 }
 # A block's parameters sit beside its input tensor, `x` (Keras: `def block(x, c, name=None)`),
 # and a network's are build_model's keywords beside its variables; repeat indices and
 # computed numbers (`n = (depth - 2) // 6`) become local variables beside the generated
 # code's own.
 _PARAMETERS = RESERVED | {
-    "x", "inputs", "training_outputs", "model", "example", "result", "INPUT_SHAPES",
+    "x",
+    "inputs",
+    "training_outputs",
+    "model",
+    "example",
+    "result",
+    "INPUT_SHAPES",
     # Keras helpers (templates/keras/helpers/)
-    "ChannelShuffle", "DropPath", "LocalResponseNorm", "MaxPoolPadding2D",
-    "PaddedAveragePooling2D", "ceil_mode_padding",
+    "ChannelShuffle",
+    "DropPath",
+    "LocalResponseNorm",
+    "MaxPoolPadding2D",
+    "PaddedAveragePooling2D",
+    "ceil_mode_padding",
 }
 _LOCALS = _PARAMETERS | {
-    "layers", "channels", "outputs", "forward", "training", "device", "devices",
-    "warnings", "place_devices", "DEVICES", "INPUT_SHAPES",
+    "layers",
+    "channels",
+    "outputs",
+    "forward",
+    "training",
+    "device",
+    "devices",
+    "warnings",
+    "place_devices",
+    "DEVICES",
+    "INPUT_SHAPES",
 }
-_RESERVED_FOR = {"parameter": _PARAMETERS, "block": RESERVED, "network": RESERVED,
-                 "index": _LOCALS}
+_RESERVED_FOR = {"parameter": _PARAMETERS, "block": RESERVED, "network": RESERVED, "index": _LOCALS}
 
 
 def check_identifier(name: str, span: Span | None, what: str, local: bool = False) -> str:
@@ -58,17 +90,23 @@ def check_identifier(name: str, span: Span | None, what: str, local: bool = Fals
     elif name in reserved:
         problem = "is reserved for the generated code"
     if problem:
-        raise NetdslError(f"{what} name '{name}' {problem}", span,
-                          hint="choose another name, e.g. "
-                               f"'{_suggest(name)}'")
+        raise NetdslError(
+            f"{what} name '{name}' {problem}",
+            span,
+            hint=f"choose another name, e.g. '{_suggest(name)}'",
+        )
     return name
 
 
 def _suggest(name: str) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_")[:MAX_NAME - 4] or "value"
+    cleaned = re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_")[: MAX_NAME - 4] or "value"
     if cleaned[0].isdigit():
         cleaned = "n" + cleaned
-    return cleaned + "_"  if keyword.iskeyword(cleaned) or hasattr(builtins, cleaned) or cleaned in RESERVED else cleaned + "2"
+    return (
+        cleaned + "_"
+        if keyword.iskeyword(cleaned) or hasattr(builtins, cleaned) or cleaned in RESERVED
+        else cleaned + "2"
+    )
 
 
 def class_name(block: str) -> str:

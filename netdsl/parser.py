@@ -21,8 +21,20 @@ from .resources import grammar_path
 
 # Newlines are dropped after these tokens (the statement obviously goes on) ...
 _CONTINUE_AFTER = {
-    "PLUS", "MINUS", "MUL_OP", "COMP_OP", "EQUAL", "COMMA", "AT", "AND", "OR", "NOT",
-    "IF", "THEN", "ELSE", "AS",
+    "PLUS",
+    "MINUS",
+    "MUL_OP",
+    "COMP_OP",
+    "EQUAL",
+    "COMMA",
+    "AT",
+    "AND",
+    "OR",
+    "NOT",
+    "IF",
+    "THEN",
+    "ELSE",
+    "AS",
 }
 # ... and before these (a line that starts with `+` continues the previous one).
 _CONTINUE_BEFORE = {"PLUS", "THEN", "ELSE", "AND", "OR", "AT", "AS"}
@@ -172,14 +184,18 @@ class _ToAst(Transformer_NonRecursive):
                 kwargs.append(item)
             elif kwargs and parenthesised:
                 raise NetdslError(
-                    "positional argument follows keyword argument", item.span,
+                    "positional argument follows keyword argument",
+                    item.span,
                     hint="put positional arguments first",
                 )
             else:
                 args.append(item)
         return ast.Call(
-            self._span(meta), name, tuple(args),
-            tuple((k.name, k.value, k.span) for k in kwargs), parenthesised,
+            self._span(meta),
+            name,
+            tuple(args),
+            tuple((k.name, k.value, k.span) for k in kwargs),
+            parenthesised,
         )
 
     def call(self, meta, children):
@@ -267,8 +283,9 @@ class _ToAst(Transformer_NonRecursive):
 
     def block(self, meta, children):
         name, params = self._head(children[:-1])
-        return ast.BlockDef(self._span(meta), name, params, children[-1], self.path,
-                            self._name_span)
+        return ast.BlockDef(
+            self._span(meta), name, params, children[-1], self.path, self._name_span
+        )
 
     def network(self, meta, children):
         name, params = self._head(children[:-1])
@@ -289,28 +306,35 @@ class _ToAst(Transformer_NonRecursive):
         return ast.TrainEntry(self._span(meta), call.name, call.args, call.kwargs)
 
     def train(self, meta, children):
-        return ast.TrainDef(self._span(meta), tuple(c for c in children if not isinstance(c, Token)))
+        return ast.TrainDef(
+            self._span(meta), tuple(c for c in children if not isinstance(c, Token))
+        )
 
     def start(self, meta, children):
-        buckets: dict[type, list] = {t: [] for t in (ast.Use, ast.Defaults, ast.BlockDef,
-                                                     ast.NetworkDef, ast.TrainDef)}
+        buckets: dict[type, list] = {
+            t: [] for t in (ast.Use, ast.Defaults, ast.BlockDef, ast.NetworkDef, ast.TrainDef)
+        }
         for item in children:
             buckets[type(item)].append(item)
         for kind, what in ((ast.BlockDef, "block"), (ast.NetworkDef, "network")):
             first: dict[str, ast.Node] = {}
             for item in buckets[kind]:
                 if item.name in first:
-                    raise NetdslError(f"{what} '{item.name}' is defined twice",
-                                      item.name_span).with_note("first defined here",
-                                                                first[item.name].name_span)
+                    raise NetdslError(
+                        f"{what} '{item.name}' is defined twice", item.name_span
+                    ).with_note("first defined here", first[item.name].name_span)
                 first[item.name] = item
         trains = buckets[ast.TrainDef]
         if len(trains) > 1:
             raise NetdslError("a file may have only one train section", trains[1].span)
         return ast.Module(
-            Span(self.path, 1, 1), self.path, tuple(buckets[ast.Use]),
-            tuple(buckets[ast.Defaults]), tuple(buckets[ast.BlockDef]),
-            tuple(buckets[ast.NetworkDef]), trains[0] if trains else None,
+            Span(self.path, 1, 1),
+            self.path,
+            tuple(buckets[ast.Use]),
+            tuple(buckets[ast.Defaults]),
+            tuple(buckets[ast.BlockDef]),
+            tuple(buckets[ast.NetworkDef]),
+            trains[0] if trains else None,
         )
 
 
@@ -340,15 +364,21 @@ def _check_nesting(module: ast.Module) -> None:
     The left operand of a binary operator does not count: the elaborator evaluates
     `a + b + c + ...` (and `1 - 2 - 3 ...`) as a loop, so long sequences are fine.
     """
-    items = (*module.defaults, *module.blocks, *module.networks,
-             *((module.train,) if module.train else ()))
+    items = (
+        *module.defaults,
+        *module.blocks,
+        *module.networks,
+        *((module.train,) if module.train else ()),
+    )
     stack: list = [(item, 0) for item in items]
     while stack:
         node, depth = stack.pop()
         if depth > MAX_NESTING:
-            raise NetdslError(f"expressions nest more than {MAX_NESTING} levels deep", node.span,
-                              hint="write the repetition as a repeat, [ ... ]*n, or split it "
-                                   "into blocks")
+            raise NetdslError(
+                f"expressions nest more than {MAX_NESTING} levels deep",
+                node.span,
+                hint="write the repetition as a repeat, [ ... ]*n, or split it into blocks",
+            )
         if isinstance(node, ast.BinOp):
             stack.append((node.left, depth))
             stack.append((node.right, depth + 1))
@@ -384,8 +414,11 @@ def _syntax_error(e: UnexpectedInput, path: str, text: str) -> NetdslError:
         if char and not char.isascii():
             hint = "names and numbers are plain ASCII"
         shown = "NUL" if char == "\x00" else repr(char)
-        return NetdslError(f"syntax error: unexpected character {shown}",
-                           Span(path, line, column, line, column + 1), hint=hint)
+        return NetdslError(
+            f"syntax error: unexpected character {shown}",
+            Span(path, line, column, line, column + 1),
+            hint=hint,
+        )
     if isinstance(e, UnexpectedToken):
         token = e.token
         if token.type == "$END":
@@ -395,8 +428,13 @@ def _syntax_error(e: UnexpectedInput, path: str, text: str) -> NetdslError:
         else:
             found = repr(str(token))
         expected = sorted({_describe(t) for t in e.expected if t != "COMMENT"})
-        span = Span(path, line, column, token.end_line or line,
-                    (token.end_column or column + 1) if token.type != "_NL" else column + 1)
+        span = Span(
+            path,
+            line,
+            column,
+            token.end_line or line,
+            (token.end_column or column + 1) if token.type != "_NL" else column + 1,
+        )
         lines = source_lines(text)
         source_line = lines[line - 1] if 0 < line <= len(lines) else ""
         hint = _syntax_hint(token, e.expected, source_line)

@@ -49,12 +49,16 @@ def _code(kind: str, names: tuple[str, ...]) -> types.CodeType:
         elif kind == "eq":
             mine = "".join(f"self.{n}, " for n in names)
             theirs = "".join(f"other.{n}, " for n in names)
-            source = ("def __eq__(self, other):\n"
-                      "    if other.__class__ is not self.__class__:\n"
-                      "        return NotImplemented\n"
-                      f"    return ({mine}) == ({theirs})\n")
+            source = (
+                "def __eq__(self, other):\n"
+                "    if other.__class__ is not self.__class__:\n"
+                "        return NotImplemented\n"
+                f"    return ({mine}) == ({theirs})\n"
+            )
         else:
-            source = f"def __hash__(self):\n    return hash(({''.join(f'self.{n}, ' for n in names)}))\n"
+            source = (
+                f"def __hash__(self):\n    return hash(({''.join(f'self.{n}, ' for n in names)}))\n"
+            )
         namespace: dict = {}
         exec(compile(source, f"<record {kind}>", "exec"), _GLOBALS, namespace)  # noqa: S102
         code = _CODE[key] = next(iter(namespace.values())).__code__
@@ -105,14 +109,16 @@ def record(cls=None, *, eq: bool = True):
         if value is not _MISSING:
             defaults[name] = value
         elif defaults:
-            raise TypeError(f"{cls.__name__}: field '{name}' without a default follows one "
-                            "with a default")
+            raise TypeError(
+                f"{cls.__name__}: field '{name}' without a default follows one with a default"
+            )
     fields = tuple(names)
     cls.__record_fields__ = fields
     cls.__record_defaults__ = defaults
     cls.__record_repr__ = tuple(shown)
-    cls.__init__ = _method(cls, "init", fields,
-                           tuple(defaults[n] for n in fields if n in defaults) or None)
+    cls.__init__ = _method(
+        cls, "init", fields, tuple(defaults[n] for n in fields if n in defaults) or None
+    )
     cls.__repr__ = _repr
     cls.__setattr__ = _frozen_setattr
     cls.__delattr__ = _frozen_delattr

@@ -101,8 +101,9 @@ def _printable(text: str) -> str:
 
 def _only_scope(scope: Scope) -> Scope | None:
     """The single child scope that holds all of `scope`'s nodes, if there is one."""
-    holders = [c for c in scope.children
-               if not isinstance(c, Scope) or any(True for _ in c.nodes())]
+    holders = [
+        c for c in scope.children if not isinstance(c, Scope) or any(True for _ in c.nodes())
+    ]
     return holders[0] if len(holders) == 1 and isinstance(holders[0], Scope) else None
 
 
@@ -149,9 +150,14 @@ class _Builder:
                     continue
                 counts = _level_scope(child)
                 inner = _only_scope(child)
-                if counts and self.depth is not None and (
-                        level >= self.depth or (level + 1 >= self.depth and inner is not None
-                                                and _level_scope(inner))):
+                if (
+                    counts
+                    and self.depth is not None
+                    and (
+                        level >= self.depth
+                        or (level + 1 >= self.depth and inner is not None and _level_scope(inner))
+                    )
+                ):
                     # a block that only wraps one collapsed block is drawn as one box
                     unit = self._new(scope=child)
                     self.collapsed[id(child)] = unit
@@ -197,8 +203,12 @@ class _Builder:
         """Drawn as a box around its units: an expanded block holding more than one unit."""
         known = self._clusters.get(id(scope))
         if known is None:
-            known = (_level_scope(scope) and scope.kind != "repeat"
-                     and id(scope) not in self.collapsed and len(self._units_in(scope)) > 1)
+            known = (
+                _level_scope(scope)
+                and scope.kind != "repeat"
+                and id(scope) not in self.collapsed
+                and len(self._units_in(scope)) > 1
+            )
             self._clusters[id(scope)] = known
         return known
 
@@ -216,7 +226,7 @@ class _Builder:
             scope = scope.parent
         name = node.id
         if scope is not None and scope.id and name.startswith(scope.id + "."):
-            name = name[len(scope.id) + 1:]
+            name = name[len(scope.id) + 1 :]
         return "" if name == node.op else name
 
     def _home(self, unit: Unit) -> Scope | None:
@@ -227,17 +237,25 @@ class _Builder:
 
     def dot(self) -> str:
         net = self.net
-        title = (f"<<b>{_h(net.name)}</b>  <font point-size=\"12\">{net.total_params:,} params"
-                 f" · {net.total_macs:,} MACs</font>>")
+        title = (
+            f'<<b>{_h(net.name)}</b>  <font point-size="12">{net.total_params:,} params'
+            f" · {net.total_macs:,} MACs</font>>"
+        )
         lines = [
             f"digraph {_q(net.name)} {{",
             f"  comment={_q(MARK)};",
-            (f"  graph [rankdir=TB, newrank=true, nodesep=0.25, ranksep=0.32, fontname={_q(FONT)},"
-             f" fontsize=18, labelloc=t, label={title}, bgcolor=\"white\", pad=0.3];"),
-            (f"  node [shape=box, style=\"rounded,filled\", fontname={_q(FONT)}, fontsize=12,"
-             " penwidth=1.2, margin=\"0.14,0.06\", height=0.3];"),
-            (f"  edge [fontname={_q(FONT)}, fontsize=10, color=\"#6b7785\", fontcolor=\"#4a5562\","
-             " arrowsize=0.6, penwidth=1.0];"),
+            (
+                f"  graph [rankdir=TB, newrank=true, nodesep=0.25, ranksep=0.32, fontname={_q(FONT)},"
+                f' fontsize=18, labelloc=t, label={title}, bgcolor="white", pad=0.3];'
+            ),
+            (
+                f'  node [shape=box, style="rounded,filled", fontname={_q(FONT)}, fontsize=12,'
+                ' penwidth=1.2, margin="0.14,0.06", height=0.3];'
+            ),
+            (
+                f'  edge [fontname={_q(FONT)}, fontsize=10, color="#6b7785", fontcolor="#4a5562",'
+                " arrowsize=0.6, penwidth=1.0];"
+            ),
         ]
         placed: dict = {}  # id(scope) -> [unit]
         for unit in self.units:
@@ -247,8 +265,7 @@ class _Builder:
         lines.append("}")
         return "\n".join(lines) + "\n"
 
-    def _emit_scope(self, scope: Scope, placed: dict, lines: list, indent: int,
-                    depth: int) -> None:
+    def _emit_scope(self, scope: Scope, placed: dict, lines: list, indent: int, depth: int) -> None:
         pad = "  " * indent
         for unit in placed.get(id(scope), ()):
             lines.append(pad + self._node_stmt(unit))
@@ -261,16 +278,18 @@ class _Builder:
                 fill = CLUSTER_FILLS[depth % len(CLUSTER_FILLS)]
                 name = scope_title(child)
                 call = block_call(child)
-                extra = "" if call == name else f"  <font color=\"#4f6278\">{_h(call)}</font>"
+                extra = "" if call == name else f'  <font color="#4f6278">{_h(call)}</font>'
                 if child.device and child.device != (child.parent.device if child.parent else None):
-                    extra += f"  <font color=\"#b5535f\">@{_h(child.device)}</font>"
+                    extra += f'  <font color="#b5535f">@{_h(child.device)}</font>'
                 label = f"<<b>{_h(name)}</b>{extra}>"
                 self._cluster_count += 1  # (a scope id may repeat; a memory address would vary)
                 cluster = f"cluster_{child.id}_{self._cluster_count}"
                 lines.append(f"{pad}subgraph {_q(cluster)} {{")
-                lines.append(f"{pad}  graph [label={label}, labeljust=l, style=\"rounded,filled\","
-                             f" fillcolor={_q(fill)}, color=\"#a9b4c0\", penwidth=1.0,"
-                             " fontsize=13, margin=10];")
+                lines.append(
+                    f'{pad}  graph [label={label}, labeljust=l, style="rounded,filled",'
+                    f' fillcolor={_q(fill)}, color="#a9b4c0", penwidth=1.0,'
+                    " fontsize=13, margin=10];"
+                )
                 self._emit_scope(child, placed, lines, indent + 1, depth + 1)
                 lines.append(f"{pad}}}")
             else:
@@ -284,10 +303,14 @@ class _Builder:
         fill, border = COLOURS[cat]
         tooltip = _q(f"{node.id} ({node.span})")
         if node.op == "input":
-            label = (f"<<b>{_h(node.id)}</b><br/>"
-                     f"<font point-size=\"11\">{_h(fmt_shape(node.out_shape))}</font>>")
-            return (f"{unit.key} [label={label}, fillcolor={_q(fill)}, color={_q(border)},"
-                    f" fontcolor=\"white\", tooltip={tooltip}];")
+            label = (
+                f"<<b>{_h(node.id)}</b><br/>"
+                f'<font point-size="11">{_h(fmt_shape(node.out_shape))}</font>>'
+            )
+            return (
+                f"{unit.key} [label={label}, fillcolor={_q(fill)}, color={_q(border)},"
+                f' fontcolor="white", tooltip={tooltip}];'
+            )
         params = node.params + sum(n.params for n in unit.folded)
         if node.op in MERGES:
             head = f"<b>{_h(node.op)}</b>"
@@ -296,20 +319,22 @@ class _Builder:
         rows = [head]
         calls = [layer_call(n) for n in unit.folded]
         for i in range(0, len(calls), 3):  # three to a line keeps the box narrow
-            rows.append(_h(("+ " if i else "") + " + ".join(calls[i:i + 3])))
+            rows.append(_h(("+ " if i else "") + " + ".join(calls[i : i + 3])))
         short = self._short_id(node)
         small = [_h(short)] if short else []
         if node.device and node.device != self._drawn_device(node):
-            small.append(f"<font color=\"#b5535f\">@{_h(node.device)}</font>")
+            small.append(f'<font color="#b5535f">@{_h(node.device)}</font>')
         if params:
             small.append(f"{params:,} params")
         if small:
-            rows.append(f"<font point-size=\"10\" color=\"#4a5562\">{' · '.join(small)}</font>")
+            rows.append(f'<font point-size="10" color="#4a5562">{" · ".join(small)}</font>')
         label = "<" + "<br/>".join(rows) + ">"
         style = "rounded,filled" + (",dashed" if node.train_only else "")
-        shape = ", shape=box" if node.op not in MERGES else ", shape=box, margin=\"0.1,0.03\""
-        return (f"{unit.key} [label={label}, fillcolor={_q(fill)}, color={_q(border)},"
-                f" style={_q(style)}{shape}, tooltip={tooltip}];")
+        shape = ", shape=box" if node.op not in MERGES else ', shape=box, margin="0.1,0.03"'
+        return (
+            f"{unit.key} [label={label}, fillcolor={_q(fill)}, color={_q(border)},"
+            f" style={_q(style)}{shape}, tooltip={tooltip}];"
+        )
 
     def _block_stmt(self, unit: Unit) -> str:
         scope = unit.scope
@@ -322,14 +347,18 @@ class _Builder:
             calls.append("= " + block_call(inner))
         if scope.device:
             calls.append(f"@{scope.device}")
-        rows = [f"<b>{_h(name)}</b>", *(_h(c) for c in calls if c != name),
-                (f"<font point-size=\"10\" color=\"#4a5562\">{_h(shape)} · "
-                 f"{scope.params:,} params</font>")]
+        rows = [
+            f"<b>{_h(name)}</b>",
+            *(_h(c) for c in calls if c != name),
+            (f'<font point-size="10" color="#4a5562">{_h(shape)} · {scope.params:,} params</font>'),
+        ]
         tooltip = _q(f"{scope.id} ({scope.span})")
         train_only = all(n.train_only for n in scope.nodes())
-        style = ", style=\"rounded,filled,dashed\"" if train_only else ""
-        return (f"{unit.key} [label=<{'<br/>'.join(rows)}>, fillcolor={_q(fill)},"
-                f" color={_q(border)}, penwidth=1.6{style}, tooltip={tooltip}];")
+        style = ', style="rounded,filled,dashed"' if train_only else ""
+        return (
+            f"{unit.key} [label=<{'<br/>'.join(rows)}>, fillcolor={_q(fill)},"
+            f" color={_q(border)}, penwidth=1.6{style}, tooltip={tooltip}];"
+        )
 
     def _edges(self) -> list[str]:
         lines, seen = [], set()
@@ -341,19 +370,25 @@ class _Builder:
                     continue
                 seen.add((u.key, v.key))
                 style = ", style=dashed" if node.train_only else ""
-                lines.append(f"  {u.key} -> {v.key} [label={_q(' ' + fmt_shape(src.out_shape))}"
-                             f"{style}];")
+                lines.append(
+                    f"  {u.key} -> {v.key} [label={_q(' ' + fmt_shape(src.out_shape))}{style}];"
+                )
         for i, out in enumerate(self.net.outputs):
             u = self.unit_of[id(out.node)]
             key = f"out{i}"
             fill, border = COLOURS["io"]
             what = fmt_shape(out.node.out_shape) + (" (train only)" if out.train_only else "")
-            label = (f"<<b>{_h(out.name)}</b><br/><font point-size=\"11\">{_h(what)}</font>>")
+            label = f'<<b>{_h(out.name)}</b><br/><font point-size="11">{_h(what)}</font>>'
             style = "rounded,filled" + (",dashed" if out.train_only else "")
-            lines.append(f"  {key} [label={label}, fillcolor={_q(fill)}, color={_q(border)},"
-                         f" fontcolor=\"white\", style={_q(style)}];")
-            lines.append(f"  {u.key} -> {key} [label={_q(' ' + fmt_shape(out.node.out_shape))}"
-                         + (", style=dashed" if out.train_only else "") + "];")
+            lines.append(
+                f"  {key} [label={label}, fillcolor={_q(fill)}, color={_q(border)},"
+                f' fontcolor="white", style={_q(style)}];'
+            )
+            lines.append(
+                f"  {u.key} -> {key} [label={_q(' ' + fmt_shape(out.node.out_shape))}"
+                + (", style=dashed" if out.train_only else "")
+                + "];"
+            )
         return lines
 
 
@@ -377,7 +412,8 @@ def _need_dot(fmt: str) -> str:
         raise NetdslError(
             f"rendering .{fmt} needs Graphviz's `dot` program, which is not on PATH",
             hint="install Graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew "
-                 "install graphviz; conda: conda install graphviz), or write a .dot file")
+            "install graphviz; conda: conda install graphviz), or write a .dot file",
+        )
     return program
 
 
@@ -386,25 +422,36 @@ def run_dot(dot_text: str, fmt: str) -> bytes:
     program = _need_dot(fmt)
     extra = [f"-Gdpi={PNG_DPI}"] if fmt == "png" else []
     try:
-        done = subprocess.run([program, f"-T{fmt}", *extra], input=dot_text.encode("utf-8"),
-                              capture_output=True, timeout=DOT_TIMEOUT, check=False)
+        done = subprocess.run(
+            [program, f"-T{fmt}", *extra],
+            input=dot_text.encode("utf-8"),
+            capture_output=True,
+            timeout=DOT_TIMEOUT,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
-        raise NetdslError(f"Graphviz took more than {DOT_TIMEOUT} s to lay out the diagram",
-                          hint="collapse blocks with --depth") from None
+        raise NetdslError(
+            f"Graphviz took more than {DOT_TIMEOUT} s to lay out the diagram",
+            hint="collapse blocks with --depth",
+        ) from None
     except OSError as e:
         raise NetdslError(f"could not run Graphviz's dot: {e}") from None
     if done.returncode != 0:
         message = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise NetdslError("Graphviz's dot failed: " + (message[-1] if message else
-                                                       f"exit status {done.returncode}"))
+        raise NetdslError(
+            "Graphviz's dot failed: "
+            + (message[-1] if message else f"exit status {done.returncode}")
+        )
     return done.stdout
 
 
 def output_format(path: str) -> str | None:
     ext = os.path.splitext(path)[1].lower()
     if ext not in FORMATS:
-        raise NetdslError(f"cannot render to '{ext or path}': choose an output ending in "
-                          + ", ".join(sorted(FORMATS)))
+        raise NetdslError(
+            f"cannot render to '{ext or path}': choose an output ending in "
+            + ", ".join(sorted(FORMATS))
+        )
     return FORMATS[ext]
 
 
@@ -437,15 +484,16 @@ def _mark_pdf(data: bytes) -> bytes:
     new = b"(" + MARK.encode() + b")"
     if i >= len(data) or len(new) > i + 1 - start:
         return data
-    return data[:start] + new.ljust(i + 1 - start) + data[i + 1:]
+    return data[:start] + new.ljust(i + 1 - start) + data[i + 1 :]
 
 
 def _undate_pdf(data: bytes) -> bytes:
     """The PDF's CreationDate entry (cairo writes the time of drawing) blanked out with
     spaces, so drawing the same network twice gives the same bytes; the entry is
     optional, and blanks keep every byte offset valid."""
-    return re.sub(rb"/CreationDate \(D:[0-9Z+\-']*\)", lambda m: b" " * len(m.group()), data,
-                  count=1)
+    return re.sub(
+        rb"/CreationDate \(D:[0-9Z+\-']*\)", lambda m: b" " * len(m.group()), data, count=1
+    )
 
 
 def _finish_pdf(data: bytes) -> bytes:
@@ -481,11 +529,19 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("render", help="draw the network with Graphviz (.svg .png .pdf .dot)")
     p.add_argument("file", metavar="FILE")
-    p.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="output file: .svg, .png or .pdf (need Graphviz's dot) or .dot")
-    p.add_argument("--depth", type=int, metavar="N",
-                   help="show N levels of blocks; deeper blocks become one box")
-    p.add_argument("--force", action="store_true",
-                   help="overwrite a file that netdsl did not draw")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="output file: .svg, .png or .pdf (need Graphviz's dot) or .dot",
+    )
+    p.add_argument(
+        "--depth",
+        type=int,
+        metavar="N",
+        help="show N levels of blocks; deeper blocks become one box",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite a file that netdsl did not draw")
     add_common(p)
     p.set_defaults(func=cmd_render)

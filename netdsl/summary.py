@@ -26,7 +26,8 @@ def summary_dict(net: Network) -> dict:
                 "source": str(n.span),
                 **({"train_only": True} if n.train_only else {}),
             }
-            for n in net.nodes() if n.op != "input"
+            for n in net.nodes()
+            if n.op != "input"
         ],
     }
 
@@ -55,16 +56,23 @@ def summary_table(net: Network, depth: int | None = None) -> str:
     lines.append(f"inputs: {inputs}")
     rule = "-" * (sum(widths) + 8)
     for i, row in enumerate(rows):
-        lines.append(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}  "
-                     f"{row[3]:>{widths[3]}}  {row[4]:>{widths[4]}}")
+        lines.append(
+            f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}  "
+            f"{row[3]:>{widths[3]}}  {row[4]:>{widths[4]}}"
+        )
         if i == 0:
             lines.append(rule)
     lines.append("=" * len(rule))
-    lines.append(f"params: {net.total_params:,}  (BatchNorm running statistics, not counted: "
-                 f"{net.total_buffers:,})")
-    lines.append(f"MACs:   {net.total_macs:,}  (conv and linear multiply-accumulates, batch 1, "
-                 f"eval path)")
-    outs = "; ".join(f"{o.name} {fmt_shape(o.node.out_shape)}" + (" (train only)" if o.train_only
-                                                                  else "") for o in net.outputs)
+    lines.append(
+        f"params: {net.total_params:,}  (BatchNorm running statistics, not counted: "
+        f"{net.total_buffers:,})"
+    )
+    lines.append(
+        f"MACs:   {net.total_macs:,}  (conv and linear multiply-accumulates, batch 1, eval path)"
+    )
+    outs = "; ".join(
+        f"{o.name} {fmt_shape(o.node.out_shape)}" + (" (train only)" if o.train_only else "")
+        for o in net.outputs
+    )
     lines.append(f"outputs: {outs}")
     return "\n".join(lines)

@@ -15,20 +15,46 @@ from functools import cached_property
 from .records import record
 
 # Python operator precedence, loosest first.
-_PREC = {"if": 1, "or": 2, "and": 3, "not": 4, "cmp": 5, "+": 10, "-": 10,
-         "*": 11, "/": 11, "//": 11, "%": 11, "neg": 12, "atom": 15}
+_PREC = {
+    "if": 1,
+    "or": 2,
+    "and": 3,
+    "not": 4,
+    "cmp": 5,
+    "+": 10,
+    "-": 10,
+    "*": 11,
+    "/": 11,
+    "//": 11,
+    "%": 11,
+    "neg": 12,
+    "atom": 15,
+}
 
 _BINARY = {
-    "+": operator.add, "-": operator.sub, "*": operator.mul,
-    "/": operator.truediv, "//": operator.floordiv, "%": operator.mod,
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
+    "//": operator.floordiv,
+    "%": operator.mod,
 }
 _COMPARE = {
-    "==": operator.eq, "!=": operator.ne, "<": operator.lt,
-    "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
 }
 FUNCTIONS = {
-    "min": min, "max": max, "abs": abs, "int": int, "round": round,
-    "ceil": math.ceil, "floor": math.floor,
+    "min": min,
+    "max": max,
+    "abs": abs,
+    "int": int,
+    "round": round,
+    "ceil": math.ceil,
+    "floor": math.floor,
 }
 
 
@@ -73,7 +99,11 @@ class Const(Expr):
 
     @property
     def prec(self) -> int:  # type: ignore[override]
-        if isinstance(self.value, (int, float)) and not isinstance(self.value, bool) and self.value < 0:
+        if (
+            isinstance(self.value, (int, float))
+            and not isinstance(self.value, bool)
+            and self.value < 0
+        ):
             return _PREC["neg"]
         return _PREC["atom"]
 
@@ -126,7 +156,9 @@ class Bin(Expr):
 
     def _render(self) -> str:
         # left-associative: the right operand needs parentheses at equal precedence
-        return f"{self._wrap(self.left, self.prec)} {self.op} {self._wrap(self.right, self.prec + 1)}"
+        return (
+            f"{self._wrap(self.left, self.prec)} {self.op} {self._wrap(self.right, self.prec + 1)}"
+        )
 
     def subst(self, mapping):
         return binary(self.op, self.left.subst(mapping), self.right.subst(mapping))
@@ -181,7 +213,9 @@ class BoolOp(Expr):
         return _PREC[self.op]
 
     def _render(self) -> str:
-        return f"{self._wrap(self.left, self.prec)} {self.op} {self._wrap(self.right, self.prec + 1)}"
+        return (
+            f"{self._wrap(self.left, self.prec)} {self.op} {self._wrap(self.right, self.prec + 1)}"
+        )
 
     def subst(self, mapping):
         return BoolOp(self.op, self.left.subst(mapping), self.right.subst(mapping))
@@ -215,11 +249,15 @@ class IfElse(Expr):
     prec = _PREC["if"]
 
     def _render(self) -> str:
-        return (f"{self._wrap(self.then, self.prec + 1)} if {self._wrap(self.cond, self.prec + 1)}"
-                f" else {self._wrap(self.orelse, self.prec)}")
+        return (
+            f"{self._wrap(self.then, self.prec + 1)} if {self._wrap(self.cond, self.prec + 1)}"
+            f" else {self._wrap(self.orelse, self.prec)}"
+        )
 
     def subst(self, mapping):
-        return ifelse(self.cond.subst(mapping), self.then.subst(mapping), self.orelse.subst(mapping))
+        return ifelse(
+            self.cond.subst(mapping), self.then.subst(mapping), self.orelse.subst(mapping)
+        )
 
     @cached_property
     def symbols(self):
@@ -298,8 +336,9 @@ def binary(op: str, left: Expr, right: Expr) -> Expr:
         except ZeroDivisionError:
             pass
     if isinstance(right, Const) and not isinstance(right.value, bool):
-        if (op in "+-" and right.value == 0) or (op in ("*", "//") and right.value == 1
-                                                   and _is_int(right.value)):
+        if (op in "+-" and right.value == 0) or (
+            op in ("*", "//") and right.value == 1 and _is_int(right.value)
+        ):
             return left
     if isinstance(left, Const) and not isinstance(left.value, bool):
         if op == "+" and left.value == 0:
@@ -379,18 +418,41 @@ class Num:
             return Num(value)
         return Num(value, binary(op, a.expr, b.expr))
 
-    def __add__(self, o): return self._binary("+", o)
-    def __radd__(self, o): return self._binary("+", o, True)
-    def __sub__(self, o): return self._binary("-", o)
-    def __rsub__(self, o): return self._binary("-", o, True)
-    def __mul__(self, o): return self._binary("*", o)
-    def __rmul__(self, o): return self._binary("*", o, True)
-    def __floordiv__(self, o): return self._binary("//", o)
-    def __rfloordiv__(self, o): return self._binary("//", o, True)
-    def __truediv__(self, o): return self._binary("/", o)
-    def __rtruediv__(self, o): return self._binary("/", o, True)
-    def __mod__(self, o): return self._binary("%", o)
-    def __neg__(self): return Num(-self.value, negate(self.expr))
+    def __add__(self, o):
+        return self._binary("+", o)
+
+    def __radd__(self, o):
+        return self._binary("+", o, True)
+
+    def __sub__(self, o):
+        return self._binary("-", o)
+
+    def __rsub__(self, o):
+        return self._binary("-", o, True)
+
+    def __mul__(self, o):
+        return self._binary("*", o)
+
+    def __rmul__(self, o):
+        return self._binary("*", o, True)
+
+    def __floordiv__(self, o):
+        return self._binary("//", o)
+
+    def __rfloordiv__(self, o):
+        return self._binary("//", o, True)
+
+    def __truediv__(self, o):
+        return self._binary("/", o)
+
+    def __rtruediv__(self, o):
+        return self._binary("/", o, True)
+
+    def __mod__(self, o):
+        return self._binary("%", o)
+
+    def __neg__(self):
+        return Num(-self.value, negate(self.expr))
 
     def __int__(self) -> int:
         return int(self.value)

@@ -29,17 +29,22 @@ def load_by_order(model, state_dict) -> dict[str, str]:
     ours, theirs = list(target.items()), list(state_dict.items())
     for index in range(max(len(ours), len(theirs))):
         if index >= len(ours) or index >= len(theirs):
-            extra, owner, other = ((theirs, "the reference", "the model") if index >= len(ours)
-                                   else (ours, "the model", "the reference"))
+            extra, owner, other = (
+                (theirs, "the reference", "the model")
+                if index >= len(ours)
+                else (ours, "the model", "the reference")
+            )
             name, tensor = extra[index]
             raise ValueError(
                 f"entry {index}: {owner} has '{name}' {_shape(tensor)} but {other} has only "
-                f"{index} entries ({len(ours)} in the model, {len(theirs)} in the reference)")
+                f"{index} entries ({len(ours)} in the model, {len(theirs)} in the reference)"
+            )
         (name, tensor), (ref_name, ref_tensor) = ours[index], theirs[index]
         if tuple(tensor.shape) != tuple(ref_tensor.shape):
             raise ValueError(
                 f"entry {index}: the model's '{name}' is {_shape(tensor)} but the reference's "
-                f"'{ref_name}' is {_shape(ref_tensor)}")
+                f"'{ref_name}' is {_shape(ref_tensor)}"
+            )
     model.load_state_dict({name: ref for (name, _), (_, ref) in zip(ours, theirs)})
     return {name: ref_name for (name, _), (ref_name, _) in zip(ours, theirs)}
 
@@ -96,11 +101,12 @@ def torch_to_keras(torch_model, keras_model) -> None:
     for layer in targets:
         kind = type(layer).__name__
         needed = 2 if kind == "SeparableConv2D" else 1
-        taken = sources[position:position + needed]
+        taken = sources[position : position + needed]
         if len(taken) < needed:
             raise ValueError(
                 f"Keras layer '{layer.name}' ({kind}) has no PyTorch counterpart: the PyTorch "
-                f"model has only {len(sources)} layers with weights")
+                f"model has only {len(sources)} layers with weights"
+            )
         position += needed
         values = _convert(layer, kind, taken, np)
         expected = [tuple(w.shape) for w in layer.weights]
@@ -109,13 +115,15 @@ def torch_to_keras(torch_model, keras_model) -> None:
             names = " + ".join(f"'{path}' ({type(m).__name__})" for path, m in taken)
             raise ValueError(
                 f"weights do not match: Keras layer '{layer.name}' ({kind}) has shapes "
-                f"{_shapes(expected)} but PyTorch {names} gives {_shapes(got)}")
+                f"{_shapes(expected)} but PyTorch {names} gives {_shapes(got)}"
+            )
         layer.set_weights([np.ascontiguousarray(v) for v in values])
     if position < len(sources):
         path, module = sources[position]
         raise ValueError(
             f"PyTorch module '{path}' ({type(module).__name__}) has no Keras counterpart: the "
-            f"Keras model has only {len(targets)} layers with weights")
+            f"Keras model has only {len(targets)} layers with weights"
+        )
 
 
 def _shapes(shapes: list[tuple]) -> str:
@@ -155,8 +163,10 @@ def _torch_weighted_modules(model, outputs: int) -> list:
         if isinstance(module, _torch_weighted_types(nn)):
             found.append((path, module))
         elif any(True for _ in module.parameters(recurse=False)):
-            raise ValueError(f"PyTorch module '{path}' ({type(module).__name__}) holds weights "
-                             "that netdsl cannot map to Keras")
+            raise ValueError(
+                f"PyTorch module '{path}' ({type(module).__name__}) holds weights "
+                "that netdsl cannot map to Keras"
+            )
     return found
 
 
@@ -177,8 +187,11 @@ def _torch_graph_order(model, outputs: int) -> list:
     result = output.args[0]
     roots = list(result) if isinstance(result, (tuple, list)) else [result]
     nodes = _depth_first(roots[:outputs], lambda node: list(node.all_input_nodes))
-    return [(node.target, model.get_submodule(node.target))
-            for node in nodes if node.op == "call_module"]
+    return [
+        (node.target, model.get_submodule(node.target))
+        for node in nodes
+        if node.op == "call_module"
+    ]
 
 
 def _keras_weighted_layers(model) -> list:
@@ -203,8 +216,10 @@ def _keras_weighted_layers(model) -> list:
         if kind in _KERAS_WEIGHTED:
             result.append(layer)
         elif layer.weights:
-            raise ValueError(f"Keras layer '{layer.name}' ({kind}) holds weights that netdsl "
-                             "cannot map from PyTorch")
+            raise ValueError(
+                f"Keras layer '{layer.name}' ({kind}) holds weights that netdsl "
+                "cannot map from PyTorch"
+            )
     return result
 
 
@@ -226,8 +241,9 @@ def _convert(layer, kind: str, taken: list, np) -> list:
     """The Keras weights of `layer` from its PyTorch module(s), in Keras' order."""
     (path, module), *rest = taken
     source = _source_kind(module)
-    mismatch = ValueError(f"Keras layer '{layer.name}' ({kind}) does not match PyTorch module "
-                          f"'{path}' ({source})")
+    mismatch = ValueError(
+        f"Keras layer '{layer.name}' ({kind}) does not match PyTorch module '{path}' ({source})"
+    )
     if kind == "Conv2D":
         if source != "Conv2d":
             raise mismatch
@@ -242,8 +258,7 @@ def _convert(layer, kind: str, taken: list, np) -> list:
         pointwise = rest[0][1]
         if source != "Conv2d" or _source_kind(pointwise) != "Conv2d":
             raise mismatch
-        values = [_depthwise(module, layer, np),
-                  _array(pointwise.weight, np).transpose(2, 3, 1, 0)]
+        values = [_depthwise(module, layer, np), _array(pointwise.weight, np).transpose(2, 3, 1, 0)]
         return values + ([_array(pointwise.bias, np)] if pointwise.bias is not None else [])
     if kind == "Dense":
         if source != "Linear":
@@ -258,11 +273,16 @@ def _convert(layer, kind: str, taken: list, np) -> list:
         if layer.scale:
             values.append(gamma if gamma is not None else np.ones(module.num_features, np.float32))
         elif gamma is not None and not np.all(gamma == 1.0):
-            raise ValueError(f"Keras layer '{layer.name}' has no scale (gamma) but PyTorch "
-                             f"module '{path}' scales by values other than 1")
+            raise ValueError(
+                f"Keras layer '{layer.name}' has no scale (gamma) but PyTorch "
+                f"module '{path}' scales by values other than 1"
+            )
         if layer.center:
-            values.append(_array(module.bias, np) if module.bias is not None
-                          else np.zeros(module.num_features, np.float32))
+            values.append(
+                _array(module.bias, np)
+                if module.bias is not None
+                else np.zeros(module.num_features, np.float32)
+            )
         values.append(_array(module.running_mean, np))
         values.append(_array(module.running_var, np))
         return values
@@ -274,7 +294,9 @@ def _depthwise(module, layer, np):
     weight = _array(module.weight, np)
     channels = module.in_channels
     if module.groups != channels or weight.shape[1] != 1:
-        raise ValueError(f"PyTorch module '{module}' is not a depthwise convolution, but Keras "
-                         f"layer '{layer.name}' is")
+        raise ValueError(
+            f"PyTorch module '{module}' is not a depthwise convolution, but Keras "
+            f"layer '{layer.name}' is"
+        )
     out, _, kh, kw = weight.shape
     return weight.reshape(channels, out // channels, kh, kw).transpose(2, 3, 0, 1)

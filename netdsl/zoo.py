@@ -31,7 +31,8 @@ from pathlib import Path
 _NUMBER = r"(\d[\d,]*)"
 _EXPECTED = re.compile(
     rf"^{_NUMBER} params(?P<buffers>\s*\+\s*buffers)?\b.*?(?:{_NUMBER} MACs\b.*?)?"
-    r"\bat (?P<input>\d+(?:x\d+)*)\.?\s*$")
+    r"\bat (?P<input>\d+(?:x\d+)*)\.?\s*$"
+)
 
 
 @dataclass
@@ -84,7 +85,7 @@ def _shape(dims) -> str:
 def _continued(lines: list[str], start: int) -> str:
     """A header field's text: its line and the lines after it, up to the next `Field:` line."""
     parts = [lines[start]]
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if re.match(r"^\w[\w ]*:", line) or not line:
             break
         parts.append(line)
@@ -104,9 +105,9 @@ def read_header(text: str) -> Header:
         header.title = lines[0].split(" — ")[0].strip()
     for i, line in enumerate(lines):
         if line.startswith("Reference:"):
-            header.reference = line[len("Reference:"):].split(" — ")[0].strip().rstrip(".")
+            header.reference = line[len("Reference:") :].split(" — ")[0].strip().rstrip(".")
         elif line.startswith("Expected:"):
-            value = _continued(lines, i)[len("Expected:"):].strip()
+            value = _continued(lines, i)[len("Expected:") :].strip()
             m = _EXPECTED.match(value)
             if m is None:
                 problems.append(f"cannot read the Expected line: {value!r}")
@@ -140,8 +141,17 @@ def entry(path: Path) -> Entry:
     header = read_header(path.read_text(encoding="utf-8"))
     net = compile_file(path)
     shape = tuple(next(iter(net.inputs.values())).out_shape)
-    return Entry(path.stem, str(path), header.title, header.reference, shape, net.total_params,
-                 net.total_buffers, net.total_macs, header)
+    return Entry(
+        path.stem,
+        str(path),
+        header.title,
+        header.reference,
+        shape,
+        net.total_params,
+        net.total_buffers,
+        net.total_macs,
+        header,
+    )
 
 
 def entries(directory: Path | None = None) -> list[Entry]:
@@ -180,14 +190,18 @@ when it is stale.
 
 
 def markdown(items: list[Entry]) -> str:
-    rows = ["| Network | Architecture | Input | Params | BN buffers | MACs | Reference |",
-            "|---|---|---|--:|--:|--:|---|"]
+    rows = [
+        "| Network | Architecture | Input | Params | BN buffers | MACs | Reference |",
+        "|---|---|---|--:|--:|--:|---|",
+    ]
     for e in items:
         mark = " †" if e.header.with_buffers else ""
         reference = e.reference.replace("|", "\\|")
-        rows.append(f"| [{e.name}](../architectures/{e.name}.net) | {e.title} | "
-                    f"{_shape(e.input)} | {e.params:,} | {e.buffers:,} | {e.macs:,} | "
-                    f"{reference}{mark} |")
+        rows.append(
+            f"| [{e.name}](../architectures/{e.name}.net) | {e.title} | "
+            f"{_shape(e.input)} | {e.params:,} | {e.buffers:,} | {e.macs:,} | "
+            f"{reference}{mark} |"
+        )
     return MARKDOWN_INTRO + "\n" + "\n".join(rows) + "\n"
 
 
@@ -196,18 +210,32 @@ def table(items: list[Entry]) -> str:
     for e in items:
         rows.append((e.name, f"{e.params:,}", f"{e.macs:,}", _shape(e.input), e.reference))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  "
-                     f"{r[3]:<{widths[3]}}  {r[4]}" for r in rows)
+    return "\n".join(
+        f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  "
+        f"{r[3]:<{widths[3]}}  {r[4]}"
+        for r in rows
+    )
 
 
 def as_json(e: Entry) -> dict:
     h = e.header
-    return {"name": e.name, "path": e.path, "title": e.title, "reference": e.reference,
-            "input": list(e.input), "params": e.params, "buffers": e.buffers, "macs": e.macs,
-            "expected": {"params": h.expected_params, "includes_buffers": h.with_buffers,
-                         "macs": h.expected_macs,
-                         "input": list(h.expected_input) if h.expected_input else None},
-            "mismatches": e.mismatches()}
+    return {
+        "name": e.name,
+        "path": e.path,
+        "title": e.title,
+        "reference": e.reference,
+        "input": list(e.input),
+        "params": e.params,
+        "buffers": e.buffers,
+        "macs": e.macs,
+        "expected": {
+            "params": h.expected_params,
+            "includes_buffers": h.with_buffers,
+            "macs": h.expected_macs,
+            "input": list(h.expected_input) if h.expected_input else None,
+        },
+        "mismatches": e.mismatches(),
+    }
 
 
 def cmd_zoo(args) -> int:
@@ -229,14 +257,19 @@ def cmd_zoo(args) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("zoo", help="list the architecture zoo: params, MACs, input, "
-                                          "reference")
+    p = subparsers.add_parser(
+        "zoo", help="list the architecture zoo: params, MACs, input, reference"
+    )
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--markdown", action="store_true",
-                       help="print docs/zoo.md: the zoo as a Markdown page")
+    group.add_argument(
+        "--markdown", action="store_true", help="print docs/zoo.md: the zoo as a Markdown page"
+    )
     group.add_argument("--json", action="store_true", help="print a JSON list")
-    group.add_argument("--check", action="store_true",
-                       help="exit 1 unless every network matches its header's Expected figures")
+    group.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 unless every network matches its header's Expected figures",
+    )
     p.set_defaults(func=cmd_zoo)
 
 

@@ -58,18 +58,22 @@ def torch_source(net) -> str:
 def layer_shapes(model, module: types.ModuleType, run) -> list[tuple]:
     """(module path, class, output shape) of every layer module, in execution order."""
     nn = need("torch").nn
-    helpers = tuple(getattr(module, h) for h in ("SeparableConv2d", "DropPath", "Scale")
-                    if hasattr(module, h))
-    inside_helpers = {id(c) for m in model.modules() if isinstance(m, helpers)
-                      for c in m.modules() if c is not m}
+    helpers = tuple(
+        getattr(module, h) for h in ("SeparableConv2d", "DropPath", "Scale") if hasattr(module, h)
+    )
+    inside_helpers = {
+        id(c) for m in model.modules() if isinstance(m, helpers) for c in m.modules() if c is not m
+    }
     seen: list[tuple] = []
     handles = []
     for path, m in model.named_modules():
         if id(m) in inside_helpers or isinstance(m, (nn.Identity, nn.Sequential)):
             continue
         if isinstance(m, helpers) or not list(m.children()):
+
             def hook(m, inputs, output, path=path):
                 seen.append((path, type(m).__name__, tuple(output.shape[1:])))
+
             handles.append(m.register_forward_hook(hook))
     try:
         run()
@@ -98,20 +102,24 @@ def check_torch(net, backward: bool = False, source: str | None = None, **params
     torch = need("torch")
     module, model = build_torch(net, source, **params)
     got_params = sum(p.numel() for p in model.parameters())
-    assert got_params == net.total_params, \
+    assert got_params == net.total_params, (
         f"parameters: inferred {net.total_params:,}, PyTorch {got_params:,}"
-    got_buffers = sum(b.numel() for name, b in model.named_buffers()
-                      if not name.endswith("num_batches_tracked"))
-    assert got_buffers == net.total_buffers, \
+    )
+    got_buffers = sum(
+        b.numel() for name, b in model.named_buffers() if not name.endswith("num_batches_tracked")
+    )
+    assert got_buffers == net.total_buffers, (
         f"buffers: inferred {net.total_buffers:,}, PyTorch {got_buffers:,}"
+    )
     inputs = [torch.randn(1, *node.out_shape) for node in net.inputs.values()]
 
     def run():
         with torch.no_grad():
             result = model(*inputs)
         main = result[0] if isinstance(result, tuple) else result
-        assert tuple(main.shape[1:]) == net.main_output.node.out_shape, \
+        assert tuple(main.shape[1:]) == net.main_output.node.out_shape, (
             f"main output: inferred {net.main_output.node.out_shape}, PyTorch {tuple(main.shape[1:])}"
+        )
         eval_outputs = [o for o in net.outputs if not o.train_only]
         if len(eval_outputs) > 1:
             assert isinstance(result, tuple) and len(result) == len(eval_outputs)
@@ -123,8 +131,11 @@ def check_torch(net, backward: bool = False, source: str | None = None, **params
     for index, (node, (path, kind, shape)) in enumerate(zip(expected, seen)):
         assert shape == node.out_shape, (
             f"layer {index}: {node.id} ({node.op}) inferred {node.out_shape}, "
-            f"but {path} ({kind}) gives {shape}")
-    assert len(seen) == len(expected), [n.id for n in expected[len(seen):]] or seen[len(expected):]
+            f"but {path} ({kind}) gives {shape}"
+        )
+    assert len(seen) == len(expected), [n.id for n in expected[len(seen) :]] or seen[
+        len(expected) :
+    ]
 
     train_outputs = [o for o in net.outputs if o.train_only]
     if train_outputs or backward:
@@ -192,16 +203,19 @@ def check_keras_model(net, model) -> None:
     from netdsl.emit.keras import keras_name
 
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    assert trainable == net.total_params, \
+    assert trainable == net.total_params, (
         f"parameters: inferred {net.total_params:,}, Keras trainable {trainable:,}"
+    )
     assert model.count_params() == net.total_params + net.total_buffers, (
         f"count_params: inferred {net.total_params:,} + {net.total_buffers:,} buffers, "
-        f"Keras {model.count_params():,}")
+        f"Keras {model.count_params():,}"
+    )
     for node in net.nodes():
         layer = model.get_layer(keras_name(node))
         got = tuple(layer.output.shape[1:])
-        assert got == nhwc(node.out_shape), \
+        assert got == nhwc(node.out_shape), (
             f"{node.id} ({node.op}): inferred {nhwc(node.out_shape)} (NHWC), Keras {got}"
+        )
 
 
 def compare_outputs(net, torch_model, keras_model, tolerance: float = 1e-4) -> float:
@@ -219,11 +233,15 @@ def compare_outputs(net, torch_model, keras_model, tolerance: float = 1e-4) -> f
 
     torch_to_keras(torch_model, keras_model)
     aux = any(o.train_only for o in net.outputs)
-    main = keras.Model(keras_model.input, keras_model.outputs[0]) if aux or \
-        len(keras_model.outputs) > 1 else keras_model
+    main = (
+        keras.Model(keras_model.input, keras_model.outputs[0])
+        if aux or len(keras_model.outputs) > 1
+        else keras_model
+    )
     generator = torch.Generator().manual_seed(0)
-    inputs = [torch.randn((2, *node.out_shape), generator=generator)
-              for node in net.inputs.values()]
+    inputs = [
+        torch.randn((2, *node.out_shape), generator=generator) for node in net.inputs.values()
+    ]
     with torch.no_grad():
         expected = torch_model(*inputs)
     expected = (expected[0] if isinstance(expected, tuple) else expected).numpy()
@@ -234,8 +252,9 @@ def compare_outputs(net, torch_model, keras_model, tolerance: float = 1e-4) -> f
     assert got.shape == expected.shape, f"outputs: PyTorch {expected.shape}, Keras {got.shape}"
     difference = float(np.abs(got - expected).max())
     scale = float(np.abs(expected).max())
-    assert difference <= tolerance * scale + 1e-6, \
+    assert difference <= tolerance * scale + 1e-6, (
         f"outputs differ by {difference:.3g} at output scale {scale:.3g}"
+    )
     return difference / max(scale, 1e-6)
 
 

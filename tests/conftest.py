@@ -21,10 +21,18 @@ ROOT = Path(__file__).resolve().parent.parent
 # programs through PyTorch (and 500 through Keras) in tests/test_differential.py;
 # failures are saved in .hypothesis/ and replayed first on the next run.
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
-settings.register_profile("ci", max_examples=300, deadline=None, derandomize=True,
-                          database=None, suppress_health_check=_QUIET, print_blob=True)
-settings.register_profile("deep", max_examples=5000, deadline=None,
-                          suppress_health_check=_QUIET, print_blob=True)
+settings.register_profile(
+    "ci",
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=_QUIET,
+    print_blob=True,
+)
+settings.register_profile(
+    "deep", max_examples=5000, deadline=None, suppress_health_check=_QUIET, print_blob=True
+)
 settings.load_profile(os.environ.get("NETDSL_HYPOTHESIS_PROFILE", "ci"))
 ARCHITECTURES = ROOT / "architectures"
 
@@ -51,14 +59,19 @@ FILE_MARK = re.compile(r"^# file: (\S+)(.*)$")
 def doc_blocks(doc: Path, lang: str) -> list[tuple[int, str]]:
     """The ```lang fenced blocks of a Markdown file, with the line each one's text starts on."""
     text = doc.read_text(encoding="utf-8")
-    return [(text.count("\n", 0, m.start(1)) + 1, m.group(1))
-            for m in re.finditer(rf"```{lang}\n(.*?)```", text, flags=re.DOTALL)]
+    return [
+        (text.count("\n", 0, m.start(1)) + 1, m.group(1))
+        for m in re.finditer(rf"```{lang}\n(.*?)```", text, flags=re.DOTALL)
+    ]
 
 
 def doc_programs(doc: Path) -> list[tuple[int, str]]:
     """The ```netdsl blocks that are complete programs (they define a network)."""
-    return [(line, block) for line, block in doc_blocks(doc, "netdsl")
-            if re.search(r"^network ", block, flags=re.MULTILINE)]
+    return [
+        (line, block)
+        for line, block in doc_blocks(doc, "netdsl")
+        if re.search(r"^network ", block, flags=re.MULTILINE)
+    ]
 
 
 def doc_files(doc: Path, folder: Path) -> dict[str, bool]:
@@ -96,8 +109,9 @@ def check_doc_programs(doc: Path, minimum: int = 1) -> list[tuple[int, str]]:
                     compile_text(program, f"{where}#line{line}")
             except NetdslError as e:
                 if not failing:
-                    raise AssertionError(f"{where}:{line}: the example does not check:\n"
-                                         f"{program}\n{e}") from None
+                    raise AssertionError(
+                        f"{where}:{line}: the example does not check:\n{program}\n{e}"
+                    ) from None
             else:
                 assert not failing, f"{where}:{line}: marked `(does not check)` but checks"
     return programs

@@ -79,8 +79,22 @@ def _pair(draw, values):
 @st.composite
 def _spatial_layer(draw, state: _State, torch_only: bool = False) -> str:
     """A conv or pool that fits the current shape; updates the state."""
-    kind = draw(st.sampled_from(["conv", "conv", "dwconv", "maxpool", "avgpool", "sepconv",
-                                 "conv_pair", "pool_pair", "conv_same", "misc"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "conv",
+                "conv",
+                "dwconv",
+                "maxpool",
+                "avgpool",
+                "sepconv",
+                "conv_pair",
+                "pool_pair",
+                "conv_same",
+                "misc",
+            ]
+        )
+    )
     small = min(state.h, state.w)
     if kind == "misc":
         return draw(_misc_layer(state))
@@ -128,8 +142,10 @@ def _spatial_layer(draw, state: _State, torch_only: bool = False) -> str:
         state.c = out
         m = draw(st.integers(1, 2))
         multiplier = f" m={m}" if m > 1 else ""
-        return (f"sepconv {out} k={k} s={s} p={p} d={d}{multiplier} "
-                f"bias={draw(st.sampled_from(['true', 'false']))}")
+        return (
+            f"sepconv {out} k={k} s={s} p={p} d={d}{multiplier} "
+            f"bias={draw(st.sampled_from(['true', 'false']))}"
+        )
     groups = [g for g in (1, 2, 3, 4) if state.c % g == 0 and out % g == 0]
     g = draw(st.sampled_from(groups))
     state.c = out
@@ -175,8 +191,9 @@ def _pool_pair(draw, state: _State) -> str:
 @st.composite
 def _misc_layer(draw, state: _State) -> str:
     """Zero padding, channel shuffle, LRN, softmax, adaptive and global pooling."""
-    kind = draw(st.sampled_from(["zeropad", "zeropad4", "shuffle", "lrn", "softmax",
-                                 "adaptive", "gmp"]))
+    kind = draw(
+        st.sampled_from(["zeropad", "zeropad4", "shuffle", "lrn", "softmax", "adaptive", "gmp"])
+    )
     if kind == "zeropad":
         ph, pw, p = _pair(draw, st.integers(0, 2))
         state.h, state.w = state.h + 2 * ph, state.w + 2 * pw
@@ -265,23 +282,34 @@ _PIECES = [
     ("bn", lambda env, shape: shape),
     ("relu", lambda env, shape: shape),
     ("[conv3 c + relu]*n", lambda env, shape: (env["c"], *shape[1:]) if env["n"] else shape),
-    ("[conv (c + i) k=3 p=1 for i in range(n)]",
-     lambda env, shape: (env["c"] + env["n"] - 1, *shape[1:]) if env["n"] else shape),
-    ("[conv1 (c * (i + 1)) + bn for i in range(1, n + 1)]",
-     lambda env, shape: (env["c"] * (env["n"] + 1), *shape[1:]) if env["n"] else shape),
+    (
+        "[conv (c + i) k=3 p=1 for i in range(n)]",
+        lambda env, shape: (env["c"] + env["n"] - 1, *shape[1:]) if env["n"] else shape,
+    ),
+    (
+        "[conv1 (c * (i + 1)) + bn for i in range(1, n + 1)]",
+        lambda env, shape: (env["c"] * (env["n"] + 1), *shape[1:]) if env["n"] else shape,
+    ),
     ("add(id, conv3 in.c)", _piece_same_channels),
     ("(if s == 1 and in.c == c then id else conv c k=1 s=s)", _piece_shortcut),
     ("concat(id, conv1 c)", lambda env, shape: (shape[0] + env["c"], *shape[1:])),
     ("mul(id, gap + conv1 c + sigmoid)", _piece_gate),
-    ("(if n > 1 then maxpool 2 s=2 ceil=true else id)",
-     lambda env, shape: (shape[0], *(_conv_out(d, 2, 2, 0, 1, True) for d in shape[1:]))
-     if env["n"] > 1 else shape),
+    (
+        "(if n > 1 then maxpool 2 s=2 ceil=true else id)",
+        lambda env, shape: (
+            (shape[0], *(_conv_out(d, 2, 2, 0, 1, True) for d in shape[1:]))
+            if env["n"] > 1
+            else shape
+        ),
+    ),
     ("dwconv3 s=s", lambda env, shape: (shape[0], *_spatial(shape[1], shape[2], 3, env["s"], 1))),
     ("conv (c * 2) k=1", lambda env, shape: (env["c"] * 2, *shape[1:])),
     ("conv (in.c + c) k=1 bias=false", lambda env, shape: (env["in_c"] + env["c"], *shape[1:])),
     ("(if k == 1 then conv1 c else conv3 c + relu)", lambda env, shape: (env["c"], *shape[1:])),
-    ("avgpool 3 s=s p=1 count_pad=false",
-     lambda env, shape: (shape[0], *_spatial(shape[1], shape[2], 3, env["s"], 1))),
+    (
+        "avgpool 3 s=s p=1 count_pad=false",
+        lambda env, shape: (shape[0], *_spatial(shape[1], shape[2], 3, env["s"], 1)),
+    ),
 ]
 # statement-only pieces (a block written as lines)
 _STATEMENT_PIECES = [
@@ -299,8 +327,11 @@ def _block(draw, index: int, earlier: list) -> _Block:
     pieces = [draw(st.sampled_from(pool)) for _ in range(draw(st.integers(1, 4)))]
     if earlier and draw(st.booleans()):
         callee = draw(st.sampled_from(earlier))
-        text = draw(st.sampled_from([f"{callee.name}(c, s=s)", f"{callee.name}(c, 1, n)",
-                                     f"{callee.name} c"]))
+        text = draw(
+            st.sampled_from(
+                [f"{callee.name}(c, s=s)", f"{callee.name}(c, 1, n)", f"{callee.name} c"]
+            )
+        )
         if text.endswith(" c"):
             fixed = {"s": 1, "n": 1, "k": 3}
         elif "s=s" in text:
@@ -332,9 +363,12 @@ def _block_call(draw, state: _State, blocks: list) -> str:
     """A call of a generated block whose arguments fit the current shape."""
     block = draw(st.sampled_from(blocks))
     for _ in range(3):
-        args = {"c": draw(st.integers(1, 10)),
-                "s": draw(st.sampled_from([1, 1, 2])) if min(state.h, state.w) >= 2 else 1,
-                "n": draw(st.integers(0, 2)), "k": draw(st.sampled_from([1, 3]))}
+        args = {
+            "c": draw(st.integers(1, 10)),
+            "s": draw(st.sampled_from([1, 1, 2])) if min(state.h, state.w) >= 2 else 1,
+            "n": draw(st.integers(0, 2)),
+            "k": draw(st.sampled_from([1, 3])),
+        }
         if draw(st.booleans()):
             args["c"] = state.c  # the shortcut's identity branch, add(id, conv3 in.c), ...
         try:
@@ -384,10 +418,28 @@ def _term(draw, state: _State, depth: int, options: _Options | None = None) -> s
         inner = draw(_chain(state, depth + 1, options=options))
         return f"({inner}) as lbl{options.labels[0]}"
     if kind == "act":
-        return draw(st.sampled_from(["relu", "relu6", "sigmoid", "tanh", "gelu", "silu",
-                                     "hardswish", "leaky_relu 0.2", "elu", "dropout 0.1",
-                                     "drop_path 0.1", "scale 0.5", "lrn 3", "hardsigmoid",
-                                     "elu 0.5", "scale (-1.5)"]))
+        return draw(
+            st.sampled_from(
+                [
+                    "relu",
+                    "relu6",
+                    "sigmoid",
+                    "tanh",
+                    "gelu",
+                    "silu",
+                    "hardswish",
+                    "leaky_relu 0.2",
+                    "elu",
+                    "dropout 0.1",
+                    "drop_path 0.1",
+                    "scale 0.5",
+                    "lrn 3",
+                    "hardsigmoid",
+                    "elu 0.5",
+                    "scale (-1.5)",
+                ]
+            )
+        )
     if kind == "bn":
         return draw(st.sampled_from(["bn", "bn", "bn eps=0.001 momentum=0.01", "bn scale=false"]))
     if kind == "block":
@@ -456,13 +508,24 @@ def _term(draw, state: _State, depth: int, options: _Options | None = None) -> s
         # the first iteration alone downsamples
         if n > 0:
             state.h, state.w = _conv_out(state.h, 3, 2, 1), _conv_out(state.w, 3, 2, 1)
-        return (f"[conv ({c} + {k} * i) k=3 s=(if i == {start} then 2 else 1) p=1 + bn "
-                f"for i in {bounds}]")
+        return (
+            f"[conv ({c} + {k} * i) k=3 s=(if i == {start} then 2 else 1) p=1 + bn "
+            f"for i in {bounds}]"
+        )
     if kind == "repeat":
         n = draw(st.integers(0, 3))
         c = draw(st.integers(1, 10))
-        text = draw(st.sampled_from([f"conv3 {c} + relu", f"cbr({c})", f"conv1 {c}",
-                                     f"concat(id, conv3 {c})", f"res({c}) + bn"]))
+        text = draw(
+            st.sampled_from(
+                [
+                    f"conv3 {c} + relu",
+                    f"cbr({c})",
+                    f"conv1 {c}",
+                    f"concat(id, conv3 {c})",
+                    f"res({c}) + bn",
+                ]
+            )
+        )
         if text.startswith("res") and n > 0:
             text = f"conv1 {c} + {text}"  # res keeps the channels it is given
         if text.startswith("concat"):
@@ -472,8 +535,19 @@ def _term(draw, state: _State, depth: int, options: _Options | None = None) -> s
         return f"[{text}]*{n}"
     # conditional on the input shape or a constant comparison
     c = draw(st.integers(1, 10))
-    test = draw(st.sampled_from([f"in.c == {state.in_c}", f"in.c > {c}", f"in.h >= {state.h}",
-                                 "true", f"{c} % 2 == 0", "width > 4", "not norm"]))
+    test = draw(
+        st.sampled_from(
+            [
+                f"in.c == {state.in_c}",
+                f"in.c > {c}",
+                f"in.h >= {state.h}",
+                "true",
+                f"{c} % 2 == 0",
+                "width > 4",
+                "not norm",
+            ]
+        )
+    )
     taken = _truth(test, state)
     if taken:
         state.c = c
@@ -481,8 +555,13 @@ def _term(draw, state: _State, depth: int, options: _Options | None = None) -> s
 
 
 def _truth(test: str, state: _State) -> bool:
-    text = (test.replace("in.c", str(state.in_c)).replace("in.h", str(state.in_h))
-            .replace("true", "True").replace("width", str(WIDTH)).replace("norm", "True"))
+    text = (
+        test.replace("in.c", str(state.in_c))
+        .replace("in.h", str(state.in_h))
+        .replace("true", "True")
+        .replace("width", str(WIDTH))
+        .replace("norm", "True")
+    )
     return bool(eval(text))
 
 
@@ -490,17 +569,31 @@ WIDTH = 8  # the network parameter `width`; `norm` is true
 
 
 @st.composite
-def _chain(draw, state: _State, depth: int, keep_spatial: bool = False,
-           options: _Options | None = None) -> str:
+def _chain(
+    draw, state: _State, depth: int, keep_spatial: bool = False, options: _Options | None = None
+) -> str:
     if keep_spatial and draw(st.integers(0, 3)) == 0:
         return "id"
     terms = []
     for _ in range(draw(st.integers(1, 3))):
         if keep_spatial:
             c = draw(st.integers(1, 10))
-            terms.append(draw(st.sampled_from([f"conv3 {c}", f"conv1 {c}", f"cbr({c})",
-                                               "maxpool 3 s=1 p=1", "relu", "bn",
-                                               "conv3 width", "avgpool 3 s=1 p=1"])))
+            terms.append(
+                draw(
+                    st.sampled_from(
+                        [
+                            f"conv3 {c}",
+                            f"conv1 {c}",
+                            f"cbr({c})",
+                            "maxpool 3 s=1 p=1",
+                            "relu",
+                            "bn",
+                            "conv3 width",
+                            "avgpool 3 s=1 p=1",
+                        ]
+                    )
+                )
+            )
             if terms[-1].startswith(("conv", "cbr")):
                 state.c = WIDTH if terms[-1].endswith("width") else c
         else:
@@ -552,8 +645,11 @@ def programs(draw, torch_only: bool = False) -> str:
         block = draw(_block(index, options.blocks))
         options.blocks.append(block)
         blocks_text += block.text
-    header = draw(st.sampled_from(["network random(classes=5):",
-                                   f"network random(classes=5, width={WIDTH}, norm=true):"]))
+    header = draw(
+        st.sampled_from(
+            ["network random(classes=5):", f"network random(classes=5, width={WIDTH}, norm=true):"]
+        )
+    )
     uses_params = "width" in header
     if draw(st.integers(0, 9)) == 0:  # a flat input
         features = draw(st.integers(1, 24))
@@ -572,8 +668,11 @@ def programs(draw, torch_only: bool = False) -> str:
         before = (state.c, state.h, state.w)
         text = draw(_chain(state, 0, options=options))
         if not uses_params:  # the network has no `width` or `norm`: their values instead
-            text = text.replace("conv3 width", f"conv3 {WIDTH}").replace(
-                "width > 4", "true").replace("not norm", "false")
+            text = (
+                text.replace("conv3 width", f"conv3 {WIDTH}")
+                .replace("width > 4", "true")
+                .replace("not norm", "false")
+            )
         roll = draw(st.integers(0, 7))
         if roll == 0:
             name = f"v{i}"
@@ -602,10 +701,18 @@ def programs(draw, torch_only: bool = False) -> str:
     if state.names and draw(st.booleans()):
         name, _ = draw(st.sampled_from(state.names))
         lines.append(f"    output aux @train = {name} + gap + fc classes")
-    head = draw(st.sampled_from(["gap + fc classes", "flatten + fc classes",
-                                 "gap + flatten + fc classes + softmax", "tail",
-                                 "adaptive_avgpool 2 + flatten + fc classes",
-                                 "gmp + flatten + fc classes"]))
+    head = draw(
+        st.sampled_from(
+            [
+                "gap + fc classes",
+                "flatten + fc classes",
+                "gap + flatten + fc classes + softmax",
+                "tail",
+                "adaptive_avgpool 2 + flatten + fc classes",
+                "gmp + flatten + fc classes",
+            ]
+        )
+    )
     if head == "tail":
         tail, _ = draw(_flat_tail(state.c * state.h * state.w))
         head = "flatten + " + (tail + " + " if tail else "") + "fc classes"

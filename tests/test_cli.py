@@ -19,10 +19,15 @@ RESNET50 = str(ARCHITECTURES / "resnet50.net")
 DENSENET121 = str(ARCHITECTURES / "densenet121.net")
 
 
-
 def netdsl(*argv: str, cwd=ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "netdsl", *argv], capture_output=True,
-                          text=True, cwd=cwd, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "netdsl", *argv],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -65,32 +70,52 @@ def test_check_quiet_prints_errors_only(capsys, bad_file):
 
 
 def test_user_errors_exit_1_without_a_traceback(bad_file):
-    for argv in (["check", bad_file], ["summary", bad_file], ["check", "missing.net"],
-                 ["summary", VGG16, "--param", "clases=10"]):
+    for argv in (
+        ["check", bad_file],
+        ["summary", bad_file],
+        ["check", "missing.net"],
+        ["summary", VGG16, "--param", "clases=10"],
+    ):
         result = netdsl(*argv)
         assert result.returncode == 1, argv
         assert "Traceback" not in result.stderr and result.stderr.strip(), argv
-    assert netdsl("check", "missing.net").stderr == \
-        "netdsl: no such file or zoo network: missing.net\n"
+    assert (
+        netdsl("check", "missing.net").stderr
+        == "netdsl: no such file or zoo network: missing.net\n"
+    )
 
 
-@pytest.mark.parametrize("argv", [
-    [], ["check"], ["frobnicate", VGG16], ["summary", VGG16, "--bogus"],
-    ["summary", VGG16, "--depth", "x"], ["summary"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["check"],
+        ["frobnicate", VGG16],
+        ["summary", VGG16, "--bogus"],
+        ["summary", VGG16, "--depth", "x"],
+        ["summary"],
+    ],
+)
 def test_bad_usage_exits_2(capsys, argv):
     code, out, err = run_cli(capsys, *argv)
     assert (code, out) == (2, "")
     assert "usage: netdsl" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("argv, error", [
-    (["summary", VGG16, "--bogus"], "netdsl summary: error: unrecognized arguments: --bogus"),
-    (["check", VGG16, "--input", "3x32"],
-     "netdsl check: error: --input expects CxHxW such as 3x64x64, got '3x32'"),
-    (["compile", VGG16, "--target", "torch", "--param", "classes"],
-     "netdsl compile: error: --param expects NAME=VALUE, got 'classes'"),
-])
+@pytest.mark.parametrize(
+    "argv, error",
+    [
+        (["summary", VGG16, "--bogus"], "netdsl summary: error: unrecognized arguments: --bogus"),
+        (
+            ["check", VGG16, "--input", "3x32"],
+            "netdsl check: error: --input expects CxHxW such as 3x64x64, got '3x32'",
+        ),
+        (
+            ["compile", VGG16, "--target", "torch", "--param", "classes"],
+            "netdsl compile: error: --param expects NAME=VALUE, got 'classes'",
+        ),
+    ],
+)
 def test_a_usage_mistake_shows_that_commands_usage(capsys, argv, error):
     """Not netdsl's one-line usage, which lists no options: the command's, which does."""
     code, out, err = run_cli(capsys, *argv)
@@ -117,11 +142,14 @@ def summary(capsys, *argv: str) -> dict:
     return json.loads(out)
 
 
-@pytest.mark.parametrize("path, name, params, macs", [
-    (VGG16, "vgg16", 138357544, 15470264320),
-    (RESNET50, "resnet50", 25557032, 4089184256),
-    (DENSENET121, "densenet121", 7978856, 2834161664),
-])
+@pytest.mark.parametrize(
+    "path, name, params, macs",
+    [
+        (VGG16, "vgg16", 138357544, 15470264320),
+        (RESNET50, "resnet50", 25557032, 4089184256),
+        (DENSENET121, "densenet121", 7978856, 2834161664),
+    ],
+)
 def test_summary_json_reports_torchvision_figures(capsys, path, name, params, macs):
     d = summary(capsys, path)
     # the contract's keys, plus two documented extras
@@ -143,8 +171,12 @@ def test_summary_json_layers_in_detail(capsys):
     d = summary(capsys, VGG16)
     first = d["layers"][0]
     assert {k: first[k] for k in ("name", "op", "out_shape", "params", "macs")} == {
-        "name": "vgg1.convs.0.conv", "op": "conv", "out_shape": [64, 224, 224],
-        "params": 1792, "macs": 86704128}
+        "name": "vgg1.convs.0.conv",
+        "op": "conv",
+        "out_shape": [64, 224, 224],
+        "params": 1792,
+        "macs": 86704128,
+    }
     assert [layer["op"] for layer in d["layers"][:2]] == ["conv", "relu"]
     assert d["buffers"] == 0
     assert summary(capsys, RESNET50)["buffers"] == 53120  # BatchNorm running mean and variance
@@ -152,8 +184,10 @@ def test_summary_json_layers_in_detail(capsys):
 
 def test_summary_json_marks_train_only_layers(capsys, tmp_path):
     path = tmp_path / "aux.net"
-    path.write_text("network n:\n    input 3x8x8\n    conv3 4\n"
-                    "    output aux @train = gap + fc 2\n    gap + fc 3\n")
+    path.write_text(
+        "network n:\n    input 3x8x8\n    conv3 4\n"
+        "    output aux @train = gap + fc 2\n    gap + fc 3\n"
+    )
     d = summary(capsys, str(path))
     assert list(d["outputs"].items()) == [("output", [3]), ("aux", [2])]
     assert d["train_outputs"] == ["aux"]
@@ -206,8 +240,13 @@ def test_summary_depth_collapses_blocks(capsys):
     assert len(body) == 5 + 9
     code, out, _ = run_cli(capsys, "summary", RESNET50, "--depth", "1")
     names = [line.split()[0] for line in out.splitlines()[4:-4]]
-    assert names[:5] == ["stem.conv_bn", "stem.relu", "stem.maxpool", "stage1.bottleneck",
-                         "stage1.bottlenecks"]
+    assert names[:5] == [
+        "stem.conv_bn",
+        "stem.relu",
+        "stem.maxpool",
+        "stage1.bottleneck",
+        "stage1.bottlenecks",
+    ]
 
 
 # ---- check stays light ------------------------------------------------------------------------------
@@ -221,8 +260,14 @@ def test_check_imports_neither_torch_nor_tensorflow():
         "heavy = sorted(m for m in ('torch', 'tensorflow', 'keras', 'jax') if m in sys.modules)\n"
         "print(code, heavy)\n"
     )
-    result = subprocess.run([sys.executable, "-c", probe, RESNET50], capture_output=True,
-                            text=True, cwd=ROOT, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", probe, RESNET50],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
     assert result.stdout == "0 []\n", result.stderr
 
 

@@ -102,8 +102,9 @@ def test_torch_and_keras_agree(name, tmp_path):
         torch_to_keras(torch_model, model)
         main = keras.Model(model.input, model.outputs[0]) if aux else model
         generator = torch.Generator().manual_seed(0)
-        inputs = [torch.randn((1, *node.out_shape), generator=generator)
-                  for node in net.inputs.values()]
+        inputs = [
+            torch.randn((1, *node.out_shape), generator=generator) for node in net.inputs.values()
+        ]
         with torch.no_grad():
             expected = torch_model(*inputs).numpy()
         feed = [x.numpy().transpose(0, 2, 3, 1) if x.dim() == 4 else x.numpy() for x in inputs]

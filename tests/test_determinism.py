@@ -72,10 +72,14 @@ def jobs() -> list[tuple[str, list[str]]]:
             (f"{name}.summary", ["summary", path]),
             (f"{name}.torch", ["compile", path, "--target", "torch"]),
             (f"{name}.keras", ["compile", path, "--target", "keras"]),
-            (f"{name}.torch-train", ["compile", path, "--target", "torch", "--train",
-                                     "-o", f"{name}/torch/model.py"]),
-            (f"{name}.keras-train", ["compile", path, "--target", "keras", "--train",
-                                     "-o", f"{name}/keras/model.py"]),
+            (
+                f"{name}.torch-train",
+                ["compile", path, "--target", "torch", "--train", "-o", f"{name}/torch/model.py"],
+            ),
+            (
+                f"{name}.keras-train",
+                ["compile", path, "--target", "keras", "--train", "-o", f"{name}/keras/model.py"],
+            ),
             (f"{name}.render", ["render", path, "-o", f"{name}/{name}.dot"]),
             (f"{name}.explain", ["explain", path]),
             (f"{name}.explain-md", ["explain", path, "--markdown"]),
@@ -84,8 +88,9 @@ def jobs() -> list[tuple[str, list[str]]]:
 
 
 def contents(folder) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +102,22 @@ def runs(tmp_path_factory) -> dict[str, dict[str, bytes]]:
     for seed in SEEDS:
         folder = base / f"seed-{seed}"
         folder.mkdir()
-        env = dict(os.environ, PYTHONHASHSEED=seed,
-                   PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-        started[seed] = (folder, subprocess.Popen(
-            [sys.executable, "-c", DRIVER, argv, str(folder), str(ARCHITECTURES)], env=env,
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        env = dict(
+            os.environ,
+            PYTHONHASHSEED=seed,
+            PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        )
+        started[seed] = (
+            folder,
+            subprocess.Popen(
+                [sys.executable, "-c", DRIVER, argv, str(folder), str(ARCHITECTURES)],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            ),
+        )
     results = {}
     for seed, (folder, process) in started.items():
         output, _ = process.communicate(timeout=600)
@@ -134,6 +150,12 @@ def test_output_is_byte_identical_under_another_hash_seed(runs, seed):
         diff = difflib.unified_diff(
             expected[name].decode("utf-8", "replace").splitlines(),
             got[name].decode("utf-8", "replace").splitlines(),
-            "PYTHONHASHSEED=0", f"PYTHONHASHSEED={seed}", lineterm="", n=1)
-        pytest.fail(f"{len(differing)} outputs differ ({', '.join(differing[:8])}); {name}:\n"
-                    + "\n".join(list(diff)[:40]))
+            "PYTHONHASHSEED=0",
+            f"PYTHONHASHSEED={seed}",
+            lineterm="",
+            n=1,
+        )
+        pytest.fail(
+            f"{len(differing)} outputs differ ({', '.join(differing[:8])}); {name}:\n"
+            + "\n".join(list(diff)[:40])
+        )

@@ -78,8 +78,9 @@ def test_random_programs_generate_ruff_clean_code(tmp_path):
     for i, (_, source) in enumerate(sources):
         (tmp_path / f"generated_{i}.py").write_text(source)
     for args in (["check", "-q"], ["format", "--check", "-q"]):
-        done = subprocess.run([ruff, *args, "--isolated", str(tmp_path)],
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [ruff, *args, "--isolated", str(tmp_path)], capture_output=True, text=True, check=False
+        )
         assert done.returncode == 0, done.stdout[-3000:]
 
 
@@ -87,19 +88,29 @@ def test_random_programs_generate_ruff_clean_code(tmp_path):
 
 
 def program(body: str, blocks: str = "", shape: str = "3x16x16") -> str:
-    return (textwrap.dedent(blocks) + f"network probe(classes=5):\n    input {shape}\n"
-            + textwrap.indent(textwrap.dedent(body).strip(), "    ") + "\n")
+    return (
+        textwrap.dedent(blocks)
+        + f"network probe(classes=5):\n    input {shape}\n"
+        + textwrap.indent(textwrap.dedent(body).strip(), "    ")
+        + "\n"
+    )
 
 
 def test_a_block_repeated_zero_times_by_a_parameter_refuses_other_counts_in_lint_clean_code(
-        tmp_path):
+    tmp_path,
+):
     """Found by the random programs: the Keras `raise ValueError(...)` for a repeat whose
     count the file fixed at 0 was one line of 120 characters."""
-    net = _compile(program("rb(1, 0)", blocks="""
+    net = _compile(
+        program(
+            "rb(1, 0)",
+            blocks="""
         block rb(c, n=1):
             t0 = [conv3 c + relu]*n
             conv1 c
-    """))
+    """,
+        )
+    )
     check_backends(net)
     assert_formatted(net, tmp_path)
 
@@ -107,11 +118,17 @@ def test_a_block_repeated_zero_times_by_a_parameter_refuses_other_counts_in_lint
 def test_an_argument_too_long_for_its_line_is_split_like_ruff_splits_it(tmp_path):
     """Found by the deep run: `groups=c if n > 0 else ...` longer than a line was written
     on one line; ruff splits it before `if`, `else` and the loosest operators."""
-    net = _compile(program("grouped(8, 2) + grouped(8, 0)", shape="8x16x16", blocks="""
+    net = _compile(
+        program(
+            "grouped(8, 2) + grouped(8, 0)",
+            shape="8x16x16",
+            blocks="""
         block grouped(channels_of_the_block, number_of_repeats=1) =
             conv3 channels_of_the_block g=(if number_of_repeats > 0 then channels_of_the_block
                 else channels_of_the_block * (number_of_repeats + 1) // (number_of_repeats + 1))
-    """))
+    """,
+        )
+    )
     check_backends(net)
     assert "            if number_of_repeats > 0\n" in torch_source(net)
     assert_formatted(net, tmp_path)
@@ -122,8 +139,11 @@ def test_labelled_parts_alike_but_for_their_input_channels_are_two_classes():
     on 3 channels became one class (a conditional's branches hid the difference), so the
     second part's convolution expected 1 channel: PyTorch counted 36 parameters, not 38."""
     part = "([if width > 4 then conv1 1 else id] + [if in.c == 1 then conv1 3 else id])"
-    net = _compile(program(f"tanh + {part} as lbl1 + {part} as lbl2\ngap + fc classes",
-                           shape="1x8x8").replace("classes=5", "classes=5, width=8"))
+    net = _compile(
+        program(f"tanh + {part} as lbl1 + {part} as lbl2\ngap + fc classes", shape="1x8x8").replace(
+            "classes=5", "classes=5, width=8"
+        )
+    )
     assert net.total_params == 38
     check_backends(net)
 
@@ -132,6 +152,10 @@ def assert_formatted(net, folder) -> None:
     for name, source in (("t.py", torch_source(net)), ("k.py", keras_source(net))):
         (folder / name).write_text(source)
     ruff = shutil.which("ruff") or pytest.skip("ruff is not on PATH")
-    done = subprocess.run([ruff, "format", "--check", "--isolated", str(folder)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [ruff, "format", "--check", "--isolated", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout

@@ -57,8 +57,9 @@ def commands(doc) -> list[tuple[int, str, list[str]]]:
 
 def shown_in(shown: list[str], actual: list[str], whole: bool = True) -> bool:
     """`shown` equals `actual` (or a part of it), where a `...` line stands for any lines."""
-    pattern = "".join(".*?\n" if line.strip() == "..." else re.escape(line) + "\n"
-                      for line in shown)
+    pattern = "".join(
+        ".*?\n" if line.strip() == "..." else re.escape(line) + "\n" for line in shown
+    )
     actual = list(actual)
     while actual and not actual[-1].strip():
         actual.pop()
@@ -99,20 +100,30 @@ def test_tutorial_commands_work_and_print_what_is_shown(tmp_path, monkeypatch):
             expected = 1 if failing & set(argv) else 0
         else:
             assert argv[0] == "python", f"{where}: only netdsl and python commands are run"
-            result = subprocess.run([sys.executable, *argv[1:]], capture_output=True, text=True,
-                                    timeout=600, check=False)
+            result = subprocess.run(
+                [sys.executable, *argv[1:]],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
             code, output, expected = result.returncode, result.stdout + result.stderr, 0
         assert code == expected, f"{where} exited {code}:\n{output}"
         if shown or argv[0] == "netdsl":
-            assert shown_in(shown, output.splitlines()), \
+            assert shown_in(shown, output.splitlines()), (
                 f"{where} printed:\n{output}\nbut the tutorial shows:\n" + "\n".join(shown)
-    excerpts = re.findall(r"<!-- from (\S+) -->\n```python\n(.*?)```",
-                          TUTORIAL.read_text(encoding="utf-8"), flags=re.DOTALL)
+            )
+    excerpts = re.findall(
+        r"<!-- from (\S+) -->\n```python\n(.*?)```",
+        TUTORIAL.read_text(encoding="utf-8"),
+        flags=re.DOTALL,
+    )
     assert len(excerpts) >= 3
     for name, excerpt in excerpts:
         generated = (tmp_path / name).read_text(encoding="utf-8").splitlines()
-        assert shown_in(excerpt.splitlines(), generated, whole=False), \
+        assert shown_in(excerpt.splitlines(), generated, whole=False), (
             f"docs/tutorial.md: this excerpt is not in the generated {name}:\n{excerpt}"
+        )
     # the committed images are these renders (labels compared: layout varies with Graphviz)
     labels = re.compile(r"<text[^>]*>(.*?)</text>")
     rendered = sorted(tmp_path.glob("*.svg"))
@@ -120,6 +131,6 @@ def test_tutorial_commands_work_and_print_what_is_shown(tmp_path, monkeypatch):
     for svg in rendered:
         committed = TUTORIAL.parent / "images" / svg.name
         assert committed.is_file(), f"{svg.name} is rendered by the tutorial but not in docs/images"
-        assert labels.findall(committed.read_text(encoding="utf-8")) == \
-            labels.findall(svg.read_text(encoding="utf-8")), \
-            f"docs/images/{svg.name} is out of date: rerun the tutorial's render command"
+        assert labels.findall(committed.read_text(encoding="utf-8")) == labels.findall(
+            svg.read_text(encoding="utf-8")
+        ), f"docs/images/{svg.name} is out of date: rerun the tutorial's render command"

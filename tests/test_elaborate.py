@@ -38,8 +38,12 @@ def test_sequence_chains_each_layer_into_the_next():
             input 3x32x32
             conv3 16 + relu + maxpool2 + conv3 32
     """)
-    assert layers(n) == [("conv1", "conv", (16, 32, 32)), ("relu", "relu", (16, 32, 32)),
-                         ("maxpool", "maxpool", (16, 16, 16)), ("conv2", "conv", (32, 16, 16))]
+    assert layers(n) == [
+        ("conv1", "conv", (16, 32, 32)),
+        ("relu", "relu", (16, 32, 32)),
+        ("maxpool", "maxpool", (16, 16, 16)),
+        ("conv2", "conv", (32, 16, 16)),
+    ]
     nodes = n.nodes()
     assert all(b.inputs == [a] for a, b in pairwise(nodes))
     assert n.main_output.node is nodes[-1]
@@ -101,7 +105,11 @@ def test_blocks_take_positional_keyword_and_default_arguments():
     """)
     convs = n.nodes()[1:]
     assert [(x.value("c"), x.value("k"), x.value("s"), x.value("p")) for x in convs] == [
-        (8, 3, 1, 1), (8, 5, 1, 2), (8, 3, 2, 1), (4, 1, 1, 0)]
+        (8, 3, 1, 1),
+        (8, 5, 1, 2),
+        (8, 3, 2, 1),
+        (4, 1, 1, 0),
+    ]
     assert n.main_output.node.out_shape == (4, 8, 8)
 
 
@@ -136,9 +144,12 @@ def test_blocks_call_other_blocks():
             unit(4)
     """)
     assert layers(n) == [
-        ("unit.conv_bn1.conv", "conv", (4, 8, 8)), ("unit.conv_bn1.bn", "bn", (4, 8, 8)),
+        ("unit.conv_bn1.conv", "conv", (4, 8, 8)),
+        ("unit.conv_bn1.bn", "bn", (4, 8, 8)),
         ("unit.relu", "relu", (4, 8, 8)),
-        ("unit.conv_bn2.conv", "conv", (4, 4, 4)), ("unit.conv_bn2.bn", "bn", (4, 4, 4))]
+        ("unit.conv_bn2.conv", "conv", (4, 4, 4)),
+        ("unit.conv_bn2.bn", "bn", (4, 4, 4)),
+    ]
     (unit,) = [s for s in scopes(n) if s.block == "unit"]
     assert unit.kind == "block" and unit.args["c"].value == 4
     assert sorted(n.blocks) == ["conv_bn", "unit"]
@@ -241,8 +252,12 @@ def test_conditional_on_the_block_input_shape():
             unit(8) + unit(16) + unit(16, s=2)
     """)
     assert [x.id for x in n.nodes() if x.op == "conv"] == [
-        "unit1.conv", "unit2.conv", "unit2.shortcut.choice.conv",
-        "unit3.conv", "unit3.shortcut.choice.conv"]
+        "unit1.conv",
+        "unit2.conv",
+        "unit2.shortcut.choice.conv",
+        "unit3.conv",
+        "unit3.shortcut.choice.conv",
+    ]
     assert n.main_output.node.out_shape == (16, 4, 4)
     conds = [s for s in scopes(n) if s.kind == "cond"]
     assert [s.taken for s in conds] == [True, False, False]
@@ -307,7 +322,9 @@ def test_several_outputs_and_train_only_heads():
             output logits = gap + fc 5
     """)
     assert [(o.name, o.train_only, o.node.out_shape) for o in n.outputs] == [
-        ("aux", True, (10,)), ("logits", False, (5,))]
+        ("aux", True, (10,)),
+        ("logits", False, (5,)),
+    ]
     assert n.main_output.name == "logits"
     aux_fc = n.outputs[0].node
     assert aux_fc.train_only and aux_fc.inputs[0].train_only
@@ -360,11 +377,14 @@ def test_without_output_lines_the_last_tensor_is_the_output():
 
 def test_input_shapes():
     assert net("network n:\n    input 784\n    fc 10\n").main_output.node.out_shape == (10,)
-    n = net("""
+    n = net(
+        """
         network n(size=32):
             input img (3, size, size)
             conv3 8
-    """, params={"size": 20})
+    """,
+        params={"size": 20},
+    )
     assert list(n.inputs) == ["img"] and n.inputs["img"].out_shape == (3, 20, 20)
 
 
@@ -399,19 +419,22 @@ def test_use_of_a_relative_file(tmp_path):
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "blocks.net").write_text("block unit(c) = conv3 c + relu\n")
     (tmp_path / "model.net").write_text(
-        'use "lib/blocks.net"\nnetwork m:\n    input 3x8x8\n    unit(4) + unit(8)\n')
+        'use "lib/blocks.net"\nnetwork m:\n    input 3x8x8\n    unit(4) + unit(8)\n'
+    )
     n = compile_file(tmp_path / "model.net")
     assert ops(n) == ["conv", "relu"] * 2 and n.main_output.node.out_shape == (8, 8, 8)
     # the .net suffix may be left out
     (tmp_path / "model2.net").write_text(
-        'use "lib/blocks"\nnetwork m:\n    input 3x8x8\n    unit(4)\n')
+        'use "lib/blocks"\nnetwork m:\n    input 3x8x8\n    unit(4)\n'
+    )
     assert ops(compile_file(tmp_path / "model2.net")) == ["conv", "relu"]
 
 
 def test_own_blocks_take_precedence_over_used_ones(tmp_path):
     (tmp_path / "lib.net").write_text("block unit(c) = conv3 c\n")
     (tmp_path / "m.net").write_text(
-        'use "lib.net"\nblock unit(c) = conv1 c\nnetwork m:\n    input 3x8x8\n    unit(4)\n')
+        'use "lib.net"\nblock unit(c) = conv1 c\nnetwork m:\n    input 3x8x8\n    unit(4)\n'
+    )
     assert compile_file(tmp_path / "m.net").nodes()[1].value("k") == 1
 
 
@@ -431,7 +454,8 @@ def test_defaults_statement_sets_layer_arguments_for_the_file():
 def test_defaults_are_lexically_scoped_to_their_file(tmp_path):
     (tmp_path / "lib.net").write_text("defaults conv act=relu\nblock unit(c) = conv3 c\n")
     (tmp_path / "m.net").write_text(
-        'use "lib.net"\nnetwork m:\n    input 3x8x8\n    unit(4) + conv3 4\n')
+        'use "lib.net"\nnetwork m:\n    input 3x8x8\n    unit(4) + conv3 4\n'
+    )
     assert ops(compile_file(tmp_path / "m.net")) == ["conv", "relu", "conv"]
 
 
@@ -446,9 +470,15 @@ def test_placement_annotations_set_the_device():
             concat(tower(4) @gpu(0), tower(4) @gpu(1)) @cpu + (conv1 4 + relu) @gpu(1) + relu
     """)
     assert [(x.id, x.device) for x in n.nodes()[1:]] == [
-        ("tower1.conv", "cuda:0"), ("tower1.relu", "cuda:0"),
-        ("tower2.conv", "cuda:1"), ("tower2.relu", "cuda:1"),
-        ("concat", "cpu"), ("conv", "cuda:1"), ("relu1", "cuda:1"), ("relu2", None)]
+        ("tower1.conv", "cuda:0"),
+        ("tower1.relu", "cuda:0"),
+        ("tower2.conv", "cuda:1"),
+        ("tower2.relu", "cuda:1"),
+        ("concat", "cpu"),
+        ("conv", "cuda:1"),
+        ("relu1", "cuda:1"),
+        ("relu2", None),
+    ]
 
 
 def test_labels_name_modules_and_groups():
@@ -460,7 +490,13 @@ def test_labels_name_modules_and_groups():
             pooled = gap as pool
     """)
     assert [x.id for x in n.nodes()[1:]] == [
-        "stem", "layer1.conv", "layer1.relu", "post.bn", "post.relu", "pool"]
+        "stem",
+        "layer1.conv",
+        "layer1.relu",
+        "post.bn",
+        "post.relu",
+        "pool",
+    ]
 
 
 def test_ids_follow_torchvision_conventions():
@@ -475,10 +511,16 @@ def test_ids_follow_torchvision_conventions():
             stage(16, 2) + stage(32, 3, s=2)
     """)
     ids = {x.id for x in n.nodes()}
-    assert {"stage1.bottleneck.conv_bn1.conv", "stage1.bottleneck.conv_bn3.bn",
-            "stage1.bottleneck.relu1", "stage1.bottleneck.add", "stage1.bottleneck.relu3",
-            "stage1.bottlenecks.0.conv_bn1.conv", "stage2.bottlenecks.1.conv_bn2.conv",
-            "stage2.bottleneck.choice.conv_bn.conv"} <= ids
+    assert {
+        "stage1.bottleneck.conv_bn1.conv",
+        "stage1.bottleneck.conv_bn3.bn",
+        "stage1.bottleneck.relu1",
+        "stage1.bottleneck.add",
+        "stage1.bottleneck.relu3",
+        "stage1.bottlenecks.0.conv_bn1.conv",
+        "stage2.bottlenecks.1.conv_bn2.conv",
+        "stage2.bottleneck.choice.conv_bn.conv",
+    } <= ids
     assert len(ids) == len(n.nodes())  # unique
 
 
@@ -569,11 +611,21 @@ def test_train_section_becomes_plain_data():
             augment normalize
     """)
     assert n.train == {
-        "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0001, "nesterov": True,
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 0.0001,
+        "nesterov": True,
         "schedule": {"name": "multistep", "milestones": [30, 60], "gamma": 0.1},
-        "batch_size": 256, "epochs": 90, "aux_weight": 0.3, "label_smoothing": 0.1,
-        "augment": [{"name": "random_resized_crop", "args": [224]},
-                    {"name": "hflip", "args": []}, {"name": "normalize", "args": []}],
+        "batch_size": 256,
+        "epochs": 90,
+        "aux_weight": 0.3,
+        "label_smoothing": 0.1,
+        "augment": [
+            {"name": "random_resized_crop", "args": [224]},
+            {"name": "hflip", "args": []},
+            {"name": "normalize", "args": []},
+        ],
     }
 
 
@@ -587,8 +639,11 @@ def test_train_aliases():
             batch 32
             schedule step every=30
     """)
-    assert n.train == {"weight_decay": 0.0005, "batch_size": 32,
-                       "schedule": {"name": "step", "step": 30}}
+    assert n.train == {
+        "weight_decay": 0.0005,
+        "batch_size": 32,
+        "schedule": {"name": "step", "step": 30},
+    }
 
 
 def test_no_train_section_is_an_empty_dict():
@@ -610,9 +665,10 @@ def test_param_overrides_change_the_network_everywhere():
 
 
 def test_parse_param_reads_command_line_values():
-    assert [(k, v.value) for k, v in (parse_param(t) for t in
-                                      ("a=10", "b=0.5", "c=true", "d=False", "e=3x224x224"))] \
-        == [("a", 10), ("b", 0.5), ("c", True), ("d", False), ("e", (3, 224, 224))]
+    assert [
+        (k, v.value)
+        for k, v in (parse_param(t) for t in ("a=10", "b=0.5", "c=true", "d=False", "e=3x224x224"))
+    ] == [("a", 10), ("b", 0.5), ("c", True), ("d", False), ("e", (3, 224, 224))]
     assert parse_param("act=relu") == ("act", "relu")
 
 

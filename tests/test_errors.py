@@ -80,8 +80,10 @@ def test_unknown_layer_with_did_you_mean():
         "hint: did you mean 'maxpool2'?",
     )
     assert error(NET + "    rleu\n").hint == "did you mean 'relu'?"
-    assert error("block conv_bn(c) = conv3 c + bn\n" + NET + "    conv_nb(4)\n").hint == \
-        "did you mean 'conv_bn'?"
+    assert (
+        error("block conv_bn(c) = conv3 c + bn\n" + NET + "    conv_nb(4)\n").hint
+        == "did you mean 'conv_bn'?"
+    )
 
 
 def test_unknown_argument_with_did_you_mean():
@@ -113,10 +115,16 @@ def test_block_has_no_such_parameter():
 def test_defaults_name_a_known_layer_and_argument():
     e = error("defaults cnv act=relu\n" + NET + "    relu\n")
     assert (e.message, e.hint, e.span.line) == (
-        "defaults: unknown layer 'cnv'", "did you mean 'conv'?", 1)
+        "defaults: unknown layer 'cnv'",
+        "did you mean 'conv'?",
+        1,
+    )
     e = error("defaults conv act=relu bais=false\n" + NET + "    conv3 4\n")
     assert (e.message, e.hint, e.span.column) == (
-        "conv has no argument 'bais'", "did you mean 'bias'?", 24)
+        "conv has no argument 'bais'",
+        "did you mean 'bias'?",
+        24,
+    )
 
 
 # ---- arity -------------------------------------------------------------------------------------
@@ -150,12 +158,17 @@ def test_wrong_argument_kind():
     e = error(NET + "    conv3 (16/2)\n")
     assert e.message == "conv3: 'c' must be a positive integer, got 8.0"
     assert e.hint == "use // for integer division"
-    assert error(NET + "    conv3 16 bias=1\n").message == \
-        "conv3: 'bias' must be true or false, got 1"
-    assert error(NET + "    dropout 1.5\n").message == \
-        "dropout: 'p' must be a probability in [0, 1), got 1.5"
-    assert error(NET + "    conv 8 k=(1, 2, 3)\n").message == \
-        "conv: 'k' must be a positive integer or a pair such as (1, 7), got a tuple"
+    assert (
+        error(NET + "    conv3 16 bias=1\n").message == "conv3: 'bias' must be true or false, got 1"
+    )
+    assert (
+        error(NET + "    dropout 1.5\n").message
+        == "dropout: 'p' must be a probability in [0, 1), got 1.5"
+    )
+    assert (
+        error(NET + "    conv 8 k=(1, 2, 3)\n").message
+        == "conv: 'k' must be a positive integer or a pair such as (1, 7), got a tuple"
+    )
 
 
 def test_block_arity():
@@ -216,16 +229,20 @@ def test_add_shape_mismatch_names_both_shapes_and_the_fix():
 def test_add_spatial_mismatch_suggests_a_stride():
     e = error("network n:\n    input 64x56x56\n    add(conv3 64 s=2, id)\n")
     assert e.message == "add: branch shapes differ: 64x28x28 (branch 1) vs 64x56x56 (branch 2)"
-    assert e.hint == ("the spatial sizes differ (28x28 vs 56x56); downsample the larger branch "
-                      "to match (stride 2), e.g. a strided 1x1 conv")
+    assert e.hint == (
+        "the spatial sizes differ (28x28 vs 56x56); downsample the larger branch "
+        "to match (stride 2), e.g. a strided 1x1 conv"
+    )
 
 
 def test_add_mismatch_inside_a_block_points_at_the_block_and_its_use():
     e = error("block unit(c) = add(conv1 c, id)\n" + NET + "    unit(4)\n")
     assert (e.span.line, e.span.column) == (1, 17)
     assert [(n.message, str(n.span)) for n in e.notes] == [
-        ("branch 1 gives 4x8x8", "err.net:1:21"), ("branch 2 gives 3x8x8", "err.net:1:30"),
-        ("in block unit, used here", "err.net:4:5")]
+        ("branch 1 gives 4x8x8", "err.net:1:21"),
+        ("branch 2 gives 3x8x8", "err.net:1:30"),
+        ("in block unit, used here", "err.net:4:5"),
+    ]
 
 
 def test_concat_spatial_mismatch():
@@ -271,8 +288,9 @@ def test_fc_meets_an_unflattened_tensor():
 
 def test_image_layer_meets_a_flat_tensor():
     e = error(NET + "    flatten + conv3 4\n")
-    assert e.message == ("conv needs an image tensor (C x H x W) but got a flat tensor of 192 "
-                         "features")
+    assert e.message == (
+        "conv needs an image tensor (C x H x W) but got a flat tensor of 192 features"
+    )
 
 
 # ---- arithmetic and numbers -------------------------------------------------------------------
@@ -309,18 +327,24 @@ def test_absurd_tensor_sizes():
         "              ^~~~~~~~~~~~~~~~~~~~",
     )
     e = error(NET + "    conv3 100000000000\n")
-    assert e.message == ("tensor of 100000000000x8x8 has 6400000000000 elements, more than the "
-                         "limit of 1099511627776")
+    assert e.message == (
+        "tensor of 100000000000x8x8 has 6400000000000 elements, more than the "
+        "limit of 1099511627776"
+    )
     assert (e.span.line, e.span.column) == (3, 5)
 
 
 def test_repeat_counts():
     e = error(NET + "    [relu]*(-1)\n")
     assert e.message == "a repeat count must be a non-negative integer, got -1"
-    assert error(NET + "    [relu]*2.0\n").message == \
-        "a repeat count must be a non-negative integer, got 2.0"
-    assert error(NET + "    [relu]*200001\n").message == \
-        "repeat count 200001 exceeds the limit of 100000"
+    assert (
+        error(NET + "    [relu]*2.0\n").message
+        == "a repeat count must be a non-negative integer, got 2.0"
+    )
+    assert (
+        error(NET + "    [relu]*200001\n").message
+        == "repeat count 200001 exceeds the limit of 100000"
+    )
 
 
 def test_repeat_without_brackets_explains_both_readings():
@@ -336,14 +360,19 @@ def test_repeat_without_brackets_explains_both_readings():
 def test_mixing_numbers_and_layers():
     e = error(NET + "    relu + 3\n")
     assert e.message == "cannot apply '+' to a layer and an integer"
-    assert e.hint == ("arithmetic inside a layer's space-separated arguments needs parentheses, "
-                      "e.g. conv3 (c+1) or p=(k//2)")
+    assert e.hint == (
+        "arithmetic inside a layer's space-separated arguments needs parentheses, "
+        "e.g. conv3 (c+1) or p=(k//2)"
+    )
     e = error(NET + "    x = relu\n    relu + x\n")
-    assert e.message == ("a named value can only start a sequence; what comes before 'x' would "
-                         "be lost")
+    assert e.message == (
+        "a named value can only start a sequence; what comes before 'x' would be lost"
+    )
     e = error(NET + "    3 + 4\n")
-    assert (e.message, e.hint) == ("this line computes an integer and does nothing with it",
-                                   "bind it to a name: `n = ...`")
+    assert (e.message, e.hint) == (
+        "this line computes an integer and does nothing with it",
+        "bind it to a name: `n = ...`",
+    )
 
 
 # ---- files ------------------------------------------------------------------------------------
@@ -381,10 +410,10 @@ def test_file_without_network_or_input():
     e = error("block f = relu\n")
     assert (e.message, e.hint) == (
         "this file defines no network",
-        "add one: `network name:` followed by `input 3x224x224` and layers")
+        "add one: `network name:` followed by `input 3x224x224` and layers",
+    )
     e = error("network n:\n    c = 3\n")
-    assert (e.message, e.hint) == ("network n has no input",
-                                   "add a line such as `input 3x224x224`")
+    assert (e.message, e.hint) == ("network n has no input", "add a line such as `input 3x224x224`")
     e = error("network n:\n    relu\n")
     assert (e.message, e.span.line) == ("there is no tensor to apply this to yet", 2)
 
@@ -392,35 +421,71 @@ def test_file_without_network_or_input():
 # ---- hostile identifiers -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("src, message, hint", [
-    ("block class(c) = conv3 c\n" + NET + "    class(4)\n",
-     "block name 'class' is a Python keyword", "choose another name, e.g. 'class_'"),
-    ("block f(lambda) = conv3 lambda\n" + NET + "    f(4)\n",
-     "parameter name 'lambda' is a Python keyword", "choose another name, e.g. 'lambda_'"),
-    ("block f(print) = conv3 print\n" + NET + "    f(4)\n",
-     "parameter name 'print' is a Python built-in name", "choose another name, e.g. 'print_'"),
-    ("block __init__(c) = conv3 c\n" + NET + "    __init__(4)\n",
-     "block name '__init__' may not start or end with a double underscore",
-     "choose another name, e.g. 'init2'"),
-    ("block f(self) = conv3 self\n" + NET + "    f(4)\n",
-     "parameter name 'self' is reserved for the generated code",
-     "choose another name, e.g. 'self_'"),
-    ("network import:\n    input 3x8x8\n",
-     "network name 'import' is a Python keyword", "choose another name, e.g. 'import_'"),
-    ("network n(str=3):\n    input 3x8x8\n",
-     "parameter name 'str' is a Python built-in name", "choose another name, e.g. 'str_'"),
-    (NET + "    relu as class\n",
-     "label name 'class' is a Python keyword", "choose another name, e.g. 'class_'"),
-    (NET + "    len = conv3 4\n",
-     "value name 'len' is a Python built-in name", "choose another name, e.g. 'len_'"),
-    ("network n:\n    input print 3x8x8\n",
-     "input name 'print' is a Python built-in name", "choose another name, e.g. 'print_'"),
-    (NET + "    output __class__\n",
-     "output name '__class__' may not start or end with a double underscore",
-     "choose another name, e.g. 'class_'"),
-    ("block conv(c) = relu\n" + NET + "    conv(2)\n",
-     "block 'conv' would hide the built-in layer of that name", "choose another name"),
-])
+@pytest.mark.parametrize(
+    "src, message, hint",
+    [
+        (
+            "block class(c) = conv3 c\n" + NET + "    class(4)\n",
+            "block name 'class' is a Python keyword",
+            "choose another name, e.g. 'class_'",
+        ),
+        (
+            "block f(lambda) = conv3 lambda\n" + NET + "    f(4)\n",
+            "parameter name 'lambda' is a Python keyword",
+            "choose another name, e.g. 'lambda_'",
+        ),
+        (
+            "block f(print) = conv3 print\n" + NET + "    f(4)\n",
+            "parameter name 'print' is a Python built-in name",
+            "choose another name, e.g. 'print_'",
+        ),
+        (
+            "block __init__(c) = conv3 c\n" + NET + "    __init__(4)\n",
+            "block name '__init__' may not start or end with a double underscore",
+            "choose another name, e.g. 'init2'",
+        ),
+        (
+            "block f(self) = conv3 self\n" + NET + "    f(4)\n",
+            "parameter name 'self' is reserved for the generated code",
+            "choose another name, e.g. 'self_'",
+        ),
+        (
+            "network import:\n    input 3x8x8\n",
+            "network name 'import' is a Python keyword",
+            "choose another name, e.g. 'import_'",
+        ),
+        (
+            "network n(str=3):\n    input 3x8x8\n",
+            "parameter name 'str' is a Python built-in name",
+            "choose another name, e.g. 'str_'",
+        ),
+        (
+            NET + "    relu as class\n",
+            "label name 'class' is a Python keyword",
+            "choose another name, e.g. 'class_'",
+        ),
+        (
+            NET + "    len = conv3 4\n",
+            "value name 'len' is a Python built-in name",
+            "choose another name, e.g. 'len_'",
+        ),
+        (
+            "network n:\n    input print 3x8x8\n",
+            "input name 'print' is a Python built-in name",
+            "choose another name, e.g. 'print_'",
+        ),
+        (
+            NET + "    output __class__\n",
+            "output name '__class__' may not start or end with a double underscore",
+            "choose another name, e.g. 'class_'",
+        ),
+        (
+            "block conv(c) = relu\n" + NET + "    conv(2)\n",
+            "block 'conv' would hide the built-in layer of that name",
+            "choose another name",
+        ),
+    ],
+)
 def test_hostile_identifiers_are_refused(src, message, hint):
     e = error(src)
     assert (e.message, e.hint) == (message, hint)
@@ -438,7 +503,10 @@ def test_overlong_identifier():
 def test_names_are_bound_once():
     e = error(NET + "    x = relu\n    x = relu\n")
     assert (e.message, e.hint, e.span.line) == (
-        "'x' is already defined", "names are bound once; choose another name", 4)
+        "'x' is already defined",
+        "names are bound once; choose another name",
+        4,
+    )
     e = error(NET + "    relu as a + relu as a\n")
     assert e.message == "label 'a' is used twice in the same block"
 
@@ -452,8 +520,10 @@ def test_attributes():
 
 def test_conditions_must_be_booleans():
     e = error(NET + "    x = if 1 then 2 else 3\n")
-    assert (e.message, e.hint) == ("expected true or false, got an integer",
-                                   "write a comparison such as n > 0")
+    assert (e.message, e.hint) == (
+        "expected true or false, got an integer",
+        "write a comparison such as n > 0",
+    )
 
 
 def test_statements_in_the_wrong_place():
@@ -467,18 +537,26 @@ def test_annotations():
     e = error(NET + "    relu @tpu\n")
     assert (e.message, e.hint) == ("unknown annotation '@tpu'", "did you mean 'gpu'?")
     e = error(NET + "    output x @cpu\n")
-    assert (e.message, e.hint) == ("unknown output annotation '@cpu'",
-                                   "outputs take @train (a train-time-only output)")
-    assert error(NET + "    relu @train\n").message == \
-        "@train marks outputs: `output aux @train = ...`"
+    assert (e.message, e.hint) == (
+        "unknown output annotation '@cpu'",
+        "outputs take @train (a train-time-only output)",
+    )
+    assert (
+        error(NET + "    relu @train\n").message
+        == "@train marks outputs: `output aux @train = ...`"
+    )
 
 
 def test_merges_need_parentheses_and_two_branches():
     e = error(NET + "    concat(relu)\n")
-    assert (e.message, e.hint) == ("concat needs at least two branches",
-                                   "e.g. concat(id, conv3 64)")
-    assert error(NET + "    concat relu\n").message == \
-        "concat needs its branches in parentheses: concat(a, b)"
+    assert (e.message, e.hint) == (
+        "concat needs at least two branches",
+        "e.g. concat(id, conv3 64)",
+    )
+    assert (
+        error(NET + "    concat relu\n").message
+        == "concat needs its branches in parentheses: concat(a, b)"
+    )
 
 
 # ---- network parameters ----------------------------------------------------------------------------
@@ -486,11 +564,12 @@ def test_merges_need_parentheses_and_two_branches():
 
 def test_network_parameters_need_defaults_and_overrides_must_exist():
     e = error("network n(c):\n    input 3x8x8\n")
-    assert (e.message, e.hint) == ("network parameter 'c' needs a default value",
-                                   "write c=<value>, or pass --param c=...")
+    assert (e.message, e.hint) == (
+        "network parameter 'c' needs a default value",
+        "write c=<value>, or pass --param c=...",
+    )
     e = error("network n(classes=10):\n    input 3\n", params={"clases": 3})
-    assert (e.message, e.hint) == ("network n has no parameter 'clases'",
-                                   "did you mean 'classes'?")
+    assert (e.message, e.hint) == ("network n has no parameter 'clases'", "did you mean 'classes'?")
 
 
 # ---- train settings ---------------------------------------------------------------------------------
@@ -499,19 +578,26 @@ def test_network_parameters_need_defaults_and_overrides_must_exist():
 TRAIN = NET + "    relu\ntrain:\n"
 
 
-@pytest.mark.parametrize("entry, message, hint, column", [
-    ("optimizer sgdd", "train: unknown optimizer 'sgdd'", "did you mean 'sgd'?", 15),
-    ("optimiser sgd", "train: unknown setting 'optimiser'", "did you mean 'optimizer'?", 5),
-    ("batch_size 0", "train: batch_size must be a positive integer, got 0", None, 16),
-    ("batch_size 2.5", "train: batch_size must be a positive integer, got 2.5", None, 16),
-    ("optimizer sgd lrr=0.1", "train: optimizer has no option 'lrr'", "did you mean 'lr'?", 19),
-    ("augment flip", "train: unknown augmentation 'flip'", "did you mean 'hflip'?", 13),
-    ("epochs 10 20", "train: 'epochs' takes one value", None, 5),
-    ("lr (1+2)", "train settings are literal values (numbers, names, tuples)", None, 9),
-    ("optimizer sgd nesterov=1", "train: optimizer nesterov must be true or false, got 1",
-     None, 19),
-    ("epochs 3 x=1", "train: 'epochs' takes no options", None, 14),
-])
+@pytest.mark.parametrize(
+    "entry, message, hint, column",
+    [
+        ("optimizer sgdd", "train: unknown optimizer 'sgdd'", "did you mean 'sgd'?", 15),
+        ("optimiser sgd", "train: unknown setting 'optimiser'", "did you mean 'optimizer'?", 5),
+        ("batch_size 0", "train: batch_size must be a positive integer, got 0", None, 16),
+        ("batch_size 2.5", "train: batch_size must be a positive integer, got 2.5", None, 16),
+        ("optimizer sgd lrr=0.1", "train: optimizer has no option 'lrr'", "did you mean 'lr'?", 19),
+        ("augment flip", "train: unknown augmentation 'flip'", "did you mean 'hflip'?", 13),
+        ("epochs 10 20", "train: 'epochs' takes one value", None, 5),
+        ("lr (1+2)", "train settings are literal values (numbers, names, tuples)", None, 9),
+        (
+            "optimizer sgd nesterov=1",
+            "train: optimizer nesterov must be true or false, got 1",
+            None,
+            19,
+        ),
+        ("epochs 3 x=1", "train: 'epochs' takes no options", None, 14),
+    ],
+)
 def test_bad_train_settings(entry, message, hint, column):
     e = error(TRAIN + f"    {entry}\n")
     assert (e.message, e.hint, e.span.line, e.span.column) == (message, hint, 5, column)
@@ -562,6 +648,7 @@ def test_a_block_defined_in_two_used_files(tmp_path):
     with pytest.raises(NetdslError) as info:
         compile_file(tmp_path / "m.net")
     e = info.value
-    assert e.message == (f"block 'unit' is defined both in {tmp_path / 'x.net'} and in "
-                         f"{tmp_path / 'y.net'}")
+    assert e.message == (
+        f"block 'unit' is defined both in {tmp_path / 'x.net'} and in {tmp_path / 'y.net'}"
+    )
     assert (e.span.line, e.hint) == (2, "define it in this file to choose one")

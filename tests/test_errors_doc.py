@@ -66,9 +66,17 @@ def examples(text: str | None = None) -> list[Example]:
         elif lang == "text" and first.startswith("$ "):
             heading = [h for pos, h in headings if pos < m.start()][-1:] or [""]
             output_start = m.start(2) + len(first) + 1
-            found.append(Example(text.count("\n", 0, output_start) + 1, heading[0], files,
-                                 shlex.split(first[2:]), body[len(first) + 1:], output_start,
-                                 m.end(2)))
+            found.append(
+                Example(
+                    text.count("\n", 0, output_start) + 1,
+                    heading[0],
+                    files,
+                    shlex.split(first[2:]),
+                    body[len(first) + 1 :],
+                    output_start,
+                    m.end(2),
+                )
+            )
             files = {}
     return found
 
@@ -107,9 +115,10 @@ EXAMPLES = examples()
 def test_each_example_prints_what_the_doc_shows(example, tmp_path):
     code, output = run(example, tmp_path)
     where = f"docs/errors.md:{example.line} ({example.heading})"
-    assert output == example.shown, (f"{where}: netdsl now prints\n{output}\nbut the doc "
-                                     "shows\n" + example.shown +
-                                     "\n(python tests/test_errors_doc.py rewrites the outputs)")
+    assert output == example.shown, (
+        f"{where}: netdsl now prints\n{output}\nbut the doc "
+        "shows\n" + example.shown + "\n(python tests/test_errors_doc.py rewrites the outputs)"
+    )
     assert code == example.expected_exit, f"{where}: exit {code}"
     assert "Traceback" not in output and "internal error" not in output, where
 
@@ -117,8 +126,16 @@ def test_each_example_prints_what_the_doc_shows(example, tmp_path):
 def test_examples_are_many_and_grouped():
     assert len(EXAMPLES) >= 80
     sections = re.findall(r"^## (.*)$", DOC.read_text(encoding="utf-8"), re.MULTILINE)
-    for section in ("Syntax", "Names and calls", "Shapes", "Limits", "Files",
-                    "Train section", "Placement", "Command line"):
+    for section in (
+        "Syntax",
+        "Names and calls",
+        "Shapes",
+        "Limits",
+        "Files",
+        "Train section",
+        "Placement",
+        "Command line",
+    ):
         assert any(s.startswith(section) for s in sections), section
     assert {e.expected_exit for e in EXAMPLES} == {1, 2}
 
@@ -129,18 +146,26 @@ def raised_messages() -> list[tuple[str, int, str]]:
     for path in sorted((ROOT / "netdsl").rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                    and node.func.id in ERRORS and node.args):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ERRORS
+                and node.args
+            ):
                 continue
             message = node.args[0]
-            parts = [message] if isinstance(message, ast.Constant) else \
-                [v for v in getattr(message, "values", []) if isinstance(v, ast.Constant)]
+            parts = (
+                [message]
+                if isinstance(message, ast.Constant)
+                else [v for v in getattr(message, "values", []) if isinstance(v, ast.Constant)]
+            )
             if isinstance(message, ast.BinOp):  # "literal " + ", ".join(...)
                 parts = [message.left] if isinstance(message.left, ast.Constant) else []
             pieces = [str(p.value) for p in parts if isinstance(p.value, str)]
             if pieces:
-                found.append((str(path.relative_to(ROOT)), node.lineno,
-                              max(pieces, key=len).strip()))
+                found.append(
+                    (str(path.relative_to(ROOT)), node.lineno, max(pieces, key=len).strip())
+                )
     return found
 
 
@@ -149,8 +174,11 @@ def test_every_message_in_the_source_is_in_the_doc():
     doc = DOC.read_text(encoding="utf-8")
     messages = raised_messages()
     assert len(messages) >= 120
-    missing = [f"{file}:{line}: {piece!r}" for file, line, piece in messages
-               if len(piece) >= 6 and piece not in doc]
+    missing = [
+        f"{file}:{line}: {piece!r}"
+        for file, line, piece in messages
+        if len(piece) >= 6 and piece not in doc
+    ]
     assert not missing, "docs/errors.md does not show these messages:\n" + "\n".join(missing)
 
 
@@ -163,9 +191,11 @@ def update() -> None:
         with tempfile.TemporaryDirectory() as folder:
             code, output = run(example, Path(folder))
         if code != example.expected_exit:
-            print(f"docs/errors.md:{example.line}: exit {code}, expected "
-                  f"{example.expected_exit}", file=sys.stderr)
-        text = text[:example.start] + output + text[example.end:]
+            print(
+                f"docs/errors.md:{example.line}: exit {code}, expected {example.expected_exit}",
+                file=sys.stderr,
+            )
+        text = text[: example.start] + output + text[example.end :]
     DOC.write_text(text, encoding="utf-8")
 
 

@@ -77,8 +77,7 @@ def test_ceil_mode_drops_a_window_that_starts_in_the_padding():
 
 def _vgg16_expected():
     """Activations of torchvision's VGG-16 at 224x224, from its configuration table."""
-    cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
-           512, 512, 512, "M"]
+    cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
     c, size = 3, 224
     values = c * size * size  # the input
     indices = 0

@@ -27,7 +27,6 @@ network two(classes=10):
 """
 
 
-
 def session(data: bytes):
     return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
 
@@ -98,17 +97,23 @@ def test_placed_networks_export_on_the_cpu():
 @pytest.fixture
 def tiny(tmp_path):
     path = tmp_path / "tiny.net"
-    path.write_text("network tiny(classes=10):\n    input 3x16x16\n"
-                    "    conv3 8 + bn + relu + maxpool2 + gap + fc classes\n")
+    path.write_text(
+        "network tiny(classes=10):\n    input 3x16x16\n"
+        "    conv3 8 + bn + relu + maxpool2 + gap + fc classes\n"
+    )
     return path
 
 
 def test_cli_writes_the_file_and_says_what_it_wrote(capsys, tiny, tmp_path):
     out_path = tmp_path / "tiny.onnx"
-    code, out, err = run_cli(capsys, "export", str(tiny), "-o", str(out_path), "--param", "classes=4",
-                         "--input", "3x8x8")
+    code, out, err = run_cli(
+        capsys, "export", str(tiny), "-o", str(out_path), "--param", "classes=4", "--input", "3x8x8"
+    )
     assert code == 0, err
-    assert out.startswith(f"wrote {out_path} (") and "input (batch, 3, 8, 8) -> output (batch, 4)" in out
+    assert (
+        out.startswith(f"wrote {out_path} (")
+        and "input (batch, 3, 8, 8) -> output (batch, 4)" in out
+    )
     assert "torch.onnx" not in out + err  # the exporter's progress lines are not shown
     proto = onnx.load(str(out_path))
     onnx.checker.check_model(proto)
@@ -144,8 +149,7 @@ def test_cli_user_errors(capsys, tiny, tmp_path):
     assert not list(tmp_path.glob("*.onnx"))
 
 
-def test_exporter_failure_is_a_netdsl_error_and_writes_nothing(capsys, tiny, tmp_path,
-                                                               monkeypatch):
+def test_exporter_failure_is_a_netdsl_error_and_writes_nothing(capsys, tiny, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("Unsupported operator: aten::frobnicate\nmore detail")
 
@@ -153,15 +157,18 @@ def test_exporter_failure_is_a_netdsl_error_and_writes_nothing(capsys, tiny, tmp
     out_path = tmp_path / "m.onnx"
     code, _, err = run_cli(capsys, "export", str(tiny), "-o", str(out_path))
     assert code == 1
-    assert err == ("netdsl: torch.onnx could not export network tiny: "
-                   "Unsupported operator: aten::frobnicate\n"
-                   "hint: if the dynamic batch dimension is the problem, --static-batch exports "
-                   "for a batch of 1\n")
+    assert err == (
+        "netdsl: torch.onnx could not export network tiny: "
+        "Unsupported operator: aten::frobnicate\n"
+        "hint: if the dynamic batch dimension is the problem, --static-batch exports "
+        "for a batch of 1\n"
+    )
     assert not out_path.exists() and not list(tmp_path.glob(".netdsl-*"))
 
 
-@pytest.mark.parametrize("module, package", [("onnxscript", "pip install onnxscript"),
-                                             ("torch", "pip install torch")])
+@pytest.mark.parametrize(
+    "module, package", [("onnxscript", "pip install onnxscript"), ("torch", "pip install torch")]
+)
 def test_missing_packages_are_named(capsys, tiny, tmp_path, monkeypatch, module, package):
     monkeypatch.setitem(sys.modules, module, None)  # `import module` now fails
     code, _, err = run_cli(capsys, "export", str(tiny), "-o", str(tmp_path / "m.onnx"))
@@ -171,9 +178,11 @@ def test_missing_packages_are_named(capsys, tiny, tmp_path, monkeypatch, module,
 def test_export_is_registered_without_importing_torch():
     import subprocess
 
-    probe = ("import sys\nfrom netdsl.cli import build_parser\nbuild_parser()\n"
-             "print(sorted(m for m in ('torch', 'onnx', 'onnxscript') if m in sys.modules))\n")
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            timeout=120, check=False)
+    probe = (
+        "import sys\nfrom netdsl.cli import build_parser\nbuild_parser()\n"
+        "print(sorted(m for m in ('torch', 'onnx', 'onnxscript') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.stdout == "[]\n", result.stderr
-

@@ -38,25 +38,134 @@ TIME_LIMIT = 10.0  # seconds per command; a hang is a failure
 MAX_NODES = "3000"
 
 CORPUS = sorted(ARCHITECTURES.glob("*.net")) + sorted((ROOT / "netdsl" / "stdlib").glob("*.net"))
-TOKEN = re.compile(r'\s+|#[^\n]*|"[^"\n]*"|[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?'
-                   r"|==|!=|<=|>=|//|.", re.DOTALL)
+TOKEN = re.compile(
+    r'\s+|#[^\n]*|"[^"\n]*"|[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?'
+    r"|==|!=|<=|>=|//|.",
+    re.DOTALL,
+)
 NUMBER = re.compile(r"\d+(?:\.\d*)?(?:[eE][+-]?\d+)?")
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # what an inserted token may be: the language's own words and symbols, and worse
 VOCABULARY = [
-    "block", "network", "use", "defaults", "train", ":", "input", "output", "if", "then",
-    "else", "and", "or", "not", "as", "id", "in", "true", "false", "none", "same", "for",
-    "range(", "conv", "conv3", "conv0", "maxpool2", "fc", "bn", "relu", "gap", "flatten",
-    "concat(", "add(", "mul(", "mean(", "(", ")", "[", "]", ",", "=", "+", "-", "*", "//",
-    "/", "%", "==", "<", "@", "@gpu(", "@train", "@cpu", ".", ".c", "in.c", "x", "\n", "\n    ",
-    "\\\n", "#", '"', '"x"', "0", "1", "-1", "0.5", "3x224x224", "1e999", "1e-999", "2**62",
-    "9" * 30, "0x10", "_", "__init__", "class", "print", "self", "é", "ℕ", "\t", "\r", "\x00",
-    "\ufeff", "\u2028", "×", "k=", "s=", "p=", "d=", "g=", "act=", "bias=", "ceil=true",
-    "[relu]*0", "[relu]*100000", "[relu]*100001",
+    "block",
+    "network",
+    "use",
+    "defaults",
+    "train",
+    ":",
+    "input",
+    "output",
+    "if",
+    "then",
+    "else",
+    "and",
+    "or",
+    "not",
+    "as",
+    "id",
+    "in",
+    "true",
+    "false",
+    "none",
+    "same",
+    "for",
+    "range(",
+    "conv",
+    "conv3",
+    "conv0",
+    "maxpool2",
+    "fc",
+    "bn",
+    "relu",
+    "gap",
+    "flatten",
+    "concat(",
+    "add(",
+    "mul(",
+    "mean(",
+    "(",
+    ")",
+    "[",
+    "]",
+    ",",
+    "=",
+    "+",
+    "-",
+    "*",
+    "//",
+    "/",
+    "%",
+    "==",
+    "<",
+    "@",
+    "@gpu(",
+    "@train",
+    "@cpu",
+    ".",
+    ".c",
+    "in.c",
+    "x",
+    "\n",
+    "\n    ",
+    "\\\n",
+    "#",
+    '"',
+    '"x"',
+    "0",
+    "1",
+    "-1",
+    "0.5",
+    "3x224x224",
+    "1e999",
+    "1e-999",
+    "2**62",
+    "9" * 30,
+    "0x10",
+    "_",
+    "__init__",
+    "class",
+    "print",
+    "self",
+    "é",
+    "ℕ",
+    "\t",
+    "\r",
+    "\x00",
+    "\ufeff",
+    "\u2028",
+    "×",
+    "k=",
+    "s=",
+    "p=",
+    "d=",
+    "g=",
+    "act=",
+    "bias=",
+    "ceil=true",
+    "[relu]*0",
+    "[relu]*100000",
+    "[relu]*100001",
 ]
-HOSTILE = ["class", "__import__", "print", "self", "torch", "nn", "keras", "layers", "x",
-           "forward", "build_model", "INPUT_SHAPE", "_", "a" * 80, "naïve", "ℓ", "Σ"]
+HOSTILE = [
+    "class",
+    "__import__",
+    "print",
+    "self",
+    "torch",
+    "nn",
+    "keras",
+    "layers",
+    "x",
+    "forward",
+    "build_model",
+    "INPUT_SHAPE",
+    "_",
+    "a" * 80,
+    "naïve",
+    "ℓ",
+    "Σ",
+]
 
 
 def _tokens(text: str) -> list[str]:
@@ -72,8 +181,22 @@ def _mutate_text(text: str, rng: random.Random) -> str | bytes:
     if not tokens:  # an earlier mutation truncated the file to nothing
         return rng.choice(VOCABULARY)
     words = _words(tokens) or [0]
-    kind = rng.choice(["insert", "insert", "delete", "delete", "swap", "duplicate",
-                       "line", "number", "nest", "hostile", "truncate", "bytes"])
+    kind = rng.choice(
+        [
+            "insert",
+            "insert",
+            "delete",
+            "delete",
+            "swap",
+            "duplicate",
+            "line",
+            "number",
+            "nest",
+            "hostile",
+            "truncate",
+            "bytes",
+        ]
+    )
     if kind == "insert":
         i = rng.randrange(len(tokens) + 1)
         tokens.insert(i, rng.choice([" ", ""]) + rng.choice(VOCABULARY) + rng.choice([" ", ""]))
@@ -98,27 +221,51 @@ def _mutate_text(text: str, rng: random.Random) -> str | bytes:
         return "\n".join(lines)
     elif kind == "number":
         numbers = [i for i, t in enumerate(tokens) if NUMBER.fullmatch(t)] or words
-        tokens[rng.choice(numbers)] = rng.choice([
-            "0", "-1", "4611686018427387904", "4611686018427387905", "9" * rng.randint(20, 400),
-            "1e308", "1e999", "0.0000001", str(2**40), str(10**12), "99999", "100001",
-            "3x99999x99999", "1x1x1", "0x0"])
+        tokens[rng.choice(numbers)] = rng.choice(
+            [
+                "0",
+                "-1",
+                "4611686018427387904",
+                "4611686018427387905",
+                "9" * rng.randint(20, 400),
+                "1e308",
+                "1e999",
+                "0.0000001",
+                str(2**40),
+                str(10**12),
+                "99999",
+                "100001",
+                "3x99999x99999",
+                "1x1x1",
+                "0x0",
+            ]
+        )
     elif kind == "nest":
         i = rng.choice(words)
         depth = rng.choice([10, 200, 499, 501, 3000, 20000])
-        opener, closer = rng.choice([("(", ")"), ("[", "]"), ("-", ""), ("not ", ""),
-                                     ("concat(id, ", ")"), ("[", "]*1"), ("(", ") + relu"),
-                                     ("if true then ", " else id")])
+        opener, closer = rng.choice(
+            [
+                ("(", ")"),
+                ("[", "]"),
+                ("-", ""),
+                ("not ", ""),
+                ("concat(id, ", ")"),
+                ("[", "]*1"),
+                ("(", ") + relu"),
+                ("if true then ", " else id"),
+            ]
+        )
         tokens[i] = opener * depth + tokens[i] + closer * depth
     elif kind == "hostile":
         names = [i for i, t in enumerate(tokens) if NAME.fullmatch(t)] or words
         tokens[rng.choice(names)] = rng.choice(HOSTILE)
     elif kind == "truncate":
-        return "".join(tokens)[:rng.randrange(len(text) + 1)]
+        return "".join(tokens)[: rng.randrange(len(text) + 1)]
     else:
         data = bytearray("".join(tokens).encode("utf-8"))
         for _ in range(rng.randint(1, 4)):
             i = rng.randrange(len(data) + 1)
-            byte = rng.choice([0, 0x80, 0xff, 0xc3, 0xe2, 0x0c, 0x1b, 0x7f, rng.randrange(256)])
+            byte = rng.choice([0, 0x80, 0xFF, 0xC3, 0xE2, 0x0C, 0x1B, 0x7F, rng.randrange(256)])
             action = rng.choice(["insert", "replace", "delete"])
             if action == "insert" or i == len(data):
                 data[i:i] = bytes([byte])
@@ -216,8 +363,9 @@ def outcomes(tmp_path_factory):
 
 def test_no_tracebacks_no_hangs_only_located_errors(outcomes):
     failures = [(seed, origin, found) for seed, origin, _, found, _, _ in outcomes if found]
-    report = "\n\n".join(f"seed {seed} (from {origin}): {found}" for seed, origin, found
-                         in failures[:10])
+    report = "\n\n".join(
+        f"seed {seed} (from {origin}): {found}" for seed, origin, found in failures[:10]
+    )
     assert not failures, f"{len(failures)} of {len(outcomes)} mutated inputs failed:\n{report}"
     assert len(outcomes) >= min(COUNT, 2000)
 
@@ -228,8 +376,13 @@ def test_the_mutations_reach_every_stage(outcomes):
     codes = [code for _, _, code, _, _, _ in outcomes]
     assert codes.count(0) >= len(codes) // 20, "almost nothing compiles: mutations too crude"
     messages = " ".join(err.split("\n", 1)[0] for *_, err in outcomes)
-    for expected in ("syntax error", "unknown layer", "not UTF-8", "number too large",
-                     "nest more than"):
+    for expected in (
+        "syntax error",
+        "unknown layer",
+        "not UTF-8",
+        "number too large",
+        "nest more than",
+    ):
         assert expected in messages, expected
 
 

@@ -35,38 +35,157 @@ FILE = "inj.net"
 # ---- the payloads --------------------------------------------------------------------------------
 
 # names that can never reach generated code: each with the reason given
-KEYWORDS = ["class", "def", "import", "lambda", "None", "True", "False", "return", "yield",
-            "await", "async", "global", "del", "with", "raise", "while", "from"]
+KEYWORDS = [
+    "class",
+    "def",
+    "import",
+    "lambda",
+    "None",
+    "True",
+    "False",
+    "return",
+    "yield",
+    "await",
+    "async",
+    "global",
+    "del",
+    "with",
+    "raise",
+    "while",
+    "from",
+]
 SOFT_KEYWORDS = ["match", "case", "_"]
-BUILTINS = ["print", "eval", "exec", "open", "compile", "globals", "getattr", "super", "object",
-            "len", "exit", "breakpoint", "str", "Exception", "type"]
+BUILTINS = [
+    "print",
+    "eval",
+    "exec",
+    "open",
+    "compile",
+    "globals",
+    "getattr",
+    "super",
+    "object",
+    "len",
+    "exit",
+    "breakpoint",
+    "str",
+    "Exception",
+    "type",
+]
 DUNDERS = ["__import__", "__init__", "__class__", "__builtins__", "__name__", "__x", "x__"]
 NON_ASCII = ["é", "café", "ℓ", "Σ", "ｘ", "ｉｍｐｏｒｔ", "x\u200b", "x\u00a0y"]
 TOO_LONG = ["a" * 65, "A" * 300]
 # DSL words: the grammar owns them
-DSL_WORDS = ["if", "else", "then", "in", "for", "not", "true", "id", "input", "output", "block",
-             "train", "as"]
+DSL_WORDS = [
+    "if",
+    "else",
+    "then",
+    "in",
+    "for",
+    "not",
+    "true",
+    "id",
+    "input",
+    "output",
+    "block",
+    "train",
+    "as",
+]
 
 # names that may be accepted, and then must neither shadow nor be shadowed
 INTERNALS = [
     # frameworks and the modules generated code imports
-    "torch", "nn", "F", "Tensor", "keras", "layers", "ops", "np", "math", "warnings", "os", "sys",
-    "json", "argparse", "annotations",
+    "torch",
+    "nn",
+    "F",
+    "Tensor",
+    "keras",
+    "layers",
+    "ops",
+    "np",
+    "math",
+    "warnings",
+    "os",
+    "sys",
+    "json",
+    "argparse",
+    "annotations",
     # generated code's own names
-    "self", "x", "out", "identity", "inputs", "outputs", "model", "result", "forward",
-    "build_model", "INPUT_SHAPE", "INPUT_SHAPES", "DEVICES", "place_devices", "in_channels",
-    "name", "training", "device", "channels", "args", "RECIPE", "NETWORK", "main", "classes",
+    "self",
+    "x",
+    "out",
+    "identity",
+    "inputs",
+    "outputs",
+    "model",
+    "result",
+    "forward",
+    "build_model",
+    "INPUT_SHAPE",
+    "INPUT_SHAPES",
+    "DEVICES",
+    "place_devices",
+    "in_channels",
+    "name",
+    "training",
+    "device",
+    "channels",
+    "args",
+    "RECIPE",
+    "NETWORK",
+    "main",
+    "classes",
     # nn.Module and keras.Model attributes
-    "to", "cuda", "apply", "modules", "parameters", "state_dict", "add_module", "call", "build",
+    "to",
+    "cuda",
+    "apply",
+    "modules",
+    "parameters",
+    "state_dict",
+    "add_module",
+    "call",
+    "build",
     # class names of the frameworks and of netdsl's helpers
-    "Module", "Model", "Conv2d", "Scale", "DropPath", "SeparableConv2d", "BatchNorm2dNoScale",
-    "LocalResponseNorm", "MaxPoolPadding2D", "PaddedAveragePooling2D", "ChannelShuffle",
+    "Module",
+    "Model",
+    "Conv2d",
+    "Scale",
+    "DropPath",
+    "SeparableConv2d",
+    "BatchNorm2dNoScale",
+    "LocalResponseNorm",
+    "MaxPoolPadding2D",
+    "PaddedAveragePooling2D",
+    "ChannelShuffle",
     "ceil_mode_padding",
     # the DSL's own vocabulary and the names netdsl gives layers and classes
-    "conv", "conv1", "relu", "relu1", "add", "b", "B", "n", "N", "c", "Zq", "zq_", "same",
-    "none", "range",
+    "conv",
+    "conv1",
+    "relu",
+    "relu1",
+    "add",
+    "b",
+    "B",
+    "n",
+    "N",
+    "c",
+    "Zq",
+    "zq_",
+    "same",
+    "none",
+    "range",
     # near misses, and names a linter finds ambiguous (E741: Keras code renames them)
-    "Torch", "X", "Forward", "print_", "class_", "_x", "a" * 64, "l", "I", "O", "i",
+    "Torch",
+    "X",
+    "Forward",
+    "print_",
+    "class_",
+    "_x",
+    "a" * 64,
+    "l",
+    "I",
+    "O",
+    "i",
 ]
 
 MUST_REJECT = {
@@ -79,20 +198,85 @@ MUST_REJECT = {
 NAMES = [*MUST_REJECT, *DSL_WORDS, *INTERNALS]
 
 # the names most likely to break a program that does not mangle them
-RUN_SAMPLE = ["torch", "nn", "F", "Tensor", "self", "x", "out", "forward", "training", "to",
-              "in_channels", "identity", "layers", "keras", "ops", "inputs", "model", "Scale",
-              "b", "B", "n", "N", "conv", "relu", "Zq"]
+RUN_SAMPLE = [
+    "torch",
+    "nn",
+    "F",
+    "Tensor",
+    "self",
+    "x",
+    "out",
+    "forward",
+    "training",
+    "to",
+    "in_channels",
+    "identity",
+    "layers",
+    "keras",
+    "ops",
+    "inputs",
+    "model",
+    "Scale",
+    "b",
+    "B",
+    "n",
+    "N",
+    "conv",
+    "relu",
+    "Zq",
+]
 
 # strings inside DSL quotes (which cannot hold a quote or a line break)
-STRINGS = ["relu\\", "\\", "\\\\", "x'); import os; ('", "'''", "\\'\\'\\'", "\x00", "\r", "\t",
-           "\x0b\x0c", "{{ x }}", "{% if 1 %}", "${x}", "%(x)s", "é ℓ Σ ｘ", "\u2028\u2029",
-           "\u202e", "\ufeff", "\\N{BULLET}", "\\u0022", "\\x22", "#", "a" * 300, "same"]
+STRINGS = [
+    "relu\\",
+    "\\",
+    "\\\\",
+    "x'); import os; ('",
+    "'''",
+    "\\'\\'\\'",
+    "\x00",
+    "\r",
+    "\t",
+    "\x0b\x0c",
+    "{{ x }}",
+    "{% if 1 %}",
+    "${x}",
+    "%(x)s",
+    "é ℓ Σ ｘ",
+    "\u2028\u2029",
+    "\u202e",
+    "\ufeff",
+    "\\N{BULLET}",
+    "\\u0022",
+    "\\x22",
+    "#",
+    "a" * 300,
+    "same",
+]
 # values from the command line or Python (`--param mode=...`) can hold anything
-OVERRIDES = [*STRINGS, 'a"; import os; "', '\n__import__("os").system("id")\n', '"""',
-             "\\\n", "'\"\n", "\r\nimport os", "\"\"\"\nimport os\n\"\"\""]
+OVERRIDES = [
+    *STRINGS,
+    'a"; import os; "',
+    '\n__import__("os").system("id")\n',
+    '"""',
+    "\\\n",
+    "'\"\n",
+    "\r\nimport os",
+    '"""\nimport os\n"""',
+]
 # file names a .net file may have (they reach headers, docstrings and messages)
-PATHS = ['evil"""\nimport os.net', "a\nimport os.net", "x\r.net", "é.net", "\u2028.net",
-         "#.net", "a\\.net", "' + __import__('os') + '.net", "{{ x }}.net", "nul\x00.net"]
+PATHS = [
+    'evil"""\nimport os.net',
+    "a\nimport os.net",
+    "x\r.net",
+    "é.net",
+    "\u2028.net",
+    "#.net",
+    "a\\.net",
+    "' + __import__('os') + '.net",
+    "{{ x }}.net",
+    "nul\x00.net",
+]
 
 # ---- where a name can go: programs in which {N} is the payload -------------------------------------
 
@@ -100,34 +284,41 @@ HEAD = "network n:\n    input 3x8x8\n"
 PLACES = {
     "network": "network {N}(classes=10):\n    input 3x8x8\n    conv3 4 + gap + flatten + fc classes\n",
     "network parameter": "network n({N}=4, classes=10):\n    input 3x8x8\n"
-                         "    conv3 {N} + gap + flatten + fc classes\n",
-    "block": "block {N}(c) = conv3 c + relu + scale 0.5 + drop_path 0.1\n" + HEAD
-             + "    {N}(4) + {N}(5)\n",
-    "block parameter": "block b({N}, s=1) = conv3 {N} s=s + relu\n" + HEAD
-                       + "    b(4) + b({N}=6, s=2)\n",
+    "    conv3 {N} + gap + flatten + fc classes\n",
+    "block": "block {N}(c) = conv3 c + relu + scale 0.5 + drop_path 0.1\n"
+    + HEAD
+    + "    {N}(4) + {N}(5)\n",
+    "block parameter": "block b({N}, s=1) = conv3 {N} s=s + relu\n"
+    + HEAD
+    + "    b(4) + b({N}=6, s=2)\n",
     "block default": "block b(c, {N}=2) = conv3 (c * {N}) + relu\n"
-                     "network n(k=3):\n    input 3x8x8\n    b(2) + b(2, {N}=k)\n",
+    "network n(k=3):\n    input 3x8x8\n    b(2) + b(2, {N}=k)\n",
     "label": HEAD + "    conv3 4 as {N} + relu + conv3 4\n",
     "block label": "block b(c) = conv3 c as {N} + relu\n" + HEAD + "    b(4) + [b(4)]*2\n",
     "repeat label": HEAD + "    [conv3 4 + relu as {N}]*2 + conv3 4\n",
     "tensor value": HEAD + "    {N} = conv3 4 + relu\n    add({N}, conv3 4) + concat({N}, id)\n",
-    "block value": "block b(c):\n    {N} = conv3 c\n    add({N}, sigmoid)\n" + HEAD
-                   + "    b(4) + b(4)\n",
+    "block value": "block b(c):\n    {N} = conv3 c\n    add({N}, sigmoid)\n"
+    + HEAD
+    + "    b(4) + b(4)\n",
     "number value": HEAD + "    {N} = 2 * 2\n    conv3 {N} + [relu]*{N}\n",
-    "block number value": "block b(c):\n    {N} = c * 2\n    conv3 {N}\n" + HEAD + "    b(2) + b(3)\n",
+    "block number value": "block b(c):\n    {N} = c * 2\n    conv3 {N}\n"
+    + HEAD
+    + "    b(2) + b(3)\n",
     "input": "network n:\n    input {N} 3x8x8\n    conv3 4\n    add({N} + conv3 4, id)\n",
     "second input": "network n:\n    input img 3x8x8\n    input {N} 3x8x8\n"
-                    "    add(img + conv3 4, {N} + conv3 4)\n",
+    "    add(img + conv3 4, {N} + conv3 4)\n",
     "output": HEAD + "    conv3 4 + relu\n    output aux @train = gap + flatten + fc 10\n"
-              "    output {N} = conv3 4 + gap + flatten + fc 5\n",
+    "    output {N} = conv3 4 + gap + flatten + fc 5\n",
     "aux output": HEAD + "    conv3 4 + relu\n    output {N} @train = gap + flatten + fc 10\n"
-                  "    output main = conv3 4 + gap + flatten + fc 5\n",
+    "    output main = conv3 4 + gap + flatten + fc 5\n",
     "index": HEAD + "    [conv3 (4 + {N}) for {N} in range(3)]\n",
-    "block index": "block b(c) = [conv3 (c + {N}) + relu for {N} in range(2)]\n" + HEAD
-                   + "    b(4) + b(5)\n",
+    "block index": "block b(c) = [conv3 (c + {N}) + relu for {N} in range(2)]\n"
+    + HEAD
+    + "    b(4) + b(5)\n",
     "placed label": HEAD + "    conv3 4 as {N} @gpu(1) + relu @cpu + conv3 4 @gpu(0)\n",
-    "placed block": "block {N}(c) = sepconv c + lrn + shuffle 2\n" + HEAD
-                    + "    {N}(4) @gpu(0) + {N}(4) @gpu(1) + maxpool 3 s=2 ceil=true\n",
+    "placed block": "block {N}(c) = sepconv c + lrn + shuffle 2\n"
+    + HEAD
+    + "    {N}(4) @gpu(0) + {N}(4) @gpu(1) + maxpool 3 s=2 ceil=true\n",
     "train option": HEAD + "    conv3 4\ntrain:\n    augment random_crop(8, {N}=4) hflip\n",
     "train choice": HEAD + "    conv3 4\ntrain:\n    optimizer {N} lr=0.1\n",
     "train augment": HEAD + "    conv3 4\ntrain:\n    augment {N}\n",
@@ -138,25 +329,41 @@ DATA_PLACES = {"train option", "train choice", "train augment", "annotation"}
 # the train.py templates read the network's name, parameters, outputs, placement and recipe:
 # there the names most likely to clash go through them too
 TRAIN_PLACES = {"network", "network parameter", "aux output", "placed label", "train option"}
-TRAIN_SAMPLE = {"torch", "keras", "np", "os", "json", "argparse", "model", "x", "args", "main",
-                "RECIPE", "NETWORK", "build_model", "DEVICES", "classes", "a" * 64}
+TRAIN_SAMPLE = {
+    "torch",
+    "keras",
+    "np",
+    "os",
+    "json",
+    "argparse",
+    "model",
+    "x",
+    "args",
+    "main",
+    "RECIPE",
+    "NETWORK",
+    "build_model",
+    "DEVICES",
+    "classes",
+    "a" * 64,
+}
 
 # where a string can go: {S} sits inside DSL quotes
 STRING_PLACES = {
-    "block string default": "block b(c, mode=\"{S}\") = if mode == \"{S}\" then conv3 c else "
-                            "conv3 c + relu\n" + HEAD + "    b(4) + b(4, mode=\"other\")\n",
-    "block string argument": "block b(c, mode=\"plain\") = if mode == \"plain\" then conv3 c "
-                             "else conv3 c + relu\n" + HEAD + "    b(4) + b(4, mode=\"{S}\")\n",
-    "network string parameter": "block b(c, mode=\"plain\") = if mode == \"plain\" then conv3 c "
-                                "else relu\nnetwork n(mode=\"{S}\"):\n    input 3x8x8\n"
-                                "    b(4, mode) + b(4, mode)\n",
-    "train strings": HEAD + "    conv3 4\ntrain:\n    optimizer adam betas=\"{S}\"\n"
-                     "    schedule multistep milestones=(\"{S}\", 3)\n"
-                     "    augment random_crop(8, padding=\"{S}\")\n",
-    "layer string": HEAD + "    conv 4 k=3 p=\"{S}\"\n",
-    "activation string": HEAD + "    conv3 4 act=\"{S}\"\n",
-    "use string": "use \"{S}\"\n" + HEAD + "    conv3 4\n",
-    "train choice string": HEAD + "    conv3 4\ntrain:\n    optimizer \"{S}\"\n",
+    "block string default": 'block b(c, mode="{S}") = if mode == "{S}" then conv3 c else '
+    "conv3 c + relu\n" + HEAD + '    b(4) + b(4, mode="other")\n',
+    "block string argument": 'block b(c, mode="plain") = if mode == "plain" then conv3 c '
+    "else conv3 c + relu\n" + HEAD + '    b(4) + b(4, mode="{S}")\n',
+    "network string parameter": 'block b(c, mode="plain") = if mode == "plain" then conv3 c '
+    'else relu\nnetwork n(mode="{S}"):\n    input 3x8x8\n'
+    "    b(4, mode) + b(4, mode)\n",
+    "train strings": HEAD + '    conv3 4\ntrain:\n    optimizer adam betas="{S}"\n'
+    '    schedule multistep milestones=("{S}", 3)\n'
+    '    augment random_crop(8, padding="{S}")\n',
+    "layer string": HEAD + '    conv 4 k=3 p="{S}"\n',
+    "activation string": HEAD + '    conv3 4 act="{S}"\n',
+    "use string": 'use "{S}"\n' + HEAD + "    conv3 4\n",
+    "train choice string": HEAD + '    conv3 4\ntrain:\n    optimizer "{S}"\n',
 }
 STRING_TRAIN_PLACES = {"train strings", "network string parameter"}
 # where no string but `same` means anything
@@ -176,8 +383,9 @@ class Refused(Exception):
 
 
 @functools.cache
-def outputs(source: str, path: str = FILE, train: bool = False,
-            params: tuple = ()) -> dict[str, str] | NetdslError:
+def outputs(
+    source: str, path: str = FILE, train: bool = False, params: tuple = ()
+) -> dict[str, str] | NetdslError:
     """The generated files of a program, or the NetdslError that refused it."""
     try:
         net = compile_text(source, path, params=dict(params))
@@ -199,12 +407,33 @@ def assert_located(error: NetdslError, path: str = FILE) -> None:
     assert "Traceback" not in error.format()
 
 
-_API = {"forward", "__init__", "build_model", "INPUT_SHAPE", "INPUT_SHAPES", "DEVICES", "call",
-        "build", "get_config"}
+_API = {
+    "forward",
+    "__init__",
+    "build_model",
+    "INPUT_SHAPE",
+    "INPUT_SHAPES",
+    "DEVICES",
+    "call",
+    "build",
+    "get_config",
+}
 
 
-FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__", "open", "getattr", "setattr",
-                   "globals", "locals", "vars", "breakpoint", "input"}
+FORBIDDEN_CALLS = {
+    "eval",
+    "exec",
+    "compile",
+    "__import__",
+    "open",
+    "getattr",
+    "setattr",
+    "globals",
+    "locals",
+    "vars",
+    "breakpoint",
+    "input",
+}
 FORBIDDEN_MODULES = {"os", "subprocess", "sys", "shutil", "importlib", "builtins", "socket"}
 _DEFS = (ast.FunctionDef, ast.ClassDef)
 
@@ -246,9 +475,12 @@ class Scan:
             out.append(("id", "self" if method else "name", container, node.name))
             if kind is ast.FunctionDef:
                 function = scope
-                local = {n.arg if isinstance(n, ast.arg) else n.id for n in ast.walk(node)
-                         if isinstance(n, ast.arg)
-                         or (isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))}
+                local = {
+                    n.arg if isinstance(n, ast.arg) else n.id
+                    for n in ast.walk(node)
+                    if isinstance(n, ast.arg)
+                    or (isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
+                }
             else:
                 klass = scope
             container = scope
@@ -291,7 +523,7 @@ class Scan:
 
 def _segments(text: str, tree: ast.Module) -> list[str]:
     lines = text.splitlines()
-    return ["\n".join(lines[s.lineno - 1:s.end_lineno]) for s in tree.body]
+    return ["\n".join(lines[s.lineno - 1 : s.end_lineno]) for s in tree.body]
 
 
 class Neutral:
@@ -305,16 +537,16 @@ class Neutral:
         self.tokens = [scan.tokens for scan in scans]
         self.imports = set().union(*(scan.imports for scan in scans))
         self.calls = set().union(*(scan.calls for scan in scans))
-        ids = [t for tokens in self.tokens for t in tokens
-               if isinstance(t, tuple) and t[0] == "id"]
+        ids = [t for tokens in self.tokens for t in tokens if isinstance(t, tuple) and t[0] == "id"]
         # the names this file chooses: definitions, parameters (and their keywords),
         # assignments, attributes it sets on self
         self.renamable = set()
         for node in ast.walk(self.tree):
             if isinstance(node, ast.ClassDef):
                 self.renamable.add(("name", node.name))
-                self.renamable |= {("self", n.name) for n in node.body
-                                   if isinstance(n, ast.FunctionDef)}
+                self.renamable |= {
+                    ("self", n.name) for n in node.body if isinstance(n, ast.FunctionDef)
+                }
             elif isinstance(node, ast.FunctionDef):
                 self.renamable.add(("name", node.name))
             elif isinstance(node, ast.arg):
@@ -324,14 +556,19 @@ class Neutral:
             elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
                 self.renamable.add(("self", node.attr))
         self.renamable = {(s, n) for s, n in self.renamable if n not in _API}
-        future = {a.name for n in self.tree.body if isinstance(n, ast.ImportFrom)
-                  and n.module == "__future__" for a in n.names}
+        future = {
+            a.name
+            for n in self.tree.body
+            if isinstance(n, ast.ImportFrom) and n.module == "__future__"
+            for a in n.names
+        }
         fixed = {(t[1], t[3]) for t in ids} - self.renamable
         # what a renamed identifier may not be spelled as: a name the file uses as it is
         self.taboo = {
             "name": {n for s, n in fixed if s == "name"} - future | set(dir(builtins)),
             "self": {n for s, n in fixed if s == "self"} | _module_attributes(),
-            "attr": set(), "kw": set(),
+            "attr": set(),
+            "kw": set(),
         }
 
 
@@ -368,8 +605,11 @@ def assert_same_program(text: str, neutral_text: str, what: str, model: bool) ->
     assert imports <= base.imports, f"{what}: imports {sorted(imports - base.imports)}"
     defined = base.defined | {n.name for n in tree.body if isinstance(n, _DEFS)}
     calls = set().union(*(scan.calls for scan in scans.values()))
-    bad = {c for c in calls if c.split(".")[0] in FORBIDDEN_CALLS | FORBIDDEN_MODULES
-           and c.split(".")[0] not in defined}
+    bad = {
+        c
+        for c in calls
+        if c.split(".")[0] in FORBIDDEN_CALLS | FORBIDDEN_MODULES and c.split(".")[0] not in defined
+    }
     assert bad <= base.calls, f"{what}: calls {sorted(bad - base.calls)}"
     forward: dict = {}
     backward: dict = {}
@@ -388,17 +628,19 @@ def assert_same_program(text: str, neutral_text: str, what: str, model: bool) ->
                 continue
             # renamed: one spelling per name, no two names spelled alike, and never the
             # spelling of something the file uses unchanged
-            assert forward.setdefault((space, scope, old), new) == new, \
-                f"{what}: '{old}' respelled"
-            assert backward.setdefault((space, scope, new), old) == old, \
+            assert forward.setdefault((space, scope, old), new) == new, f"{what}: '{old}' respelled"
+            assert backward.setdefault((space, scope, new), old) == old, (
                 f"{what}: '{new}' stands for both '{old}' and '{backward[(space, scope, new)]}'"
+            )
             if want[4:] == ("arg",):  # a parameter: its callers' keyword is spelled alike
-                assert forward.setdefault(("kw", (), old), new) == new, \
+                assert forward.setdefault(("kw", (), old), new) == new, (
                     f"{what}: parameter '{old}' and its keyword spelled differently"
+                )
             assert new.isidentifier() and new.isascii() and not keyword.iskeyword(new), new
             if new != old:
-                assert new not in base.taboo[space], \
+                assert new not in base.taboo[space], (
                     f"{what}: '{new}' hides a name the file uses:\n{segments[i]}"
+                )
 
 
 def check_dot(text: str, neutral: str, what: str) -> None:
@@ -409,8 +651,16 @@ def check_dot(text: str, neutral: str, what: str) -> None:
     assert text.count("\n") == neutral.count("\n"), f"{what}: statements changed"
 
 
-def check_case(source: str, neutral: str, what: str, train: bool,
-               path: str = FILE, neutral_path: str = FILE, params=(), neutral_params=()):
+def check_case(
+    source: str,
+    neutral: str,
+    what: str,
+    train: bool,
+    path: str = FILE,
+    neutral_path: str = FILE,
+    params=(),
+    neutral_params=(),
+):
     """The case is refused with a located error, or generates the neutral program respelled."""
     result = outputs(source, path, train, params)
     if isinstance(result, NetdslError):
@@ -446,8 +696,7 @@ def test_names_in_every_place(place):
             if place in DATA_PLACES:
                 assert name.lower() in message.lower(), f"{what}: does not name it: {message}"
             elif name in MUST_REJECT:
-                assert MUST_REJECT[name] in message and f"'{name}'" in message, \
-                    f"{what}: {message}"
+                assert MUST_REJECT[name] in message and f"'{name}'" in message, f"{what}: {message}"
             continue
         assert name not in MUST_REJECT or place == "train option", f"{what} was accepted"
         if place == "network parameter":  # build_model(**params) takes the DSL's names
@@ -467,12 +716,16 @@ def _build_model_parameters(text: str) -> list[str]:
 def test_the_refusals_read_well():
     """One of each: the message names the name and why, and the hint offers another."""
     e = outputs("block b(c) = conv3 c as class + relu\n" + HEAD + "    b(4)\n")
-    assert (e.message, e.hint) == ("label name 'class' is a Python keyword",
-                                   "choose another name, e.g. 'class_'")
+    assert (e.message, e.hint) == (
+        "label name 'class' is a Python keyword",
+        "choose another name, e.g. 'class_'",
+    )
     assert (e.span.line, e.span.column) == (1, 14)
     e = outputs(HEAD + "    é = conv3 4\n")
-    assert (e.message, e.hint) == ("syntax error: unexpected character 'é'",
-                                   "names and numbers are plain ASCII")
+    assert (e.message, e.hint) == (
+        "syntax error: unexpected character 'é'",
+        "names and numbers are plain ASCII",
+    )
     assert (e.span.line, e.span.column) == (3, 5)
     e = outputs(PLACES["block parameter"].replace("{N}", "a" * 300))
     assert e.message == f"parameter name '{'a' * 300}' is longer than 64 characters"
@@ -485,12 +738,14 @@ def test_hostile_names_through_the_command(tmp_path, capsys, target):
     """`netdsl compile` exits 1 with the located message and writes nothing."""
     source = tmp_path / "evil.net"
     source.write_text(PLACES["block label"].replace("{N}", "__import__"))
-    code = main(["compile", str(source), "--target", target, "-o", str(tmp_path / "m.py"),
-                 "--train"])
+    code = main(
+        ["compile", str(source), "--target", target, "-o", str(tmp_path / "m.py"), "--train"]
+    )
     out, err = capsys.readouterr()
     assert (code, out) == (1, "")
-    assert err.splitlines()[0] == (f"{source}:1:14: label name '__import__' may not start or "
-                                   "end with a double underscore")
+    assert err.splitlines()[0] == (
+        f"{source}:1:14: label name '__import__' may not start or end with a double underscore"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.net"]
 
 
@@ -498,8 +753,11 @@ def test_hostile_names_through_the_command(tmp_path, capsys, target):
 
 
 def _string_literals(text: str) -> set:
-    return {n.value for n in ast.walk(ast.parse(text))
-            if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    return {
+        n.value
+        for n in ast.walk(ast.parse(text))
+        if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    }
 
 
 @pytest.mark.parametrize("place", list(STRING_PLACES))
@@ -527,9 +785,14 @@ def test_strings_in_every_place(place):
 def test_parameter_overrides_are_literals(value):
     """`--param mode=...` can hold quotes and newlines: still one string constant."""
     template = STRING_PLACES["network string parameter"]
-    files = check_case(template.replace("{S}", "plain"), template.replace("{S}", "plain"),
-                       f"--param mode={value!r}", train=True, params=(("mode", value),),
-                       neutral_params=(("mode", NEUTRAL),))
+    files = check_case(
+        template.replace("{S}", "plain"),
+        template.replace("{S}", "plain"),
+        f"--param mode={value!r}",
+        train=True,
+        params=(("mode", value),),
+        neutral_params=(("mode", NEUTRAL),),
+    )
     for name in ("torch model", "keras model"):
         assert value in _string_literals(files[name]), name
 
@@ -537,22 +800,29 @@ def test_parameter_overrides_are_literals(value):
 @pytest.mark.parametrize("path", PATHS)
 def test_file_names(path):
     """A file's name reaches headers and docstrings as text, never as code."""
-    files = check_case(PLACES["aux output"].replace("{N}", "aux"),
-                       PLACES["aux output"].replace("{N}", "aux"), f"file {path!r}",
-                       train=True, path=path)
+    files = check_case(
+        PLACES["aux output"].replace("{N}", "aux"),
+        PLACES["aux output"].replace("{N}", "aux"),
+        f"file {path!r}",
+        train=True,
+        path=path,
+    )
     for text in files.values():
         assert text.startswith(("# Generated by netdsl", "//", "digraph")), text[:80]
 
 
-@pytest.mark.parametrize("index, error", [
-    ("\"1\"", "@gpu takes a GPU index such as 0 or 1"),
-    ("1024", "@gpu takes a GPU index such as 0 or 1"),
-    ("-1", "@gpu takes a GPU index such as 0 or 1"),
-    ("1.5", "@gpu takes a GPU index such as 0 or 1"),
-    ("true", "@gpu takes a GPU index such as 0 or 1"),
-    ("relu", "@gpu takes a GPU index such as 0 or 1"),
-    ("0, 1", "write @gpu(i) with the GPU's index"),
-])
+@pytest.mark.parametrize(
+    "index, error",
+    [
+        ('"1"', "@gpu takes a GPU index such as 0 or 1"),
+        ("1024", "@gpu takes a GPU index such as 0 or 1"),
+        ("-1", "@gpu takes a GPU index such as 0 or 1"),
+        ("1.5", "@gpu takes a GPU index such as 0 or 1"),
+        ("true", "@gpu takes a GPU index such as 0 or 1"),
+        ("relu", "@gpu takes a GPU index such as 0 or 1"),
+        ("0, 1", "write @gpu(i) with the GPU's index"),
+    ],
+)
 def test_placement_arguments(index, error):
     e = outputs(HEAD + f"    conv3 4 @gpu({index})\n")
     assert isinstance(e, NetdslError) and e.message == error
@@ -569,48 +839,82 @@ def test_placement_devices_are_literals():
 
 
 @pytest.mark.parametrize("target", ["torch", "keras"])
-@pytest.mark.parametrize("stem, problem", [
-    ("class", "the model file name must be a Python module name, got 'class'"),
-    ("None", "the model file name must be a Python module name, got 'None'"),
-    ("my-model", "the model file name must be a Python module name, got 'my-model'"),
-    ("os", "a model file named os.py would hide the module 'os' from train.py; "
-           "give the model another name with -o"),
-    ("json", "a model file named json.py would hide the module 'json' from train.py; "
-             "give the model another name with -o"),
-])
+@pytest.mark.parametrize(
+    "stem, problem",
+    [
+        ("class", "the model file name must be a Python module name, got 'class'"),
+        ("None", "the model file name must be a Python module name, got 'None'"),
+        ("my-model", "the model file name must be a Python module name, got 'my-model'"),
+        (
+            "os",
+            "a model file named os.py would hide the module 'os' from train.py; "
+            "give the model another name with -o",
+        ),
+        (
+            "json",
+            "a model file named json.py would hide the module 'json' from train.py; "
+            "give the model another name with -o",
+        ),
+    ],
+)
 def test_model_file_names_that_train_py_cannot_import(tmp_path, capsys, target, stem, problem):
     """train.py imports the model by its file name: that name must be importable and new."""
     source = tmp_path / "n.net"
     source.write_text(PLACES["network"].replace("{N}", "n"))
-    code = main(["compile", str(source), "--target", target, "-o", str(tmp_path / f"{stem}.py"),
-                 "--train"])
+    code = main(
+        ["compile", str(source), "--target", target, "-o", str(tmp_path / f"{stem}.py"), "--train"]
+    )
     out, err = capsys.readouterr()
     assert (code, out, err) == (1, "", f"netdsl: {problem}\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["n.net"]
 
 
-@pytest.mark.parametrize("target, shadowed", [("torch", "torch"), ("keras", "keras"),
-                                              ("keras", "numpy")])
+@pytest.mark.parametrize(
+    "target, shadowed", [("torch", "torch"), ("keras", "keras"), ("keras", "numpy")]
+)
 def test_model_file_names_that_hide_a_framework(tmp_path, capsys, target, shadowed):
     source = tmp_path / "n.net"
     source.write_text(PLACES["network"].replace("{N}", "n"))
-    code = main(["compile", str(source), "--target", target,
-                 "-o", str(tmp_path / f"{shadowed}.py"), "--train"])
+    code = main(
+        [
+            "compile",
+            str(source),
+            "--target",
+            target,
+            "-o",
+            str(tmp_path / f"{shadowed}.py"),
+            "--train",
+        ]
+    )
     out, err = capsys.readouterr()
     assert (code, out) == (1, "")
-    assert err == (f"netdsl: a model file named {shadowed}.py would hide the module "
-                   f"'{shadowed}' from train.py; give the model another name with -o\n")
+    assert err == (
+        f"netdsl: a model file named {shadowed}.py would hide the module "
+        f"'{shadowed}' from train.py; give the model another name with -o\n"
+    )
 
 
 def test_a_non_ascii_model_file_name_is_importable(tmp_path, capsys):
     """`-o é.py` is a legal module name: train.py imports it by that name."""
     source = tmp_path / "n.net"
     source.write_text(PLACES["network"].replace("{N}", "n"))
-    imports = {"torch": "from é import INPUT_SHAPE, build_model",
-               "keras": "model_module = importlib.import_module('é')"}
+    imports = {
+        "torch": "from é import INPUT_SHAPE, build_model",
+        "keras": "model_module = importlib.import_module('é')",
+    }
     for target, statement in imports.items():
-        code = main(["compile", str(source), "--target", target, "-o", str(tmp_path / "é.py"),
-                     "--train", "-q"])
+        code = main(
+            [
+                "compile",
+                str(source),
+                "--target",
+                target,
+                "-o",
+                str(tmp_path / "é.py"),
+                "--train",
+                "-q",
+            ]
+        )
         assert code == 0
         tree = ast.parse((tmp_path / "train.py").read_text(encoding="utf-8"))
         assert statement in {ast.unparse(n) for n in tree.body}
@@ -637,8 +941,13 @@ def test_graphviz_reads_every_diagram():
     for path in PATHS:
         graphs.append(outputs(PLACES["aux output"].replace("{N}", "aux"), path, True)["dot"])
     assert len(graphs) > 150
-    done = subprocess.run(["dot", "-Tsvg"], input="\n".join(graphs).encode(),
-                          capture_output=True, timeout=300, check=False)
+    done = subprocess.run(
+        ["dot", "-Tsvg"],
+        input="\n".join(graphs).encode(),
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
     assert done.stderr == b""
     assert done.stdout.count(b"</svg>") == len(graphs)
@@ -660,6 +969,7 @@ def test_render_command_quotes_file_names(tmp_path, capsys):
 
 
 # ---- running the generated code ------------------------------------------------------------------
+
 
 def _exec(text: str, name: str) -> dict:
     namespace: dict = {"__name__": name}
@@ -687,8 +997,9 @@ def test_generated_torch_models_build_and_run():
                     continue
                 model = _exec(result["torch model"], f"{place} {name}")["build_model"]().eval()
                 assert tuple(model(*inputs).shape) == shape, f"{place} {name!r}"
-                assert sum(p.numel() for p in model.parameters()) == \
-                    sum(p.numel() for p in want.parameters()), f"{place} {name!r}"
+                assert sum(p.numel() for p in model.parameters()) == sum(
+                    p.numel() for p in want.parameters()
+                ), f"{place} {name!r}"
                 ran += 1
     assert ran > 200
 
@@ -697,8 +1008,9 @@ def test_payload_overrides_reach_build_model_as_values():
     """A hostile --param value is the string default of build_model's parameter, nothing more."""
     need("torch")
     value = '"; import os; os.system("false"); "'
-    files = outputs(STRING_PLACES["network string parameter"].replace("{S}", "plain"),
-                    params=(("mode", value),))
+    files = outputs(
+        STRING_PLACES["network string parameter"].replace("{S}", "plain"), params=(("mode", value),)
+    )
     namespace = _exec(files["torch model"], "override")
     assert "os" not in namespace
     signature = inspect.signature(namespace["build_model"])

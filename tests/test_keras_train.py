@@ -40,8 +40,15 @@ def write(net, folder, module: str = "model"):
 
 def run(folder, *args: str, timeout: int = 600) -> str:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "train.py", *args], cwd=folder, env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    done = subprocess.run(
+        [sys.executable, "train.py", *args],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return done.stdout
 
@@ -79,9 +86,12 @@ def test_lenet5_learns_digits(tmp_path):
 
 # ---- cutout and mixup ----------------------------------------------------------------------
 
-AUGMENTED = AUX_NET.replace("epochs 2", """epochs 2
+AUGMENTED = AUX_NET.replace(
+    "epochs 2",
+    """epochs 2
     label_smoothing 0.1
-    augment hflip cutout(4) mixup(0.2)""")
+    augment hflip cutout(4) mixup(0.2)""",
+)
 
 
 def load_script(folder):
@@ -178,6 +188,10 @@ def test_augmented_train_script_is_ruff_clean(tmp_path):
     ruff = shutil.which("ruff") or pytest.skip("ruff is not on PATH")
     write(compile_text(AUGMENTED), tmp_path)
     for command in (["check"], ["format", "--check", "--diff"]):
-        done = subprocess.run([ruff, *command, "--isolated", str(tmp_path / "train.py")],
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [ruff, *command, "--isolated", str(tmp_path / "train.py")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert done.returncode == 0, done.stdout + done.stderr

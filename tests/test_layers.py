@@ -82,8 +82,11 @@ def two(rng, lo, hi, square=0.5):
 
 def fits(rng, eff, pad, extra=12):
     """An input size at least as large as the effective kernel needs."""
-    return rng.randint(max(1, eff - 2 * pad), eff - 2 * pad + extra) if eff > 2 * pad else \
-        rng.randint(1, extra)
+    return (
+        rng.randint(max(1, eff - 2 * pad), eff - 2 * pad + extra)
+        if eff > 2 * pad
+        else rng.randint(1, extra)
+    )
 
 
 # ---- case generators, one per layer -------------------------------------------------------
@@ -104,17 +107,25 @@ def conv_case(rng) -> Case:
     h = fits(rng, dh * (kh - 1) + 1, ph)
     w = fits(rng, dw * (kw_ - 1) + 1, pw)
     oh, ow = conv_out(h, kh, sh, ph, dh), conv_out(w, kw_, sw, pw, dw)
-    text = (f"conv {cout} {kw(rng, 'k', 'kernel')}={pair_text(rng, kh, kw_)} "
-            f"{kw(rng, 's', 'stride')}={pair_text(rng, sh, sw)} {kw(rng, 'p', 'pad', 'padding')}="
-            f"{ptext} {kw(rng, 'd', 'dilation')}={pair_text(rng, dh, dw)} "
-            f"{kw(rng, 'g', 'groups')}={g} bias={'true' if bias else 'false'}")
+    text = (
+        f"conv {cout} {kw(rng, 'k', 'kernel')}={pair_text(rng, kh, kw_)} "
+        f"{kw(rng, 's', 'stride')}={pair_text(rng, sh, sw)} {kw(rng, 'p', 'pad', 'padding')}="
+        f"{ptext} {kw(rng, 'd', 'dilation')}={pair_text(rng, dh, dw)} "
+        f"{kw(rng, 'g', 'groups')}={g} bias={'true' if bias else 'false'}"
+    )
     kernel = cin // g * kh * kw_
 
     def torch(nn):
         return nn.Conv2d(cin, cout, (kh, kw_), (sh, sw), (ph, pw), (dh, dw), g, bias)
 
-    return Case(text, (cin, h, w), (cout, oh, ow), cout * kernel + (cout if bias else 0),
-                cout * oh * ow * kernel, torch=torch)
+    return Case(
+        text,
+        (cin, h, w),
+        (cout, oh, ow),
+        cout * kernel + (cout if bias else 0),
+        cout * oh * ow * kernel,
+        torch=torch,
+    )
 
 
 def conv_shorthand_case(rng) -> Case:
@@ -123,9 +134,14 @@ def conv_shorthand_case(rng) -> Case:
     p = d * (k - 1) // 2
     h, w = fits(rng, d * (k - 1) + 1, p), fits(rng, d * (k - 1) + 1, p)
     oh, ow = conv_out(h, k, s, p, d), conv_out(w, k, s, p, d)
-    return Case(f"conv{k} {cout} s={s} d={d}", (cin, h, w), (cout, oh, ow),
-                cout * cin * k * k + cout, cout * oh * ow * cin * k * k,
-                torch=lambda nn: nn.Conv2d(cin, cout, k, s, p, d))
+    return Case(
+        f"conv{k} {cout} s={s} d={d}",
+        (cin, h, w),
+        (cout, oh, ow),
+        cout * cin * k * k + cout,
+        cout * oh * ow * cin * k * k,
+        torch=lambda nn: nn.Conv2d(cin, cout, k, s, p, d),
+    )
 
 
 def dwconv_case(rng) -> Case:
@@ -138,18 +154,26 @@ def dwconv_case(rng) -> Case:
         text = f"dwconv{kh} s={pair_text(rng, sh, sw)} p={pair_text(rng, ph, pw)} d={d}"
         bias = True
     else:
-        text = (f"dwconv {pair_text(rng, kh, kw_)} s={pair_text(rng, sh, sw)} "
-                f"p={pair_text(rng, ph, pw)} d={d} {kw(rng, 'm', 'multiplier')}={m} "
-                f"bias={'true' if bias else 'false'}")
+        text = (
+            f"dwconv {pair_text(rng, kh, kw_)} s={pair_text(rng, sh, sw)} "
+            f"p={pair_text(rng, ph, pw)} d={d} {kw(rng, 'm', 'multiplier')}={m} "
+            f"bias={'true' if bias else 'false'}"
+        )
     if short:
         m = 1
     h, w = fits(rng, d * (kh - 1) + 1, ph), fits(rng, d * (kw_ - 1) + 1, pw)
     oh, ow = conv_out(h, kh, sh, ph, d), conv_out(w, kw_, sw, pw, d)
     cout = cin * m
-    return Case(text, (cin, h, w), (cout, oh, ow), cout * kh * kw_ + (cout if bias else 0),
-                cout * oh * ow * kh * kw_,
-                torch=lambda nn: nn.Conv2d(cin, cout, (kh, kw_), (sh, sw), (ph, pw), d,
-                                           groups=cin, bias=bias))
+    return Case(
+        text,
+        (cin, h, w),
+        (cout, oh, ow),
+        cout * kh * kw_ + (cout if bias else 0),
+        cout * oh * ow * kh * kw_,
+        torch=lambda nn: nn.Conv2d(
+            cin, cout, (kh, kw_), (sh, sw), (ph, pw), d, groups=cin, bias=bias
+        ),
+    )
 
 
 def sepconv_case(rng) -> Case:
@@ -168,12 +192,19 @@ def sepconv_case(rng) -> Case:
     text = f"sepconv {cout} {k} s={s} p={ptext} d={d} m={m} bias={'true' if bias else 'false'}"
 
     def torch(nn):
-        return nn.Sequential(nn.Conv2d(cin, mid, k, s, p, d, groups=cin, bias=False),
-                             nn.Conv2d(mid, cout, 1, bias=bias))
+        return nn.Sequential(
+            nn.Conv2d(cin, mid, k, s, p, d, groups=cin, bias=False),
+            nn.Conv2d(mid, cout, 1, bias=bias),
+        )
 
-    return Case(text, (cin, h, w), (cout, oh, ow),
-                mid * k * k + mid * cout + (cout if bias else 0),
-                mid * oh * ow * k * k + mid * cout * oh * ow, torch=torch)
+    return Case(
+        text,
+        (cin, h, w),
+        (cout, oh, ow),
+        mid * k * k + mid * cout + (cout if bias else 0),
+        mid * oh * ow * k * k + mid * cout * oh * ow,
+        torch=torch,
+    )
 
 
 def maxpool_case(rng) -> Case:
@@ -184,13 +215,19 @@ def maxpool_case(rng) -> Case:
     ph, pw = rng.randint(0, kh // 2), rng.randint(0, kw_ // 2)
     ceil = rng.random() < 0.5
     h, w = fits(rng, d * (kh - 1) + 1, ph), fits(rng, d * (kw_ - 1) + 1, pw)
-    text = (f"maxpool {pair_text(rng, kh, kw_)} p={pair_text(rng, ph, pw)} d={d} "
-            f"{kw(rng, 'ceil', 'ceil_mode')}={'true' if ceil else 'false'}")
+    text = (
+        f"maxpool {pair_text(rng, kh, kw_)} p={pair_text(rng, ph, pw)} d={d} "
+        f"{kw(rng, 'ceil', 'ceil_mode')}={'true' if ceil else 'false'}"
+    )
     if stride:
         text += f" s={pair_text(rng, sh, sw)}"
     out = (c, pool_out(h, kh, sh, ph, d, ceil), pool_out(w, kw_, sw, pw, d, ceil))
-    return Case(text, (c, h, w), out,
-                torch=lambda nn: nn.MaxPool2d((kh, kw_), (sh, sw), (ph, pw), d, ceil_mode=ceil))
+    return Case(
+        text,
+        (c, h, w),
+        out,
+        torch=lambda nn: nn.MaxPool2d((kh, kw_), (sh, sw), (ph, pw), d, ceil_mode=ceil),
+    )
 
 
 def avgpool_case(rng) -> Case:
@@ -200,13 +237,18 @@ def avgpool_case(rng) -> Case:
     ph, pw = rng.randint(0, kh // 2), rng.randint(0, kw_ // 2)
     ceil, count = rng.random() < 0.5, rng.random() < 0.5
     h, w = fits(rng, kh, ph), fits(rng, kw_, pw)
-    text = (f"avgpool {pair_text(rng, kh, kw_)} s={pair_text(rng, sh, sw)} "
-            f"p={pair_text(rng, ph, pw)} ceil={'true' if ceil else 'false'} "
-            f"{kw(rng, 'count_pad', 'count_include_pad')}={'true' if count else 'false'}")
+    text = (
+        f"avgpool {pair_text(rng, kh, kw_)} s={pair_text(rng, sh, sw)} "
+        f"p={pair_text(rng, ph, pw)} ceil={'true' if ceil else 'false'} "
+        f"{kw(rng, 'count_pad', 'count_include_pad')}={'true' if count else 'false'}"
+    )
     out = (c, pool_out(h, kh, sh, ph, 1, ceil), pool_out(w, kw_, sw, pw, 1, ceil))
-    return Case(text, (c, h, w), out,
-                torch=lambda nn: nn.AvgPool2d((kh, kw_), (sh, sw), (ph, pw), ceil,
-                                              count_include_pad=count))
+    return Case(
+        text,
+        (c, h, w),
+        out,
+        torch=lambda nn: nn.AvgPool2d((kh, kw_), (sh, sw), (ph, pw), ceil, count_include_pad=count),
+    )
 
 
 def pool_shorthand_case(rng) -> Case:
@@ -214,8 +256,9 @@ def pool_shorthand_case(rng) -> Case:
     k, c = rng.randint(1, 4), rng.randint(1, 4)
     h, w = rng.randint(k, 20), rng.randint(k, 20)
     module = "MaxPool2d" if kind == "maxpool" else "AvgPool2d"
-    return Case(f"{kind}{k}", (c, h, w), (c, h // k, w // k),
-                torch=lambda nn: getattr(nn, module)(k))
+    return Case(
+        f"{kind}{k}", (c, h, w), (c, h // k, w // k), torch=lambda nn: getattr(nn, module)(k)
+    )
 
 
 def global_pool_case(rng) -> Case:
@@ -230,8 +273,12 @@ def adaptive_case(rng) -> Case:
     c, h, w = rng.randint(1, 6), rng.randint(1, 16), rng.randint(1, 16)
     oh, ow = two(rng, 1, 9)
     module = "AdaptiveAvgPool2d" if "avg" in name else "AdaptiveMaxPool2d"
-    return Case(f"{name} {pair_text(rng, oh, ow)}", (c, h, w), (c, oh, ow),
-                torch=lambda nn: getattr(nn, module)((oh, ow)))
+    return Case(
+        f"{name} {pair_text(rng, oh, ow)}",
+        (c, h, w),
+        (c, oh, ow),
+        torch=lambda nn: getattr(nn, module)((oh, ow)),
+    )
 
 
 def fc_case(rng) -> Case:
@@ -239,9 +286,14 @@ def fc_case(rng) -> Case:
     n, bias = rng.randint(1, 40), rng.random() < 0.5
     shape = rng.choice([(rng.randint(1, 60),), (rng.randint(1, 60), 1, 1)])
     fin = shape[0]
-    return Case(f"{name} {n} bias={'true' if bias else 'false'}", shape, (n,),
-                fin * n + (n if bias else 0), fin * n,
-                torch=lambda nn: nn.Sequential(nn.Flatten(), nn.Linear(fin, n, bias)))
+    return Case(
+        f"{name} {n} bias={'true' if bias else 'false'}",
+        shape,
+        (n,),
+        fin * n + (n if bias else 0),
+        fin * n,
+        torch=lambda nn: nn.Sequential(nn.Flatten(), nn.Linear(fin, n, bias)),
+    )
 
 
 def flatten_case(rng) -> Case:
@@ -257,33 +309,58 @@ def bn_case(rng) -> Case:
     eps, momentum = rng.choice([1e-5, 1e-3]), rng.choice([0.1, 0.01])
     if rng.random() < 0.3:
         f = rng.randint(1, 50)
-        return Case(f"{name} eps={eps} momentum={momentum}", (f,), (f,), 2 * f, buffers=2 * f,
-                    torch=lambda nn: nn.BatchNorm1d(f, eps, momentum))
+        return Case(
+            f"{name} eps={eps} momentum={momentum}",
+            (f,),
+            (f,),
+            2 * f,
+            buffers=2 * f,
+            torch=lambda nn: nn.BatchNorm1d(f, eps, momentum),
+        )
     c, h, w = rng.randint(1, 16), rng.randint(1, 6), rng.randint(1, 6)
     if rng.random() < 0.3:  # no learned scale (Keras' scale=False): the shift beta only
         return Case(f"{name} scale=false", (c, h, w), (c, h, w), c, buffers=2 * c)
-    return Case(name, (c, h, w), (c, h, w), 2 * c, buffers=2 * c,
-                torch=lambda nn: nn.BatchNorm2d(c, eps, momentum))
+    return Case(
+        name,
+        (c, h, w),
+        (c, h, w),
+        2 * c,
+        buffers=2 * c,
+        torch=lambda nn: nn.BatchNorm2d(c, eps, momentum),
+    )
 
 
 def lrn_case(rng) -> Case:
     c, h, w = rng.randint(1, 12), rng.randint(1, 6), rng.randint(1, 6)
     if rng.random() < 0.3:
-        return Case("lrn", (c, h, w), (c, h, w),
-                    torch=lambda nn: nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0))
+        return Case(
+            "lrn", (c, h, w), (c, h, w), torch=lambda nn: nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0)
+        )
     n = rng.randint(1, 7)
-    return Case(f"lrn {n} alpha=0.001 beta=0.5 k=1", (c, h, w), (c, h, w),
-                torch=lambda nn: nn.LocalResponseNorm(n, 0.001, 0.5, 1.0))
+    return Case(
+        f"lrn {n} alpha=0.001 beta=0.5 k=1",
+        (c, h, w),
+        (c, h, w),
+        torch=lambda nn: nn.LocalResponseNorm(n, 0.001, 0.5, 1.0),
+    )
 
 
 def any_shape(rng):
-    return rng.choice([(rng.randint(1, 40),), (rng.randint(1, 8), rng.randint(1, 8),
-                                                rng.randint(1, 8))])
+    return rng.choice(
+        [(rng.randint(1, 40),), (rng.randint(1, 8), rng.randint(1, 8), rng.randint(1, 8))]
+    )
 
 
 _ACTIVATIONS = {
-    "relu": "ReLU", "relu6": "ReLU6", "sigmoid": "Sigmoid", "tanh": "Tanh", "gelu": "GELU",
-    "hardswish": "Hardswish", "hardsigmoid": "Hardsigmoid", "silu": "SiLU", "swish": "SiLU",
+    "relu": "ReLU",
+    "relu6": "ReLU6",
+    "sigmoid": "Sigmoid",
+    "tanh": "Tanh",
+    "gelu": "GELU",
+    "hardswish": "Hardswish",
+    "hardsigmoid": "Hardsigmoid",
+    "silu": "SiLU",
+    "swish": "SiLU",
 }
 
 
@@ -325,8 +402,12 @@ def zeropad_case(rng) -> Case:
         sides = tuple(rng.randint(0, 3) for _ in range(4))
         text = "zeropad ({}, {}, {}, {})".format(*sides)
     left, right, top, bottom = sides
-    return Case(text, (c, h, w), (c, h + top + bottom, w + left + right),
-                torch=lambda nn: nn.ZeroPad2d(sides))
+    return Case(
+        text,
+        (c, h, w),
+        (c, h + top + bottom, w + left + right),
+        torch=lambda nn: nn.ZeroPad2d(sides),
+    )
 
 
 def shuffle_case(rng) -> Case:
@@ -336,12 +417,23 @@ def shuffle_case(rng) -> Case:
 
 
 GENERATORS = {
-    "conv": conv_case, "conv_shorthand": conv_shorthand_case, "dwconv": dwconv_case,
-    "sepconv": sepconv_case, "maxpool": maxpool_case, "avgpool": avgpool_case,
-    "pool_shorthand": pool_shorthand_case, "global_pool": global_pool_case,
-    "adaptive": adaptive_case, "fc": fc_case, "flatten": flatten_case, "bn": bn_case,
-    "lrn": lrn_case, "activation": activation_case, "regularization": regularization_case,
-    "zeropad": zeropad_case, "shuffle": shuffle_case,
+    "conv": conv_case,
+    "conv_shorthand": conv_shorthand_case,
+    "dwconv": dwconv_case,
+    "sepconv": sepconv_case,
+    "maxpool": maxpool_case,
+    "avgpool": avgpool_case,
+    "pool_shorthand": pool_shorthand_case,
+    "global_pool": global_pool_case,
+    "adaptive": adaptive_case,
+    "fc": fc_case,
+    "flatten": flatten_case,
+    "bn": bn_case,
+    "lrn": lrn_case,
+    "activation": activation_case,
+    "regularization": regularization_case,
+    "zeropad": zeropad_case,
+    "shuffle": shuffle_case,
 }
 
 
@@ -358,8 +450,9 @@ def test_rule_matches_the_reference_formulas(kind):
     for case in cases(kind):
         node = run(case.text, case.shape)
         got = (node.out_shape, node.params, node.macs, node.buffers)
-        assert got == (case.out, case.params, case.macs, case.buffers), \
+        assert got == (case.out, case.params, case.macs, case.buffers), (
             f"{case.text} on {case.shape}"
+        )
 
 
 @pytest.mark.parametrize("kind", sorted(GENERATORS))
@@ -379,8 +472,11 @@ def test_rule_matches_torch(kind):
         assert tuple(y.shape[1:]) == node.out_shape, where
         assert sum(p.numel() for p in module.parameters()) == node.params, where
         assert counter.get_total_flops() // 2 == node.macs, where
-        buffers = sum(b.numel() for name, b in module.named_buffers()
-                      if name.endswith(("running_mean", "running_var")))
+        buffers = sum(
+            b.numel()
+            for name, b in module.named_buffers()
+            if name.endswith(("running_mean", "running_var"))
+        )
         assert buffers == node.buffers, where
 
 
@@ -390,7 +486,7 @@ def test_every_catalogue_layer_is_generated():
     covered = set()
     for word in spelled:
         for name, spec in CATALOGUE.items():
-            if word == name or (word.startswith(name) and word[len(name):].isdigit()):
+            if word == name or (word.startswith(name) and word[len(name) :].isdigit()):
                 covered.add(spec.name)
     assert covered == {spec.name for spec in CATALOGUE.values()}
 
@@ -484,12 +580,23 @@ def test_bn_counts_affine_parameters_and_running_statistics_separately():
 
 
 def test_image_only_layers_refuse_flat_tensors():
-    for text in ("conv3 4", "maxpool2", "gap", "zeropad 1", "lrn", "shuffle 2",
-                 "adaptive_avgpool 2", "dwconv3", "sepconv 4"):
+    for text in (
+        "conv3 4",
+        "maxpool2",
+        "gap",
+        "zeropad 1",
+        "lrn",
+        "shuffle 2",
+        "adaptive_avgpool 2",
+        "dwconv3",
+        "sepconv 4",
+    ):
         with pytest.raises(NetdslError) as info:
             run(text, (16,))
-        assert "needs an image tensor (C x H x W) but got a flat tensor of 16 features" \
-            in info.value.message, text
+        assert (
+            "needs an image tensor (C x H x W) but got a flat tensor of 16 features"
+            in info.value.message
+        ), text
 
 
 def test_pool_padding_at_most_half_the_kernel():
@@ -502,8 +609,9 @@ def test_pool_padding_at_most_half_the_kernel():
 def test_groups_must_divide_channels():
     with pytest.raises(NetdslError) as info:
         run("conv 8 k=1 g=3", (6, 4, 4))
-    assert info.value.message == ("conv: groups=3 must divide both input channels (6) and "
-                                  "output channels (8)")
+    assert info.value.message == (
+        "conv: groups=3 must divide both input channels (6) and output channels (8)"
+    )
 
 
 def test_shuffle_groups_must_divide_channels():
@@ -513,8 +621,10 @@ def test_shuffle_groups_must_divide_channels():
 
 
 def test_act_argument_appends_the_activation():
-    net = compile_text("network t:\n    input 3x8x8\n"
-                       "    conv3 4 act=relu + gap + fc 2 act=(leaky_relu 0.2)\n", "act.net")
+    net = compile_text(
+        "network t:\n    input 3x8x8\n    conv3 4 act=relu + gap + fc 2 act=(leaky_relu 0.2)\n",
+        "act.net",
+    )
     assert [n.op for n in net.nodes()] == ["input", "conv", "relu", "gap", "fc", "leaky_relu"]
     assert net.nodes()[-1].value("slope") == 0.2
 

@@ -14,7 +14,7 @@ from pygments.token import Comment, Error, Keyword, Name, Number, Operator, Stri
 from netdsl.lexer import NetdslLexer
 from netdsl.resources import STDLIB_DIR
 
-SOURCE = '''# VGG blocks
+SOURCE = """# VGG blocks
 use "common.net"
 defaults conv act=relu
 block vgg(n, c) = [conv3 c]*n + maxpool2
@@ -26,7 +26,7 @@ network net(classes=1000):
     output aux @train = gap + fc 10
 train:
     optimizer sgd lr=1e-2 momentum=0.9
-'''
+"""
 
 
 def _tokens(text):
@@ -61,8 +61,9 @@ def test_label_after_as():
     assert (Name.Label, "conv1") in tokens
 
 
-@pytest.mark.parametrize("path", sorted([*ARCHITECTURES.glob("*.net"), *STDLIB_DIR.glob("*.net")]),
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", sorted([*ARCHITECTURES.glob("*.net"), *STDLIB_DIR.glob("*.net")]), ids=lambda p: p.stem
+)
 def test_every_shipped_file_lexes_without_errors(path):
     text = path.read_text()
     tokens = list(NetdslLexer(stripnl=False).get_tokens(text))

@@ -99,7 +99,8 @@ def test_file_items_are_sorted_into_the_module():
         "    input 784\n"
         "train:\n"
         "    epochs 3\n",
-        "m.net")
+        "m.net",
+    )
     assert [(u.target, u.is_path) for u in m.uses] == [("resnet", False), ("lib/blocks.net", True)]
     (d,) = m.defaults
     assert d.layer == "conv"
@@ -114,7 +115,10 @@ def test_block_in_expression_form_with_params_and_defaults():
     (b,) = parse("block conv_bn(c, k=3, s=(k//2)) = conv c k=k s=s + bn\n", "m.net").blocks
     assert b.name == "conv_bn"
     assert [(p.name, None if p.default is None else sx(p.default)) for p in b.params] == [
-        ("c", None), ("k", 3), ("s", ("//", "k", 2))]
+        ("c", None),
+        ("k", 3),
+        ("s", ("//", "k", 2)),
+    ]
     assert sx(b.body) == ("+", app("conv", "c", k="k", s="s"), "bn")
 
 
@@ -124,8 +128,9 @@ def test_block_without_params_and_with_trailing_comma():
 
 
 def test_block_in_statement_form():
-    (b,) = parse("block unit(c):\n    x = conv3 c\n    if c > 1: relu\n    add(x, id)\n",
-                 "m.net").blocks
+    (b,) = parse(
+        "block unit(c):\n    x = conv3 c\n    if c > 1: relu\n    add(x, id)\n", "m.net"
+    ).blocks
     assert isinstance(b.body, tuple)
     let, cond, last = b.body
     assert isinstance(let, ast.LetStmt) and let.name == "x" and sx(let.expr) == app("conv3", "c")
@@ -143,8 +148,10 @@ def test_indentation_is_not_significant_items_end_at_the_next_keyword():
 
 
 def test_input_forms():
-    s = body("network n(s=32):\n    input 3x224x224\n    input img 3×32×32\n"
-             "    input 784\n    input (3, s, s)\n")
+    s = body(
+        "network n(s=32):\n    input 3x224x224\n    input img 3×32×32\n"
+        "    input 784\n    input (3, s, s)\n"
+    )
     assert [(i.name, sx(i.shape)) for i in s] == [
         (None, ("shape", 3, 224, 224)),
         ("img", ("shape", 3, 32, 32)),
@@ -172,12 +179,17 @@ def test_let_expression_and_if_statements():
 
 
 def test_train_section_entries():
-    m = parse("network n:\n    input 3x8x8\ntrain:\n"
-              "    optimizer sgd lr=0.1 momentum=0.9\n"
-              "    schedule multistep milestones=(30, 60)\n"
-              "    augment random_crop(224) hflip\n", "m.net")
-    entries = [(e.key, [sx(a) for a in e.args], {k: sx(v) for k, v, _ in e.kwargs})
-               for e in m.train.entries]
+    m = parse(
+        "network n:\n    input 3x8x8\ntrain:\n"
+        "    optimizer sgd lr=0.1 momentum=0.9\n"
+        "    schedule multistep milestones=(30, 60)\n"
+        "    augment random_crop(224) hflip\n",
+        "m.net",
+    )
+    entries = [
+        (e.key, [sx(a) for a in e.args], {k: sx(v) for k, v, _ in e.kwargs})
+        for e in m.train.entries
+    ]
     assert entries == [
         ("optimizer", ["sgd"], {"lr": 0.1, "momentum": 0.9}),
         ("schedule", ["multistep"], {"milestones": ("tuple", 30, 60)}),
@@ -197,7 +209,8 @@ def test_space_form_takes_atoms_and_keywords():
     assert expr("conv 96 k=11 s=4 p=0") == app("conv", 96, k=11, s=4, p=0)
     assert expr("conv1 (4*k) bias=false") == app("conv1", ("*", 4, "k"), bias=False)
     assert expr("conv 64 k=(1, 7) p=(0, 3)") == app(
-        "conv", 64, k=("tuple", 1, 7), p=("tuple", 0, 3))
+        "conv", 64, k=("tuple", 1, 7), p=("tuple", 0, 3)
+    )
     assert expr("conv 64 k=1x7") == app("conv", 64, k=("shape", 1, 7))
     # a keyword may come first in the space form
     assert expr("conv k=3 16") == app("conv", 16, k=3)
@@ -217,12 +230,16 @@ def test_parenthesised_calls_take_full_expressions():
     assert expr("conv_bn(64, k=7,)") == call("conv_bn", 64, k=7)
     assert expr("f()") == call("f")
     assert expr("concat(id, bn + relu + conv3 k)") == call(
-        "concat", "<id>", ("+", ("+", "bn", "relu"), app("conv3", "k")))
+        "concat", "<id>", ("+", ("+", "bn", "relu"), app("conv3", "k"))
+    )
 
 
 def test_operator_precedence_and_associativity():
     assert expr("a + b * c - d // e % f / g") == (
-        "-", ("+", "a", ("*", "b", "c")), ("/", ("%", ("//", "d", "e"), "f"), "g"))
+        "-",
+        ("+", "a", ("*", "b", "c")),
+        ("/", ("%", ("//", "d", "e"), "f"), "g"),
+    )
     assert expr("-a * 2") == ("*", ("neg", "a"), 2)
     assert expr("a - -b") == ("-", "a", ("neg", "b"))
 
@@ -230,7 +247,10 @@ def test_operator_precedence_and_associativity():
 def test_comparisons_and_boolean_operators():
     (let,) = stmts("x = not a == b and c < d or e >= f")
     assert sx(let.expr) == (
-        "or", ("and", ("not", ("==", "a", "b")), ("<", "c", "d")), (">=", "e", "f"))
+        "or",
+        ("and", ("not", ("==", "a", "b")), ("<", "c", "d")),
+        (">=", "e", "f"),
+    )
     for op in ("==", "!=", "<", "<=", ">", ">="):
         (let,) = stmts(f"x = a {op} b")
         assert sx(let.expr) == (op, "a", "b")
@@ -240,15 +260,29 @@ def test_conditional_expressions_nest_to_the_right():
     (let,) = stmts("x = if a then b else if c then d else e")
     assert sx(let.expr) == ("if", "a", "b", ("if", "c", "d", "e"))
     assert expr("if s == 1 and in.c == c then id else conv1 c s=s") == (
-        "if", ("and", ("==", "s", 1), ("==", (".", "<in>", "c"), "c")), "<id>",
-        app("conv1", "c", s="s"))
+        "if",
+        ("and", ("==", "s", 1), ("==", (".", "<in>", "c"), "c")),
+        "<id>",
+        app("conv1", "c", s="s"),
+    )
 
 
 def test_tuples_shapes_numbers_strings_and_constants():
     (let,) = stmts('x = f((1,), (1, 2,), 1e-4, .5, 3., 2E3, 7, "s", true, false, id, in)')
     assert sx(let.expr)[2] == (
-        ("tuple", 1), ("tuple", 1, 2), 0.0001, 0.5, 3.0, 2000.0, 7, ("str", "s"), True, False,
-        "<id>", "<in>")
+        ("tuple", 1),
+        ("tuple", 1, 2),
+        0.0001,
+        0.5,
+        3.0,
+        2000.0,
+        7,
+        ("str", "s"),
+        True,
+        False,
+        "<id>",
+        "<in>",
+    )
     (let,) = stmts("x = 3x224x224")
     assert sx(let.expr) == ("shape", 3, 224, 224)
     assert type(stmts("x = 7")[0].expr.value) is int
@@ -268,7 +302,11 @@ def test_labels_and_annotations_bind_tighter_than_sequence():
 
 
 def test_merges_and_groups():
-    assert expr("[concat(id, conv3 k)]*n") == ("*", ("[]", call("concat", "<id>", app("conv3", "k"))), "n")
+    assert expr("[concat(id, conv3 k)]*n") == (
+        "*",
+        ("[]", call("concat", "<id>", app("conv3", "k"))),
+        "n",
+    )
     assert expr("mul(id, gap + sigmoid)") == call("mul", "<id>", ("+", "gap", "sigmoid"))
 
 
@@ -295,13 +333,16 @@ def test_a_newline_ends_a_statement():
     assert sx(a.expr) == app("conv3", 16) and sx(b.expr) == "relu"
 
 
-@pytest.mark.parametrize("lines", [
-    ["conv3 16 +", "    relu"],  # after an operator
-    ["conv3 16", "+ relu"],  # before a line starting with +
-    ["conv3 16  # the first layer", "# a comment line between", "", "+ relu"],
-    ["conv3 16 + \\", "relu"],  # backslash
-    ["conv3 16 +  # comment after the operator", "relu"],
-])
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ["conv3 16 +", "    relu"],  # after an operator
+        ["conv3 16", "+ relu"],  # before a line starting with +
+        ["conv3 16  # the first layer", "# a comment line between", "", "+ relu"],
+        ["conv3 16 + \\", "relu"],  # backslash
+        ["conv3 16 +  # comment after the operator", "relu"],
+    ],
+)
 def test_continuation_rules_for_sequences(lines):
     (stmt,) = stmts(*lines)
     assert sx(stmt.expr) == ("+", app("conv3", 16), "relu")
@@ -353,7 +394,8 @@ def test_syntax_error_lists_what_was_expected_in_netdsl_terms():
     assert e.message == (
         "syntax error: unexpected end of line; expected one of '(', '-', '[', 'false', 'id', "
         "'in', 'true', a call such as conv_bn(, a name, a number, a shape such as 3x224x224, "
-        'a string in "quotes"')
+        'a string in "quotes"'
+    )
 
 
 def test_syntax_error_with_a_single_expectation_says_so():
@@ -404,11 +446,14 @@ def test_power_operator_does_not_exist():
     assert e.message.startswith("syntax error: unexpected '*'")
 
 
-@pytest.mark.parametrize("char, shown, hint", [
-    ("$", "'$'", None),
-    ("é", "'é'", "names and numbers are plain ASCII"),
-    ("\x00", "NUL", None),
-])
+@pytest.mark.parametrize(
+    "char, shown, hint",
+    [
+        ("$", "'$'", None),
+        ("é", "'é'", "names and numbers are plain ASCII"),
+        ("\x00", "NUL", None),
+    ],
+)
 def test_unexpected_characters(char, shown, hint):
     e = syntax_error(f"network n:\n    input 3x8x8\n    relu{char}\n")
     assert e.message == f"syntax error: unexpected character {shown}"
@@ -443,8 +488,9 @@ def test_keywords_are_not_names():
     # `block` starts a new item, which then lacks its name
     e = syntax_error("network n:\n    input 3x8x8\n    block = 3\n")
     assert (e.span.line, e.span.column) == (3, 11)
-    assert e.message == ("syntax error: unexpected '='; expected one of a call such as "
-                         "conv_bn(, a name")
+    assert e.message == (
+        "syntax error: unexpected '='; expected one of a call such as conv_bn(, a name"
+    )
     e = syntax_error("network n:\n    input 3x8x8\n    x = input + 1\n")
     assert (e.span.line, e.span.column) == (3, 9)
     assert e.message.startswith("syntax error: unexpected 'input'; expected one of ")

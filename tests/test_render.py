@@ -24,9 +24,11 @@ def need_dot():
 
 
 def _top_level_blocks(net) -> list[str]:
-    return [c.label or c.name for c in net.root.children
-            if isinstance(c, Scope) and c.kind in ("block", "group")
-            and any(True for _ in c.nodes())]
+    return [
+        c.label or c.name
+        for c in net.root.children
+        if isinstance(c, Scope) and c.kind in ("block", "group") and any(True for _ in c.nodes())
+    ]
 
 
 def _svg_text(path) -> str:
@@ -61,7 +63,7 @@ def test_depth_collapses_blocks():
 def test_labels_are_escaped():
     assert _q('a "b" \\ c\nd') == '"a \\"b\\" \\\\ c\\nd"'
     assert _h('<b>&"') == "&lt;b&gt;&amp;&quot;"
-    net = compile_text('network t:\n    input 3x8x8\n    conv3 4 as x_b + relu\n')
+    net = compile_text("network t:\n    input 3x8x8\n    conv3 4 as x_b + relu\n")
     dot = to_dot(net)
     assert "<<b>" in dot and "x_b" in dot
 
@@ -121,8 +123,10 @@ def test_pdf_is_the_same_bytes_every_time(tmp_path):
         render(net, str(tmp_path / name))
         drawn.append((tmp_path / name).read_bytes())
     assert b"/CreationDate" not in drawn[0] and drawn[0] == drawn[1]
-    cairo = (b"<< /Producer (cairo 1.16.0 (https://cairographics.org))\n"
-             b"   /CreationDate (D:20261127045445Z)\n>>\n")
+    cairo = (
+        b"<< /Producer (cairo 1.16.0 (https://cairographics.org))\n"
+        b"   /CreationDate (D:20261127045445Z)\n>>\n"
+    )
     undated = _undate_pdf(cairo)
     assert len(undated) == len(cairo) and b"D:2026" not in undated  # offsets stay valid
 

@@ -35,8 +35,19 @@ ZOO = sorted(p.stem for p in ARCHITECTURES.glob("*.net"))
 # spatial sizes tried, smallest first, to keep the forward passes cheap
 SIZES = (32, 64, 96, 128, 160, 224, 299)
 # zoo files also trained for one step (backward through every in-place op)
-BACKWARD = {"resnet18", "densenet121", "googlenet", "inception_resnet_v2", "mobilenet",
-            "squeezenet1_1", "se_resnet50", "xception", "resnet_cifar", "highway", "alexnet"}
+BACKWARD = {
+    "resnet18",
+    "densenet121",
+    "googlenet",
+    "inception_resnet_v2",
+    "mobilenet",
+    "squeezenet1_1",
+    "se_resnet50",
+    "xception",
+    "resnet_cifar",
+    "highway",
+    "alexnet",
+}
 
 
 def emit(net) -> str:
@@ -70,7 +81,7 @@ def test_zoo_module_matches_the_inferred_network(name):
 def test_eval_mode_drops_train_outputs_and_training_returns_them():
     net = compile_file(ARCHITECTURES / "googlenet.net", input_shape=(3, 64, 64))
     source = emit(net)
-    forward = source[source.index("class Googlenet("):]
+    forward = source[source.index("class Googlenet(") :]
     # the aux heads are computed where they tap the flow, only while training
     assert "        if self.training:\n            aux1 = self.aux_head1(x)" in forward
     assert "            return x, aux1, aux2\n        return x\n" in forward
@@ -93,8 +104,21 @@ def generated_files(tmp_root: str) -> list[str]:
         folder = os.path.join(tmp_root, name)
         os.makedirs(folder, exist_ok=True)
         model = os.path.join(folder, f"{name}.py")
-        assert main(["compile", str(ARCHITECTURES / f"{name}.net"), "--target", "torch",
-                     "-o", model, "--train", "-q"]) == 0
+        assert (
+            main(
+                [
+                    "compile",
+                    str(ARCHITECTURES / f"{name}.net"),
+                    "--target",
+                    "torch",
+                    "-o",
+                    model,
+                    "--train",
+                    "-q",
+                ]
+            )
+            == 0
+        )
         paths += [model, os.path.join(folder, "train.py")]
     return paths
 
@@ -112,17 +136,30 @@ def test_generated_files_pass_ruff(tmp_path):
     paths = generated_files(str(tmp_path))
     for path in paths:
         ast.parse(open(path).read())
-    check = subprocess.run([exe, "check", "--isolated", str(tmp_path)], capture_output=True,
-                           text=True)
+    check = subprocess.run(
+        [exe, "check", "--isolated", str(tmp_path)], capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stdout + check.stderr
-    fmt = subprocess.run([exe, "format", "--isolated", "--check", "--diff", str(tmp_path)],
-                         capture_output=True, text=True)
+    fmt = subprocess.run(
+        [exe, "format", "--isolated", "--check", "--diff", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
 def test_compiling_twice_gives_identical_bytes():
-    for name in ("alexnet", "googlenet", "inception_v3", "densenet121", "fractalnet",
-                 "resnet_cifar", "mobilenet", "xception", "highway"):
+    for name in (
+        "alexnet",
+        "googlenet",
+        "inception_v3",
+        "densenet121",
+        "fractalnet",
+        "resnet_cifar",
+        "mobilenet",
+        "xception",
+        "highway",
+    ):
         first = emit(compile_file(ARCHITECTURES / f"{name}.net"))
         second = emit(compile_file(ARCHITECTURES / f"{name}.net"))
         assert first == second, name
@@ -136,15 +173,19 @@ def test_random_programs(text):
     check_network(net, backward=True)
     exe = shutil.which("ruff")
     if exe:
-        done = subprocess.run([exe, "format", "--isolated", "--check", "--stdin-filename",
-                               "model.py", "-"], input=emit(net), capture_output=True, text=True)
+        done = subprocess.run(
+            [exe, "format", "--isolated", "--check", "--stdin-filename", "model.py", "-"],
+            input=emit(net),
+            capture_output=True,
+            text=True,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
 
 
 # ---- placement -------------------------------------------------------------------------
 
 
-ALEXNET_FORWARD = '''\
+ALEXNET_FORWARD = """\
     def forward(self, x: Tensor) -> Tensor:
         out = self.lower1(x.to(self.gpu0))  # 128x13x13
         x = self.lower2(x.to(self.gpu1))  # 128x13x13
@@ -157,7 +198,7 @@ ALEXNET_FORWARD = '''\
         out2 = self.fc7(out2)  # 4096
         out2 = self.fc8(out2)  # 1000
         return out2
-'''
+"""
 
 
 def test_alexnet_two_gpu_split():
@@ -169,7 +210,7 @@ def test_alexnet_two_gpu_split():
     assert source.count("class Lower(") == 1 and "class Lower2" not in source
     assert "self.lower2 = Lower(3).to(self.gpu1)" in source
     # the blocks themselves know nothing of devices
-    lower = source[source.index("class Lower("):source.index("class Upper(")]
+    lower = source[source.index("class Lower(") : source.index("class Upper(")]
     assert ".to(" not in lower and "placement" not in lower
     module = load(source, "alexnet")
     # "meta" stands in for a second device: parts are created where they belong
@@ -251,9 +292,15 @@ def torchvision_resnet50_entries() -> list[tuple[str, tuple]]:
     entries: list[tuple[str, tuple]] = []
 
     def bn(prefix: str, c: int) -> None:
-        entries.extend([(f"{prefix}.weight", (c,)), (f"{prefix}.bias", (c,)),
-                        (f"{prefix}.running_mean", (c,)), (f"{prefix}.running_var", (c,)),
-                        (f"{prefix}.num_batches_tracked", ())])
+        entries.extend(
+            [
+                (f"{prefix}.weight", (c,)),
+                (f"{prefix}.bias", (c,)),
+                (f"{prefix}.running_mean", (c,)),
+                (f"{prefix}.running_var", (c,)),
+                (f"{prefix}.num_batches_tracked", ()),
+            ]
+        )
 
     entries.append(("conv1.weight", (64, 3, 7, 7)))
     bn("bn1", 64)
@@ -295,8 +342,10 @@ def test_load_by_order_loads_and_names_the_first_mismatch():
 
     model = resnet50_module().build_model()
     torch.manual_seed(1)
-    reference = {name: (torch.randn(shape) if shape else torch.tensor(7))
-                 for name, shape in torchvision_resnet50_entries()}
+    reference = {
+        name: (torch.randn(shape) if shape else torch.tensor(7))
+        for name, shape in torchvision_resnet50_entries()
+    }
     mapping = load_by_order(model, reference)
     assert mapping["stem.conv_bn.conv.weight"] == "conv1.weight"
     assert torch.equal(model.stem.conv_bn.conv.weight, reference["conv1.weight"])
@@ -313,8 +362,11 @@ def test_load_by_order_loads_and_names_the_first_mismatch():
     assert "'layer1.0.conv2.weight' is 64x64x1x1" in message
 
     short = dict(list(reference.items())[:-1])
-    with pytest.raises(ValueError, match=r"entry 319: the model has 'fc.bias' 1000 but the "
-                                         r"reference has only 319 entries"):
+    with pytest.raises(
+        ValueError,
+        match=r"entry 319: the model has 'fc.bias' 1000 but the "
+        r"reference has only 319 entries",
+    ):
         load_by_order(model, short)
 
 
@@ -360,11 +412,14 @@ def test_a_repeat_with_an_index_becomes_a_loop_that_follows_the_parameters():
     module = load(source, "indexed")
     check_network(net)
     for depth in (1, 5):
-        deeper = compile_text("""
+        deeper = compile_text(
+            """
             block units(c, n, s=1) = [conv (c + i) k=3 s=(if i == 0 then s else 1) p=1 for i in range(n)]
             network n(n=3):
                 input 3x16x16
                 units(4, n, s=2) + gap + fc 10
-        """, params={"n": depth})
+        """,
+            params={"n": depth},
+        )
         model = module.build_model(n=depth)
         assert sum(p.numel() for p in model.parameters()) == deeper.total_params

@@ -31,8 +31,22 @@ def write(tmp_path, name: str, *extra: str, source: str | None = None):
     if source is not None:
         path = tmp_path / f"{name}.net"
         path.write_text(source)
-    assert netdsl(["compile", str(path), "--target", "torch", "-o", str(tmp_path / f"{name}.py"),
-                   "--train", "-q", *extra]) == 0
+    assert (
+        netdsl(
+            [
+                "compile",
+                str(path),
+                "--target",
+                "torch",
+                "-o",
+                str(tmp_path / f"{name}.py"),
+                "--train",
+                "-q",
+                *extra,
+            ]
+        )
+        == 0
+    )
     return tmp_path / "train.py"
 
 
@@ -42,11 +56,11 @@ def run(script, *args: str, torchrun: int = 0, timeout: int = 300) -> str:
     env.pop("CUDA_VISIBLE_DEVICES", None)
     command = [sys.executable]
     if torchrun:
-        command += ["-m", "torch.distributed.run", "--standalone",
-                    f"--nproc_per_node={torchrun}"]
+        command += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={torchrun}"]
     command += [str(script), "--device", "cpu", *args]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=script.parent, env=env,
-                          timeout=timeout)
+    done = subprocess.run(
+        command, capture_output=True, text=True, cwd=script.parent, env=env, timeout=timeout
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     return output
@@ -58,8 +72,17 @@ def saved(path) -> dict:
 
 def test_resnet50_trains_two_steps_at_64x64(tmp_path):
     script = write(tmp_path, "resnet50")
-    out = run(script, "--steps", "2", "--input-size", "64", "--batch-size", "4",
-              "--checkpoint", "ckpt/r50.pt")
+    out = run(
+        script,
+        "--steps",
+        "2",
+        "--input-size",
+        "64",
+        "--batch-size",
+        "4",
+        "--checkpoint",
+        "ckpt/r50.pt",
+    )
     assert "resnet50: 25,557,032 parameters; synthetic data" in out
     assert "of 3x64x64; batch 4, sgd lr 0.0015625" in out  # 0.1 * 4 / 256
     assert re.search(r"step 2 loss [\d.]+ acc [\d.]+% \d+ img/s", out), out
@@ -71,9 +94,12 @@ def test_resnet50_trains_two_steps_at_64x64(tmp_path):
 
 def test_input_size_the_model_cannot_take(tmp_path):
     script = write(tmp_path, "lenet5")
-    done = subprocess.run([sys.executable, str(script), "--device", "cpu", "--steps", "1",
-                           "--input-size", "64"], capture_output=True, text=True,
-                          cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(script), "--device", "cpu", "--steps", "1", "--input-size", "64"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert done.returncode == 1
     assert "lenet5 cannot run on 1x64x64 inputs" in done.stderr
     assert "recompile with netdsl's --input 1x64x64" in done.stderr
@@ -107,8 +133,19 @@ def test_resume_continues_from_the_saved_step(tmp_path):
 def test_lenet5_learns_the_digits(tmp_path):
     need("sklearn")
     script = write(tmp_path, "lenet5")
-    out = run(script, "--data", "digits", "--epochs", "8", "--lr", "0.05",
-              "--batch-size", "32", "--seed", "0")
+    out = run(
+        script,
+        "--data",
+        "digits",
+        "--epochs",
+        "8",
+        "--lr",
+        "0.05",
+        "--batch-size",
+        "32",
+        "--seed",
+        "0",
+    )
     assert "digits data, 1437 examples of 1x32x32" in out
     accuracy = float(re.search(r"^test accuracy ([\d.]+)%$", out, re.M).group(1))
     assert accuracy >= 95.0, out
@@ -136,12 +173,17 @@ def test_placed_model_with_aux_output_trains_on_the_cpu(tmp_path):
 def test_imagefolder_without_torchvision_is_a_clear_error(tmp_path):
     try:
         import torchvision  # noqa: F401
+
         pytest.skip("torchvision is installed")
     except ImportError:
         pass
     script = write(tmp_path, "lenet5")
-    done = subprocess.run([sys.executable, str(script), "--data", f"imagefolder:{tmp_path}"],
-                          capture_output=True, text=True, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(script), "--data", f"imagefolder:{tmp_path}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert done.returncode == 1
     assert "--data imagefolder needs torchvision" in done.stderr
 
@@ -158,8 +200,17 @@ def test_imagefolder_with_torchvision(tmp_path):
                 pixels = torch.randint(0, 255, (40, 40, 3), dtype=torch.uint8).numpy()
                 Image.fromarray(pixels).save(folder / f"{i}.png")
     script = write(tmp_path, "lenet5")
-    out = run(script, "--data", f"imagefolder:{tmp_path / 'images'}", "--epochs", "1",
-              "--batch-size", "4", "--workers", "0")
+    out = run(
+        script,
+        "--data",
+        f"imagefolder:{tmp_path / 'images'}",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+    )
     assert "imagefolder" in out and "test accuracy" in out
 
 
@@ -226,14 +277,17 @@ def scripted(*draws: int):
     return SimpleNamespace(randrange=lambda n: next(values))
 
 
-@pytest.mark.parametrize("augment, message, column", [
-    ("cutout(0)", "train: cutout size must be a positive integer, got 0", 20),
-    ("cutout(size=2.5)", "train: cutout size must be a positive integer, got 2.5", 20),
-    ("cutout(length=16)", "train: cutout has no option 'length'", 20),
-    ("cutout(8, size=8)", "train: 'cutout' takes one value", 13),
-    ("mixup(-0.2)", "train: mixup alpha must be a positive number, got -0.2", 19),
-    ("mixup(alpa=0.2)", "train: mixup has no option 'alpa'", 19),
-])
+@pytest.mark.parametrize(
+    "augment, message, column",
+    [
+        ("cutout(0)", "train: cutout size must be a positive integer, got 0", 20),
+        ("cutout(size=2.5)", "train: cutout size must be a positive integer, got 2.5", 20),
+        ("cutout(length=16)", "train: cutout has no option 'length'", 20),
+        ("cutout(8, size=8)", "train: 'cutout' takes one value", 13),
+        ("mixup(-0.2)", "train: mixup alpha must be a positive number, got -0.2", 19),
+        ("mixup(alpa=0.2)", "train: mixup has no option 'alpa'", 19),
+    ],
+)
 def test_cutout_and_mixup_arguments_are_checked_when_compiling(augment, message, column):
     with pytest.raises(NetdslError) as error:
         compile_text(f"network n:\n    input 3x8x8\n    conv3 4\ntrain:\n    augment {augment}\n")
@@ -275,8 +329,10 @@ def test_mixup_blends_inputs_and_losses_by_the_same_lam(tmp_path, monkeypatch):
     def ce(out, target):
         return torch.nn.functional.cross_entropy(out, target, label_smoothing=0.1)
 
-    expected = sum(weight * (lam * ce(out, y) + (1 - lam) * ce(out, y[order]))
-                   for out, weight in zip(outputs, (1.0, 0.3)))
+    expected = sum(
+        weight * (lam * ce(out, y) + (1 - lam) * ce(out, y[order]))
+        for out, weight in zip(outputs, (1.0, 0.3))
+    )
     criterion = train.Loss(0.3, 0.1)
     assert torch.allclose(criterion.mixed(outputs, y, y[order], lam), expected)
     monkeypatch.setattr(train, "SOFTMAX_OUTPUT", True)  # a network that ends in softmax
@@ -316,6 +372,9 @@ def test_augmented_train_script_is_ruff_clean(tmp_path):
     ruff = shutil.which("ruff") or pytest.skip("ruff is not on PATH")
     write(tmp_path, "aug", source=AUGMENTED)
     for command in (["check"], ["format", "--check", "--diff"]):
-        done = subprocess.run([ruff, *command, "--isolated", str(tmp_path / "train.py")],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [ruff, *command, "--isolated", str(tmp_path / "train.py")],
+            capture_output=True,
+            text=True,
+        )
         assert done.returncode == 0, done.stdout + done.stderr

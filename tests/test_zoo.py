@@ -174,8 +174,19 @@ def test_googlenet_inception_depths_follow_table_1():
     assert "(3a) 64,96,128,16,32,32 -> 28x28x256" in FIGURES["papers"]["googlenet_table"]
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-                                  "wide_resnet50_2", "resnext50_32x4d", "se_resnet50"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet101",
+        "resnet152",
+        "wide_resnet50_2",
+        "resnext50_32x4d",
+        "se_resnet50",
+    ],
+)
 def test_resnet_stage_output_sizes(name):
     network = net(name)
     stages = [s for s in network.root.children if isinstance(s, Scope) and "stage" in s.block]
@@ -197,15 +208,23 @@ def test_densenet121_transition_sizes():
 # implementation, and the paper's own sizes, use s1.
 MOBILENET_BODY = [
     ("conv", 2, (3, 3, 3, 32), (224, 224, 3)),
-    ("dw", 1, (3, 3, 32), (112, 112, 32)), ("pw", 1, (1, 1, 32, 64), (112, 112, 32)),
-    ("dw", 2, (3, 3, 64), (112, 112, 64)), ("pw", 1, (1, 1, 64, 128), (56, 56, 64)),
-    ("dw", 1, (3, 3, 128), (56, 56, 128)), ("pw", 1, (1, 1, 128, 128), (56, 56, 128)),
-    ("dw", 2, (3, 3, 128), (56, 56, 128)), ("pw", 1, (1, 1, 128, 256), (28, 28, 128)),
-    ("dw", 1, (3, 3, 256), (28, 28, 256)), ("pw", 1, (1, 1, 256, 256), (28, 28, 256)),
-    ("dw", 2, (3, 3, 256), (28, 28, 256)), ("pw", 1, (1, 1, 256, 512), (14, 14, 256)),
+    ("dw", 1, (3, 3, 32), (112, 112, 32)),
+    ("pw", 1, (1, 1, 32, 64), (112, 112, 32)),
+    ("dw", 2, (3, 3, 64), (112, 112, 64)),
+    ("pw", 1, (1, 1, 64, 128), (56, 56, 64)),
+    ("dw", 1, (3, 3, 128), (56, 56, 128)),
+    ("pw", 1, (1, 1, 128, 128), (56, 56, 128)),
+    ("dw", 2, (3, 3, 128), (56, 56, 128)),
+    ("pw", 1, (1, 1, 128, 256), (28, 28, 128)),
+    ("dw", 1, (3, 3, 256), (28, 28, 256)),
+    ("pw", 1, (1, 1, 256, 256), (28, 28, 256)),
+    ("dw", 2, (3, 3, 256), (28, 28, 256)),
+    ("pw", 1, (1, 1, 256, 512), (14, 14, 256)),
     *[("dw", 1, (3, 3, 512), (14, 14, 512)), ("pw", 1, (1, 1, 512, 512), (14, 14, 512))] * 5,
-    ("dw", 2, (3, 3, 512), (14, 14, 512)), ("pw", 1, (1, 1, 512, 1024), (7, 7, 512)),
-    ("dw", 1, (3, 3, 1024), (7, 7, 1024)), ("pw", 1, (1, 1, 1024, 1024), (7, 7, 1024)),
+    ("dw", 2, (3, 3, 512), (14, 14, 512)),
+    ("pw", 1, (1, 1, 512, 1024), (7, 7, 512)),
+    ("dw", 1, (3, 3, 1024), (7, 7, 1024)),
+    ("pw", 1, (1, 1, 1024, 1024), (7, 7, 1024)),
     ("pool", 1, (7, 7), (7, 7, 1024)),
     ("fc", 1, (1024, 1000), (1, 1, 1024)),
 ]
@@ -236,8 +255,9 @@ def test_mobilenet_body_follows_table_1():
 # ---- the networks without a library reference ----------------------------------------------------
 
 
-@pytest.mark.parametrize("depth, paper", [(20, 0.27), (32, 0.46), (44, 0.66), (56, 0.85),
-                                          (110, 1.7), (1202, 19.4)])
+@pytest.mark.parametrize(
+    "depth, paper", [(20, 0.27), (32, 0.46), (44, 0.66), (56, 0.85), (110, 1.7), (1202, 19.4)]
+)
 def test_resnet_cifar_params_follow_table_6(depth, paper):
     network = net("resnet_cifar", depth=depth)
     digits = 1 if paper >= 1 else 2
@@ -247,8 +267,15 @@ def test_resnet_cifar_params_follow_table_6(depth, paper):
 
 def test_resnet_cifar_20_params_by_hand():
     # 3x3x3x16 conv + BN; 6 convs 16->16; 32: one 16->32, five 32->32; 64 likewise; fc 64->10
-    by_hand = (432 + 32) + 6 * (2304 + 32) + (4608 + 64) + 5 * (9216 + 64) \
-        + (18432 + 128) + 5 * (36864 + 128) + 650
+    by_hand = (
+        (432 + 32)
+        + 6 * (2304 + 32)
+        + (4608 + 64)
+        + 5 * (9216 + 64)
+        + (18432 + 128)
+        + 5 * (36864 + 128)
+        + 650
+    )
     assert net("resnet_cifar", depth=20).total_params == by_hand == 269_722
 
 
@@ -257,8 +284,10 @@ def test_resnet_cifar_shortcuts_are_parameter_free():
     shortcuts = scopes(network, "shortcut_a")
     assert len(shortcuts) == 9 and all(s.params == 0 for s in shortcuts)
     padded = [s for s in shortcuts if out_shape(s)[0] != int(s.in_shape[0].value)]
-    assert [(int(s.in_shape[0].value), out_shape(s)) for s in padded] == \
-        [(16, (32, 16, 16)), (32, (64, 8, 8))]
+    assert [(int(s.in_shape[0].value), out_shape(s)) for s in padded] == [
+        (16, (32, 16, 16)),
+        (32, (64, 8, 8)),
+    ]
 
 
 def test_resnet_cifar_stochastic_depth():
@@ -290,8 +319,12 @@ def test_nin_has_no_fully_connected_layer():
 
 def test_highway_layer_mixes_transform_and_carry():
     network = net("highway", depth=4)
-    assert [n.op for n in network.nodes() if n.op in ("add", "mul", "scale")] == \
-        ["scale", "add", "mul", "add"] * 2
+    assert [n.op for n in network.nodes() if n.op in ("add", "mul", "scale")] == [
+        "scale",
+        "add",
+        "mul",
+        "add",
+    ] * 2
     assert network.total_params == 784 * 50 + 50 + 2 * 2 * (50 * 50 + 50) + 50 * 10 + 10
 
 
@@ -322,8 +355,9 @@ def test_headers_state_the_reference_figures():
 
 def test_docs_zoo_md_is_current():
     current = (ROOT / "docs" / "zoo.md").read_text(encoding="utf-8")
-    assert current == zoo.markdown(list(zoo_entries())), \
+    assert current == zoo.markdown(list(zoo_entries())), (
         "docs/zoo.md is stale: run `netdsl zoo --markdown > docs/zoo.md`"
+    )
 
 
 def test_zoo_command_lists_and_checks(capsys, monkeypatch):
@@ -354,10 +388,16 @@ def test_header_parsing():
         "# Reference: keras.applications.Net — notes\n"
         "# Expected: 1,234 params+buffers (Keras), 5,678 MACs\n"
         "# at 3x32x32.\n"
-        "network n:\n")
-    assert (header.title, header.reference, header.expected_params, header.with_buffers,
-            header.expected_macs, header.expected_input) == \
-        ("Net", "keras.applications.Net", 1234, True, 5678, (3, 32, 32))
+        "network n:\n"
+    )
+    assert (
+        header.title,
+        header.reference,
+        header.expected_params,
+        header.with_buffers,
+        header.expected_macs,
+        header.expected_input,
+    ) == ("Net", "keras.applications.Net", 1234, True, 5678, (3, 32, 32))
     assert zoo.read_header("network n:\n").problems
 
 

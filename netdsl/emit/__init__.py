@@ -21,5 +21,7 @@ def get_emitter(target: str):
         return getattr(importlib.import_module(module), cls)()
     except ModuleNotFoundError as e:
         if e.name == module:
-            raise NetdslError(f"the {target} backend is not available in this installation") from None
+            raise NetdslError(
+                f"the {target} backend is not available in this installation"
+            ) from None
         raise

@@ -81,21 +81,35 @@ class Unit:
     overwrites: bool = False  # its input value is dead afterwards and was made in this class
 
     def key(self) -> tuple:
-        base = (self.kind, self.attr, tuple(self.inputs), self.output,
-                self.device if self.placed else None, self.train_only)
+        base = (
+            self.kind,
+            self.attr,
+            tuple(self.inputs),
+            self.output,
+            self.device if self.placed else None,
+            self.train_only,
+        )
         if self.kind == "layer":  # the input's channels size the weights (not an attribute)
-            channels = tuple(_render(shape[0]) if shape else None
-                             for shape in self.node.in_shapes)
+            channels = tuple(_render(shape[0]) if shape else None for shape in self.node.in_shapes)
             return base + (self.node.op, _attrs_key(self.node), channels)
         if self.kind == "merge":
             return base + (self.node.op, _attrs_key(self.node))
         if self.kind == "call":
             return base + (id(self.cls), tuple((k, _render(v)) for k, v in self.args))
         if self.kind == "repeat":
-            index = (self.index[0], _render(self.index[1]), _render(self.index[2])) \
-                if self.index else None
-            return base + (_render(self.count), _render(self.init), _render(self.update),
-                           self.loop_var, index, self.body.key() if self.body else None)
+            index = (
+                (self.index[0], _render(self.index[1]), _render(self.index[2]))
+                if self.index
+                else None
+            )
+            return base + (
+                _render(self.count),
+                _render(self.init),
+                _render(self.update),
+                self.loop_var,
+                index,
+                self.body.key() if self.body else None,
+            )
         if self.kind == "cond":
             return base + (_render(self.cond),)  # branches are merged, not compared
         if self.kind == "module":
@@ -149,13 +163,23 @@ class ClassModel:
         return self._unit_keys
 
     def key(self) -> tuple:
-        return (self.kind, self.block, tuple(self.unit_keys()), tuple(self.inputs),
-                tuple(self.outputs), tuple((n, _render(e)) for n, e in self.locals))
+        return (
+            self.kind,
+            self.block,
+            tuple(self.unit_keys()),
+            tuple(self.inputs),
+            tuple(self.outputs),
+            tuple((n, _render(e)) for n, e in self.locals),
+        )
 
     def merge(self, other: ClassModel) -> bool:
         """Absorb `other` (an instance of the same block) if their structure agrees."""
-        if len(self.units) != len(other.units) or self.inputs != other.inputs \
-                or self.outputs != other.outputs or self.unit_keys() != other.unit_keys():
+        if (
+            len(self.units) != len(other.units)
+            or self.inputs != other.inputs
+            or self.outputs != other.outputs
+            or self.unit_keys() != other.unit_keys()
+        ):
             return False
         merged = []
         for a, b in zip(self.units, other.units):
@@ -236,14 +260,25 @@ class ModelBuilder:
 
     # -- classes ---------------------------------------------------------------
 
-    def _class_for(self, scope: Scope, kind: str, name_hint: str = "",
-                   own_loop: str | None = None, units: list[Unit] | None = None) -> ClassModel:
+    def _class_for(
+        self,
+        scope: Scope,
+        kind: str,
+        name_hint: str = "",
+        own_loop: str | None = None,
+        units: list[Unit] | None = None,
+    ) -> ClassModel:
         if units is None:
             units = self._units(scope)
         inputs, outputs = self._wire(scope, units, kind)
         model = ClassModel(
-            name="", block=scope.block if kind == "block" else None, kind=kind, params=[],
-            units=units, inputs=inputs, outputs=outputs,
+            name="",
+            block=scope.block if kind == "block" else None,
+            kind=kind,
+            params=[],
+            units=units,
+            inputs=inputs,
+            outputs=outputs,
             in_shapes=[scope.in_shape] if scope.in_shape else [],
         )
         if kind == "block":
@@ -256,8 +291,9 @@ class ModelBuilder:
                 if variant.merge(model):
                     return variant
         # a new class: work out what only its first instance needs to tell
-        model.params, model.uses_in_channels, model.renames = self._params(scope, kind, units,
-                                                                           own_loop)
+        model.params, model.uses_in_channels, model.renames = self._params(
+            scope, kind, units, own_loop
+        )
         model.locals = _locals_of(units) if kind != "anonymous" else []
         model.doc = self._doc(scope, kind)
         model.fresh_output = _is_fresh(_producer(units, outputs[0][1]))
@@ -307,20 +343,27 @@ class ModelBuilder:
             for symbol in sorted(bound & used):
                 renames[symbol] = _fresh(symbol[1:], taken)
             params = []
-            for symbol in sorted(used - {own_loop} - bound,
-                                 key=lambda n: (n != "in_channels", n)):
+            for symbol in sorted(used - {own_loop} - bound, key=lambda n: (n != "in_channels", n)):
                 if is_loop_symbol(symbol) or is_index_symbol(symbol):
                     renames[symbol] = _fresh(symbol[1:], taken)
                 name = renames.get(symbol, symbol)
                 params.append(Param(name, symbol=symbol))
             return params, uses_in, renames
         for symbol in sorted(s for s in used if is_loop_symbol(s) or is_index_symbol(s)):
-            renames[symbol] = _fresh(symbol[1:], taken | set(self.net.params)
-                                     | {n for n, _ in (self.net.blocks.get(scope.block).params
-                                                       if kind == "block" else [])})
+            renames[symbol] = _fresh(
+                symbol[1:],
+                taken
+                | set(self.net.params)
+                | {
+                    n
+                    for n, _ in (self.net.blocks.get(scope.block).params if kind == "block" else [])
+                },
+            )
         if kind == "network":
-            params = [Param(name, _literal(v), False, value=_literal(v))
-                      for name, v in self.net.params.items()]
+            params = [
+                Param(name, _literal(v), False, value=_literal(v))
+                for name, v in self.net.params.items()
+            ]
             return params, False, renames
         sig = self.net.blocks[scope.block]
         params = []
@@ -352,9 +395,17 @@ class ModelBuilder:
                 if child.op == "input":
                     continue
                 kind = "merge" if child.op in MERGE_OPS else "layer"
-                units.append(Unit(kind, _attr(child.name), node=child,
-                                  shapes=[child.shape], train_only=child.train_only and not whole,
-                                  device=child.device, placed=child.device != scope.device))
+                units.append(
+                    Unit(
+                        kind,
+                        _attr(child.name),
+                        node=child,
+                        shapes=[child.shape],
+                        train_only=child.train_only and not whole,
+                        device=child.device,
+                        placed=child.device != scope.device,
+                    )
+                )
             else:
                 unit = self._scope_unit(child, scope)
                 unit.train_only = unit.train_only and not whole
@@ -362,9 +413,14 @@ class ModelBuilder:
         return units
 
     def _scope_unit(self, child: Scope, parent: Scope) -> Unit:
-        common = dict(attr=_attr(child.name), scope=child, shapes=[child.result_shape],
-                      train_only=child.output.train_only if child.output else False,
-                      device=child.device, placed=child.device != parent.device)
+        common = dict(
+            attr=_attr(child.name),
+            scope=child,
+            shapes=[child.result_shape],
+            train_only=child.output.train_only if child.output else False,
+            device=child.device,
+            placed=child.device != parent.device,
+        )
         if child.kind == "block":
             cls = self._class_for(child, "block")
             return Unit("call", cls=cls, args=self._call_args(child, cls), **common)
@@ -415,9 +471,16 @@ class ModelBuilder:
                 units.append(_as_unit(subst_body(b, mapping), str(i)))
             return Unit("module", body=Body("chain", units=units), **common)
         update = scope.children[0].out_shape[0].expr if scope.children else None
-        return Unit("repeat", count=count, init=scope.in_shape[0].expr, update=update,
-                    loop_var=loop_var, body=bodies[0] if bodies else None, index=index,
-                    **common)
+        return Unit(
+            "repeat",
+            count=count,
+            init=scope.in_shape[0].expr,
+            update=update,
+            loop_var=loop_var,
+            body=bodies[0] if bodies else None,
+            index=index,
+            **common,
+        )
 
     def _body(self, scope: Scope, parent: Scope, attr: str, loop_var: str | None = None) -> Body:
         """The content of an iteration, branch or group as one module."""
@@ -452,7 +515,9 @@ class ModelBuilder:
             for node in scope.external:
                 raise NetdslError(
                     f"the emitters cannot yet pass the named value '{node.var or node.name}' "
-                    "into a repeated or conditional part", scope.span)
+                    "into a repeated or conditional part",
+                    scope.span,
+                )
         produced: dict = dict(inputs)  # node -> the unit (or input variable) that last produced it
         reads: list[list] = []
         for unit in units:
@@ -460,9 +525,11 @@ class ModelBuilder:
             refs = []
             for src in sources:
                 if src not in produced:
-                    raise NetdslError("the emitters cannot yet use a value defined inside a "
-                                      "labelled, repeated or conditional part outside of it",
-                                      unit.node.span if unit.node else unit.scope.span)
+                    raise NetdslError(
+                        "the emitters cannot yet use a value defined inside a "
+                        "labelled, repeated or conditional part outside of it",
+                        unit.node.span if unit.node else unit.scope.span,
+                    )
                 refs.append(produced[src])
             reads.append(refs)
             produced[_unit_output(unit)] = unit
@@ -474,10 +541,16 @@ class ModelBuilder:
             outputs.append(("output", produced[scope.output], False))
         # allocate in the order forward runs (train-only heads last, or in DSL order)
         order = sorted(range(len(units)), key=lambda i: self.train_last and units[i].train_only)
-        names = _allocate([units[i] for i in order], [reads[i] for i in order], outputs,
-                          list(inputs.values()), scope.value_names)
-        return list(inputs.values()), [(n, names[id(ref)] if isinstance(ref, Unit) else ref, t)
-                                       for n, ref, t in outputs]
+        names = _allocate(
+            [units[i] for i in order],
+            [reads[i] for i in order],
+            outputs,
+            list(inputs.values()),
+            scope.value_names,
+        )
+        return list(inputs.values()), [
+            (n, names[id(ref)] if isinstance(ref, Unit) else ref, t) for n, ref, t in outputs
+        ]
 
 
 def _unit_inputs(unit: Unit) -> list:
@@ -529,15 +602,28 @@ def _allocate(units, reads, outputs, input_vars, value_names: dict) -> dict:
             remaining[key(r)] -= 1
         named = value_names.get(id(_unit_output(unit)))
         preferred = _var(named) if named else None
-        reusable = [(v, r) for v, r in zip(in_vars, refs)
-                    if remaining[key(r)] == 0 and live.get(v) == key(r)]
+        reusable = [
+            (v, r)
+            for v, r in zip(in_vars, refs)
+            if remaining[key(r)] == 0 and live.get(v) == key(r)
+        ]
         if preferred is None and reusable and not unit.train_only:
             name, ref = reusable[0]
             if _is_add2(unit):  # add into whichever operand is a fresh, otherwise unread tensor
-                name, ref = next(((v, r) for v, r in reusable if isinstance(r, Unit)
-                                  and _is_fresh(r) and readers[key(r)] == 1), (name, ref))
-            unit.overwrites = (isinstance(ref, Unit) and _is_fresh(ref) and readers[key(ref)] == 1
-                               and (len(refs) == 1 or (_is_add2(unit) and refs.count(ref) == 1)))
+                name, ref = next(
+                    (
+                        (v, r)
+                        for v, r in reusable
+                        if isinstance(r, Unit) and _is_fresh(r) and readers[key(r)] == 1
+                    ),
+                    (name, ref),
+                )
+            unit.overwrites = (
+                isinstance(ref, Unit)
+                and _is_fresh(ref)
+                and readers[key(ref)] == 1
+                and (len(refs) == 1 or (_is_add2(unit) and refs.count(ref) == 1))
+            )
         else:
             name = fresh(preferred)
         names[id(unit)] = name
@@ -554,9 +640,25 @@ def _is_add2(unit: Unit) -> bool:
 
 
 # ops whose output is a new tensor that backward does not need: safe to modify in place
-_FRESH_OPS = {"conv", "dwconv", "sepconv", "bn", "fc", "maxpool", "avgpool", "gap", "gmp",
-              "adaptive_avgpool", "adaptive_maxpool", "zeropad", "scale", "add", "concat",
-              "mean", "mul"}
+_FRESH_OPS = {
+    "conv",
+    "dwconv",
+    "sepconv",
+    "bn",
+    "fc",
+    "maxpool",
+    "avgpool",
+    "gap",
+    "gmp",
+    "adaptive_avgpool",
+    "adaptive_maxpool",
+    "zeropad",
+    "scale",
+    "add",
+    "concat",
+    "mean",
+    "mul",
+}
 
 
 def _is_fresh(unit) -> bool:
@@ -604,8 +706,9 @@ def subst_unit(unit: Unit, mapping: dict) -> Unit:
     elif unit.kind in ("layer", "merge"):
         node = copy.copy(unit.node)
         node.attrs = {k: _subst_value(v, mapping) for k, v in unit.node.attrs.items()}
-        node.in_shapes = [tuple(_subst_value(d, mapping) for d in shape)
-                          for shape in unit.node.in_shapes]
+        node.in_shapes = [
+            tuple(_subst_value(d, mapping) for d in shape) for shape in unit.node.in_shapes
+        ]
         clone.node = node
     elif unit.body is not None:
         clone.body = subst_body(unit.body, mapping)
@@ -616,8 +719,10 @@ def _subst_value(value, mapping: dict):
     if isinstance(value, Num):
         return Num(value.value, value.expr.subst(mapping))
     if isinstance(value, Tup):
-        return Tup([_subst_value(v, mapping) for v in value.items],
-                   value._expr.subst(mapping) if value._expr is not None else None)
+        return Tup(
+            [_subst_value(v, mapping) for v in value.items],
+            value._expr.subst(mapping) if value._expr is not None else None,
+        )
     return value
 
 
@@ -664,17 +769,54 @@ def _var(name: str) -> str:
 
 # attribute names an nn.Module (or our forward) already uses
 _PY_RESERVED = {
-    "self", "x", "forward", "training", "eval", "train", "to", "cuda", "cpu", "float", "half",
-    "double", "type", "apply", "modules", "children", "parameters", "buffers", "named_modules",
-    "state_dict", "load_state_dict", "zero_grad", "register_buffer", "add_module", "extra_repr",
-    "requires_grad_", "share_memory", "bfloat16", "get_submodule", "dump_patches",
+    "self",
+    "x",
+    "forward",
+    "training",
+    "eval",
+    "train",
+    "to",
+    "cuda",
+    "cpu",
+    "float",
+    "half",
+    "double",
+    "type",
+    "apply",
+    "modules",
+    "children",
+    "parameters",
+    "buffers",
+    "named_modules",
+    "state_dict",
+    "load_state_dict",
+    "zero_grad",
+    "register_buffer",
+    "add_module",
+    "extra_repr",
+    "requires_grad_",
+    "share_memory",
+    "bfloat16",
+    "get_submodule",
+    "dump_patches",
 }
 
 
 # what generated files define or import at module level (both targets)
 _MODULE_LEVEL = {
-    "torch", "nn", "Tensor", "warnings", "math", "keras", "layers", "ops", "build_model",
-    "place_devices", "INPUT_SHAPE", "INPUT_SHAPES", "DEVICES",
+    "torch",
+    "nn",
+    "Tensor",
+    "warnings",
+    "math",
+    "keras",
+    "layers",
+    "ops",
+    "build_model",
+    "place_devices",
+    "INPUT_SHAPE",
+    "INPUT_SHAPES",
+    "DEVICES",
 }
 
 
@@ -831,12 +973,14 @@ def frozen_guard(net: Network, indent: int = 0) -> list[str]:
     lines = []
     for name in net.frozen_params:
         value = literal(net.params[name].value)
-        message = py_str(f"this file was generated for {name}={value}, and netdsl wrote some "
-                         f"of its effects as constants: recompile with --param {name}=...")
+        message = py_str(
+            f"this file was generated for {name}={value}, and netdsl wrote some "
+            f"of its effects as constants: recompile with --param {name}=..."
+        )
         lines.append(f"if {name} != {value}:")
         # laid out at the caller's depth (`indent` levels), returned without it
         raised = statement("raise ", "ValueError", [message], indent + 1)
-        lines += [line[len(INDENT) * indent:] for line in raised]
+        lines += [line[len(INDENT) * indent :] for line in raised]
     return lines
 
 
@@ -845,8 +989,10 @@ def refuse_other_values(condition: str, indent: int) -> list[str]:
     (a Python expression in the generated code's names) had one value."""
     from .format import py_str, statement
 
-    message = py_str(f"this model was generated for {condition}; "
-                     "recompile the .net file with netdsl for other values")
+    message = py_str(
+        f"this model was generated for {condition}; "
+        "recompile the .net file with netdsl for other values"
+    )
     return statement("raise ", "ValueError", [message], indent)
 
 
@@ -855,8 +1001,9 @@ def is_default(value, default) -> bool:
     if isinstance(value, Num):
         return value.is_const and value.value == default and type(value.value) is type(default)
     if isinstance(value, Tup):
-        return value.is_const and all(v == default and type(v) is type(default)
-                                      for v in value.value)
+        return value.is_const and all(
+            v == default and type(v) is type(default) for v in value.value
+        )
     return value == default
 
 
@@ -884,8 +1031,10 @@ def anonymous_parts(program: Program) -> dict[int, tuple[str, str]]:
             if u.kind == "repeat" and u.body is not None:
                 bodies = [(u.body, "One repetition")]
             elif u.kind == "cond":
-                bodies = [(b, f"The `{'then' if taken else 'else'}` branch")
-                          for taken, b in u.branches.items()]
+                bodies = [
+                    (b, f"The `{'then' if taken else 'else'}` branch")
+                    for taken, b in u.branches.items()
+                ]
             elif u.kind == "module":
                 label = u.scope.label if u.scope is not None else None
                 bodies = [(u.body, f"The part labelled `{label}`" if label else "A part")]

@@ -17,8 +17,10 @@ def cmd_compile(args) -> int:
     from . import get_emitter
 
     if args.train and not args.output:
-        raise NetdslError("--train writes train.py beside the model: give the model's path "
-                          "with -o, e.g. -o out/model.py")
+        raise NetdslError(
+            "--train writes train.py beside the model: give the model's path "
+            "with -o, e.g. -o out/model.py"
+        )
     emitter = get_emitter(args.target)
     paths = []  # every file is checked before compiling, and written only when all are made
     if args.output:
@@ -29,11 +31,13 @@ def cmd_compile(args) -> int:
         if args.train:
             train_path = model_path.with_name("train.py")
             if train_path == model_path:
-                raise NetdslError("the model cannot be called train.py: train.py is the "
-                                  "training script")
+                raise NetdslError(
+                    "the model cannot be called train.py: train.py is the training script"
+                )
             if not model_path.stem.isidentifier() or keyword.iskeyword(model_path.stem):
-                raise NetdslError(f"the model file name must be a Python module name, "
-                                  f"got {model_path.stem!r}")
+                raise NetdslError(
+                    f"the model file name must be a Python module name, got {model_path.stem!r}"
+                )
             paths.append(check_writable(train_path, args.force))
     net = load_network(args, args.file)
     with gc_paused():
@@ -59,8 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", required=True, choices=sorted(TARGETS))
     p.add_argument("-o", "--output", metavar="PATH", help="model file to write (default: stdout)")
     p.add_argument("--train", action="store_true", help="also write train.py beside the model")
-    p.add_argument("--force", action="store_true",
-                   help="overwrite files that netdsl did not generate")
+    p.add_argument(
+        "--force", action="store_true", help="overwrite files that netdsl did not generate"
+    )
     p.add_argument("-q", "--quiet", action="store_true")
     add_common(p)
     p.set_defaults(func=cmd_compile)

@@ -20,8 +20,9 @@ def call(func: str, args: list[str]) -> str:
     return f"{func}({', '.join(args)})"
 
 
-def statement(prefix: str, func: str, args: list[str], indent: int, suffix: str = "",
-              explode: bool = False) -> list[str]:
+def statement(
+    prefix: str, func: str, args: list[str], indent: int, suffix: str = "", explode: bool = False
+) -> list[str]:
     """`prefix + func(args) + suffix` at `indent` levels, split like black if too long."""
     pad = INDENT * indent
     one = f"{pad}{prefix}{call(func, args)}{suffix}"
@@ -63,10 +64,21 @@ def nested_call(func: str, args: list[str], indent: int) -> str:
 _KEYWORD = re.compile(r"[A-Za-z_]\w*=(?!=)")
 # binary operators: their symbol and how tightly they bind (ruff splits before the
 # loosest ones first)
-_OPERATORS = {ast.BitOr: ("|", 0), ast.BitXor: ("^", 1), ast.BitAnd: ("&", 2),
-              ast.LShift: ("<<", 3), ast.RShift: (">>", 3), ast.Add: ("+", 4),
-              ast.Sub: ("-", 4), ast.Mult: ("*", 5), ast.Div: ("/", 5), ast.FloorDiv: ("//", 5),
-              ast.Mod: ("%", 5), ast.MatMult: ("@", 5), ast.Pow: ("**", 6)}
+_OPERATORS = {
+    ast.BitOr: ("|", 0),
+    ast.BitXor: ("^", 1),
+    ast.BitAnd: ("&", 2),
+    ast.LShift: ("<<", 3),
+    ast.RShift: (">>", 3),
+    ast.Add: ("+", 4),
+    ast.Sub: ("-", 4),
+    ast.Mult: ("*", 5),
+    ast.Div: ("/", 5),
+    ast.FloorDiv: ("//", 5),
+    ast.Mod: ("%", 5),
+    ast.MatMult: ("@", 5),
+    ast.Pow: ("**", 6),
+}
 
 
 def split_argument(arg: str, indent: int) -> list[str]:
@@ -79,10 +91,10 @@ def split_argument(arg: str, indent: int) -> list[str]:
     keyword = _KEYWORD.match(arg)
     head = keyword.group(0) if keyword else ""
     try:
-        tree = ast.parse(arg[len(head):], mode="eval").body
+        tree = ast.parse(arg[len(head) :], mode="eval").body
     except SyntaxError:
         return [arg]
-    pieces = _split(arg[len(head):], tree, indent, len(head))
+    pieces = _split(arg[len(head) :], tree, indent, len(head))
     return [head + pieces[0], *pieces[1:]]
 
 
@@ -115,7 +127,7 @@ def _split_bare(text: str, node: ast.expr, indent: int, lead: int) -> list[str]:
         for op, operand in zip(operators, operands[1:]):
             pieces += _prefixed(_OPERATORS[type(op)][0] + " ", text, operand, indent)
         return pieces
-    return [text[node.col_offset:node.end_col_offset]]
+    return [text[node.col_offset : node.end_col_offset]]
 
 
 def _prefixed(prefix: str, text: str, node: ast.expr, indent: int) -> list[str]:
@@ -139,7 +151,7 @@ def _chain(node: ast.BinOp) -> tuple[list[ast.expr], list[ast.operator]]:
 def _source(text: str, node: ast.expr) -> str:
     """The source of `node` within the one-line `text`, with its own parentheses."""
     start, end = node.col_offset, node.end_col_offset
-    while start > 0 and text[start - 1] == "(" and text[end:end + 1] == ")":
+    while start > 0 and text[start - 1] == "(" and text[end : end + 1] == ")":
         start, end = start - 1, end + 1
     return text[start:end]
 
@@ -147,8 +159,10 @@ def _source(text: str, node: ast.expr) -> str:
 def _parenthesized(text: str, node: ast.expr) -> bool:
     """Whether `node` has parentheses of its own. An operand of an operator or of `if`
     cannot be a call's argument, so a "(" just before it opens its own group."""
-    return text[node.col_offset - 1:node.col_offset] == "(" \
-        and text[node.end_col_offset:node.end_col_offset + 1] == ")"
+    return (
+        text[node.col_offset - 1 : node.col_offset] == "("
+        and text[node.end_col_offset : node.end_col_offset + 1] == ")"
+    )
 
 
 def py_str(text: str) -> str:

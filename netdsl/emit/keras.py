@@ -73,24 +73,62 @@ LINE = fmt.LINE
 # ops whose output is never negative: zero padding before a max pool is then exact
 _NONNEG = {"relu", "relu6", "sigmoid", "hardsigmoid", "softmax"}
 # ops that keep non-negativity of (all) their inputs
-_KEEPS_SIGN = {"maxpool", "avgpool", "gap", "gmp", "adaptive_avgpool", "adaptive_maxpool",
-               "zeropad", "dropout", "drop_path", "concat", "add", "mul", "mean", "flatten",
-               "shuffle"}
+_KEEPS_SIGN = {
+    "maxpool",
+    "avgpool",
+    "gap",
+    "gmp",
+    "adaptive_avgpool",
+    "adaptive_maxpool",
+    "zeropad",
+    "dropout",
+    "drop_path",
+    "concat",
+    "add",
+    "mul",
+    "mean",
+    "flatten",
+    "shuffle",
+}
 
 # attributes the elaborator derives from the input (Keras layers infer them)
 _DERIVED = {"in_channels", "in_features", "num_features", "mid_channels"}
 
-_ACTIVATIONS = {"sigmoid": "sigmoid", "tanh": "tanh", "gelu": "gelu", "silu": "silu",
-                "hardswish": "hard_swish", "hardsigmoid": "hard_sigmoid"}
+_ACTIVATIONS = {
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "gelu": "gelu",
+    "silu": "silu",
+    "hardswish": "hard_swish",
+    "hardsigmoid": "hard_sigmoid",
+}
 
 # helper layers, in the order they are written (templates/keras/helpers/<name>.py.j2)
-_HELPER_ORDER = ("LocalResponseNorm", "DropPath", "ChannelShuffle", "MaxPoolPadding2D",
-                 "PaddedAveragePooling2D", "ceil_mode_padding")
+_HELPER_ORDER = (
+    "LocalResponseNorm",
+    "DropPath",
+    "ChannelShuffle",
+    "MaxPoolPadding2D",
+    "PaddedAveragePooling2D",
+    "ceil_mode_padding",
+)
 
 # names the generated module defines or imports; variables and functions avoid them
-_MODULE_NAMES = {"keras", "layers", "ops", "build_model", "INPUT_SHAPE", "INPUT_SHAPES",
-                 "inputs", "training_outputs", "name", "model", "example", "result",
-                 *_HELPER_ORDER}
+_MODULE_NAMES = {
+    "keras",
+    "layers",
+    "ops",
+    "build_model",
+    "INPUT_SHAPE",
+    "INPUT_SHAPES",
+    "inputs",
+    "training_outputs",
+    "name",
+    "model",
+    "example",
+    "result",
+    *_HELPER_ORDER,
+}
 _AMBIGUOUS = {"l", "I", "O"}  # ruff E741
 
 
@@ -231,7 +269,6 @@ def _negate(e: Expr) -> Expr:
     return Not(e)
 
 
-
 def _same_expr(a, b) -> bool:
     return expr_of(a).render() == expr_of(b).render()
 
@@ -340,8 +377,7 @@ class _Writer:
         for cls in program.classes:
             if cls.kind == "anonymous":
                 used = self._symbols(cls.units)
-                self.kept[id(cls)] = {p.name for p in cls.params
-                                      if (p.symbol or p.name) in used}
+                self.kept[id(cls)] = {p.name for p in cls.params if (p.symbol or p.name) in used}
 
     def _symbols(self, units: list[Unit]) -> set[str]:
         """Symbols that the Keras code of these units reads."""
@@ -369,7 +405,7 @@ class _Writer:
                         if key not in _DERIVED:
                             add(value)
                 elif u.kind == "call":
-                    for _, value in (u.args[1:] if u.cls.uses_in_channels else u.args):
+                    for _, value in u.args[1:] if u.cls.uses_in_channels else u.args:
                         add(value)
                 elif u.kind == "repeat":
                     add(u.count)
@@ -424,8 +460,9 @@ class _Writer:
 
     def context(self) -> FileContext:
         net = self.net
-        functions = [self._function(cls) for cls in self.program.classes
-                     if cls is not self.program.main]
+        functions = [
+            self._function(cls) for cls in self.program.classes if cls is not self.program.main
+        ]
         builder, doc, body, n_outputs = self._builder()
         inputs = list(net.inputs.values())
         shapes = {name: _nchw_to_nhwc(node.out_shape) for name, node in net.inputs.items()}
@@ -433,18 +470,24 @@ class _Writer:
         if self.placed:
             notes = textwrap.wrap(
                 "The .net file places parts of the network on devices ("
-                + ", ".join(sorted(self.placed)) + "). Keras 3 has no per-layer placement "
+                + ", ".join(sorted(self.placed))
+                + "). Keras 3 has no per-layer placement "
                 "that works on every backend, so the comments mark them and the model runs "
                 "where Keras puts it (train.py replicates it on every GPU with the backend's "
-                "data-parallel engine).", 84)
+                "data-parallel engine).",
+                84,
+            )
         return FileContext(
             version=__version__,
             source=fmt.comment_text(net.path),
             network=fmt.comment_text(net.name),
             model_name=fmt.py_str(net.name),
             input_shape=fmt.literal(_nchw_to_nhwc(inputs[0].out_shape)),
-            input_shapes=(", ".join(f"{fmt.py_str(k)}: {fmt.literal(v)}"
-                                    for k, v in shapes.items()) if len(shapes) > 1 else None),
+            input_shapes=(
+                ", ".join(f"{fmt.py_str(k)}: {fmt.literal(v)}" for k, v in shapes.items())
+                if len(shapes) > 1
+                else None
+            ),
             notes=notes,
             helpers=[h for h in _HELPER_ORDER if h in self.helpers],
             uses_ops=self.uses_ops,
@@ -461,8 +504,11 @@ class _Writer:
         fn = _Function(self, cls)
         name = self.functions[id(cls)]
         kept = self.kept.get(id(cls))
-        params = ["x"] + [fn.param_text(p) for p in cls.params
-                          if kept is None or p.name in kept] + ["name=None"]
+        params = (
+            ["x"]
+            + [fn.param_text(p) for p in cls.params if kept is None or p.name in kept]
+            + ["name=None"]
+        )
         signature = fmt.statement(f"def {name}", "", params, 0, suffix=":")
         body = fn.body(cls.units, _Ctx((("expr", "name"),), 1))
         body.append(f"{INDENT}return {fn.var(cls.outputs[0][1])}")
@@ -494,7 +540,9 @@ class _Writer:
                 "The model has the eval-time output. With training_outputs=True it also has "
                 f"the train-time heads ({names}) as further outputs, after the main one; "
                 "then keras.Model(model.input, model.outputs[0]) is the eval model with the "
-                "same weights.", 84)
+                "same weights.",
+                84,
+            )
         body: list[str] = [INDENT + line for line in frozen_guard(net, 1)]
         pad = INDENT
         node_inputs = list(net.inputs.items())
@@ -506,8 +554,10 @@ class _Writer:
             self._register(net.inputs[input_name], "")
         else:
             for (input_name, node), var in zip(node_inputs, input_vars):
-                body.append(f"{pad}{fn.var(var)} = keras.Input(shape=INPUT_SHAPES"
-                            f'["{input_name}"], name="{input_name}")')
+                body.append(
+                    f"{pad}{fn.var(var)} = keras.Input(shape=INPUT_SHAPES"
+                    f'["{input_name}"], name="{input_name}")'
+                )
                 self._register(node, "")
             body.append(f"{pad}inputs = [{', '.join(fn.var(v) for v in input_vars)}]")
         body += fn.body(cls.units, _Ctx((), 1))
@@ -517,8 +567,9 @@ class _Writer:
 
         def model_line(outs: list[str], indent: int) -> list[str]:
             value = outs[0] if len(outs) == 1 else f"[{', '.join(outs)}]"
-            return fmt.statement("return ", "keras.Model", ["inputs", value, f"name={model}"],
-                                 indent)
+            return fmt.statement(
+                "return ", "keras.Model", ["inputs", value, f"name={model}"], indent
+            )
 
         if train_outs:
             body.append(f"{pad}if training_outputs:")
@@ -532,8 +583,10 @@ class _Writer:
         if other is not None and other is not node:
             raise NetdslError(
                 f"the Keras layer name '{name}' would be used twice (by {other.id} and "
-                f"{node.id}{' ' + suffix if suffix else ''})", node.span,
-                hint="rename one of them with `as label`")
+                f"{node.id}{' ' + suffix if suffix else ''})",
+                node.span,
+                hint="rename one of them with `as label`",
+            )
         self.names[name] = node
         if node.device is not None:
             self.placed.add(node.device)
@@ -563,8 +616,9 @@ class _Function:
         self.taken = taken | {self.param_names.get(p.name, p.name) for p in cls.params}
         self.taken |= {n for n, _ in cls.locals} | {"x", "name", "in_channels"}
         # an anonymous class may take its enclosing block's in_channels as a parameter
-        self.in_channels_param = any(self.param_names.get(p.name, p.name) == "in_channels"
-                                     for p in cls.params)
+        self.in_channels_param = any(
+            self.param_names.get(p.name, p.name) == "in_channels" for p in cls.params
+        )
         self.needs_var: set[str] = set()  # channel symbols written as a variable
         self.var_uses: set[str] = set()  # ... and those read in the region being rendered
         self.channel_vars: dict[str, str] = {"in_channels": "in_channels"}
@@ -633,8 +687,11 @@ class _Function:
         return e.render()
 
     def _channel_symbols(self, e: Expr) -> set[str]:
-        return {s for s in e.symbols if (s == "in_channels" and not self.in_channels_param)
-                or is_loop_symbol(s)}
+        return {
+            s
+            for s in e.symbols
+            if (s == "in_channels" and not self.in_channels_param) or is_loop_symbol(s)
+        }
 
     # -- bodies --------------------------------------------------------------------------------
 
@@ -649,8 +706,10 @@ class _Function:
         for p in self.cls.params:
             if p.computed is not None:
                 name = self.param_names.get(p.name, p.name)
-                head += [f"{pad}if {name} is None:",
-                         f"{pad}{INDENT}{name} = {self.expr(p.computed)}"]
+                head += [
+                    f"{pad}if {name} is None:",
+                    f"{pad}{INDENT}{name} = {self.expr(p.computed)}",
+                ]
         for name, value in self.cls.locals:
             head.append(f"{pad}{name} = {self.expr(value)}")
         if "in_channels" in self.var_uses:  # (the lines above may use it too)
@@ -708,8 +767,9 @@ class _Function:
         if not shapes:
             return ""
         first_values, first_shape, _ = shapes[0]
-        devices = sorted({item.device for item, _ in records
-                          if unit.placed and item.device is not None})
+        devices = sorted(
+            {item.device for item, _ in records if unit.placed and item.device is not None}
+        )
         where = f" on {', '.join(devices)}" if devices else ""
         if all(values == first_values for values, _, _ in shapes):
             return _shape_text(first_values) + where
@@ -740,8 +800,14 @@ class _Function:
                 self.w._register(n, suffix)
             name = self.name_text(ctx.prefix, local + suffix if local else suffix.lstrip("_"))
             last = i == len(calls) - 1
-            lines += _statement(out, func, args + [f"name={name}"], trailer or current,
-                                ctx.indent, comment if last else "")
+            lines += _statement(
+                out,
+                func,
+                args + [f"name={name}"],
+                trailer or current,
+                ctx.indent,
+                comment if last else "",
+            )
             current = out
         return lines
 
@@ -775,8 +841,9 @@ class _Function:
             calls = []
             if len(node.in_shapes[0]) == 3:
                 calls.append(("layers.Flatten", [], "_flatten", None))
-            args = [e(a["n"])] + ([f"use_bias={e(a['bias'])}"]
-                                  if not is_default(a["bias"], True) else [])
+            args = [e(a["n"])] + (
+                [f"use_bias={e(a['bias'])}"] if not is_default(a["bias"], True) else []
+            )
             return calls + [("layers.Dense", args, "", None)]
         if op == "flatten":
             if len(node.in_shapes[0]) == 1:
@@ -794,8 +861,7 @@ class _Function:
         if op == "lrn":
             self.w.helpers.add("LocalResponseNorm")
             self.w.uses_ops = True
-            args = [e(a["n"]), f"alpha={e(a['alpha'])}", f"beta={e(a['beta'])}",
-                    f"k={e(a['k'])}"]
+            args = [e(a["n"]), f"alpha={e(a['alpha'])}", f"beta={e(a['beta'])}", f"k={e(a['k'])}"]
             return [("LocalResponseNorm", args, "", None)]
         if op == "dropout":
             return [("layers.Dropout", [e(a["p"])], "", None)]
@@ -847,8 +913,10 @@ class _Function:
             dh, dw = _pair_values(n.value("d"))
             if op == "conv" and max(sh, sw) > 1 and max(dh, dw) > 1:
                 subsample = True
-            same = all(s == 1 and (d * (k - 1)) % 2 == 0 and p == d * (k - 1) // 2
-                       for k, s, p, d in ((kh, sh, ph, dh), (kw_, sw, pw, dw)))
+            same = all(
+                s == 1 and (d * (k - 1)) % 2 == 0 and p == d * (k - 1) // 2
+                for k, s, p, d in ((kh, sh, ph, dh), (kw_, sw, pw, dw))
+            )
             options = set()
             if ph == 0 and pw == 0:
                 options.add("valid")
@@ -857,8 +925,11 @@ class _Function:
             if not options:
                 options.add("explicit")
             modes = options if modes is None else modes & options
-        mode = ("valid" if "valid" in modes else "same" if "same" in modes else "explicit") \
-            if modes else "explicit"
+        mode = (
+            ("valid" if "valid" in modes else "same" if "same" in modes else "explicit")
+            if modes
+            else "explicit"
+        )
         calls = []
         if mode == "explicit":
             calls.append(("layers.ZeroPadding2D", [f"padding={e(a['p'])}"], "_pad", None))
@@ -884,16 +955,21 @@ class _Function:
             args.append(f"use_bias={e(a['bias'])}")
         if subsample:
             # a dilated conv at stride 1, then every s-th position: the strided result
-            return calls + [(cls, args, "_dilated", None),
-                            ("layers.MaxPooling2D", ["1", f"strides={e(a['s'])}"], "", None)]
+            return calls + [
+                (cls, args, "_dilated", None),
+                ("layers.MaxPooling2D", ["1", f"strides={e(a['s'])}"], "", None),
+            ]
         return calls + [(cls, args, "", None)]
 
     def _pool(self, op: str, node: Node, nodes: list[Node], e, kw, inp: str) -> list:
         a = node.attrs
         for n in nodes:
             if op == "maxpool" and max(_pair_values(n.value("d"))) > 1:
-                raise NetdslError("Keras' pooling layers have no dilation", n.span,
-                                  hint="use d=1 for a Keras model; the torch target supports it")
+                raise NetdslError(
+                    "Keras' pooling layers have no dilation",
+                    n.span,
+                    hint="use d=1 for a Keras model; the torch target supports it",
+                )
         pools = [_pool_instance(n) for n in nodes]
         count_pad = [bool(n.value("count_pad")) if op == "avgpool" else False for n in nodes]
         cls = "layers.MaxPooling2D" if op == "maxpool" else "layers.AveragePooling2D"
@@ -917,19 +993,28 @@ class _Function:
         # number of input values they cover
         if all(p.tf_same and (not cp or p.explicit == (0, 0)) for p, cp in zip(pools, count_pad)):
             return [(cls, args + ['padding="same"'], "", None)]
-        if all(p.extra == (0, 0) and (cp or p.explicit == (0, 0))
-               for p, cp in zip(pools, count_pad)):
+        if all(
+            p.extra == (0, 0) and (cp or p.explicit == (0, 0)) for p, cp in zip(pools, count_pad)
+        ):
             padding = self._padding_arg(node, pools, e, inp)
-            return [("layers.ZeroPadding2D", [f"padding={padding}"], "_pad", None),
-                    (cls, args, "", None)]
+            return [
+                ("layers.ZeroPadding2D", [f"padding={padding}"], "_pad", None),
+                (cls, args, "", None),
+            ]
         self.w.helpers.add("PaddedAveragePooling2D")
         self.w.uses_ops = True
         padding = self._padding_arg(node, pools, e, inp)
         k = e(a["k"])
         s = e(a["s"])
-        counted = f"counted={e(a['p'])}" if all(count_pad) else \
-            ("counted=0" if not any(count_pad) else
-             f"counted={e(a['p'])} if {e(a['count_pad'])} else 0")
+        counted = (
+            f"counted={e(a['p'])}"
+            if all(count_pad)
+            else (
+                "counted=0"
+                if not any(count_pad)
+                else f"counted={e(a['p'])} if {e(a['count_pad'])} else 0"
+            )
+        )
         return [("PaddedAveragePooling2D", [k, s, f"padding={padding}", counted], "", None)]
 
     def _padding_arg(self, node: Node, pools: list[_Pool], e, inp: str) -> str:
@@ -945,8 +1030,10 @@ class _Function:
         kh, kw_ = pair(a["k"])
         sh, sw = pair(a["s"])
         ph, pw = pair(a["p"])
-        return (f"(ceil_mode_padding({inp}.shape[1], {e(kh)}, {e(sh)}, {e(ph)}), "
-                f"ceil_mode_padding({inp}.shape[2], {e(kw_)}, {e(sw)}, {e(pw)}))")
+        return (
+            f"(ceil_mode_padding({inp}.shape[1], {e(kh)}, {e(sh)}, {e(ph)}), "
+            f"ceil_mode_padding({inp}.shape[2], {e(kw_)}, {e(sw)}, {e(pw)}))"
+        )
 
     def _adaptive(self, op: str, node: Node, nodes: list[Node], e) -> list:
         windows = set()
@@ -955,12 +1042,15 @@ class _Function:
             _, oh, ow = n.out_shape
             windows.add((h // oh, w // ow) if h % oh == 0 and w % ow == 0 else None)
         if len(windows) == 1 and None not in windows:
-            (wh, ww), = windows
+            ((wh, ww),) = windows
             cls = "layers.AveragePooling2D" if op == "adaptive_avgpool" else "layers.MaxPooling2D"
             return [(cls, [fmt.literal(wh if wh == ww else (wh, ww))], "", None)]
         # windows of different sizes (PyTorch's rule): Keras' adaptive pooling layers
-        cls = ("layers.AdaptiveAveragePooling2D" if op == "adaptive_avgpool"
-               else "layers.AdaptiveMaxPooling2D")
+        cls = (
+            "layers.AdaptiveAveragePooling2D"
+            if op == "adaptive_avgpool"
+            else "layers.AdaptiveMaxPooling2D"
+        )
         return [(cls, [e(node.attrs["size"])], "", None)]
 
     # -- merges, calls and structure -----------------------------------------------------------
@@ -970,8 +1060,12 @@ class _Function:
         nodes = [item for item, _ in self.w.records[id(unit)]]
         for n in nodes:
             self.w._register(n, "")
-        cls = {"concat": "layers.Concatenate", "add": "layers.Add", "mul": "layers.Multiply",
-               "mean": "layers.Average"}[node.op]
+        cls = {
+            "concat": "layers.Concatenate",
+            "add": "layers.Add",
+            "mul": "layers.Multiply",
+            "mean": "layers.Average",
+        }[node.op]
         args = []
         if len(ins) == 1:
             cls = "layers.Identity"
@@ -979,8 +1073,9 @@ class _Function:
             args.append("axis=-1")
         name = self.name_text(ctx.prefix, local)
         trailer = ins[0] if len(ins) == 1 else f"[{', '.join(ins)}]"
-        return _statement(out, cls, args + [f"name={name}"], trailer, ctx.indent,
-                          self._comment(unit))
+        return _statement(
+            out, cls, args + [f"name={name}"], trailer, ctx.indent, self._comment(unit)
+        )
 
     def call(self, unit: Unit, ctx: _Ctx, inp: str, out: str, local: str) -> list[str]:
         cls = unit.cls
@@ -992,11 +1087,13 @@ class _Function:
             text = self.expr(value, in_var=inp, in_channels=in_channels)
             args.append(text if keyword_ is None else f"{renamed.get(keyword_, keyword_)}={text}")
         args.append(f"name={self.name_text(ctx.prefix, local)}")
-        return _call_statement(out, self.w.functions[id(cls)], args, ctx.indent,
-                               self._comment(unit))
+        return _call_statement(
+            out, self.w.functions[id(cls)], args, ctx.indent, self._comment(unit)
+        )
 
-    def _body(self, body: Body, ctx: _Ctx, inp: str, out: str, in_channels: Expr | None,
-              comment: str = "") -> list[str]:
+    def _body(
+        self, body: Body, ctx: _Ctx, inp: str, out: str, in_channels: Expr | None, comment: str = ""
+    ) -> list[str]:
         pad = INDENT * ctx.indent
         if body.kind == "identity":
             return [] if inp == out else [f"{pad}{out} = {inp}"]
@@ -1006,7 +1103,9 @@ class _Function:
             renamed = self.w.param_names(cls)
             for keyword_, value in self.w.body_args(body):
                 text = self.expr(value, in_var=inp, in_channels=in_channels)
-                args.append(text if keyword_ is None else f"{renamed.get(keyword_, keyword_)}={text}")
+                args.append(
+                    text if keyword_ is None else f"{renamed.get(keyword_, keyword_)}={text}"
+                )
             args.append(f"name={self.name_text(ctx.prefix, '')}")
             return _call_statement(out, self.w.functions[id(cls)], args, ctx.indent, comment)
         lines: list[str] = []
@@ -1027,8 +1126,10 @@ class _Function:
         if unit.body is None:
             if isinstance(unit.count, Const) and unit.count.value == 0:
                 return lines + [f"{pad}# {local or 'repeat'}: repeated 0 times"]
-            return lines + [f"{pad}if {count}:",
-                            *refuse_other_values(f"{count} == 0 repetitions", ctx.indent + 1)]
+            return lines + [
+                f"{pad}if {count}:",
+                *refuse_other_values(f"{count} == 0 repetitions", ctx.indent + 1),
+            ]
         index = _fresh("i" if self.loop_depth == 0 else "j", self.taken)
         position = index  # layer names count iterations from 0, like the IR's ids
         if unit.index is not None:  # `[body for i in range(a, b)]`: loop over the DSL's index
@@ -1041,7 +1142,8 @@ class _Function:
             position = index if start_text == "0" else f"{index} - {start_text}"
         loop_symbol = unit.loop_var
         self.channel_vars[loop_symbol] = self.channel_vars.get(
-            loop_symbol, _fresh("channels", set(self.taken)))
+            loop_symbol, _fresh("channels", set(self.taken))
+        )
         prefix = ctx.prefix + ((("lit", local),) if local else ()) + (("expr", position),)
         inner = _Ctx(prefix, ctx.indent + 1)
         self.loop_depth += 1
@@ -1075,7 +1177,7 @@ class _Function:
             if not no:
                 return [f"{pad}if {text(cond)}:"] + yes
             return [f"{pad}if {text(cond)}:"] + yes + [f"{pad}else:"] + no
-        (taken, body), = unit.branches.items()
+        ((taken, body),) = unit.branches.items()
         test = _negate(cond) if taken else cond
         lines = [f"{pad}if {text(test)}:"]
         lines += refuse_other_values(f"({text(cond)}) == {taken}", ctx.indent + 1)
@@ -1101,10 +1203,9 @@ class _Function:
                 lines.append(f"{INDENT * ctx.indent}{out} = {inp}")
             return lines
         prefix = ctx.prefix + ((("lit", local),) if local else ())
-        return self._body(unit.body, _Ctx(prefix, ctx.indent), inp, out, in_channels,
-                          self._comment(unit))
-
-
+        return self._body(
+            unit.body, _Ctx(prefix, ctx.indent), inp, out, in_channels, self._comment(unit)
+        )
 
 
 def _ratio(shapes: list, i: int) -> str:
@@ -1124,7 +1225,6 @@ def _ratio(shapes: list, i: int) -> str:
     return "?"
 
 
-
 # ---- statement layout (what `ruff format` would write) -----------------------------------
 
 
@@ -1136,8 +1236,9 @@ def _with_comment(lines: list[str], comment: str, indent: int) -> list[str]:
     return [f"{INDENT * indent}# {comment}"] + lines
 
 
-def _statement(target: str, func: str, args: list[str], trailer: str, indent: int,
-               comment: str) -> list[str]:
+def _statement(
+    target: str, func: str, args: list[str], trailer: str, indent: int, comment: str
+) -> list[str]:
     """`target = func(args)(trailer)`, laid out the way ruff format lays it out."""
     pad = INDENT * indent
     inner = INDENT * (indent + 1)
@@ -1157,7 +1258,8 @@ def _statement(target: str, func: str, args: list[str], trailer: str, indent: in
     return _with_comment(lines, comment, indent)
 
 
-def _call_statement(target: str, func: str, args: list[str], indent: int,
-                    comment: str) -> list[str]:
+def _call_statement(
+    target: str, func: str, args: list[str], indent: int, comment: str
+) -> list[str]:
     lines = fmt.statement(f"{target} = ", func, args, indent)
     return _with_comment(lines, comment, indent)

@@ -54,4 +54,3 @@ def train_context(net: Network, model_module: str) -> TrainContext:
         aux_outputs=sum(1 for o in net.outputs if o.train_only),
         not_implemented=[fmt.py_str(item) for item in recipe.not_implemented],
     )
-

@@ -29,10 +29,31 @@ _FALLBACK = {
 _LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 0.01}
 # the augment names both scripts implement: a torchvision transform or Keras layer on
 # imagefolder images, or (cutout, mixup) a function of every training batch
-IMPLEMENTED_AUGMENT = {"random_crop", "random_resized_crop", "hflip", "color_jitter",
-                       "normalize", "cutout", "mixup"}
-_ORDER = ["optimizer", "lr", "momentum", "weight_decay", "nesterov", "betas", "eps", "alpha",
-          "schedule", "batch_size", "epochs", "aux_weight", "label_smoothing", "augment"]
+IMPLEMENTED_AUGMENT = {
+    "random_crop",
+    "random_resized_crop",
+    "hflip",
+    "color_jitter",
+    "normalize",
+    "cutout",
+    "mixup",
+}
+_ORDER = [
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "nesterov",
+    "betas",
+    "eps",
+    "alpha",
+    "schedule",
+    "batch_size",
+    "epochs",
+    "aux_weight",
+    "label_smoothing",
+    "augment",
+]
 _CHOSEN = "  # netdsl's default"
 
 
@@ -57,8 +78,10 @@ def check_model_module(name: str, imported: set[str]) -> None:
     """train.py imports the model file by its name: that name must not hide a module the
     script imports (`imported`) or the standard library's."""
     if name in sys.stdlib_module_names or name.lower() in imported:
-        raise NetdslError(f"a model file named {name}.py would hide the module '{name}' from "
-                          "train.py; give the model another name with -o")
+        raise NetdslError(
+            f"a model file named {name}.py would hide the module '{name}' from "
+            "train.py; give the model another name with -o"
+        )
 
 
 def recipe_of(net: Network) -> Recipe:
@@ -74,11 +97,13 @@ def recipe_of(net: Network) -> Recipe:
     if "schedule" in train:
         recipe["schedule"] = dict(train["schedule"])
     recipe["augment"] = [_augment(a) for a in train.get("augment", [])]
-    not_implemented = [f"augment {name}" for name, *_ in recipe["augment"]
-                       if name not in IMPLEMENTED_AUGMENT]
+    not_implemented = [
+        f"augment {name}" for name, *_ in recipe["augment"] if name not in IMPLEMENTED_AUGMENT
+    ]
     if "dropout" in train:
-        not_implemented.append(f"dropout {train['dropout']} (the model's dropout layers "
-                               "set their own rates)")
+        not_implemented.append(
+            f"dropout {train['dropout']} (the model's dropout layers set their own rates)"
+        )
     values = {k: recipe[k] for k in _ORDER if k in recipe}
     return Recipe(values, {k for k in values if k not in train}, not_implemented)
 
@@ -86,8 +111,11 @@ def recipe_of(net: Network) -> Recipe:
 def _augment(entry: dict) -> tuple:
     """{"name": "random_crop", "args": [32], "padding": 4} -> ("random_crop", 32, {"padding": 4})."""
     args = [tuple(a) if isinstance(a, list) else a for a in entry.get("args", [])]
-    options = {k: (tuple(v) if isinstance(v, list) else v) for k, v in entry.items()
-               if k not in ("name", "args")}
+    options = {
+        k: (tuple(v) if isinstance(v, list) else v)
+        for k, v in entry.items()
+        if k not in ("name", "args")
+    }
     return (entry["name"], *args) + ((options,) if options else ())
 
 

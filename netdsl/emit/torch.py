@@ -253,8 +253,9 @@ class TorchEmitter(Emitter):
             if len(names) == 1:
                 names[0] += ","  # a one-element tuple
             devices = "\n".join(fmt.statement("DEVICES = ", "", names, 0))
-        builder_sig = fmt.statement("def build_model", "", builder_params, 0,
-                                    suffix=f" -> {main.name}:")
+        builder_sig = fmt.statement(
+            "def build_model", "", builder_params, 0, suffix=f" -> {main.name}:"
+        )
         inputs = list(net.inputs.values())
         shapes = {name: node.out_shape for name, node in net.inputs.items()}
         return FileContext(
@@ -262,8 +263,11 @@ class TorchEmitter(Emitter):
             source=fmt.comment_text(net.path),
             network=fmt.comment_text(net.name),
             input_shape=fmt.literal(inputs[0].out_shape),
-            input_shapes=(", ".join(f"{fmt.py_str(k)}: {fmt.literal(v)}" for k, v in shapes.items())
-                          if len(shapes) > 1 else None),
+            input_shapes=(
+                ", ".join(f"{fmt.py_str(k)}: {fmt.literal(v)}" for k, v in shapes.items())
+                if len(shapes) > 1
+                else None
+            ),
             helpers=sorted(self.helpers, key=lambda h: (h[0].islower(), h)),
             classes=classes,
             builder=builder_sig,
@@ -315,22 +319,34 @@ class TorchEmitter(Emitter):
                 head.append(f"{scope.placement} = place_devices({scope.devices_param})")
             if scope.uses_home:
                 head.append(f"self.{scope.home_attr} = {scope.home_param}")
-            for key, attr in sorted(scope.device_attrs.items(), key=lambda kv: _device_order(kv[0])):
+            for key, attr in sorted(
+                scope.device_attrs.items(), key=lambda kv: _device_order(kv[0])
+            ):
                 head.append(f"self.{attr} = {scope.placement}[{fmt.py_str(key)}]")
                 self.devices.add(key)
-        assert scope.uses_home == (scope.mixed and not scope.network
-                                   and self.facts.needs_home(cls)), cls.name
+        assert scope.uses_home == (
+            scope.mixed and not scope.network and self.facts.needs_home(cls)
+        ), cls.name
         signature = fmt.statement("def __init__", "", params, 1, suffix=" -> None:")
         init = _indent(head, B) + init
         args = ", ".join(f"{name}: Tensor" for name in cls.inputs)
-        returns = "Tensor" if len([o for o in cls.outputs if not o[2]]) == 1 and not any(
-            o[2] for o in cls.outputs) else "Tensor | tuple[Tensor, ...]"
+        returns = (
+            "Tensor"
+            if len([o for o in cls.outputs if not o[2]]) == 1 and not any(o[2] for o in cls.outputs)
+            else "Tensor | tuple[Tensor, ...]"
+        )
         forward_sig = f"def forward(self, {args}) -> {returns}:"
         if len(forward_sig) + 4 > fmt.LINE:
-            forward_sig = "\n".join(fmt.statement("def forward", "", ["self"] + [
-                f"{name}: Tensor" for name in cls.inputs], 1, suffix=f" -> {returns}:"))[4:]
-        return ClassText(cls.name, self._doc(cls), signature, init, forward_sig, forward,
-                         cls.kind)
+            forward_sig = "\n".join(
+                fmt.statement(
+                    "def forward",
+                    "",
+                    ["self"] + [f"{name}: Tensor" for name in cls.inputs],
+                    1,
+                    suffix=f" -> {returns}:",
+                )
+            )[4:]
+        return ClassText(cls.name, self._doc(cls), signature, init, forward_sig, forward, cls.kind)
 
     def _doc(self, cls: ClassModel) -> list[str]:
         if cls.kind == "network":
@@ -371,7 +387,7 @@ class TorchEmitter(Emitter):
                 lines.append(pad + keyword)
                 lines += fmt.statement(target, func, args, B + 1, suffix=suffix)
             return lines
-        (taken, body), = unit.branches.items()
+        ((taken, body),) = unit.branches.items()
         test = f"not ({cond})" if taken else cond
         lines += [f"{pad}if {test}:"] + refuse_other_values(f"({cond}) == {taken}", B + 1)
         func, args, suffix = self._body_ctor(body, scope, B, where)
@@ -386,8 +402,10 @@ class TorchEmitter(Emitter):
         loop_name = scope.cls.renames.get(loop, "channels")
         uses_loop = loop in _body_symbols(unit.body)
         body = unit.body
-        unchanged = unit.update is None or _render(unit.update) in (_render(unit.init),
-                                                                   _render(Sym(loop)))
+        unchanged = unit.update is None or _render(unit.update) in (
+            _render(unit.init),
+            _render(Sym(loop)),
+        )
         if uses_loop and unchanged:
             # every iteration sees the same channels: build identical modules
             body = subst_body(body, {loop: unit.init})
@@ -396,23 +414,32 @@ class TorchEmitter(Emitter):
         # whole stack moves to the repeat's device at once
         mixed = where is not None and self.facts.mixed_body(body)
         inner = where if mixed else None
-        suffix = self._to(where, scope) if where is not None and not mixed and \
-            self.facts.stateful_body(body) else ""
+        suffix = (
+            self._to(where, scope)
+            if where is not None and not mixed and self.facts.stateful_body(body)
+            else ""
+        )
         var, iterable = "_", f"range({count})"
         if unit.index is not None:
             symbol, start, stop = unit.index
-            if symbol in _body_symbols(body) or (uses_loop and unit.update is not None
-                                                 and symbol in unit.update.symbols):
+            if symbol in _body_symbols(body) or (
+                uses_loop and unit.update is not None and symbol in unit.update.symbols
+            ):
                 var = scope.cls.renames.get(symbol, symbol.lstrip("#"))
-                iterable = (f"range({scope.expr(stop)})" if _render(start) == "0"
-                            else f"range({scope.expr(start)}, {scope.expr(stop)})")
+                iterable = (
+                    f"range({scope.expr(stop)})"
+                    if _render(start) == "0"
+                    else f"range({scope.expr(start)}, {scope.expr(stop)})"
+                )
         if not uses_loop and body.kind != "chain":
             func, args, item_suffix = self._body_ctor(body, scope, B + 1, inner)
             item = fmt.nested_call(func, args, B + 1) + item_suffix
-            return fmt.statement(target, "nn.Sequential",
-                                 [f"*[{item} for {var} in {iterable}]"], B, suffix=suffix)
-        lines = [f"{pad}layers = []" if scope.declared_layers else
-                 f"{pad}layers: list[nn.Module] = []"]
+            return fmt.statement(
+                target, "nn.Sequential", [f"*[{item} for {var} in {iterable}]"], B, suffix=suffix
+            )
+        lines = [
+            f"{pad}layers = []" if scope.declared_layers else f"{pad}layers: list[nn.Module] = []"
+        ]
         scope.declared_layers = True
         if uses_loop:
             lines.append(f"{pad}{loop_name} = {scope.expr(unit.init)}")
@@ -437,8 +464,15 @@ class TorchEmitter(Emitter):
     def _to(self, where: str | None, scope: _Scope) -> str:
         return f".to({scope.device(where)})" if where is not None else ""
 
-    def _placed(self, func: str, args: list[str], stateful: bool, mixed_cls: ClassModel | None,
-                scope: _Scope, where: str | None) -> tuple[str, list[str], str]:
+    def _placed(
+        self,
+        func: str,
+        args: list[str],
+        stateful: bool,
+        mixed_cls: ClassModel | None,
+        scope: _Scope,
+        where: str | None,
+    ) -> tuple[str, list[str], str]:
         """Put a constructed module on its device: `.to(...)`, or hand a mixed class the
         placement (and its default device) so that it places its own parts."""
         if where is None:
@@ -451,8 +485,9 @@ class TorchEmitter(Emitter):
             return func, args + extra, ""
         return func, args, self._to(where, scope) if stateful else ""
 
-    def _body_ctor(self, body: Body, scope: _Scope, indent: int,
-                   where: str | None = None) -> tuple[str, list[str], str]:
+    def _body_ctor(
+        self, body: Body, scope: _Scope, indent: int, where: str | None = None
+    ) -> tuple[str, list[str], str]:
         if body.kind == "identity":
             return "nn.Identity", [], ""
         if body.kind == "single":
@@ -462,34 +497,46 @@ class TorchEmitter(Emitter):
                 items = [self._ctor_text(u, scope, indent, where) for u in body.units]
                 return "nn.Sequential", items, ""
             items = [self._ctor_text(u, scope, indent) for u in body.units]
-            return "nn.Sequential", items, self._to(where, scope) if where is not None and \
-                self.facts.stateful_body(body) else ""
+            return (
+                "nn.Sequential",
+                items,
+                self._to(where, scope)
+                if where is not None and self.facts.stateful_body(body)
+                else "",
+            )
         args = []
         for keyword, value in body.args:
             text = scope.expr(value)
             args.append(text if keyword is None else f"{keyword}={text}")
         mixed = body.cls if self.facts.mixed_cls(body.cls) else None
-        return self._placed(body.cls.name, args, self.facts.stateful_cls(body.cls), mixed,
-                            scope, where)
+        return self._placed(
+            body.cls.name, args, self.facts.stateful_cls(body.cls), mixed, scope, where
+        )
 
-    def _ctor(self, unit: Unit, scope: _Scope, indent: int,
-              where: str | None = None) -> tuple[str, list[str], str]:
+    def _ctor(
+        self, unit: Unit, scope: _Scope, indent: int, where: str | None = None
+    ) -> tuple[str, list[str], str]:
         if unit.kind == "call":
             args = []
             for keyword, value in unit.args:
                 text = scope.expr(value)
                 args.append(text if keyword is None else f"{keyword}={text}")
             mixed = unit.cls if self.facts.mixed_cls(unit.cls) else None
-            return self._placed(unit.cls.name, args, self.facts.stateful_cls(unit.cls), mixed,
-                                scope, where)
+            return self._placed(
+                unit.cls.name, args, self.facts.stateful_cls(unit.cls), mixed, scope, where
+            )
         if unit.kind == "module":
             return self._body_ctor(unit.body, scope, indent, where)
         if unit.kind in ("repeat", "cond"):  # only inside unrolled repeats
-            raise NetdslError("the torch backend cannot nest this repeat or conditional here",
-                              unit.scope.span)
+            raise NetdslError(
+                "the torch backend cannot nest this repeat or conditional here", unit.scope.span
+            )
         func, args = self._layer(unit, scope)
-        return func, args, self._to(where, scope) if where is not None and \
-            self.facts.stateful_unit(unit) else ""
+        return (
+            func,
+            args,
+            self._to(where, scope) if where is not None and self.facts.stateful_unit(unit) else "",
+        )
 
     def _layer(self, unit: Unit, scope: _Scope) -> tuple[str, list[str]]:
         node = unit.node
@@ -550,16 +597,23 @@ class TorchEmitter(Emitter):
             scale = a.get("scale", True)
             if not is_default(scale, True):
                 if not is_default(scale, False):
-                    raise NetdslError("the torch backend needs bn's scale to be true or false "
-                                      "where the block is written, not a parameter", node.span)
+                    raise NetdslError(
+                        "the torch backend needs bn's scale to be true or false "
+                        "where the block is written, not a parameter",
+                        node.span,
+                    )
                 cls = cls[3:] + "NoScale"  # without the scale gamma: a helper class
                 self.helpers.add(cls)
             args = [e(a["num_features"])] + kw("eps", a["eps"], 1e-5)
             args += kw("momentum", a["momentum"], 0.1)
             return cls, args
         if op == "lrn":
-            return "nn.LocalResponseNorm", [e(a["n"]), f"alpha={e(a['alpha'])}",
-                                           f"beta={e(a['beta'])}", f"k={e(a['k'])}"]
+            return "nn.LocalResponseNorm", [
+                e(a["n"]),
+                f"alpha={e(a['alpha'])}",
+                f"beta={e(a['beta'])}",
+                f"k={e(a['k'])}",
+            ]
         if op == "dropout":
             return "nn.Dropout", kw("p", a["p"], 0.5)
         if op == "drop_path":
@@ -578,8 +632,13 @@ class TorchEmitter(Emitter):
         if op == "softmax":
             return "nn.Softmax", ["dim=1"]
         simple = {
-            "relu": "nn.ReLU", "relu6": "nn.ReLU6", "sigmoid": "nn.Sigmoid", "tanh": "nn.Tanh",
-            "gelu": "nn.GELU", "silu": "nn.SiLU", "hardswish": "nn.Hardswish",
+            "relu": "nn.ReLU",
+            "relu6": "nn.ReLU6",
+            "sigmoid": "nn.Sigmoid",
+            "tanh": "nn.Tanh",
+            "gelu": "nn.GELU",
+            "silu": "nn.SiLU",
+            "hardswish": "nn.Hardswish",
             "hardsigmoid": "nn.Hardsigmoid",
         }
         if op in simple:
@@ -627,8 +686,9 @@ class TorchEmitter(Emitter):
                 used.add(candidate)
         return names
 
-    def _forward_unit(self, unit: Unit, scope: _Scope, indent: int, names: dict,
-                      devices: dict) -> list[str]:
+    def _forward_unit(
+        self, unit: Unit, scope: _Scope, indent: int, names: dict, devices: dict
+    ) -> list[str]:
         cls = scope.cls
         comment = shape_comment(unit, cls.in_shapes, cls.renames)
         out = names.get(unit.output, unit.output)
@@ -653,8 +713,9 @@ class TorchEmitter(Emitter):
             lines = fmt.statement(prefix, f"self.{unit.attr}", [arg], indent)
         return _with_comment(lines, comment, indent)
 
-    def _moves(self, unit: Unit, scope: _Scope, ins: list[str], out: str,
-               devices: dict) -> list[str]:
+    def _moves(
+        self, unit: Unit, scope: _Scope, ins: list[str], out: str, devices: dict
+    ) -> list[str]:
         """Inputs moved to the unit's device where they live elsewhere; records the
         device of the unit's output."""
         where = scope.target(unit)
@@ -662,21 +723,24 @@ class TorchEmitter(Emitter):
         if unit.kind == "merge":
             if unit.placed:
                 devices[out] = where
-                return [v if d == where else f"{v}.to({scope.device(where)})"
-                        for v, d in zip(ins, here)]
+                return [
+                    v if d == where else f"{v}.to({scope.device(where)})" for v, d in zip(ins, here)
+                ]
             # an unannotated join runs where its first input is
             first = devices[out] = here[0]
             to = f"{ins[0]}.device" if first in (INPUT, "?") else scope.device(first)
-            return ins[:1] + [v if d == first != "?" else f"{v}.to({to})"
-                              for v, d in zip(ins[1:], here[1:])]
+            return ins[:1] + [
+                v if d == first != "?" else f"{v}.to({to})" for v, d in zip(ins[1:], here[1:])
+            ]
         if self.facts.mixed_unit(unit):
             key = self._out_key(unit)
             devices[out] = here[0] if key == INPUT else where if key == HOME else key
             return ins
         if unit.placed or self.facts.stateful_unit(unit):
             devices[out] = where
-            return [v if d == where else f"{v}.to({scope.device(where)})"
-                    for v, d in zip(ins, here)]
+            return [
+                v if d == where else f"{v}.to({scope.device(where)})" for v, d in zip(ins, here)
+            ]
         devices[out] = here[0]  # no weights: runs where its input is
         return ins
 
@@ -706,12 +770,10 @@ class TorchEmitter(Emitter):
 # ---- helpers -----------------------------------------------------------------------
 
 
-
 def _render(e) -> str | None:
     if e is None:
         return None
     return (expr_of(e) if not isinstance(e, Expr) else e).render()
-
 
 
 def _fresh_name(name: str, taken: set) -> str:
