@@ -28,85 +28,33 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .ir import Network, Node, Scope
-from .layers import pair, zeropad_sides
+from .layers import (
+    IN_PLACE,
+    INFERENCE_IDENTITY,
+    SAVES_INDICES,
+    VIEW,
+    Count,
+    Equation,
+    Factor,
+    Note,
+    Window,
+    derivation,
+    int_pair,
+    spec_of,
+    traits,
+)
+
+__all__ = ["Count", "Equation", "Factor", "Note", "Window", "analyze", "block_call", "layer_call"]
 
 BYTES = 4  # fp32
 INDEX_BYTES = 8  # int64 max-pool indices
 MASK_BYTES = 1  # bool dropout masks
 
-# Layers that allocate no new activation at inference (CS231n convention).
-IN_PLACE = frozenset({"relu", "relu6", "leaky_relu", "elu", "silu", "hardswish", "hardsigmoid"})
-IDENTITY_AT_INFERENCE = frozenset({"dropout", "drop_path"})
-VIEWS = frozenset({"flatten"})
-WINDOWED = frozenset({"conv", "dwconv", "sepconv", "maxpool", "avgpool"})
-
 # Optimizer state per parameter, in parameter-sized tensors.
 OPTIMIZER_STATE = {"sgd": 1, "adam": 2, "adamw": 2, "rmsprop": 1}
 
-
-# ---- records -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Factor:
-    """One factor of a product: its value and how to write it (`128/32` for grouped input)."""
-
-    value: int
-    text: str = ""
-
-    def __str__(self) -> str:
-        return self.text or str(self.value)
-
-
-@dataclass(frozen=True)
-class Count:
-    """A count as a sum of products, e.g. 96 x 11 x 11 x 3 + 96."""
-
-    formula: str  # symbolic, e.g. "c_out x k x k x c_in + c_out"
-    terms: tuple[tuple[Factor, ...], ...]
-    value: int
-    note: str = ""  # e.g. "+ 192 running statistics (buffers)"
-
-
-@dataclass(frozen=True)
-class Window:
-    """One spatial axis of a sliding window: out = floor((n - k_eff + 2p)/s) + 1."""
-
-    axis: str  # "H", "W" or "H = W"
-    size: int
-    k: int
-    s: int
-    p: int
-    d: int
-    ceil: bool
-    out: int
-    exact: bool  # the division leaves no remainder
-    last_dropped: bool = False  # ceil mode: PyTorch dropped a window starting in the padding
-
-    @property
-    def k_eff(self) -> int:
-        return self.d * (self.k - 1) + 1
-
-    @property
-    def numerator(self) -> int:
-        return self.size - self.k_eff + 2 * self.p
-
-
-@dataclass(frozen=True)
-class Equation:
-    """A derived dimension: label = a op b op ... = result (e.g. C = 64 + 32 = 96)."""
-
-    label: str
-    operands: tuple[int, ...]
-    op: str  # "+" or "x"
-    result: int
-
-
-@dataclass(frozen=True)
-class Note:
-    """A derivation with nothing to compute, e.g. "same shape as the input"."""
-
-    text: str
+# what allocates no new activation at inference: in place, identity, or a view
+_NO_NEW_MEMORY = frozenset({IN_PLACE, INFERENCE_IDENTITY, VIEW})
 
 
 @dataclass(frozen=True)
@@ -202,7 +150,7 @@ def analyze(net: Network) -> Analysis:
         inputs = [layers[i.id] for i in node.inputs]
         layers[node.id] = LayerFacts(
             node=node,
-            shape=_derivation(node),
+            shape=derivation(node),
             params=_params(node),
             macs=_macs(node),
             rf=_receptive(node, [f.rf for f in inputs]),
@@ -259,76 +207,18 @@ def _scope_totals(scope: Scope, analysis: Analysis) -> Totals:
     return total
 
 
-# ---- shapes ----------------------------------------------------------------------------
+# ---- counts ----------------------------------------------------------------------------
 
 
-def _window(axis, size, k, s, p, d, ceil, out) -> Window:
-    num = size - (d * (k - 1) + 1) + 2 * p
-    exact = num % s == 0
-    dropped = False
-    if ceil and not exact:
-        dropped = -(-num // s) + 1 != out
-    return Window(axis, size, k, s, p, d, ceil, out, exact, dropped)
+def _params(node: Node) -> Count | None:
+    """The catalogue's factored parameter formula, evaluated for this node."""
+    formula = spec_of(node.op).params if node.op != "input" else None
+    return formula(node.attrs, node.in_shapes[0], node.out_shape) if formula else None
 
 
-def windows(node: Node) -> list[Window]:
-    """The H and W window derivations of a conv or pool (one when both axes agree)."""
-    _, h, w = (int(d.value) for d in node.in_shapes[0])
-    _, oh, ow = node.out_shape
-    (kh, kw), (sh, sw), (ph, pw) = (_ints(node, a) for a in ("k", "s", "p"))
-    dh, dw = _ints(node, "d") if "d" in node.attrs else (1, 1)
-    ceil = bool(node.value("ceil")) if "ceil" in node.attrs else False
-    hw = _window("H", h, kh, sh, ph, dh, ceil, oh)
-    ww = _window("W", w, kw, sw, pw, dw, ceil, ow)
-    if (h, kh, sh, ph, dh) == (w, kw, sw, pw, dw):
-        return [Window("H = W", h, kh, sh, ph, dh, ceil, oh, hw.exact, hw.last_dropped)]
-    return [hw, ww]
-
-
-def _ints(node: Node, attr: str) -> tuple[int, int]:
-    a, b = pair(node.attrs[attr])
-    return int(a.value), int(b.value)
-
-
-def _derivation(node: Node) -> list:
-    op = node.op
-    out = node.out_shape
-    ins = [tuple(int(d.value) for d in s) for s in node.in_shapes]
-    if op == "input":
-        return [Note("the declared input")]
-    if op in WINDOWED:
-        steps: list = []
-        if op == "conv" or op == "sepconv":
-            steps.append(Note(f"C = {out[0]} output channels"))
-        elif op == "dwconv":
-            m = int(node.value("m"))
-            steps.append(Equation("C", (ins[0][0], m), "x", out[0]))
-        return steps + windows(node)
-    if op in ("gap", "gmp"):
-        return [Note("global pooling: H = W = 1")]
-    if op in ("adaptive_avgpool", "adaptive_maxpool"):
-        return [Note(f"adaptive pooling to {out[1]}x{out[2]}")]
-    if op == "fc":
-        return [Note(f"{out[0]} output features (from {_features(ins[0])} inputs)")]
-    if op == "flatten":
-        if len(ins[0]) == 1:
-            return [Note("already flat")]
-        return [Equation("features", ins[0], "x", out[0])]
-    if op == "zeropad":
-        left, right, top, bottom = (int(v.value) for v in zeropad_sides(node.attrs["p"]))
-        return [
-            Equation("H", (ins[0][1], top, bottom), "+", out[1]),
-            Equation("W", (ins[0][2], left, right), "+", out[2]),
-        ]
-    if op == "concat":
-        return [
-            Equation("C" if len(out) == 3 else "features", tuple(s[0] for s in ins), "+", out[0])
-        ]
-    if op in ("add", "mean"):
-        return [Note(f"{len(ins)} branches of the same shape")]
-    if op == "mul":
-        return [Note("broadcast: " + " * ".join("x".join(map(str, s)) for s in ins))]
-    return [Note("same shape as the input")]
+def _macs(node: Node) -> Count | None:
+    formula = spec_of(node.op).macs if node.op != "input" else None
+    return formula(node.attrs, node.in_shapes[0], node.out_shape) if formula else None
 
 
 def _features(shape: tuple) -> int:
@@ -336,125 +226,6 @@ def _features(shape: tuple) -> int:
     for d in shape:
         out *= d
     return out
-
-
-# ---- counts ----------------------------------------------------------------------------
-
-
-def _count(formula: str, terms, expected: int, note: str = "") -> Count:
-    terms = tuple(tuple(f if isinstance(f, Factor) else Factor(f) for f in t) for t in terms if t)
-    value = sum(_product(t) for t in terms)
-    if value != expected:  # a rule this module does not know: show the plain number
-        return Count("", ((Factor(expected),),), expected, note)
-    return Count(formula, terms, expected, note)
-
-
-def _product(term) -> int:
-    out = 1
-    for f in term:
-        out *= f.value
-    return out
-
-
-def _kernel(node: Node) -> tuple[int, int, str]:
-    kh, kw = _ints(node, "k")
-    return kh, kw, "k x k" if kh == kw else "k_h x k_w"
-
-
-def _conv_in(node: Node) -> tuple[Factor, str]:
-    cin = int(node.in_shapes[0][0].value)
-    g = int(node.value("g"))
-    if g == 1:
-        return Factor(cin), "c_in"
-    return Factor(cin // g, f"{cin}/{g}"), "c_in/g"
-
-
-def _params(node: Node) -> Count | None:
-    op = node.op
-    if op == "conv":
-        kh, kw, kk = _kernel(node)
-        cin, cin_text = _conv_in(node)
-        c = node.out_shape[0]
-        bias = bool(node.value("bias"))
-        return _count(
-            f"c_out x {kk} x {cin_text}" + (" + c_out" if bias else ""),
-            [(c, kh, kw, cin), (c,) if bias else ()],
-            node.params,
-        )
-    if op == "dwconv":
-        kh, kw, kk = _kernel(node)
-        c = node.out_shape[0]
-        bias = bool(node.value("bias"))
-        return _count(
-            f"C x {kk}" + (" + C" if bias else ""), [(c, kh, kw), (c,) if bias else ()], node.params
-        )
-    if op == "sepconv":
-        kh, kw, kk = _kernel(node)
-        mid = int(node.in_shapes[0][0].value) * int(node.value("m"))
-        c = node.out_shape[0]
-        bias = bool(node.value("bias"))
-        return _count(
-            f"C_mid x {kk} + C_mid x c_out" + (" + c_out" if bias else ""),
-            [(mid, kh, kw), (mid, c), (c,) if bias else ()],
-            node.params,
-        )
-    if op == "fc":
-        fin = _features(tuple(int(d.value) for d in node.in_shapes[0]))
-        n = node.out_shape[0]
-        bias = bool(node.value("bias"))
-        return _count(
-            "n_out x n_in" + (" + n_out" if bias else ""),
-            [(n, fin), (n,) if bias else ()],
-            node.params,
-        )
-    if op == "bn":
-        c = node.out_shape[0]
-        if node.attrs.get("scale") is not None and not node.value("scale"):
-            return _count(
-                "C (beta only: scale=false)",
-                [(c,)],
-                node.params,
-                note=f"+ {node.buffers:,} running mean and variance (buffers, not parameters)",
-            )
-        return _count(
-            "2 x C (gamma, beta)",
-            [(2, c)],
-            node.params,
-            note=f"+ {node.buffers:,} running mean and variance (buffers, not parameters)",
-        )
-    if node.params:
-        return _count("", [(node.params,)], node.params)
-    return None
-
-
-def _macs(node: Node) -> Count | None:
-    op = node.op
-    if op == "conv":
-        kh, kw, kk = _kernel(node)
-        cin, cin_text = _conv_in(node)
-        c, h, w = node.out_shape
-        return _count(
-            f"c_out x H_out x W_out x {kk} x {cin_text}", [(c, h, w, kh, kw, cin)], node.macs
-        )
-    if op == "dwconv":
-        kh, kw, kk = _kernel(node)
-        c, h, w = node.out_shape
-        return _count(f"C x H_out x W_out x {kk}", [(c, h, w, kh, kw)], node.macs)
-    if op == "sepconv":
-        kh, kw, kk = _kernel(node)
-        mid = int(node.in_shapes[0][0].value) * int(node.value("m"))
-        c, h, w = node.out_shape
-        return _count(
-            f"C_mid x H_out x W_out x {kk} + c_out x H_out x W_out x C_mid",
-            [(mid, h, w, kh, kw), (c, h, w, mid)],
-            node.macs,
-        )
-    if op == "fc":
-        fin = _features(tuple(int(d.value) for d in node.in_shapes[0]))
-        return _count("n_out x n_in", [(node.out_shape[0], fin)], node.macs)
-    if node.macs:
-        return _count("", [(node.macs,)], node.macs)
-    return None
 
 
 # ---- receptive field ---------------------------------------------------------------------
@@ -479,17 +250,18 @@ def _receptive(node: Node, inputs: list) -> Receptive | None:
         grid = _grid(out) or first.grid
         return Receptive(r, j, grid, rule="merge", approximate=any(rf.approximate for rf in inputs))
     rf = inputs[0]
-    if op in WINDOWED:
-        kh, kw = _ints(node, "k")
-        sh, sw = _ints(node, "s")
-        dh, dw = _ints(node, "d") if "d" in node.attrs else (1, 1)
+    rule = spec_of(op).receptive
+    if rule == "window":
+        kh, kw = int_pair(node.attrs, "k")
+        sh, sw = int_pair(node.attrs, "s")
+        dh, dw = int_pair(node.attrs, "d") if "d" in node.attrs else (1, 1)
         return _step(rf, ((dh * (kh - 1) + 1, sh), (dw * (kw - 1) + 1, sw)), _grid(out), "window")
-    if op in ("gap", "gmp") or (op == "fc" and rf.grid != (1, 1)):
+    if rule == "global" or (rule == "flat" and rf.grid != (1, 1)):
         gh, gw = rf.grid
         return _step(rf, ((gh, gh), (gw, gw)), (1, 1), "global")
-    if op in ("adaptive_avgpool", "adaptive_maxpool"):
+    if rule == "adaptive":
         (h, w), (oh, ow) = rf.grid, out[1:]
-        (kh, sh, ah), (kw, sw, aw) = _adaptive(h, oh), _adaptive(w, ow)
+        (kh, sh, ah), (kw, sw, aw) = _adaptive_window(h, oh), _adaptive_window(w, ow)
         step = _step(rf, ((kh, sh), (kw, sw)), (oh, ow), "window")
         if ah or aw:
             step = Receptive(step.r, step.j, step.grid, step.steps, step.rule, approximate=True)
@@ -498,7 +270,7 @@ def _receptive(node: Node, inputs: list) -> Receptive | None:
     return Receptive(rf.r, rf.j, grid, rule="same", approximate=rf.approximate)
 
 
-def _adaptive(n: int, out: int) -> tuple[int, int, bool]:
+def _adaptive_window(n: int, out: int) -> tuple[int, int, bool]:
     """Kernel, stride and whether they vary, for PyTorch's adaptive pooling windows."""
     if n % out == 0:
         return n // out, n // out, False
@@ -522,16 +294,16 @@ def _step(rf: Receptive, kernels, grid, rule: str) -> Receptive:
 def _memory(node: Node) -> Memory:
     elements = _features(node.out_shape)
     size = elements * BYTES
-    op = node.op
-    if op == "input":
+    if node.op == "input":
         return Memory(elements, size, 2 * size, "input")
-    if op in IN_PLACE:
+    has = traits(node.op)
+    if IN_PLACE in has:
         return Memory(elements, 0, 0, "in place")
-    if op in IDENTITY_AT_INFERENCE:
+    if INFERENCE_IDENTITY in has:
         return Memory(elements, 0, elements * MASK_BYTES, "identity", "1-byte mask")
-    if op in VIEWS:
+    if VIEW in has:
         return Memory(elements, 0, 0, "view")
-    if op in ("maxpool", "adaptive_maxpool", "gmp"):
+    if SAVES_INDICES in has:
         return Memory(elements, size, 2 * size + elements * INDEX_BYTES, "new", "int64 indices")
     return Memory(elements, size, 2 * size)
 
@@ -543,7 +315,7 @@ def _peak(net: Network) -> int:
     storage: dict = {}  # id(node) -> the node whose buffer holds its output
     last_use: dict = {}
     for i, node in enumerate(order):
-        if node.op in IN_PLACE | IDENTITY_AT_INFERENCE | VIEWS and node.inputs:
+        if traits(node.op) & _NO_NEW_MEMORY and node.inputs:
             storage[id(node)] = storage[id(node.inputs[0])]
         else:
             storage[id(node)] = node
@@ -570,60 +342,29 @@ def _peak(net: Network) -> int:
 
 # ---- how a layer reads in the DSL ------------------------------------------------------
 
-_DERIVED = frozenset({"in_channels", "num_features", "in_features", "mid_channels"})
-_DEFAULTS = {
-    "s": 1,
-    "p": 0,
-    "d": 1,
-    "g": 1,
-    "m": 1,
-    "bias": True,
-    "ceil": False,
-    "count_pad": True,
-    "eps": 1e-5,
-    "momentum": 0.1,
-    "scale": True,
-}
-_POSITIONAL = {
-    "conv": ("c",),
-    "sepconv": ("c",),
-    "fc": ("n",),
-    "maxpool": ("k",),
-    "avgpool": ("k",),
-    "dwconv": (),
-    "dropout": ("p",),
-    "drop_path": ("p",),
-    "adaptive_avgpool": ("size",),
-    "adaptive_maxpool": ("size",),
-    "zeropad": ("p",),
-    "shuffle": ("g",),
-    "scale": ("s",),
-    "leaky_relu": ("slope",),
-    "elu": ("alpha",),
-}
-
-
 def layer_call(node: Node) -> str:
     """The layer as one would write it in the DSL, with values: `conv 96 k=11 s=4 p=0`."""
     op = node.op
-    positional = _POSITIONAL.get(op, ())
+    spec = spec_of(op)
+    positional = tuple(name for name in spec.positional if name not in spec.named)
     parts = [op] + [_value_text(node.value(n)) for n in positional if n in node.attrs]
-    always = ("k", "p") if op in ("conv", "sepconv", "dwconv") else ()
     for name in node.attrs:
-        if name in positional or name in _DERIVED or op == "lrn":
+        if name in positional or name in spec.derived:
             continue
         value = node.value(name)
-        if name in always:
+        if name in spec.named:
             pass
-        elif op in ("maxpool", "avgpool") and name == "s":
+        elif spec.category == "pool" and name == "s":
             if value == node.value("k"):
                 continue
-        elif (
-            name in _DEFAULTS and _DEFAULTS[name] == value and type(value) is type(_DEFAULTS[name])
-        ):
+        elif _is_default(value, spec.arg(name).default):
             continue
         parts.append(f"{name}={_value_text(value)}")
     return " ".join(parts)
+
+
+def _is_default(value, default) -> bool:
+    return default == value and type(value) is type(default)
 
 
 def _value_text(value) -> str:

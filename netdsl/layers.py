@@ -1,4 +1,12 @@
-"""The layer catalogue: argument schemas and exact shape, parameter and MAC rules.
+"""The layer catalogue: the one place that knows what an op is.
+
+Each `LayerSpec` carries everything the rest of the compiler asks about an op:
+its argument schema, its shape rule, its parameter and MAC formulas in factored
+form (the counts *are* these formulas, and `explain` prints them), its traits
+(runs in place, returns a fresh tensor, never negative, ...), the attributes it
+derives from its input, and its receptive-field rule. Backends map ops to code
+in tables of their own and list what they cannot emit; nothing else keeps a
+list of ops.
 
 Shapes follow PyTorch exactly (batch implicit): image tensors are (C, H, W),
 flat tensors (F,). Every dimension is a traced `Num`, so the rules below
@@ -17,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import NetdslError, Span, did_you_mean
+from .records import record
 from .symbolic import Num, Tup
 from .values import Fragment, kind_of
 
@@ -43,6 +52,101 @@ class ArgSpec:
     aliases: tuple[str, ...] = ()
 
 
+# ---- traits: what passes may assume about an op ------------------------------------------
+
+IN_PLACE = "in place"  # may overwrite its input (ReLU-like): no new activation at inference
+FRESH = "fresh"  # returns a new tensor that backward does not need: safe to modify in place
+NON_NEGATIVE = "non-negative"  # its output is never negative
+KEEPS_SIGN = "keeps sign"  # non-negative inputs give a non-negative output
+INFERENCE_IDENTITY = "identity at inference"  # dropout, drop_path
+VIEW = "view"  # a view of its input (flatten): no new memory
+SAVES_INDICES = "saves indices"  # backward keeps int64 argmax indices (max pooling)
+WINDOWED = "windowed"  # a sliding window: k, s, p (and d) give out = floor(...) + 1
+
+
+# ---- factored counts and shape derivations (explain prints them as they are) ----------
+
+
+@record
+class Factor:
+    """One factor of a product: its value and how to write it (`128/32` for grouped input)."""
+
+    value: int
+    text: str = ""
+
+    def __str__(self) -> str:
+        return self.text or str(self.value)
+
+
+@record
+class Count:
+    """A count as a sum of products, e.g. 96 x 11 x 11 x 3 + 96."""
+
+    formula: str  # symbolic, e.g. "c_out x k x k x c_in + c_out"
+    terms: tuple  # tuple[tuple[Factor, ...], ...]
+    value: int
+    note: str = ""  # e.g. "+ 192 running statistics (buffers)"
+
+
+def count(formula: str, terms, note: str = "") -> Count:
+    """A Count whose value is the sum of its terms' products (empty terms dropped)."""
+    factored = tuple(
+        tuple(f if isinstance(f, Factor) else Factor(f) for f in term) for term in terms if term
+    )
+    value = 0
+    for term in factored:
+        product = 1
+        for f in term:
+            product *= f.value
+        value += product
+    return Count(formula, factored, value, note)
+
+
+# (attrs, input shape, output shape) -> Count; dimensions may be Nums or ints
+Formula = Callable[[dict, tuple, tuple], Count]
+
+
+@record
+class Window:
+    """One spatial axis of a sliding window: out = floor((n - k_eff + 2p)/s) + 1."""
+
+    axis: str  # "H", "W" or "H = W"
+    size: int
+    k: int
+    s: int
+    p: int
+    d: int
+    ceil: bool
+    out: int
+    exact: bool  # the division leaves no remainder
+    last_dropped: bool = False  # ceil mode: PyTorch dropped a window starting in the padding
+
+    @property
+    def k_eff(self) -> int:
+        return self.d * (self.k - 1) + 1
+
+    @property
+    def numerator(self) -> int:
+        return self.size - self.k_eff + 2 * self.p
+
+
+@record
+class Equation:
+    """A derived dimension: label = a op b op ... = result (e.g. C = 64 + 32 = 96)."""
+
+    label: str
+    operands: tuple
+    op: str  # "+" or "x"
+    result: int
+
+
+@record
+class Note:
+    """A derivation with nothing to compute, e.g. "same shape as the input"."""
+
+    text: str
+
+
 @dataclass
 class Inferred:
     shape: Shape
@@ -62,6 +166,22 @@ class LayerSpec:
     positional: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
     shorthand: str | None = None  # e.g. "k": conv3 == conv k=3 p=same
+    traits: frozenset = frozenset()  # IN_PLACE, FRESH, NON_NEGATIVE, ... (below)
+    derived: tuple[str, ...] = ()  # attributes the shape rule adds from the input
+    params: Formula | None = None  # factored parameter count; None: no weights
+    macs: Formula | None = None  # factored multiply-accumulates; None: zero
+    receptive: str = "same"  # "window" | "global" | "flat" | "adaptive" | "same"
+    derive: Callable | None = None  # node -> [Window | Equation | Note]: how the shape follows
+    named: tuple[str, ...] = ()  # arguments the DSL text of a layer always writes by name
+    sign_rule: Callable[[dict], bool] | None = None  # keeps sign only when this holds
+
+    @property
+    def has_weights(self) -> bool:
+        return self.params is not None
+
+    def keeps_sign(self, attrs: dict) -> bool:
+        """Non-negative inputs give a non-negative output."""
+        return KEEPS_SIGN in self.traits or (self.sign_rule is not None and self.sign_rule(attrs))
 
     def arg(self, name: str) -> ArgSpec | None:
         for a in self.args:
@@ -314,11 +434,193 @@ def resolve_same_padding(name: str, attrs: dict) -> None:
         attrs["p"] = pads[0]
 
 
-def _prod(values) -> int:
+# ---- parameter and MAC formulas ----------------------------------------------------------
+
+
+def _int(d) -> int:
+    return int(d.value) if isinstance(d, Num) else int(d)
+
+
+def _kernel(attrs: dict) -> tuple[int, int, str]:
+    kh, kw = (_int(v) for v in pair(attrs["k"]))
+    return kh, kw, "k x k" if kh == kw else "k_h x k_w"
+
+
+def _grouped_in(attrs: dict, in_shape) -> tuple[Factor, str]:
+    cin, g = _int(in_shape[0]), _int(attrs["g"])
+    if g == 1:
+        return Factor(cin), "c_in"
+    return Factor(cin // g, f"{cin}/{g}"), "c_in/g"
+
+
+def _mid(attrs: dict, in_shape) -> int:
+    return _int(in_shape[0]) * _int(attrs["m"])
+
+
+def _has_bias(attrs: dict) -> bool:
+    return bool(attrs["bias"].value)
+
+
+def _features(shape) -> int:
     out = 1
-    for v in values:
-        out *= v
+    for d in shape:
+        out *= _int(d)
     return out
+
+
+def _conv_params(attrs, in_shape, out_shape) -> Count:
+    kh, kw, kk = _kernel(attrs)
+    cin, cin_text = _grouped_in(attrs, in_shape)
+    c, bias = _int(out_shape[0]), _has_bias(attrs)
+    return count(
+        f"c_out x {kk} x {cin_text}" + (" + c_out" if bias else ""),
+        [(c, kh, kw, cin), (c,) if bias else ()],
+    )
+
+
+def _conv_macs(attrs, in_shape, out_shape) -> Count:
+    kh, kw, kk = _kernel(attrs)
+    cin, cin_text = _grouped_in(attrs, in_shape)
+    c, h, w = (_int(d) for d in out_shape)
+    return count(f"c_out x H_out x W_out x {kk} x {cin_text}", [(c, h, w, kh, kw, cin)])
+
+
+def _dwconv_params(attrs, in_shape, out_shape) -> Count:
+    kh, kw, kk = _kernel(attrs)
+    c, bias = _int(out_shape[0]), _has_bias(attrs)
+    return count(f"C x {kk}" + (" + C" if bias else ""), [(c, kh, kw), (c,) if bias else ()])
+
+
+def _dwconv_macs(attrs, in_shape, out_shape) -> Count:
+    kh, kw, kk = _kernel(attrs)
+    c, h, w = (_int(d) for d in out_shape)
+    return count(f"C x H_out x W_out x {kk}", [(c, h, w, kh, kw)])
+
+
+def _sepconv_params(attrs, in_shape, out_shape) -> Count:
+    kh, kw, kk = _kernel(attrs)
+    mid, c, bias = _mid(attrs, in_shape), _int(out_shape[0]), _has_bias(attrs)
+    return count(
+        f"C_mid x {kk} + C_mid x c_out" + (" + c_out" if bias else ""),
+        [(mid, kh, kw), (mid, c), (c,) if bias else ()],
+    )
+
+
+def _sepconv_macs(attrs, in_shape, out_shape) -> Count:
+    kh, kw, kk = _kernel(attrs)
+    mid = _mid(attrs, in_shape)
+    c, h, w = (_int(d) for d in out_shape)
+    return count(
+        f"C_mid x H_out x W_out x {kk} + c_out x H_out x W_out x C_mid",
+        [(mid, h, w, kh, kw), (c, h, w, mid)],
+    )
+
+
+def _fc_params(attrs, in_shape, out_shape) -> Count:
+    fin, n, bias = _features(in_shape), _int(out_shape[0]), _has_bias(attrs)
+    return count("n_out x n_in" + (" + n_out" if bias else ""), [(n, fin), (n,) if bias else ()])
+
+
+def _fc_macs(attrs, in_shape, out_shape) -> Count:
+    return count("n_out x n_in", [(_int(out_shape[0]), _features(in_shape))])
+
+
+def _bn_params(attrs, in_shape, out_shape) -> Count:
+    c = _int(out_shape[0])
+    note = f"+ {2 * c:,} running mean and variance (buffers, not parameters)"
+    if not attrs["scale"].value:
+        return count("C (beta only: scale=false)", [(c,)], note)
+    return count("2 x C (gamma, beta)", [(2, c)], note)
+
+
+# ---- shape derivations (what explain shows under each layer) -----------------------------
+
+
+def int_pair(attrs: dict, name: str) -> tuple[int, int]:
+    a, b = pair(attrs[name])
+    return _int(a), _int(b)
+
+
+def _window_record(axis, size, k, s, p, d, ceil, out) -> Window:
+    num = size - (d * (k - 1) + 1) + 2 * p
+    exact = num % s == 0
+    dropped = ceil and not exact and -(-num // s) + 1 != out
+    return Window(axis, size, k, s, p, d, ceil, out, exact, dropped)
+
+
+def windows(node) -> list[Window]:
+    """The H and W window derivations of a windowed layer (one when both axes agree)."""
+    a = node.attrs
+    _, h, w = (_int(d) for d in node.in_shapes[0])
+    _, oh, ow = node.out_shape
+    (kh, kw), (sh, sw), (ph, pw) = (int_pair(a, n) for n in ("k", "s", "p"))
+    dh, dw = int_pair(a, "d") if "d" in a else (1, 1)
+    ceil = bool(node.value("ceil")) if "ceil" in a else False
+    hw = _window_record("H", h, kh, sh, ph, dh, ceil, oh)
+    ww = _window_record("W", w, kw, sw, pw, dw, ceil, ow)
+    if (h, kh, sh, ph, dh) == (w, kw, sw, pw, dw):
+        return [Window("H = W", h, kh, sh, ph, dh, ceil, oh, hw.exact, hw.last_dropped)]
+    return [hw, ww]
+
+
+def _derive_conv(node) -> list:
+    return [Note(f"C = {node.out_shape[0]} output channels"), *windows(node)]
+
+
+def _derive_dwconv(node) -> list:
+    cin, m = _int(node.in_shapes[0][0]), int(node.value("m"))
+    return [Equation("C", (cin, m), "x", node.out_shape[0]), *windows(node)]
+
+
+def _derive_global(node) -> list:
+    return [Note("global pooling: H = W = 1")]
+
+
+def _derive_adaptive(node) -> list:
+    return [Note(f"adaptive pooling to {node.out_shape[1]}x{node.out_shape[2]}")]
+
+
+def _derive_fc(node) -> list:
+    return [Note(f"{node.out_shape[0]} output features (from {_features(node.in_shapes[0])} inputs)")]
+
+
+def _derive_flatten(node) -> list:
+    shape = tuple(_int(d) for d in node.in_shapes[0])
+    if len(shape) == 1:
+        return [Note("already flat")]
+    return [Equation("features", shape, "x", node.out_shape[0])]
+
+
+def _derive_zeropad(node) -> list:
+    left, right, top, bottom = (_int(v) for v in zeropad_sides(node.attrs["p"]))
+    _, h, w = (_int(d) for d in node.in_shapes[0])
+    _, oh, ow = node.out_shape
+    return [Equation("H", (h, top, bottom), "+", oh), Equation("W", (w, left, right), "+", ow)]
+
+
+def _derive_concat(node) -> list:
+    out = node.out_shape
+    channels = tuple(_int(s[0]) for s in node.in_shapes)
+    return [Equation("C" if len(out) == 3 else "features", channels, "+", out[0])]
+
+
+def _derive_equal(node) -> list:
+    return [Note(f"{len(node.in_shapes)} branches of the same shape")]
+
+
+def _derive_broadcast(node) -> list:
+    shapes = ("x".join(str(_int(d)) for d in s) for s in node.in_shapes)
+    return [Note("broadcast: " + " * ".join(shapes))]
+
+
+def derivation(node) -> list:
+    """How a node's output shape follows from its input and arguments."""
+    if node.op == "input":
+        return [Note("the declared input")]
+    spec = spec_of(node.op)
+    if spec.derive is not None:
+        return spec.derive(node)
+    return [Note("same shape as the input")]
 
 
 # ---- rules -----------------------------------------------------------------
@@ -334,14 +636,11 @@ def _conv(attrs, shape):
             f"channels ({cout.value})",
             hint="choose a group count that divides both",
         )
-    _, oh, ow = _spatial("conv", attrs, shape)
-    kh, kw = pair(attrs["k"])
-    kernel = cin.value // g.value * kh.value * kw.value
-    params = cout.value * kernel + (cout.value if attrs["bias"].value else 0)
+    out = (cout, *_spatial("conv", attrs, shape)[1:])
     return Inferred(
-        (cout, oh, ow),
-        params,
-        cout.value * oh.value * ow.value * kernel,
+        out,
+        _conv_params(attrs, shape, out).value,
+        _conv_macs(attrs, shape, out).value,
         derived={"in_channels": cin},
     )
 
@@ -350,11 +649,9 @@ def _dwconv(attrs, shape):
     resolve_same_padding("dwconv", attrs)
     cin = _image("dwconv", shape)[0]
     cout = cin * attrs["m"]
-    _, oh, ow = _spatial("dwconv", attrs, shape)
-    kh, kw = pair(attrs["k"])
-    params = cout.value * kh.value * kw.value + (cout.value if attrs["bias"].value else 0)
-    macs = cout.value * oh.value * ow.value * kh.value * kw.value
-    return Inferred((cout, oh, ow), params, macs, derived={"in_channels": cin})
+    out = (cout, *_spatial("dwconv", attrs, shape)[1:])
+    params = _dwconv_params(attrs, shape, out).value
+    return Inferred(out, params, _dwconv_macs(attrs, shape, out).value, derived={"in_channels": cin})
 
 
 def _sepconv(attrs, shape):
@@ -362,13 +659,10 @@ def _sepconv(attrs, shape):
     cin = _image("sepconv", shape)[0]
     mid = cin * attrs["m"]
     cout = attrs["c"]
-    _, oh, ow = _spatial("sepconv", attrs, shape)
-    kh, kw = pair(attrs["k"])
-    hw = oh.value * ow.value
-    params = mid.value * kh.value * kw.value + mid.value * cout.value
-    params += cout.value if attrs["bias"].value else 0
-    macs = mid.value * hw * kh.value * kw.value + mid.value * cout.value * hw
-    return Inferred((cout, oh, ow), params, macs, derived={"in_channels": cin, "mid_channels": mid})
+    out = (cout, *_spatial("sepconv", attrs, shape)[1:])
+    params = _sepconv_params(attrs, shape, out).value
+    macs = _sepconv_macs(attrs, shape, out).value
+    return Inferred(out, params, macs, derived={"in_channels": cin, "mid_channels": mid})
 
 
 def _pool_args(name, attrs):
@@ -402,7 +696,7 @@ def _global(name):
     return rule
 
 
-def _adaptive(name):
+def _adaptive_pool(name):
     def rule(attrs, shape):
         c = _image(name, shape)[0]
         oh, ow = pair(attrs["size"])
@@ -426,9 +720,9 @@ def flat_features(name: str, shape: Shape) -> Num:
 
 def _fc(attrs, shape):
     fin = flat_features("fc", shape)
-    n = attrs["n"]
-    params = fin.value * n.value + (n.value if attrs["bias"].value else 0)
-    return Inferred((n,), params, fin.value * n.value, derived={"in_features": fin})
+    out = (attrs["n"],)
+    params = _fc_params(attrs, shape, out).value
+    return Inferred(out, params, _fc_macs(attrs, shape, out).value, derived={"in_features": fin})
 
 
 def _flatten(attrs, shape):
@@ -439,9 +733,9 @@ def _flatten(attrs, shape):
 
 
 def _bn(attrs, shape):
-    c = shape[0]
-    affine = 2 if attrs["scale"].value else 1  # the shift beta always; the scale gamma optional
-    return Inferred(shape, affine * c.value, buffers=2 * c.value, derived={"num_features": c})
+    c = shape[0]  # the shift beta always; the scale gamma unless scale=false
+    params = _bn_params(attrs, shape, shape).value
+    return Inferred(shape, params, buffers=2 * c.value, derived={"num_features": c})
 
 
 def _same(attrs, shape):
@@ -483,6 +777,8 @@ _S = ArgSpec("s", "size", 1, "stride", ("stride",))
 _P = ArgSpec("p", "pad", 0, "zero padding on each side, or same", ("pad", "padding"))
 _D = ArgSpec("d", "size", 1, "dilation", ("dilation",))
 
+_CONV_TRAITS = frozenset({FRESH, WINDOWED})
+
 CATALOGUE: dict[str, LayerSpec] = {}
 
 
@@ -509,6 +805,13 @@ _add(
         ),
         positional=("c", "k"),
         shorthand="k",
+        traits=_CONV_TRAITS,
+        derived=("in_channels",),
+        params=_conv_params,
+        macs=_conv_macs,
+        receptive="window",
+        derive=_derive_conv,
+        named=("k", "p"),
     )
 )
 _add(
@@ -528,6 +831,13 @@ _add(
         ),
         positional=("k",),
         shorthand="k",
+        traits=_CONV_TRAITS,
+        derived=("in_channels",),
+        params=_dwconv_params,
+        macs=_dwconv_macs,
+        receptive="window",
+        derive=_derive_dwconv,
+        named=("k", "p"),
     )
 )
 _add(
@@ -549,6 +859,13 @@ _add(
         ),
         positional=("c", "k"),
         shorthand="k",
+        traits=_CONV_TRAITS,
+        derived=("in_channels", "mid_channels"),
+        params=_sepconv_params,
+        macs=_sepconv_macs,
+        receptive="window",
+        derive=_derive_conv,
+        named=("k", "p"),
     )
 )
 _POOL_S = ArgSpec("s", "size", None, "stride (default: the kernel size)", ("stride",))
@@ -562,6 +879,9 @@ _add(
         (_K, _POOL_S, ArgSpec("p", "pad2", 0, "padding", ("pad", "padding")), _D, _CEIL),
         positional=("k",),
         shorthand="k",
+        traits=frozenset({FRESH, KEEPS_SIGN, WINDOWED, SAVES_INDICES}),
+        receptive="window",
+        derive=windows,
     )
 )
 _add(
@@ -585,6 +905,9 @@ _add(
         ),
         positional=("k",),
         shorthand="k",
+        traits=frozenset({FRESH, KEEPS_SIGN, WINDOWED}),
+        receptive="window",
+        derive=windows,
     )
 )
 _add(
@@ -594,6 +917,9 @@ _add(
         "pool",
         _global("gap"),
         aliases=("global_avgpool",),
+        traits=frozenset({FRESH, KEEPS_SIGN}),
+        receptive="global",
+        derive=_derive_global,
     )
 )
 _add(
@@ -603,6 +929,9 @@ _add(
         "pool",
         _global("gmp"),
         aliases=("global_maxpool",),
+        traits=frozenset({FRESH, KEEPS_SIGN, SAVES_INDICES}),
+        receptive="global",
+        derive=_derive_global,
     )
 )
 _add(
@@ -610,9 +939,12 @@ _add(
         "adaptive_avgpool",
         "adaptive average pooling to a fixed size.",
         "pool",
-        _adaptive("adaptive_avgpool"),
+        _adaptive_pool("adaptive_avgpool"),
         (ArgSpec("size", "size", REQUIRED, "output size"),),
         positional=("size",),
+        traits=frozenset({FRESH, KEEPS_SIGN}),
+        receptive="adaptive",
+        derive=_derive_adaptive,
     )
 )
 _add(
@@ -620,9 +952,12 @@ _add(
         "adaptive_maxpool",
         "adaptive max pooling to a fixed size.",
         "pool",
-        _adaptive("adaptive_maxpool"),
+        _adaptive_pool("adaptive_maxpool"),
         (ArgSpec("size", "size", REQUIRED, "output size"),),
         positional=("size",),
+        traits=frozenset({FRESH, KEEPS_SIGN, SAVES_INDICES}),
+        receptive="adaptive",
+        derive=_derive_adaptive,
     )
 )
 _add(
@@ -634,9 +969,24 @@ _add(
         (ArgSpec("n", "count", REQUIRED, "output features", ("out",)), _BIAS, _ACT),
         positional=("n",),
         aliases=("dense", "linear"),
+        traits=frozenset({FRESH}),
+        derived=("in_features",),
+        params=_fc_params,
+        macs=_fc_macs,
+        receptive="flat",
+        derive=_derive_fc,
     )
 )
-_add(LayerSpec("flatten", "flatten C x H x W to C*H*W features.", "shape", _flatten))
+_add(
+    LayerSpec(
+        "flatten",
+        "flatten C x H x W to C*H*W features.",
+        "shape",
+        _flatten,
+        traits=frozenset({KEEPS_SIGN, VIEW}),
+        derive=_derive_flatten,
+    )
+)
 _add(
     LayerSpec(
         "bn",
@@ -655,6 +1005,9 @@ _add(
             ),
         ),
         aliases=("batchnorm",),
+        traits=frozenset({FRESH}),
+        derived=("num_features",),
+        params=_bn_params,
     )
 )
 _add(
@@ -680,6 +1033,7 @@ _add(
         _same,
         (ArgSpec("p", "prob", 0.5, "drop probability"),),
         positional=("p",),
+        traits=frozenset({KEEPS_SIGN, INFERENCE_IDENTITY}),
     )
 )
 _add(
@@ -691,19 +1045,30 @@ _add(
         _same,
         (ArgSpec("p", "prob", REQUIRED, "drop probability"),),
         positional=("p",),
+        traits=frozenset({KEEPS_SIGN, INFERENCE_IDENTITY}),
     )
 )
-for _name, _doc in (
-    ("relu", "max(x, 0)"),
-    ("relu6", "min(max(x, 0), 6)"),
-    ("sigmoid", "1 / (1 + exp(-x))"),
-    ("tanh", "hyperbolic tangent"),
-    ("gelu", "Gaussian error linear unit (exact erf form)"),
-    ("hardswish", "x * relu6(x + 3) / 6"),
-    ("hardsigmoid", "relu6(x + 3) / 6"),
+_POSITIVE = frozenset({NON_NEGATIVE})
+for _name, _doc, _traits in (
+    ("relu", "max(x, 0)", frozenset({IN_PLACE, NON_NEGATIVE})),
+    ("relu6", "min(max(x, 0), 6)", frozenset({IN_PLACE, NON_NEGATIVE})),
+    ("sigmoid", "1 / (1 + exp(-x))", _POSITIVE),
+    ("tanh", "hyperbolic tangent", frozenset()),
+    ("gelu", "Gaussian error linear unit (exact erf form)", frozenset()),
+    ("hardswish", "x * relu6(x + 3) / 6", frozenset({IN_PLACE})),
+    ("hardsigmoid", "relu6(x + 3) / 6", frozenset({IN_PLACE, NON_NEGATIVE})),
 ):
-    _add(LayerSpec(_name, f"activation: {_doc}.", "activation", _same))
-_add(LayerSpec("silu", "activation: x * sigmoid(x).", "activation", _same, aliases=("swish",)))
+    _add(LayerSpec(_name, f"activation: {_doc}.", "activation", _same, traits=_traits))
+_add(
+    LayerSpec(
+        "silu",
+        "activation: x * sigmoid(x).",
+        "activation",
+        _same,
+        aliases=("swish",),
+        traits=frozenset({IN_PLACE}),
+    )
+)
 _add(
     LayerSpec(
         "leaky_relu",
@@ -712,6 +1077,7 @@ _add(
         _same,
         (ArgSpec("slope", "number", 0.01, "negative slope"),),
         positional=("slope",),
+        traits=frozenset({IN_PLACE}),
     )
 )
 _add(
@@ -722,9 +1088,14 @@ _add(
         _same,
         (ArgSpec("alpha", "number", 1.0, "scale of the negative part"),),
         positional=("alpha",),
+        traits=frozenset({IN_PLACE}),
     )
 )
-_add(LayerSpec("softmax", "softmax over channels (or features).", "activation", _same))
+_add(
+    LayerSpec(
+        "softmax", "softmax over channels (or features).", "activation", _same, traits=_POSITIVE
+    )
+)
 _add(
     LayerSpec(
         "zeropad",
@@ -733,6 +1104,8 @@ _add(
         _zeropad,
         (ArgSpec("p", "pad4", REQUIRED, "padding", ("pad", "padding")),),
         positional=("p",),
+        traits=frozenset({FRESH, KEEPS_SIGN}),
+        derive=_derive_zeropad,
     )
 )
 _add(
@@ -743,6 +1116,7 @@ _add(
         _shuffle,
         (ArgSpec("g", "count", REQUIRED, "groups", ("groups",)),),
         positional=("g",),
+        traits=frozenset({KEEPS_SIGN}),
     )
 )
 _add(
@@ -753,15 +1127,72 @@ _add(
         _same,
         (ArgSpec("s", "number", REQUIRED, "the factor", ("factor",)),),
         positional=("s",),
+        traits=frozenset({FRESH}),
+        sign_rule=lambda attrs: attrs["s"].value >= 0,
     )
 )
 
-MERGES = {
-    "concat": "concatenate branches along channels (or features)",
-    "add": "elementwise sum of branches with equal shapes",
-    "mul": "elementwise product with broadcasting (e.g. C x 1 x 1 times C x H x W)",
-    "mean": "elementwise mean of branches with equal shapes (FractalNet's join)",
+
+
+@dataclass(frozen=True)
+class MergeSpec:
+    """A join of branches (`concat(a, b)`): its shape rule is merge_shape."""
+
+    name: str
+    doc: str
+    symbol: str  # how a diagram labels it
+    derive: Callable
+    traits: frozenset = frozenset({FRESH, KEEPS_SIGN})  # a new tensor; signs as the branches'
+    category: str = "merge"
+    params: None = None
+    macs: None = None
+    receptive: str = "merge"
+    derived: tuple = ()
+    positional: tuple = ()
+    named: tuple = ()
+    has_weights = False
+
+    def keeps_sign(self, attrs: dict) -> bool:
+        return KEEPS_SIGN in self.traits
+
+
+MERGES: dict[str, MergeSpec] = {
+    m.name: m
+    for m in (
+        MergeSpec(
+            "concat", "concatenate branches along channels (or features)", "concat", _derive_concat
+        ),
+        MergeSpec("add", "elementwise sum of branches with equal shapes", "+", _derive_equal),
+        MergeSpec(
+            "mul",
+            "elementwise product with broadcasting (e.g. C x 1 x 1 times C x H x W)",
+            "×",
+            _derive_broadcast,
+        ),
+        MergeSpec(
+            "mean",
+            "elementwise mean of branches with equal shapes (FractalNet's join)",
+            "mean",
+            _derive_equal,
+        ),
+    )
 }
+
+
+def spec_of(op: str) -> LayerSpec | MergeSpec:
+    """The spec of an IR node's op (a layer's canonical name, or a merge)."""
+    return CATALOGUE.get(op) or MERGES[op]
+
+
+def traits(op: str) -> frozenset:
+    """What passes may assume about `op` (the IR's `input` node has no traits)."""
+    spec = CATALOGUE.get(op) or MERGES.get(op)
+    return spec.traits if spec is not None else frozenset()
+
+
+def ops() -> list[str]:
+    """Every op an IR node can have, each once: the catalogue's layers, then the merges."""
+    return sorted({spec.name for spec in CATALOGUE.values()}) + list(MERGES)
 
 _SHORTHAND = re.compile(r"^(conv|dwconv|sepconv|maxpool|avgpool)(\d+)$")
 

@@ -12,6 +12,7 @@ import keyword
 import re
 
 from .errors import NetdslError, Span
+from .resources import helper_names
 
 MAX_NAME = 64
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -48,14 +49,7 @@ _PARAMETERS = RESERVED | {
     "example",
     "result",
     "INPUT_SHAPES",
-    # Keras helpers (templates/keras/helpers/)
-    "ChannelShuffle",
-    "DropPath",
-    "LocalResponseNorm",
-    "MaxPoolPadding2D",
-    "PaddedAveragePooling2D",
-    "ceil_mode_padding",
-}
+} | helper_names()  # the classes and functions templates/*/helpers/ add to a file
 _LOCALS = _PARAMETERS | {
     "layers",
     "channels",

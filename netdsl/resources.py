@@ -34,3 +34,10 @@ def zoo_dir() -> Path:
 
 
 STDLIB_DIR = PACKAGE_DIR / "stdlib"
+
+
+@cache
+def helper_names() -> frozenset:
+    """The classes and functions templates/<target>/helpers/ may add to a generated file:
+    names that DSL names must never shadow there."""
+    return frozenset(path.name.split(".")[0] for path in templates_dir().glob("*/helpers/*.j2"))

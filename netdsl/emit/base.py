@@ -13,7 +13,8 @@ a projection in another) merge into one class with both branches. Instances
 that still differ (e.g. a block that branches on `in.h`) become variants:
 `Block`, `Block2`.
 
-Emitters subclass `Emitter`, set `target`, and render a `Program`.
+Emitters subclass `Emitter`, fill its op tables (LAYERS, MERGES, UNSUPPORTED) and render
+a `Program`.
 """
 
 from __future__ import annotations
@@ -22,16 +23,13 @@ import copy
 import keyword
 import textwrap
 from dataclasses import dataclass, field
-from functools import cache
 
 from ..errors import NetdslError
 from ..ir import Network, Node, Scope
-from ..layers import fmt_shape
+from ..layers import FRESH, MERGES, fmt_shape, traits
 from ..names import class_name
+from ..resources import helper_names
 from ..symbolic import Const, Expr, Local, Num, Sym, Tup
-
-MERGE_OPS = ("concat", "add", "mul", "mean")
-
 
 # ---- the model ---------------------------------------------------------------
 
@@ -90,28 +88,28 @@ class Unit:
             self.train_only,
         )
         if self.kind == "layer":  # the input's channels size the weights (not an attribute)
-            channels = tuple(_render(shape[0]) if shape else None for shape in self.node.in_shapes)
+            channels = tuple(render_expr(shape[0]) if shape else None for shape in self.node.in_shapes)
             return base + (self.node.op, _attrs_key(self.node), channels)
         if self.kind == "merge":
             return base + (self.node.op, _attrs_key(self.node))
         if self.kind == "call":
-            return base + (id(self.cls), tuple((k, _render(v)) for k, v in self.args))
+            return base + (id(self.cls), tuple((k, render_expr(v)) for k, v in self.args))
         if self.kind == "repeat":
             index = (
-                (self.index[0], _render(self.index[1]), _render(self.index[2]))
+                (self.index[0], render_expr(self.index[1]), render_expr(self.index[2]))
                 if self.index
                 else None
             )
             return base + (
-                _render(self.count),
-                _render(self.init),
-                _render(self.update),
+                render_expr(self.count),
+                render_expr(self.init),
+                render_expr(self.update),
                 self.loop_var,
                 index,
                 self.body.key() if self.body else None,
             )
         if self.kind == "cond":
-            return base + (_render(self.cond),)  # branches are merged, not compared
+            return base + (render_expr(self.cond),)  # branches are merged, not compared
         if self.kind == "module":
             return base + (self.body.key(),)
         raise AssertionError(self.kind)
@@ -133,7 +131,7 @@ class Body:
 
     def key(self) -> tuple:
         if self.kind == "class":
-            return ("class", id(self.cls), tuple((k, _render(v)) for k, v in self.args))
+            return ("class", id(self.cls), tuple((k, render_expr(v)) for k, v in self.args))
         return (self.kind, tuple(u.key() for u in self.units))
 
 
@@ -169,7 +167,7 @@ class ClassModel:
             tuple(self.unit_keys()),
             tuple(self.inputs),
             tuple(self.outputs),
-            tuple((n, _render(e)) for n, e in self.locals),
+            tuple((n, render_expr(e)) for n, e in self.locals),
         )
 
     def merge(self, other: ClassModel) -> bool:
@@ -212,7 +210,8 @@ class Program:
     main: ClassModel
 
 
-def _render(e) -> str | None:
+def render_expr(e) -> str | None:
+    """The text of an attribute's expression: what two units compare to be the same."""
     if e is None:
         return None
     if isinstance(e, (Num, Tup)):
@@ -225,7 +224,7 @@ def _render(e) -> str | None:
 def _attrs_key(node: Node) -> tuple:
     items = []
     for k, v in sorted(node.attrs.items()):
-        items.append((k, _render(v) if isinstance(v, (Num, Tup)) else repr(v)))
+        items.append((k, render_expr(v) if isinstance(v, (Num, Tup)) else repr(v)))
     return tuple(items)
 
 
@@ -242,17 +241,14 @@ def expr_of(value) -> Expr:
 class ModelBuilder:
     """Network -> Program. Pure data: no target-specific decisions here."""
 
-    def __init__(self, net: Network, train_last: bool = True) -> None:
+    def __init__(self, net: Network) -> None:
         self.net = net
-        # where forward computes train-only parts: after the eval path (True), or where
-        # they tap it, in DSL order (False); variables are allocated in that order
-        self.train_last = train_last
         self.variants: dict[str, list[ClassModel]] = {}
         self.anonymous: dict[tuple, list[ClassModel]] = {}  # structure key -> variants
         self.order: list[ClassModel] = []
         # class names: not those of module-level names, helper classes or build_model's
         # parameters (`return N(N=N)` would call the parameter)
-        self.used_names: set[str] = set(_MODULE_LEVEL) | _helper_names() | set(net.params)
+        self.used_names: set[str] = set(MODULE_LEVEL) | set(net.params)
 
     def build(self) -> Program:
         main = self._class_for(self.net.root, "network")
@@ -335,22 +331,22 @@ class ModelBuilder:
             # own input channels become `in_channels`
             uses_in = own_loop in used
             if uses_in and "in_channels" in used:
-                renames["in_channels"] = _fresh("outer_in_channels", taken)
+                renames["in_channels"] = fresh_name("outer_in_channels", taken)
             if uses_in:
                 renames[own_loop] = "in_channels"
             # the channels and index of a repeat inside are its loop's own variables
             bound = _bound_symbols(units)
             for symbol in sorted(bound & used):
-                renames[symbol] = _fresh(symbol[1:], taken)
+                renames[symbol] = fresh_name(symbol[1:], taken)
             params = []
             for symbol in sorted(used - {own_loop} - bound, key=lambda n: (n != "in_channels", n)):
                 if is_loop_symbol(symbol) or is_index_symbol(symbol):
-                    renames[symbol] = _fresh(symbol[1:], taken)
+                    renames[symbol] = fresh_name(symbol[1:], taken)
                 name = renames.get(symbol, symbol)
                 params.append(Param(name, symbol=symbol))
             return params, uses_in, renames
         for symbol in sorted(s for s in used if is_loop_symbol(s) or is_index_symbol(s)):
-            renames[symbol] = _fresh(
+            renames[symbol] = fresh_name(
                 symbol[1:],
                 taken
                 | set(self.net.params)
@@ -394,7 +390,7 @@ class ModelBuilder:
             if isinstance(child, Node):
                 if child.op == "input":
                     continue
-                kind = "merge" if child.op in MERGE_OPS else "layer"
+                kind = "merge" if child.op in MERGES else "layer"
                 units.append(
                     Unit(
                         kind,
@@ -453,7 +449,7 @@ class ModelBuilder:
     def _repeat(self, scope: Scope, parent: Scope, common: dict) -> Unit:
         loop_var = _loop_symbol(scope)
         bodies = [self._body(it, parent, common["attr"], loop_var) for it in scope.children]
-        updates = {_render(it.out_shape[0].expr) for it in scope.children}
+        updates = {render_expr(it.out_shape[0].expr) for it in scope.children}
         uniform = len({b.key() for b in bodies}) <= 1 and len(updates) <= 1
         count = scope.count.expr
         index = None
@@ -539,11 +535,10 @@ class ModelBuilder:
                 outputs.append((o.name, produced[o.node], o.train_only))
         else:
             outputs.append(("output", produced[scope.output], False))
-        # allocate in the order forward runs (train-only heads last, or in DSL order)
-        order = sorted(range(len(units)), key=lambda i: self.train_last and units[i].train_only)
+        # allocated in the order forward runs: DSL order, train-only heads where they tap it
         names = _allocate(
-            [units[i] for i in order],
-            [reads[i] for i in order],
+            units,
+            reads,
             outputs,
             list(inputs.values()),
             scope.value_names,
@@ -639,33 +634,11 @@ def _is_add2(unit: Unit) -> bool:
     return unit.kind == "merge" and unit.node.op == "add" and len(unit.node.inputs) == 2
 
 
-# ops whose output is a new tensor that backward does not need: safe to modify in place
-_FRESH_OPS = {
-    "conv",
-    "dwconv",
-    "sepconv",
-    "bn",
-    "fc",
-    "maxpool",
-    "avgpool",
-    "gap",
-    "gmp",
-    "adaptive_avgpool",
-    "adaptive_maxpool",
-    "zeropad",
-    "scale",
-    "add",
-    "concat",
-    "mean",
-    "mul",
-}
-
-
 def _is_fresh(unit) -> bool:
     if not isinstance(unit, Unit):
         return False
     if unit.kind in ("layer", "merge"):
-        return unit.node.op in _FRESH_OPS
+        return FRESH in traits(unit.node.op)
     return unit.kind == "call" and unit.cls.fresh_output
 
 
@@ -762,7 +735,7 @@ def _attr(name: str) -> str:
 def _var(name: str) -> str:
     """A local variable: it may hide neither an attribute name forward uses nor a module-level
     name of the generated file (`torch = self.relu(x)` would break `torch.cat` below it)."""
-    if keyword.iskeyword(name) or name in _PY_RESERVED or name in _MODULE_LEVEL:
+    if keyword.iskeyword(name) or name in _PY_RESERVED or name in MODULE_LEVEL:
         return name + "_"
     return name
 
@@ -802,30 +775,30 @@ _PY_RESERVED = {
 }
 
 
-# what generated files define or import at module level (both targets)
-_MODULE_LEVEL = {
-    "torch",
-    "nn",
-    "Tensor",
-    "warnings",
-    "math",
-    "keras",
-    "layers",
-    "ops",
-    "build_model",
-    "place_devices",
-    "INPUT_SHAPE",
-    "INPUT_SHAPES",
-    "DEVICES",
-}
+# what generated files define or import at module level (both targets), helpers included:
+# the one set of names a generated file's classes, functions and variables avoid
+MODULE_LEVEL = frozenset(
+    {
+        "torch",
+        "nn",
+        "Tensor",
+        "warnings",
+        "math",
+        "keras",
+        "layers",
+        "ops",
+        "build_model",
+        "place_devices",
+        "INPUT_SHAPE",
+        "INPUT_SHAPES",
+        "DEVICES",
+    }
+) | helper_names()
 
 
-@cache
-def _helper_names() -> frozenset:
-    """The classes and functions templates/<target>/helpers/ may add to a generated file."""
-    from ..resources import templates_dir
-
-    return frozenset(path.name.split(".")[0] for path in templates_dir().glob("*/helpers/*.j2"))
+def helper_order(helpers: set[str]) -> list[str]:
+    """The order helpers are written in: classes by name, then functions."""
+    return sorted(helpers, key=lambda h: (h[0].islower(), h))
 
 
 def _literal(value):
@@ -895,7 +868,8 @@ def _symbols_of(units: list[Unit]) -> set[str]:
     return out
 
 
-def _fresh(name: str, taken: set) -> str:
+def fresh_name(name: str, taken: set) -> str:
+    """`name`, or `name_`, `name__`, ...: the first not in `taken` (and now taken)."""
     candidate = name
     while candidate in taken:
         candidate += "_"
@@ -1040,7 +1014,9 @@ def anonymous_parts(program: Program) -> dict[int, tuple[str, str]]:
                 bodies = [(u.body, f"The part labelled `{label}`" if label else "A part")]
             for body, what in bodies:
                 if body.kind == "class" and id(body.cls) not in parts:
-                    source = _source_text(u.scope.span) if u.scope is not None else ""
+                    source = (
+                        _source_text(program.network, u.scope.span) if u.scope is not None else ""
+                    )
                     parts[id(body.cls)] = (f"{what} of {owner}", source)
                 elif body.kind in ("single", "chain"):
                     visit(body.units, owner)
@@ -1056,27 +1032,34 @@ def anonymous_parts(program: Program) -> dict[int, tuple[str, str]]:
     return parts
 
 
-def _source_text(span) -> str:
-    """The DSL text a span covers (whole lines, dedented)."""
-    from ..errors import SourceRegistry
-
-    end = span.end_line or span.line
-    if end > span.line and span.end_column == 1:
-        end -= 1  # the span ends at the start of the next line
-    lines = [SourceRegistry.line(span.file, n) for n in range(span.line, end + 1)]
-    return textwrap.dedent("\n".join(line for line in lines if line is not None)).strip()
+def _source_text(net: Network, span) -> str:
+    """The DSL text a span covers (whole lines, dedented), as the network was compiled from."""
+    return textwrap.dedent(net.sources.text(span)).strip()
 
 
 class Emitter:
-    """One code generation target. Subclasses set `target` and implement the hooks."""
+    """One code generation target: tables from op to emitting function (sqlglot's TRANSFORMS).
 
-    target = ""
-    model_suffix = ".py"
+    A target fills LAYERS (a layer op -> how its module or layer is written) and MERGES (a
+    merge op -> how the join is written), and names in UNSUPPORTED, with the reason, every
+    op it cannot write: `program` refuses those with a located error before emitting
+    anything, so no op is ever dropped. tests/test_catalogue.py checks that every op of the
+    catalogue is in one of the three.
+    """
 
-    train_last = True  # see ModelBuilder
+    target = ""  # the name --target takes
+    LAYERS: dict = {}
+    MERGES: dict = {}
+    UNSUPPORTED: dict[str, str] = {}
 
     def program(self, net: Network) -> Program:
-        return ModelBuilder(net, self.train_last).build()
+        for node in net.nodes():
+            reason = self.UNSUPPORTED.get(node.op)
+            if reason is not None:
+                raise NetdslError(
+                    f"the {self.target} target cannot express '{node.op}': {reason}", node.span
+                )
+        return ModelBuilder(net).build()
 
     def emit_model(self, net: Network) -> str:
         """The model file's source text."""

@@ -47,10 +47,11 @@ from dataclasses import dataclass
 from .. import __version__
 from ..errors import NetdslError
 from ..ir import Network, Node, Scope
-from ..layers import pair, zeropad_sides
+from ..layers import pair, spec_of, zeropad_sides
 from ..symbolic import BoolOp, Cmp, Const, Expr, Not, Num, Sym, Tup, binary
 from . import format as fmt
 from .base import (
+    MODULE_LEVEL,
     Body,
     ClassModel,
     Emitter,
@@ -59,76 +60,29 @@ from .base import (
     anonymous_parts,
     expr_of,
     frozen_guard,
+    helper_order,
     is_default,
     is_index_symbol,
     is_loop_symbol,
     refuse_other_values,
     type_hint,
 )
+from .padding import (
+    PoolWindows,
+    conv_padding,
+    non_negative,
+    pair_values,
+    pool_windows,
+    strides_and_dilates,
+)
 from .templates import render
 
 INDENT = fmt.INDENT
 LINE = fmt.LINE
 
-# ops whose output is never negative: zero padding before a max pool is then exact
-_NONNEG = {"relu", "relu6", "sigmoid", "hardsigmoid", "softmax"}
-# ops that keep non-negativity of (all) their inputs
-_KEEPS_SIGN = {
-    "maxpool",
-    "avgpool",
-    "gap",
-    "gmp",
-    "adaptive_avgpool",
-    "adaptive_maxpool",
-    "zeropad",
-    "dropout",
-    "drop_path",
-    "concat",
-    "add",
-    "mul",
-    "mean",
-    "flatten",
-    "shuffle",
-}
-
-# attributes the elaborator derives from the input (Keras layers infer them)
-_DERIVED = {"in_channels", "in_features", "num_features", "mid_channels"}
-
-_ACTIVATIONS = {
-    "sigmoid": "sigmoid",
-    "tanh": "tanh",
-    "gelu": "gelu",
-    "silu": "silu",
-    "hardswish": "hard_swish",
-    "hardsigmoid": "hard_sigmoid",
-}
-
-# helper layers, in the order they are written (templates/keras/helpers/<name>.py.j2)
-_HELPER_ORDER = (
-    "LocalResponseNorm",
-    "DropPath",
-    "ChannelShuffle",
-    "MaxPoolPadding2D",
-    "PaddedAveragePooling2D",
-    "ceil_mode_padding",
-)
-
-# names the generated module defines or imports; variables and functions avoid them
-_MODULE_NAMES = {
-    "keras",
-    "layers",
-    "ops",
-    "build_model",
-    "INPUT_SHAPE",
-    "INPUT_SHAPES",
-    "inputs",
-    "training_outputs",
-    "name",
-    "model",
-    "example",
-    "result",
-    *_HELPER_ORDER,
-}
+# names the generated module defines or imports, and build_model's own: variables and
+# functions avoid them
+_MODULE_NAMES = MODULE_LEVEL | {"inputs", "training_outputs", "name", "model", "example", "result"}
 _AMBIGUOUS = {"l", "I", "O"}  # ruff E741
 
 
@@ -269,73 +223,12 @@ def _negate(e: Expr) -> Expr:
     return Not(e)
 
 
-def _same_expr(a, b) -> bool:
-    return expr_of(a).render() == expr_of(b).render()
-
-
 def _nchw_to_nhwc(shape: tuple) -> tuple:
     return tuple(shape[1:]) + (shape[0],) if len(shape) == 3 else tuple(shape)
 
 
 def _shape_text(values: tuple) -> str:
     return "x".join(str(v) for v in _nchw_to_nhwc(values))
-
-
-def _nonneg(node: Node, memo: dict) -> bool:
-    """Is this node's output provably >= 0?"""
-    key = id(node)
-    if key in memo:
-        return memo[key]
-    memo[key] = False  # no cycles in a DAG, but be safe
-    if node.op in _NONNEG:
-        result = True
-    elif node.op in _KEEPS_SIGN:
-        result = bool(node.inputs) and all(_nonneg(i, memo) for i in node.inputs)
-    elif node.op == "scale":
-        result = node.value("s") >= 0 and _nonneg(node.inputs[0], memo)
-    else:
-        result = False
-    memo[key] = result
-    return result
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-@dataclass
-class _Pool:
-    """One instance of a pooling layer: PyTorch's windows as explicit paddings."""
-
-    pads: tuple  # ((top, bottom), (left, right)), bottom/right including ceil mode's rows
-    explicit: tuple  # (ph, pw): PyTorch's symmetric padding
-    extra: tuple  # (eh, ew): ceil mode's extra bottom/right rows
-    tf_same: bool  # Keras' padding="same" puts the windows where PyTorch does
-
-    @property
-    def zero(self) -> bool:
-        return self.pads == ((0, 0), (0, 0))
-
-
-def _pool_instance(node: Node) -> _Pool:
-    kh, kw = (int(v) for v in _pair_values(node.value("k")))
-    sh, sw = (int(v) for v in _pair_values(node.value("s")))
-    ph, pw = (int(v) for v in _pair_values(node.value("p")))
-    _, h, w = node.in_shapes[0]
-    _, oh, ow = node.out_shape
-    pads, extra, same = [], [], True
-    for size, k, s, p, out in ((h.value, kh, sh, ph, oh), (w.value, kw, sw, pw, ow)):
-        e = max((out - 1) * s + k - (size + 2 * p), 0)
-        pads.append((p, p + e))
-        extra.append(e)
-        tf_out = _ceil_div(size, s)
-        total = max((tf_out - 1) * s + k - size, 0)
-        same = same and tf_out == out and total // 2 == p
-    return _Pool(tuple(pads), (ph, pw), tuple(extra), same)
-
-
-def _pair_values(v) -> tuple:
-    return tuple(v) if isinstance(v, tuple) else (v, v)
 
 
 # ---- rendering ------------------------------------------------------------------------------
@@ -402,7 +295,7 @@ class _Writer:
             for u in us:
                 if u.kind == "layer":
                     for key, value in u.node.attrs.items():
-                        if key not in _DERIVED:
+                        if key not in spec_of(u.node.op).derived:
                             add(value)
                 elif u.kind == "call":
                     for _, value in u.args[1:] if u.cls.uses_in_channels else u.args:
@@ -489,7 +382,7 @@ class _Writer:
                 else None
             ),
             notes=notes,
-            helpers=[h for h in _HELPER_ORDER if h in self.helpers],
+            helpers=helper_order(self.helpers),
             uses_ops=self.uses_ops,
             functions=functions,
             builder=builder,
@@ -592,7 +485,7 @@ class _Writer:
             self.placed.add(node.device)
 
     def nonneg(self, node: Node) -> bool:
-        return _nonneg(node, self.nonneg_memo)
+        return non_negative(node, self.nonneg_memo)
 
 
 class _Function:
@@ -818,240 +711,7 @@ class _Function:
 
     def _layer_calls(self, unit: Unit, node: Node, nodes: list[Node], inp: str) -> list:
         """[(layer class, args, name suffix, trailer or None)] for one layer unit."""
-        a = node.attrs
-        ctx = {"in_var": inp, "in_channels": node.in_shapes[0][0].expr if node.in_shapes else None}
-
-        def e(value) -> str:
-            return self.expr(value, **ctx)
-
-        def kw(name, value, default) -> list[str]:
-            return self._kw(name, value, default, **ctx)
-
-        op = node.op
-        if op in ("conv", "dwconv", "sepconv"):
-            return self._conv(op, node, nodes, e, kw)
-        if op in ("maxpool", "avgpool"):
-            return self._pool(op, node, nodes, e, kw, inp)
-        if op in ("gap", "gmp"):
-            cls = "layers.GlobalAveragePooling2D" if op == "gap" else "layers.GlobalMaxPooling2D"
-            return [(cls, ["keepdims=True"], "", None)]
-        if op in ("adaptive_avgpool", "adaptive_maxpool"):
-            return self._adaptive(op, node, nodes, e)
-        if op == "fc":
-            calls = []
-            if len(node.in_shapes[0]) == 3:
-                calls.append(("layers.Flatten", [], "_flatten", None))
-            args = [e(a["n"])] + (
-                [f"use_bias={e(a['bias'])}"] if not is_default(a["bias"], True) else []
-            )
-            return calls + [("layers.Dense", args, "", None)]
-        if op == "flatten":
-            if len(node.in_shapes[0]) == 1:
-                return [("layers.Flatten", [], "", None)]
-            calls = []
-            if any(n.in_shapes[0][1].value * n.in_shapes[0][2].value > 1 for n in nodes):
-                # PyTorch flattens C, H, W; Keras would flatten H, W, C
-                calls.append(("layers.Permute", ["(3, 1, 2)"], "_permute", None))
-            return calls + [("layers.Flatten", [], "", None)]
-        if op == "bn":
-            args = [f"epsilon={e(a['eps'])}", f"momentum={self._momentum(a['momentum'], e)}"]
-            if not is_default(a["scale"], True):
-                args.append(f"scale={e(a['scale'])}")
-            return [("layers.BatchNormalization", args, "", None)]
-        if op == "lrn":
-            self.w.helpers.add("LocalResponseNorm")
-            self.w.uses_ops = True
-            args = [e(a["n"]), f"alpha={e(a['alpha'])}", f"beta={e(a['beta'])}", f"k={e(a['k'])}"]
-            return [("LocalResponseNorm", args, "", None)]
-        if op == "dropout":
-            return [("layers.Dropout", [e(a["p"])], "", None)]
-        if op == "drop_path":
-            self.w.helpers.add("DropPath")
-            self.w.uses_ops = True
-            return [("DropPath", [e(a["p"])], "", None)]
-        if op == "zeropad":
-            p = a["p"]
-            if isinstance(p, Num) or (isinstance(p, Tup) and len(p) == 2):
-                return [("layers.ZeroPadding2D", [f"padding={e(p)}"], "", None)]
-            left, right, top, bottom = zeropad_sides(p)
-            padding = f"(({e(top)}, {e(bottom)}), ({e(left)}, {e(right)}))"
-            return [("layers.ZeroPadding2D", [f"padding={padding}"], "", None)]
-        if op == "shuffle":
-            self.w.helpers.add("ChannelShuffle")
-            self.w.uses_ops = True
-            return [("ChannelShuffle", [e(a["g"])], "", None)]
-        if op == "scale":
-            return [("layers.Rescaling", [e(a["s"])], "", None)]
-        if op == "softmax":
-            return [("layers.Softmax", ["axis=-1"], "", None)]
-        if op == "relu":
-            return [("layers.ReLU", [], "", None)]
-        if op == "relu6":
-            return [("layers.ReLU", ["6.0"], "", None)]
-        if op == "leaky_relu":
-            return [("layers.LeakyReLU", [f"negative_slope={e(a['slope'])}"], "", None)]
-        if op == "elu":
-            return [("layers.ELU", kw("alpha", a["alpha"], 1.0), "", None)]
-        if op in _ACTIVATIONS:
-            return [("layers.Activation", [fmt.py_str(_ACTIVATIONS[op])], "", None)]
-        raise NetdslError(f"the Keras backend cannot express '{op}'", node.span)
-
-    def _momentum(self, m, e) -> str:
-        """Keras' momentum is the weight of the old statistics: 1 - PyTorch's."""
-        if isinstance(m, Num) and m.is_const:
-            return repr(round(1.0 - float(m.value), 12))
-        return e(binary("-", Const(1), expr_of(m)))
-
-    def _conv(self, op: str, node: Node, nodes: list[Node], e, kw) -> list:
-        a = node.attrs
-        modes = None
-        subsample = False  # Keras' Conv2D cannot stride and dilate at once
-        for n in nodes:
-            kh, kw_ = _pair_values(n.value("k"))
-            sh, sw = _pair_values(n.value("s"))
-            ph, pw = _pair_values(n.value("p"))
-            dh, dw = _pair_values(n.value("d"))
-            if op == "conv" and max(sh, sw) > 1 and max(dh, dw) > 1:
-                subsample = True
-            same = all(
-                s == 1 and (d * (k - 1)) % 2 == 0 and p == d * (k - 1) // 2
-                for k, s, p, d in ((kh, sh, ph, dh), (kw_, sw, pw, dw))
-            )
-            options = set()
-            if ph == 0 and pw == 0:
-                options.add("valid")
-            if same:
-                options.add("same")
-            if not options:
-                options.add("explicit")
-            modes = options if modes is None else modes & options
-        mode = (
-            ("valid" if "valid" in modes else "same" if "same" in modes else "explicit")
-            if modes
-            else "explicit"
-        )
-        calls = []
-        if mode == "explicit":
-            calls.append(("layers.ZeroPadding2D", [f"padding={e(a['p'])}"], "_pad", None))
-        if op == "conv":
-            args = [e(a["c"]), e(a["k"])]
-            cls = "layers.Conv2D"
-        elif op == "dwconv":
-            args = [e(a["k"])]
-            cls = "layers.DepthwiseConv2D"
-        else:
-            args = [e(a["c"]), e(a["k"])]
-            cls = "layers.SeparableConv2D"
-        if not subsample:
-            args += kw("strides", a["s"], 1)
-        if mode == "same":
-            args.append('padding="same"')
-        if op != "conv":
-            args += kw("depth_multiplier", a["m"], 1)
-        args += kw("dilation_rate", a["d"], 1)
-        if op == "conv":
-            args += kw("groups", a["g"], 1)
-        if not is_default(a["bias"], True):
-            args.append(f"use_bias={e(a['bias'])}")
-        if subsample:
-            # a dilated conv at stride 1, then every s-th position: the strided result
-            return calls + [
-                (cls, args, "_dilated", None),
-                ("layers.MaxPooling2D", ["1", f"strides={e(a['s'])}"], "", None),
-            ]
-        return calls + [(cls, args, "", None)]
-
-    def _pool(self, op: str, node: Node, nodes: list[Node], e, kw, inp: str) -> list:
-        a = node.attrs
-        for n in nodes:
-            if op == "maxpool" and max(_pair_values(n.value("d"))) > 1:
-                raise NetdslError(
-                    "Keras' pooling layers have no dilation",
-                    n.span,
-                    hint="use d=1 for a Keras model; the torch target supports it",
-                )
-        pools = [_pool_instance(n) for n in nodes]
-        count_pad = [bool(n.value("count_pad")) if op == "avgpool" else False for n in nodes]
-        cls = "layers.MaxPooling2D" if op == "maxpool" else "layers.AveragePooling2D"
-        args = [e(a["k"])]
-        if not _same_expr(a["s"], a["k"]):
-            args.append(f"strides={e(a['s'])}")
-        if all(p.zero for p in pools):
-            return [(cls, args, "", None)]
-        if op == "maxpool":
-            if all(p.tf_same for p in pools):
-                return [(cls, args + ['padding="same"'], "", None)]
-            padding = self._padding_arg(node, pools, e, inp)
-            if all(self.w.nonneg(n.inputs[0]) for n in nodes):
-                pad_layer = "layers.ZeroPadding2D"
-            else:
-                pad_layer = "MaxPoolPadding2D"
-                self.w.helpers.add(pad_layer)
-                self.w.uses_ops = True
-            return [(pad_layer, [f"padding={padding}"], "_pad", None), (cls, args, "", None)]
-        # average pooling: Keras divides "valid" windows by k*k and "same" ones by the
-        # number of input values they cover
-        if all(p.tf_same and (not cp or p.explicit == (0, 0)) for p, cp in zip(pools, count_pad)):
-            return [(cls, args + ['padding="same"'], "", None)]
-        if all(
-            p.extra == (0, 0) and (cp or p.explicit == (0, 0)) for p, cp in zip(pools, count_pad)
-        ):
-            padding = self._padding_arg(node, pools, e, inp)
-            return [
-                ("layers.ZeroPadding2D", [f"padding={padding}"], "_pad", None),
-                (cls, args, "", None),
-            ]
-        self.w.helpers.add("PaddedAveragePooling2D")
-        self.w.uses_ops = True
-        padding = self._padding_arg(node, pools, e, inp)
-        k = e(a["k"])
-        s = e(a["s"])
-        counted = (
-            f"counted={e(a['p'])}"
-            if all(count_pad)
-            else (
-                "counted=0"
-                if not any(count_pad)
-                else f"counted={e(a['p'])} if {e(a['count_pad'])} else 0"
-            )
-        )
-        return [("PaddedAveragePooling2D", [k, s, f"padding={padding}", counted], "", None)]
-
-    def _padding_arg(self, node: Node, pools: list[_Pool], e, inp: str) -> str:
-        """The pooling's padding: its `p` when ceil mode adds nothing, else ((t, b), (l, r))."""
-        a = node.attrs
-        if all(p.extra == (0, 0) for p in pools):
-            return e(a["p"])
-        first = pools[0].pads
-        if all(p.pads == first for p in pools):
-            (t, b), (l_, r) = first
-            return f"(({t}, {b}), ({l_}, {r}))"
-        self.w.helpers.add("ceil_mode_padding")
-        kh, kw_ = pair(a["k"])
-        sh, sw = pair(a["s"])
-        ph, pw = pair(a["p"])
-        return (
-            f"(ceil_mode_padding({inp}.shape[1], {e(kh)}, {e(sh)}, {e(ph)}), "
-            f"ceil_mode_padding({inp}.shape[2], {e(kw_)}, {e(sw)}, {e(pw)}))"
-        )
-
-    def _adaptive(self, op: str, node: Node, nodes: list[Node], e) -> list:
-        windows = set()
-        for n in nodes:
-            _, h, w = (int(d.value) for d in n.in_shapes[0])
-            _, oh, ow = n.out_shape
-            windows.add((h // oh, w // ow) if h % oh == 0 and w % ow == 0 else None)
-        if len(windows) == 1 and None not in windows:
-            ((wh, ww),) = windows
-            cls = "layers.AveragePooling2D" if op == "adaptive_avgpool" else "layers.MaxPooling2D"
-            return [(cls, [fmt.literal(wh if wh == ww else (wh, ww))], "", None)]
-        # windows of different sizes (PyTorch's rule): Keras' adaptive pooling layers
-        cls = (
-            "layers.AdaptiveAveragePooling2D"
-            if op == "adaptive_avgpool"
-            else "layers.AdaptiveMaxPooling2D"
-        )
-        return [(cls, [e(node.attrs["size"])], "", None)]
+        return LAYERS[node.op](_LayerCall(self, node, nodes, inp))
 
     # -- merges, calls and structure -----------------------------------------------------------
 
@@ -1060,12 +720,7 @@ class _Function:
         nodes = [item for item, _ in self.w.records[id(unit)]]
         for n in nodes:
             self.w._register(n, "")
-        cls = {
-            "concat": "layers.Concatenate",
-            "add": "layers.Add",
-            "mul": "layers.Multiply",
-            "mean": "layers.Average",
-        }[node.op]
+        cls = MERGES[node.op]
         args = []
         if len(ins) == 1:
             cls = "layers.Identity"
@@ -1223,6 +878,267 @@ def _ratio(shapes: list, i: int) -> str:
         if r == int(r) and r > 1:
             return f"{letter}/{int(r)}"
     return "?"
+
+
+# ---- op -> Keras layers: the Keras backend's table ------------------------------------------
+
+
+class _LayerCall:
+    """What an entry of LAYERS needs: the representative node and every instance it stands
+    for, the input variable, and the attribute values as Python text in the function."""
+
+    def __init__(self, fn: _Function, node: Node, nodes: list[Node], inp: str) -> None:
+        self.fn = fn
+        self.node = node
+        self.nodes = nodes
+        self.a = node.attrs
+        self.inp = inp
+        self.channels = node.in_shapes[0][0].expr if node.in_shapes else None
+
+    def e(self, value) -> str:
+        return self.fn.expr(value, in_var=self.inp, in_channels=self.channels)
+
+    def kw(self, name: str, value, default) -> list[str]:
+        """`name=value`, or nothing where the value is the default."""
+        return [] if is_default(value, default) else [f"{name}={self.e(value)}"]
+
+    def helper(self, name: str) -> str:
+        """A class or function from templates/keras/helpers/, written into the file once."""
+        self.fn.w.helpers.add(name)
+        if name[0].isupper():  # the helper layers compute with keras.ops
+            self.fn.w.uses_ops = True
+        return name
+
+
+def _one(cls: str, *args: str):
+    """An op that is one Keras layer with fixed arguments."""
+    return lambda c: [(cls, list(args), "", None)]
+
+
+def _with_arg(cls: str, arg: str, keyword: str = "", default=None, helper: bool = False):
+    """An op that is one Keras layer taking one DSL argument (by keyword when it has one)."""
+
+    def emit(c: _LayerCall) -> list:
+        value = c.a[arg]
+        if default is not None:
+            args = c.kw(keyword, value, default)
+        else:
+            args = [f"{keyword}={c.e(value)}" if keyword else c.e(value)]
+        return [(c.helper(cls) if helper else cls, args, "", None)]
+
+    return emit
+
+
+def _activation(name: str):
+    return _one("layers.Activation", fmt.py_str(name))
+
+
+def _conv(c: _LayerCall) -> list:
+    op, a, e, kw = c.node.op, c.a, c.e, c.kw
+    mode = conv_padding(c.nodes)
+    subsample = op == "conv" and any(strides_and_dilates(n) for n in c.nodes)
+    calls = []
+    if mode == "explicit":
+        calls.append(("layers.ZeroPadding2D", [f"padding={e(a['p'])}"], "_pad", None))
+    if op == "conv":
+        args = [e(a["c"]), e(a["k"])]
+        cls = "layers.Conv2D"
+    elif op == "dwconv":
+        args = [e(a["k"])]
+        cls = "layers.DepthwiseConv2D"
+    else:
+        args = [e(a["c"]), e(a["k"])]
+        cls = "layers.SeparableConv2D"
+    if not subsample:
+        args += kw("strides", a["s"], 1)
+    if mode == "same":
+        args.append('padding="same"')
+    if op != "conv":
+        args += kw("depth_multiplier", a["m"], 1)
+    args += kw("dilation_rate", a["d"], 1)
+    if op == "conv":
+        args += kw("groups", a["g"], 1)
+    if not is_default(a["bias"], True):
+        args.append(f"use_bias={e(a['bias'])}")
+    if subsample:
+        # a dilated conv at stride 1, then every s-th position: the strided result
+        return calls + [
+            (cls, args, "_dilated", None),
+            ("layers.MaxPooling2D", ["1", f"strides={e(a['s'])}"], "", None),
+        ]
+    return calls + [(cls, args, "", None)]
+
+
+def _pool(c: _LayerCall) -> list:
+    op, a, e, nodes = c.node.op, c.a, c.e, c.nodes
+    for n in nodes:
+        if op == "maxpool" and max(pair_values(n.value("d"))) > 1:
+            raise NetdslError(
+                "Keras' pooling layers have no dilation",
+                n.span,
+                hint="use d=1 for a Keras model; the torch target supports it",
+            )
+    pools = [pool_windows(n) for n in nodes]
+    count_pad = [bool(n.value("count_pad")) if op == "avgpool" else False for n in nodes]
+    cls = "layers.MaxPooling2D" if op == "maxpool" else "layers.AveragePooling2D"
+    args = [e(a["k"])]
+    if e(a["s"]) != e(a["k"]):
+        args.append(f"strides={e(a['s'])}")
+    if all(p.zero for p in pools):
+        return [(cls, args, "", None)]
+    if op == "maxpool":
+        if all(p.tf_same for p in pools):
+            return [(cls, args + ['padding="same"'], "", None)]
+        padding = _padding_arg(c, pools)
+        if all(c.fn.w.nonneg(n.inputs[0]) for n in nodes):
+            pad_layer = "layers.ZeroPadding2D"
+        else:
+            pad_layer = c.helper("MaxPoolPadding2D")
+        return [(pad_layer, [f"padding={padding}"], "_pad", None), (cls, args, "", None)]
+    # average pooling: Keras divides "valid" windows by k*k and "same" ones by the
+    # number of input values they cover
+    if all(p.tf_same and (not cp or p.explicit == (0, 0)) for p, cp in zip(pools, count_pad)):
+        return [(cls, args + ['padding="same"'], "", None)]
+    if all(p.extra == (0, 0) and (cp or p.explicit == (0, 0)) for p, cp in zip(pools, count_pad)):
+        padding = _padding_arg(c, pools)
+        return [
+            ("layers.ZeroPadding2D", [f"padding={padding}"], "_pad", None),
+            (cls, args, "", None),
+        ]
+    cls = c.helper("PaddedAveragePooling2D")
+    padding = _padding_arg(c, pools)
+    if all(count_pad):
+        counted = f"counted={e(a['p'])}"
+    elif not any(count_pad):
+        counted = "counted=0"
+    else:
+        counted = f"counted={e(a['p'])} if {e(a['count_pad'])} else 0"
+    return [(cls, [e(a["k"]), e(a["s"]), f"padding={padding}", counted], "", None)]
+
+
+def _padding_arg(c: _LayerCall, pools: list[PoolWindows]) -> str:
+    """The pooling's padding: its `p` when ceil mode adds nothing, else ((t, b), (l, r))."""
+    a, e = c.a, c.e
+    if all(p.extra == (0, 0) for p in pools):
+        return e(a["p"])
+    first = pools[0].pads
+    if all(p.pads == first for p in pools):
+        (t, b), (l_, r) = first
+        return f"(({t}, {b}), ({l_}, {r}))"
+    c.fn.w.helpers.add("ceil_mode_padding")
+    kh, kw_ = pair(a["k"])
+    sh, sw = pair(a["s"])
+    ph, pw = pair(a["p"])
+    return (
+        f"(ceil_mode_padding({c.inp}.shape[1], {e(kh)}, {e(sh)}, {e(ph)}), "
+        f"ceil_mode_padding({c.inp}.shape[2], {e(kw_)}, {e(sw)}, {e(pw)}))"
+    )
+
+
+def _adaptive_pool(c: _LayerCall) -> list:
+    windows = set()
+    for n in c.nodes:
+        _, h, w = (int(d.value) for d in n.in_shapes[0])
+        _, oh, ow = n.out_shape
+        windows.add((h // oh, w // ow) if h % oh == 0 and w % ow == 0 else None)
+    average = c.node.op == "adaptive_avgpool"
+    if len(windows) == 1 and None not in windows:
+        ((wh, ww),) = windows
+        cls = "layers.AveragePooling2D" if average else "layers.MaxPooling2D"
+        return [(cls, [fmt.literal(wh if wh == ww else (wh, ww))], "", None)]
+    # windows of different sizes (PyTorch's rule): Keras' adaptive pooling layers
+    cls = "layers.AdaptiveAveragePooling2D" if average else "layers.AdaptiveMaxPooling2D"
+    return [(cls, [c.e(c.a["size"])], "", None)]
+
+
+def _fc(c: _LayerCall) -> list:
+    calls = []
+    if len(c.node.in_shapes[0]) == 3:
+        calls.append(("layers.Flatten", [], "_flatten", None))
+    args = [c.e(c.a["n"])]
+    if not is_default(c.a["bias"], True):
+        args.append(f"use_bias={c.e(c.a['bias'])}")
+    return calls + [("layers.Dense", args, "", None)]
+
+
+def _flatten(c: _LayerCall) -> list:
+    if len(c.node.in_shapes[0]) == 1:
+        return [("layers.Flatten", [], "", None)]
+    calls = []
+    if any(n.in_shapes[0][1].value * n.in_shapes[0][2].value > 1 for n in c.nodes):
+        # PyTorch flattens C, H, W; Keras would flatten H, W, C
+        calls.append(("layers.Permute", ["(3, 1, 2)"], "_permute", None))
+    return calls + [("layers.Flatten", [], "", None)]
+
+
+def _bn(c: _LayerCall) -> list:
+    a, e = c.a, c.e
+    args = [f"epsilon={e(a['eps'])}", f"momentum={_momentum(a['momentum'], e)}"]
+    if not is_default(a["scale"], True):
+        args.append(f"scale={e(a['scale'])}")
+    return [("layers.BatchNormalization", args, "", None)]
+
+
+def _momentum(m, e) -> str:
+    """Keras' momentum is the weight of the old statistics: 1 - PyTorch's."""
+    if isinstance(m, Num) and m.is_const:
+        return repr(round(1.0 - float(m.value), 12))
+    return e(binary("-", Const(1), expr_of(m)))
+
+
+def _lrn(c: _LayerCall) -> list:
+    a, e = c.a, c.e
+    args = [e(a["n"]), f"alpha={e(a['alpha'])}", f"beta={e(a['beta'])}", f"k={e(a['k'])}"]
+    return [(c.helper("LocalResponseNorm"), args, "", None)]
+
+
+def _zeropad(c: _LayerCall) -> list:
+    p, e = c.a["p"], c.e
+    if isinstance(p, Num) or (isinstance(p, Tup) and len(p) == 2):
+        return [("layers.ZeroPadding2D", [f"padding={e(p)}"], "", None)]
+    left, right, top, bottom = zeropad_sides(p)
+    padding = f"(({e(top)}, {e(bottom)}), ({e(left)}, {e(right)}))"
+    return [("layers.ZeroPadding2D", [f"padding={padding}"], "", None)]
+
+
+LAYERS = {
+    "conv": _conv,
+    "dwconv": _conv,
+    "sepconv": _conv,
+    "maxpool": _pool,
+    "avgpool": _pool,
+    "gap": _one("layers.GlobalAveragePooling2D", "keepdims=True"),
+    "gmp": _one("layers.GlobalMaxPooling2D", "keepdims=True"),
+    "adaptive_avgpool": _adaptive_pool,
+    "adaptive_maxpool": _adaptive_pool,
+    "fc": _fc,
+    "flatten": _flatten,
+    "bn": _bn,
+    "lrn": _lrn,
+    "dropout": _with_arg("layers.Dropout", "p"),
+    "drop_path": _with_arg("DropPath", "p", helper=True),
+    "zeropad": _zeropad,
+    "shuffle": _with_arg("ChannelShuffle", "g", helper=True),
+    "scale": _with_arg("layers.Rescaling", "s"),
+    "softmax": _one("layers.Softmax", "axis=-1"),
+    "relu": _one("layers.ReLU"),
+    "relu6": _one("layers.ReLU", "6.0"),
+    "leaky_relu": _with_arg("layers.LeakyReLU", "slope", "negative_slope"),
+    "elu": _with_arg("layers.ELU", "alpha", "alpha", 1.0),
+    "sigmoid": _activation("sigmoid"),
+    "tanh": _activation("tanh"),
+    "gelu": _activation("gelu"),
+    "silu": _activation("silu"),
+    "hardswish": _activation("hard_swish"),
+    "hardsigmoid": _activation("hard_sigmoid"),
+}
+MERGES = {
+    "concat": "layers.Concatenate",
+    "add": "layers.Add",
+    "mul": "layers.Multiply",
+    "mean": "layers.Average",
+}
+UNSUPPORTED: dict[str, str] = {}  # op -> why Keras code cannot express it
 
 
 # ---- statement layout (what `ruff format` would write) -----------------------------------

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from .. import __version__
 from ..errors import NetdslError
 from ..ir import Network
-from ..layers import zeropad_sides
+from ..layers import IN_PLACE, traits, zeropad_sides
 from ..symbolic import Expr, Num, Sym
 from . import format as fmt
 from .base import (
+    MODULE_LEVEL,
     Body,
     ClassModel,
     Emitter,
@@ -33,19 +34,19 @@ from .base import (
     Unit,
     anonymous_parts,
     expr_of,
+    fresh_name,
     frozen_guard,
+    helper_order,
     is_default,
     refuse_other_values,
+    render_expr,
     shape_comment,
     subst_body,
     type_hint,
 )
 from .templates import render
 
-# ops whose module is stateless and may run in place when its input is not needed again
-_INPLACE = {"relu", "relu6", "leaky_relu", "hardswish", "hardsigmoid", "silu", "elu"}
-B = 2  # statements in __init__ and forward sit two levels deep
-_MODULE_NAMES = {"torch", "nn", "Tensor", "warnings", "place_devices", "DEVICES", "INPUT_SHAPE"}
+BODY = 2  # statements in __init__ and forward sit two levels deep (class, def)
 HOME = "@home"  # device key: a mixed class's own default device (its `device` argument)
 INPUT = "@input"  # device key: wherever the value came from (not known when generating)
 
@@ -90,8 +91,8 @@ class _Facts:
         self.params = {}  # (placement, device) parameter names of each class
         for cls in classes:
             names = {p.name for p in cls.params}
-            placement = _fresh_name("placement", names)
-            self.params[id(cls)] = (placement, _fresh_name("device", names | {placement}))
+            placement = fresh_name("placement", names)
+            self.params[id(cls)] = (placement, fresh_name("device", names | {placement}))
         # a mixed class takes its own default device when an unannotated part of it
         # has weights (or hands the default on to a mixed part that needs one)
         self._fixed_point("_home", classes, lambda u: not u.placed and self._needs_home_unit(u))
@@ -172,7 +173,7 @@ def _bodies(u: Unit) -> list[Body]:
     return []
 
 
-class _Scope:
+class _ClassState:
     """Rendering state of one class: how symbols print, which locals and devices exist."""
 
     def __init__(self, cls: ClassModel, facts: _Facts) -> None:
@@ -185,10 +186,10 @@ class _Scope:
         self.uses_home = False
         self.device_attrs: dict[str, str] = {}  # device key -> attribute
         self._taken = {u.attr for u in cls.units}
-        self.home_attr = _fresh_name("device", self._taken)  # self.device
+        self.home_attr = fresh_name("device", self._taken)  # self.device
         self._taken.add(self.home_attr)
         self.placement, self.home_param = facts.params[id(cls)]
-        self.devices_param = _fresh_name("devices", {p.name for p in cls.params})
+        self.devices_param = fresh_name("devices", {p.name for p in cls.params})
 
     def expr(self, value) -> str:
         e = expr_of(value) if not isinstance(value, Expr) else value
@@ -217,9 +218,195 @@ class _Scope:
         return f"self.{self.device_attrs[key]}"
 
 
+# ---- op -> constructor: the PyTorch backend's table ---------------------------------------
+
+
+class _LayerCall:
+    """What an entry of LAYERS needs: the node's attributes as Python text, and the file."""
+
+    def __init__(self, emitter: TorchEmitter, unit: Unit, scope: _ClassState) -> None:
+        self.emitter = emitter
+        self.node = unit.node
+        self.a = unit.node.attrs
+        self.e = scope.expr
+        self.inplace = ["inplace=True"] if unit.overwrites else []
+
+    def kw(self, name: str, value, default) -> list[str]:
+        """`name=value`, or nothing where the value is PyTorch's default."""
+        return [] if is_default(value, default) else [f"{name}={self.e(value)}"]
+
+    def helper(self, name: str) -> str:
+        """A class from templates/torch/helpers/, written into the file once."""
+        self.emitter.helpers.add(name)
+        return name
+
+    def window(self) -> list[str]:
+        a = self.a
+        return self.kw("stride", a["s"], 1) + self.kw("padding", a["p"], 0) + self.kw(
+            "dilation", a["d"], 1
+        )
+
+
+def _conv(c: _LayerCall):
+    a, e = c.a, c.e
+    args = [e(a["in_channels"]), e(a["c"]), f"kernel_size={e(a['k'])}", *c.window()]
+    return "nn.Conv2d", args + c.kw("groups", a["g"], 1) + c.kw("bias", a["bias"], True)
+
+
+def _dwconv(c: _LayerCall):
+    a, e = c.a, c.e
+    cin = e(a["in_channels"])
+    out = cin if is_default(a["m"], 1) else e(a["in_channels"] * a["m"])
+    args = [cin, out, f"kernel_size={e(a['k'])}", *c.window(), f"groups={cin}"]
+    return "nn.Conv2d", args + c.kw("bias", a["bias"], True)
+
+
+def _sepconv(c: _LayerCall):
+    a, e = c.a, c.e
+    args = [e(a["in_channels"]), e(a["c"]), f"kernel_size={e(a['k'])}", *c.window()]
+    args += c.kw("depth_multiplier", a["m"], 1) + c.kw("bias", a["bias"], True)
+    return c.helper("SeparableConv2d"), args
+
+
+def _pool(cls: str):
+    def emit(c: _LayerCall):
+        a, e = c.a, c.e
+        args = [e(a["k"])]
+        if e(a["s"]) != e(a["k"]):
+            args.append(f"stride={e(a['s'])}")
+        args += c.kw("padding", a["p"], 0)
+        if "d" in a:
+            args += c.kw("dilation", a["d"], 1)
+        args += c.kw("ceil_mode", a["ceil"], False)
+        if "count_pad" in a:
+            args += c.kw("count_include_pad", a["count_pad"], True)
+        return cls, args
+
+    return emit
+
+
+def _bn(c: _LayerCall):
+    a, e = c.a, c.e
+    cls = "nn.BatchNorm2d" if len(c.node.shape) == 3 else "nn.BatchNorm1d"
+    scale = a.get("scale", True)
+    if not is_default(scale, True):
+        if not is_default(scale, False):
+            raise NetdslError(
+                "the torch backend needs bn's scale to be true or false "
+                "where the block is written, not a parameter",
+                c.node.span,
+            )
+        cls = c.helper(cls[3:] + "NoScale")  # without the scale gamma: a helper class
+    args = [e(a["num_features"])] + c.kw("eps", a["eps"], 1e-5)
+    return cls, args + c.kw("momentum", a["momentum"], 0.1)
+
+
+def _lrn(c: _LayerCall):
+    a, e = c.a, c.e
+    args = [e(a["n"]), f"alpha={e(a['alpha'])}", f"beta={e(a['beta'])}", f"k={e(a['k'])}"]
+    return "nn.LocalResponseNorm", args
+
+
+def _zeropad(c: _LayerCall):
+    p, e = c.a["p"], c.e
+    if isinstance(p, Num):
+        return "nn.ZeroPad2d", [e(p)]
+    left, right, top, bottom = zeropad_sides(p)
+    return "nn.ZeroPad2d", [f"({e(left)}, {e(right)}, {e(top)}, {e(bottom)})"]
+
+
+def _module(cls: str, *args: str):
+    """An op whose module takes fixed arguments (and `inplace=True` where it can run in place)."""
+
+    def emit(c: _LayerCall):
+        return cls, [*args, *(c.inplace if IN_PLACE in traits(c.node.op) else [])]
+
+    return emit
+
+
+def _with_arg(cls: str, arg: str, keyword: str | None = None, default=None):
+    """An op whose module takes one DSL argument (by `keyword` when it has a default)."""
+
+    def emit(c: _LayerCall):
+        value = c.a[arg]
+        args = c.kw(keyword, value, default) if keyword else [c.e(value)]
+        return cls, args + (c.inplace if IN_PLACE in traits(c.node.op) else [])
+
+    return emit
+
+
+def _helper(cls: str, arg: str):
+    def emit(c: _LayerCall):
+        return c.helper(cls), [c.e(c.a[arg])]
+
+    return emit
+
+
+LAYERS = {
+    "conv": _conv,
+    "dwconv": _dwconv,
+    "sepconv": _sepconv,
+    "maxpool": _pool("nn.MaxPool2d"),
+    "avgpool": _pool("nn.AvgPool2d"),
+    "gap": _module("nn.AdaptiveAvgPool2d", "1"),
+    "gmp": _module("nn.AdaptiveMaxPool2d", "1"),
+    "adaptive_avgpool": _with_arg("nn.AdaptiveAvgPool2d", "size"),
+    "adaptive_maxpool": _with_arg("nn.AdaptiveMaxPool2d", "size"),
+    "fc": lambda c: (
+        "nn.Linear",
+        [c.e(c.a["in_features"]), c.e(c.a["n"])] + c.kw("bias", c.a["bias"], True),
+    ),
+    "flatten": _module("nn.Flatten"),
+    "bn": _bn,
+    "lrn": _lrn,
+    "dropout": _with_arg("nn.Dropout", "p", "p", 0.5),
+    "drop_path": _helper("DropPath", "p"),
+    "zeropad": _zeropad,
+    "shuffle": _with_arg("nn.ChannelShuffle", "g"),
+    "scale": _helper("Scale", "s"),
+    "softmax": _module("nn.Softmax", "dim=1"),
+    "relu": _module("nn.ReLU"),
+    "relu6": _module("nn.ReLU6"),
+    "sigmoid": _module("nn.Sigmoid"),
+    "tanh": _module("nn.Tanh"),
+    "gelu": _module("nn.GELU"),
+    "silu": _module("nn.SiLU"),
+    "hardswish": _module("nn.Hardswish"),
+    "hardsigmoid": _module("nn.Hardsigmoid"),
+    "leaky_relu": _with_arg("nn.LeakyReLU", "slope", "negative_slope", 0.01),
+    "elu": _with_arg("nn.ELU", "alpha", "alpha", 1.0),
+}
+
+
+# ---- merge -> forward statement (joins are expressions in forward, not modules) ---------
+
+
+def _add(out: str, args: list[str], overwrites: bool, indent: int) -> list[str]:
+    if overwrites and out in args:  # one operand is a fresh tensor nothing else reads: add into it
+        return _expression(f"{out} += ", args[1 - args.index(out)], indent)
+    return _expression(f"{out} = ", " + ".join(args), indent)
+
+
+MERGES = {
+    "concat": lambda out, args, _, indent: fmt.statement(
+        f"{out} = ", "torch.cat", [f"[{', '.join(args)}]", "1"], indent
+    ),
+    "add": _add,
+    "mul": lambda out, args, _, indent: _expression(f"{out} = ", " * ".join(args), indent),
+    "mean": lambda out, args, _, indent: _expression(
+        f"{out} = ", f"({' + '.join(args)}) / {len(args)}", indent
+    ),
+}
+UNSUPPORTED: dict[str, str] = {}  # op -> why PyTorch code cannot express it
+
+
 class TorchEmitter(Emitter):
+    """nn.Module classes; aux heads run where they tap the flow, under `if self.training:`."""
+
     target = "torch"
-    train_last = False  # aux heads run where they tap the flow, under `if self.training:`
+    LAYERS = LAYERS
+    MERGES = MERGES
+    UNSUPPORTED = UNSUPPORTED
 
     def emit_model(self, net: Network) -> str:
         program = self.program(net)
@@ -246,7 +433,7 @@ class TorchEmitter(Emitter):
         devices = None
         if self.facts.mixed_cls(main):
             self.helpers.add("place_devices")
-            name = _fresh_name("devices", {p.name for p in main.params})
+            name = fresh_name("devices", {p.name for p in main.params})
             builder_params.append(f"{name}: dict[str, str] | None = None")
             call_args.append(f"{name}={name}")
             names = [fmt.py_str(d) for d in sorted(self.devices, key=_device_order)]
@@ -268,7 +455,7 @@ class TorchEmitter(Emitter):
                 if len(shapes) > 1
                 else None
             ),
-            helpers=sorted(self.helpers, key=lambda h: (h[0].islower(), h)),
+            helpers=helper_order(self.helpers),
             classes=classes,
             builder=builder_sig,
             builder_call=fmt.call(main.name, call_args),
@@ -289,7 +476,7 @@ class TorchEmitter(Emitter):
         return f"{p.name}: {hint} = {fmt.literal(p.default)}"
 
     def _class(self, cls: ClassModel) -> ClassText:
-        scope = _Scope(cls, self.facts)
+        scope = _ClassState(cls, self.facts)
         init: list[str] = []
         for unit in cls.units:
             init += self._init_unit(unit, scope)
@@ -328,7 +515,7 @@ class TorchEmitter(Emitter):
             scope.mixed and not scope.network and self.facts.needs_home(cls)
         ), cls.name
         signature = fmt.statement("def __init__", "", params, 1, suffix=" -> None:")
-        init = _indent(head, B) + init
+        init = _indent(head, BODY) + init
         args = ", ".join(f"{name}: Tensor" for name in cls.inputs)
         returns = (
             "Tensor"
@@ -364,7 +551,7 @@ class TorchEmitter(Emitter):
 
     # -- __init__ ----------------------------------------------------------------------
 
-    def _init_unit(self, unit: Unit, scope: _Scope) -> list[str]:
+    def _init_unit(self, unit: Unit, scope: _ClassState) -> list[str]:
         """Constructor lines (fully indented) that create one unit's module."""
         target = f"self.{unit.attr} = "
         where = scope.target(unit)
@@ -374,27 +561,27 @@ class TorchEmitter(Emitter):
             return self._init_cond(unit, scope, target, where)
         if unit.kind == "repeat":
             return self._init_repeat(unit, scope, target, where)
-        func, args, suffix = self._ctor(unit, scope, B, where)
-        return fmt.statement(target, func, args, B, suffix=suffix)
+        func, args, suffix = self._ctor(unit, scope, BODY, where)
+        return fmt.statement(target, func, args, BODY, suffix=suffix)
 
-    def _init_cond(self, unit: Unit, scope: _Scope, target: str, where) -> list[str]:
+    def _init_cond(self, unit: Unit, scope: _ClassState, target: str, where) -> list[str]:
         cond = scope.expr(unit.cond)
-        pad = fmt.INDENT * B
+        pad = fmt.INDENT * BODY
         lines: list[str] = []
         if len(unit.branches) == 2:
             for taken, keyword in ((True, f"if {cond}:"), (False, "else:")):
-                func, args, suffix = self._body_ctor(unit.branches[taken], scope, B + 1, where)
+                func, args, suffix = self._body_ctor(unit.branches[taken], scope, BODY + 1, where)
                 lines.append(pad + keyword)
-                lines += fmt.statement(target, func, args, B + 1, suffix=suffix)
+                lines += fmt.statement(target, func, args, BODY + 1, suffix=suffix)
             return lines
         ((taken, body),) = unit.branches.items()
         test = f"not ({cond})" if taken else cond
-        lines += [f"{pad}if {test}:"] + refuse_other_values(f"({cond}) == {taken}", B + 1)
-        func, args, suffix = self._body_ctor(body, scope, B, where)
-        return lines + fmt.statement(target, func, args, B, suffix=suffix)
+        lines += [f"{pad}if {test}:"] + refuse_other_values(f"({cond}) == {taken}", BODY + 1)
+        func, args, suffix = self._body_ctor(body, scope, BODY, where)
+        return lines + fmt.statement(target, func, args, BODY, suffix=suffix)
 
-    def _init_repeat(self, unit: Unit, scope: _Scope, target: str, where) -> list[str]:
-        pad = fmt.INDENT * B
+    def _init_repeat(self, unit: Unit, scope: _ClassState, target: str, where) -> list[str]:
+        pad = fmt.INDENT * BODY
         count = scope.expr(unit.count)
         if unit.body is None:
             return [f"{pad}{target}nn.Sequential()  # {fmt.comment_text(count)} times: none here"]
@@ -402,9 +589,9 @@ class TorchEmitter(Emitter):
         loop_name = scope.cls.renames.get(loop, "channels")
         uses_loop = loop in _body_symbols(unit.body)
         body = unit.body
-        unchanged = unit.update is None or _render(unit.update) in (
-            _render(unit.init),
-            _render(Sym(loop)),
+        unchanged = unit.update is None or render_expr(unit.update) in (
+            render_expr(unit.init),
+            render_expr(Sym(loop)),
         )
         if uses_loop and unchanged:
             # every iteration sees the same channels: build identical modules
@@ -428,14 +615,14 @@ class TorchEmitter(Emitter):
                 var = scope.cls.renames.get(symbol, symbol.lstrip("#"))
                 iterable = (
                     f"range({scope.expr(stop)})"
-                    if _render(start) == "0"
+                    if render_expr(start) == "0"
                     else f"range({scope.expr(start)}, {scope.expr(stop)})"
                 )
         if not uses_loop and body.kind != "chain":
-            func, args, item_suffix = self._body_ctor(body, scope, B + 1, inner)
-            item = fmt.nested_call(func, args, B + 1) + item_suffix
+            func, args, item_suffix = self._body_ctor(body, scope, BODY + 1, inner)
+            item = fmt.nested_call(func, args, BODY + 1) + item_suffix
             return fmt.statement(
-                target, "nn.Sequential", [f"*[{item} for {var} in {iterable}]"], B, suffix=suffix
+                target, "nn.Sequential", [f"*[{item} for {var} in {iterable}]"], BODY, suffix=suffix
             )
         lines = [
             f"{pad}layers = []" if scope.declared_layers else f"{pad}layers: list[nn.Module] = []"
@@ -445,23 +632,23 @@ class TorchEmitter(Emitter):
             lines.append(f"{pad}{loop_name} = {scope.expr(unit.init)}")
         lines.append(f"{pad}for {var} in {iterable}:")
         if body.kind == "chain":
-            items = [self._ctor_text(u, scope, B + 1, inner) for u in body.units]
-            lines += _list_extend(items, B + 1)
+            items = [self._ctor_text(u, scope, BODY + 1, inner) for u in body.units]
+            lines += _list_extend(items, BODY + 1)
         else:
-            func, args, item_suffix = self._body_ctor(body, scope, B + 2, inner)
-            item = fmt.nested_call(func, args, B + 1) + item_suffix
-            lines += fmt.statement("", "layers.append", [item], B + 1)
-        if uses_loop and unit.update is not None and _render(unit.update) != _render(Sym(loop)):
+            func, args, item_suffix = self._body_ctor(body, scope, BODY + 2, inner)
+            item = fmt.nested_call(func, args, BODY + 1) + item_suffix
+            lines += fmt.statement("", "layers.append", [item], BODY + 1)
+        if uses_loop and unit.update is not None and render_expr(unit.update) != render_expr(Sym(loop)):
             lines.append(f"{pad}    {loop_name} = {scope.expr(unit.update)}")
         lines.append(f"{pad}{target}nn.Sequential(*layers){suffix}")
         return lines
 
-    def _ctor_text(self, unit: Unit, scope: _Scope, indent: int, where=None) -> str:
+    def _ctor_text(self, unit: Unit, scope: _ClassState, indent: int, where=None) -> str:
         """A constructor call used as an argument of a statement at `indent`."""
         func, args, suffix = self._ctor(unit, scope, indent, where)
         return fmt.nested_call(func, args, indent) + suffix
 
-    def _to(self, where: str | None, scope: _Scope) -> str:
+    def _to(self, where: str | None, scope: _ClassState) -> str:
         return f".to({scope.device(where)})" if where is not None else ""
 
     def _placed(
@@ -470,7 +657,7 @@ class TorchEmitter(Emitter):
         args: list[str],
         stateful: bool,
         mixed_cls: ClassModel | None,
-        scope: _Scope,
+        scope: _ClassState,
         where: str | None,
     ) -> tuple[str, list[str], str]:
         """Put a constructed module on its device: `.to(...)`, or hand a mixed class the
@@ -486,7 +673,7 @@ class TorchEmitter(Emitter):
         return func, args, self._to(where, scope) if stateful else ""
 
     def _body_ctor(
-        self, body: Body, scope: _Scope, indent: int, where: str | None = None
+        self, body: Body, scope: _ClassState, indent: int, where: str | None = None
     ) -> tuple[str, list[str], str]:
         if body.kind == "identity":
             return "nn.Identity", [], ""
@@ -514,7 +701,7 @@ class TorchEmitter(Emitter):
         )
 
     def _ctor(
-        self, unit: Unit, scope: _Scope, indent: int, where: str | None = None
+        self, unit: Unit, scope: _ClassState, indent: int, where: str | None = None
     ) -> tuple[str, list[str], str]:
         if unit.kind == "call":
             args = []
@@ -538,120 +725,12 @@ class TorchEmitter(Emitter):
             self._to(where, scope) if where is not None and self.facts.stateful_unit(unit) else "",
         )
 
-    def _layer(self, unit: Unit, scope: _Scope) -> tuple[str, list[str]]:
-        node = unit.node
-        inplace = ["inplace=True"] if unit.overwrites else []
-        a = node.attrs
-        e = scope.expr
-
-        def kw(name: str, value, default) -> list[str]:
-            if is_default(value, default):
-                return []
-            return [f"{name}={e(value)}"]
-
-        op = node.op
-        if op == "conv":
-            args = [e(a["in_channels"]), e(a["c"]), f"kernel_size={e(a['k'])}"]
-            args += kw("stride", a["s"], 1) + kw("padding", a["p"], 0) + kw("dilation", a["d"], 1)
-            args += kw("groups", a["g"], 1) + kw("bias", a["bias"], True)
-            return "nn.Conv2d", args
-        if op == "dwconv":
-            cin = e(a["in_channels"])
-            out = cin if is_default(a["m"], 1) else e(a["in_channels"] * a["m"])
-            args = [cin, out, f"kernel_size={e(a['k'])}"]
-            args += kw("stride", a["s"], 1) + kw("padding", a["p"], 0) + kw("dilation", a["d"], 1)
-            args += [f"groups={cin}"] + kw("bias", a["bias"], True)
-            return "nn.Conv2d", args
-        if op == "sepconv":
-            self.helpers.add("SeparableConv2d")
-            args = [e(a["in_channels"]), e(a["c"]), f"kernel_size={e(a['k'])}"]
-            args += kw("stride", a["s"], 1) + kw("padding", a["p"], 0) + kw("dilation", a["d"], 1)
-            args += kw("depth_multiplier", a["m"], 1) + kw("bias", a["bias"], True)
-            return "SeparableConv2d", args
-        if op in ("maxpool", "avgpool"):
-            cls = "nn.MaxPool2d" if op == "maxpool" else "nn.AvgPool2d"
-            args = [e(a["k"])]
-            if _render(a["s"]) != _render(a["k"]):
-                args.append(f"stride={e(a['s'])}")
-            args += kw("padding", a["p"], 0)
-            if op == "maxpool":
-                args += kw("dilation", a["d"], 1)
-            args += kw("ceil_mode", a["ceil"], False)
-            if op == "avgpool":
-                args += kw("count_include_pad", a["count_pad"], True)
-            return cls, args
-        if op == "gap":
-            return "nn.AdaptiveAvgPool2d", ["1"]
-        if op == "gmp":
-            return "nn.AdaptiveMaxPool2d", ["1"]
-        if op == "adaptive_avgpool":
-            return "nn.AdaptiveAvgPool2d", [e(a["size"])]
-        if op == "adaptive_maxpool":
-            return "nn.AdaptiveMaxPool2d", [e(a["size"])]
-        if op == "fc":
-            return "nn.Linear", [e(a["in_features"]), e(a["n"])] + kw("bias", a["bias"], True)
-        if op == "flatten":
-            return "nn.Flatten", []
-        if op == "bn":
-            cls = "nn.BatchNorm2d" if len(node.shape) == 3 else "nn.BatchNorm1d"
-            scale = a.get("scale", True)
-            if not is_default(scale, True):
-                if not is_default(scale, False):
-                    raise NetdslError(
-                        "the torch backend needs bn's scale to be true or false "
-                        "where the block is written, not a parameter",
-                        node.span,
-                    )
-                cls = cls[3:] + "NoScale"  # without the scale gamma: a helper class
-                self.helpers.add(cls)
-            args = [e(a["num_features"])] + kw("eps", a["eps"], 1e-5)
-            args += kw("momentum", a["momentum"], 0.1)
-            return cls, args
-        if op == "lrn":
-            return "nn.LocalResponseNorm", [
-                e(a["n"]),
-                f"alpha={e(a['alpha'])}",
-                f"beta={e(a['beta'])}",
-                f"k={e(a['k'])}",
-            ]
-        if op == "dropout":
-            return "nn.Dropout", kw("p", a["p"], 0.5)
-        if op == "drop_path":
-            self.helpers.add("DropPath")
-            return "DropPath", [e(a["p"])]
-        if op == "zeropad":
-            left, right, top, bottom = zeropad_sides(a["p"])
-            if isinstance(a["p"], Num):
-                return "nn.ZeroPad2d", [e(a["p"])]
-            return "nn.ZeroPad2d", [f"({e(left)}, {e(right)}, {e(top)}, {e(bottom)})"]
-        if op == "shuffle":
-            return "nn.ChannelShuffle", [e(a["g"])]
-        if op == "scale":
-            self.helpers.add("Scale")
-            return "Scale", [e(a["s"])]
-        if op == "softmax":
-            return "nn.Softmax", ["dim=1"]
-        simple = {
-            "relu": "nn.ReLU",
-            "relu6": "nn.ReLU6",
-            "sigmoid": "nn.Sigmoid",
-            "tanh": "nn.Tanh",
-            "gelu": "nn.GELU",
-            "silu": "nn.SiLU",
-            "hardswish": "nn.Hardswish",
-            "hardsigmoid": "nn.Hardsigmoid",
-        }
-        if op in simple:
-            return simple[op], (inplace if op in _INPLACE else [])
-        if op == "leaky_relu":
-            return "nn.LeakyReLU", kw("negative_slope", a["slope"], 0.01) + inplace
-        if op == "elu":
-            return "nn.ELU", kw("alpha", a["alpha"], 1.0) + inplace
-        raise NetdslError(f"the torch backend cannot express '{op}'", node.span)
+    def _layer(self, unit: Unit, scope: _ClassState) -> tuple[str, list[str]]:
+        return self.LAYERS[unit.node.op](_LayerCall(self, unit, scope))
 
     # -- forward -------------------------------------------------------------------
 
-    def _forward(self, cls: ClassModel, scope: _Scope) -> list[str]:
+    def _forward(self, cls: ClassModel, scope: _ClassState) -> list[str]:
         """The forward pass in DSL order; train-only parts (aux heads) where they tap the
         flow, under `if self.training:`."""
         names = self._output_names(cls)
@@ -660,12 +739,12 @@ class TorchEmitter(Emitter):
         in_train_block = False
         for unit in cls.units:
             if unit.train_only and not in_train_block:
-                lines.append(fmt.INDENT * B + "if self.training:")
+                lines.append(fmt.INDENT * BODY + "if self.training:")
             in_train_block = unit.train_only
-            lines += self._forward_unit(unit, scope, B + unit.train_only, names, devices)
+            lines += self._forward_unit(unit, scope, BODY + unit.train_only, names, devices)
         eval_outs = [names.get(v, v) for _, v, train in cls.outputs if not train]
         train_outs = [names.get(v, v) for _, v, train in cls.outputs if train]
-        pad = fmt.INDENT * B
+        pad = fmt.INDENT * BODY
         if train_outs:
             if not in_train_block:
                 lines.append(pad + "if self.training:")
@@ -681,13 +760,13 @@ class TorchEmitter(Emitter):
         names = {}
         for name, var, train in cls.outputs:
             candidate = _safe_var(name)
-            if train and candidate not in used | _MODULE_NAMES and var not in cls.inputs:
+            if train and candidate not in used | MODULE_LEVEL and var not in cls.inputs:
                 names[var] = candidate
                 used.add(candidate)
         return names
 
     def _forward_unit(
-        self, unit: Unit, scope: _Scope, indent: int, names: dict, devices: dict
+        self, unit: Unit, scope: _ClassState, indent: int, names: dict, devices: dict
     ) -> list[str]:
         cls = scope.cls
         comment = shape_comment(unit, cls.in_shapes, cls.renames)
@@ -696,16 +775,7 @@ class TorchEmitter(Emitter):
         args = self._moves(unit, scope, ins, out, devices) if scope.mixed else ins
         prefix = f"{out} = "
         if unit.kind == "merge":
-            op = unit.node.op
-            if op == "concat":
-                lines = fmt.statement(prefix, "torch.cat", [f"[{', '.join(args)}]", "1"], indent)
-            elif op == "mean":
-                lines = _expression(prefix, f"({' + '.join(args)}) / {len(args)}", indent)
-            elif op == "add" and unit.overwrites and out in args:
-                # one operand is a fresh tensor nothing else reads: add into it
-                lines = _expression(f"{out} += ", args[1 - args.index(out)], indent)
-            else:
-                lines = _expression(prefix, (" + " if op == "add" else " * ").join(args), indent)
+            lines = self.MERGES[unit.node.op](out, args, unit.overwrites, indent)
         else:
             arg = args[0]
             if unit.kind == "layer" and unit.node.op == "fc" and len(unit.node.in_shapes[0]) == 3:
@@ -714,7 +784,7 @@ class TorchEmitter(Emitter):
         return _with_comment(lines, comment, indent)
 
     def _moves(
-        self, unit: Unit, scope: _Scope, ins: list[str], out: str, devices: dict
+        self, unit: Unit, scope: _ClassState, ins: list[str], out: str, devices: dict
     ) -> list[str]:
         """Inputs moved to the unit's device where they live elsewhere; records the
         device of the unit's output."""
@@ -768,18 +838,6 @@ class TorchEmitter(Emitter):
 
 
 # ---- helpers -----------------------------------------------------------------------
-
-
-def _render(e) -> str | None:
-    if e is None:
-        return None
-    return (expr_of(e) if not isinstance(e, Expr) else e).render()
-
-
-def _fresh_name(name: str, taken: set) -> str:
-    while name in taken:
-        name += "_"
-    return name
 
 
 def _safe_var(name: str) -> str:
