@@ -112,20 +112,6 @@ class FileContext:
     outputs: int
 
 
-class KerasEmitter(Emitter):
-    target = "keras"
-    train_last = False  # train-time heads are built where they tap the network (DSL order)
-
-    def emit_model(self, net: Network) -> str:
-        program = self.program(net)
-        return render("keras/model.py.j2", _Writer(program).context())
-
-    def emit_train(self, net: Network, model_module: str) -> str:
-        from .keras_train import train_context
-
-        return render("keras/train.py.j2", train_context(net, model_module))
-
-
 def keras_name(node: Node) -> str:
     """The Keras layer name of an IR node: its dotted id with `_` for `.`."""
     return node.id.replace(".", "_")
@@ -243,8 +229,9 @@ class _Ctx:
 
 
 class _Writer:
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Program, emitter: KerasEmitter) -> None:
         self.program = program
+        self.emitter = emitter
         self.net = program.network
         self.records = _instances(program)
         self.helpers: set[str] = set()
@@ -711,7 +698,7 @@ class _Function:
 
     def _layer_calls(self, unit: Unit, node: Node, nodes: list[Node], inp: str) -> list:
         """[(layer class, args, name suffix, trailer or None)] for one layer unit."""
-        return LAYERS[node.op](_LayerCall(self, node, nodes, inp))
+        return self.w.emitter.LAYERS[node.op](_LayerCall(self, node, nodes, inp))
 
     # -- merges, calls and structure -----------------------------------------------------------
 
@@ -720,7 +707,7 @@ class _Function:
         nodes = [item for item, _ in self.w.records[id(unit)]]
         for n in nodes:
             self.w._register(n, "")
-        cls = MERGES[node.op]
+        cls = self.w.emitter.MERGES[node.op]
         args = []
         if len(ins) == 1:
             cls = "layers.Identity"
@@ -1139,6 +1126,24 @@ MERGES = {
     "mean": "layers.Average",
 }
 UNSUPPORTED: dict[str, str] = {}  # op -> why Keras code cannot express it
+
+
+class KerasEmitter(Emitter):
+    """Functional Keras; train-time heads are built where they tap the network (DSL order)."""
+
+    target = "keras"
+    LAYERS = LAYERS
+    MERGES = MERGES
+    UNSUPPORTED = UNSUPPORTED
+
+    def emit_model(self, net: Network) -> str:
+        program = self.program(net)
+        return render("keras/model.py.j2", _Writer(program, self).context())
+
+    def emit_train(self, net: Network, model_module: str) -> str:
+        from .keras_train import train_context
+
+        return render("keras/train.py.j2", train_context(net, model_module))
 
 
 # ---- statement layout (what `ruff format` would write) -----------------------------------
