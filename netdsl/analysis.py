@@ -342,6 +342,7 @@ def _peak(net: Network) -> int:
 
 # ---- how a layer reads in the DSL ------------------------------------------------------
 
+
 def layer_call(node: Node) -> str:
     """The layer as one would write it in the DSL, with values: `conv 96 k=11 s=4 p=0`."""
     op = node.op

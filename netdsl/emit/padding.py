@@ -20,7 +20,7 @@ def pair_values(v) -> tuple:
 
 
 def conv_padding(nodes: list[Node]) -> str:
-    """"valid", "same" or "explicit": the padding mode that gives every instance of a
+    """ "valid", "same" or "explicit": the padding mode that gives every instance of a
     convolution PyTorch's output ("same" only at stride 1 with p = d*(k-1)/2)."""
     modes = None
     for n in nodes:
