@@ -533,6 +533,10 @@ def _bn_params(attrs, in_shape, out_shape) -> Count:
     return count("2 x C (gamma, beta)", [(2, c)], note)
 
 
+def _layernorm_params(attrs, in_shape, out_shape) -> Count:
+    return count("2 x C (gamma, beta)", [(2, _int(out_shape[0]))])
+
+
 # ---- shape derivations (what explain shows under each layer) -----------------------------
 
 
@@ -581,7 +585,9 @@ def _derive_adaptive(node) -> list:
 
 
 def _derive_fc(node) -> list:
-    return [Note(f"{node.out_shape[0]} output features (from {_features(node.in_shapes[0])} inputs)")]
+    return [
+        Note(f"{node.out_shape[0]} output features (from {_features(node.in_shapes[0])} inputs)")
+    ]
 
 
 def _derive_flatten(node) -> list:
@@ -651,7 +657,9 @@ def _dwconv(attrs, shape):
     cout = cin * attrs["m"]
     out = (cout, *_spatial("dwconv", attrs, shape)[1:])
     params = _dwconv_params(attrs, shape, out).value
-    return Inferred(out, params, _dwconv_macs(attrs, shape, out).value, derived={"in_channels": cin})
+    return Inferred(
+        out, params, _dwconv_macs(attrs, shape, out).value, derived={"in_channels": cin}
+    )
 
 
 def _sepconv(attrs, shape):
@@ -736,6 +744,12 @@ def _bn(attrs, shape):
     c = shape[0]  # the shift beta always; the scale gamma unless scale=false
     params = _bn_params(attrs, shape, shape).value
     return Inferred(shape, params, buffers=2 * c.value, derived={"num_features": c})
+
+
+def _layernorm(attrs, shape):
+    c = shape[0]  # normalised over the channels at each position, or over the features
+    params = _layernorm_params(attrs, shape, shape).value
+    return Inferred(shape, params, derived={"num_features": c})
 
 
 def _same(attrs, shape):
@@ -1012,6 +1026,19 @@ _add(
 )
 _add(
     LayerSpec(
+        "layernorm",
+        "layer normalisation: over the channels at each position of an image (ConvNeXt's "
+        "LayerNorm2d), over the features of a flat tensor.",
+        "norm",
+        _layernorm,
+        (ArgSpec("eps", "positive", 1e-5, "added to the variance"),),
+        traits=frozenset({FRESH}),
+        derived=("num_features",),
+        params=_layernorm_params,
+    )
+)
+_add(
+    LayerSpec(
         "lrn",
         "local response normalisation (LocalResponseNorm); defaults are AlexNet's.",
         "norm",
@@ -1133,7 +1160,6 @@ _add(
 )
 
 
-
 @dataclass(frozen=True)
 class MergeSpec:
     """A join of branches (`concat(a, b)`): its shape rule is merge_shape."""
@@ -1193,6 +1219,7 @@ def traits(op: str) -> frozenset:
 def ops() -> list[str]:
     """Every op an IR node can have, each once: the catalogue's layers, then the merges."""
     return sorted({spec.name for spec in CATALOGUE.values()}) + list(MERGES)
+
 
 _SHORTHAND = re.compile(r"^(conv|dwconv|sepconv|maxpool|avgpool)(\d+)$")
 

@@ -416,6 +416,17 @@ def shuffle_case(rng) -> Case:
     return Case(f"shuffle {g}", (c, h, w), (c, h, w), torch=lambda nn: nn.ChannelShuffle(g))
 
 
+def layernorm_case(rng) -> Case:
+    eps = rng.choice([1e-5, 1e-6])
+    text = "layernorm" if eps == 1e-5 else f"layernorm eps={eps}"
+    if rng.random() < 0.4:  # flat: nn.LayerNorm over the features
+        f = rng.randint(1, 50)
+        return Case(text, (f,), (f,), 2 * f, torch=lambda nn: nn.LayerNorm(f, eps))
+    # an image: over the channels at each position (checked against Keras in test_catalogue)
+    c, h, w = rng.randint(1, 16), rng.randint(1, 6), rng.randint(1, 6)
+    return Case(text, (c, h, w), (c, h, w), 2 * c)
+
+
 GENERATORS = {
     "conv": conv_case,
     "conv_shorthand": conv_shorthand_case,
@@ -429,6 +440,7 @@ GENERATORS = {
     "fc": fc_case,
     "flatten": flatten_case,
     "bn": bn_case,
+    "layernorm": layernorm_case,
     "lrn": lrn_case,
     "activation": activation_case,
     "regularization": regularization_case,

@@ -1101,6 +1101,9 @@ LAYERS = {
     "fc": _fc,
     "flatten": _flatten,
     "bn": _bn,
+    "layernorm": lambda c: [
+        ("layers.LayerNormalization", [f"epsilon={c.e(c.a['eps'])}"], "", None)
+    ],
     "lrn": _lrn,
     "dropout": _with_arg("layers.Dropout", "p"),
     "drop_path": _with_arg("DropPath", "p", helper=True),

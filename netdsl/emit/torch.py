@@ -242,8 +242,10 @@ class _LayerCall:
 
     def window(self) -> list[str]:
         a = self.a
-        return self.kw("stride", a["s"], 1) + self.kw("padding", a["p"], 0) + self.kw(
-            "dilation", a["d"], 1
+        return (
+            self.kw("stride", a["s"], 1)
+            + self.kw("padding", a["p"], 0)
+            + self.kw("dilation", a["d"], 1)
         )
 
 
@@ -299,6 +301,12 @@ def _bn(c: _LayerCall):
         cls = c.helper(cls[3:] + "NoScale")  # without the scale gamma: a helper class
     args = [e(a["num_features"])] + c.kw("eps", a["eps"], 1e-5)
     return cls, args + c.kw("momentum", a["momentum"], 0.1)
+
+
+def _layernorm(c: _LayerCall):
+    # an image: over the channels at each position (a helper that moves C last and back)
+    cls = c.helper("LayerNorm2d") if len(c.node.shape) == 3 else "nn.LayerNorm"
+    return cls, [c.e(c.a["num_features"])] + c.kw("eps", c.a["eps"], 1e-5)
 
 
 def _lrn(c: _LayerCall):
@@ -358,6 +366,7 @@ LAYERS = {
     ),
     "flatten": _module("nn.Flatten"),
     "bn": _bn,
+    "layernorm": _layernorm,
     "lrn": _lrn,
     "dropout": _with_arg("nn.Dropout", "p", "p", 0.5),
     "drop_path": _helper("DropPath", "p"),
@@ -638,7 +647,11 @@ class TorchEmitter(Emitter):
             func, args, item_suffix = self._body_ctor(body, scope, BODY + 2, inner)
             item = fmt.nested_call(func, args, BODY + 1) + item_suffix
             lines += fmt.statement("", "layers.append", [item], BODY + 1)
-        if uses_loop and unit.update is not None and render_expr(unit.update) != render_expr(Sym(loop)):
+        if (
+            uses_loop
+            and unit.update is not None
+            and render_expr(unit.update) != render_expr(Sym(loop))
+        ):
             lines.append(f"{pad}    {loop_name} = {scope.expr(unit.update)}")
         lines.append(f"{pad}{target}nn.Sequential(*layers){suffix}")
         return lines
