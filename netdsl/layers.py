@@ -62,6 +62,7 @@ INFERENCE_IDENTITY = "identity at inference"  # dropout, drop_path
 VIEW = "view"  # a view of its input (flatten): no new memory
 SAVES_INDICES = "saves indices"  # backward keeps int64 argmax indices (max pooling)
 WINDOWED = "windowed"  # a sliding window: k, s, p (and d) give out = floor(...) + 1
+READS_FLAT = "reads flat"  # takes a C x 1 x 1 image as its C features (fc after gap)
 
 
 # ---- factored counts and shape derivations (explain prints them as they are) ----------
@@ -983,7 +984,7 @@ _add(
         (ArgSpec("n", "count", REQUIRED, "output features", ("out",)), _BIAS, _ACT),
         positional=("n",),
         aliases=("dense", "linear"),
-        traits=frozenset({FRESH}),
+        traits=frozenset({FRESH, READS_FLAT}),
         derived=("in_features",),
         params=_fc_params,
         macs=_fc_macs,

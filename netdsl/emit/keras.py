@@ -707,12 +707,9 @@ class _Function:
         nodes = [item for item, _ in self.w.records[id(unit)]]
         for n in nodes:
             self.w._register(n, "")
-        cls = self.w.emitter.MERGES[node.op]
-        args = []
+        cls, args = self.w.emitter.MERGES[node.op]
         if len(ins) == 1:
-            cls = "layers.Identity"
-        elif node.op == "concat":
-            args.append("axis=-1")
+            cls, args = "layers.Identity", []
         name = self.name_text(ctx.prefix, local)
         trailer = ins[0] if len(ins) == 1 else f"[{', '.join(ins)}]"
         return _statement(
@@ -1122,11 +1119,11 @@ LAYERS = {
     "hardswish": _activation("hard_swish"),
     "hardsigmoid": _activation("hard_sigmoid"),
 }
-MERGES = {
-    "concat": "layers.Concatenate",
-    "add": "layers.Add",
-    "mul": "layers.Multiply",
-    "mean": "layers.Average",
+MERGES = {  # merge op -> (layer class, arguments)
+    "concat": ("layers.Concatenate", ["axis=-1"]),
+    "add": ("layers.Add", []),
+    "mul": ("layers.Multiply", []),
+    "mean": ("layers.Average", []),
 }
 UNSUPPORTED: dict[str, str] = {}  # op -> why Keras code cannot express it
 

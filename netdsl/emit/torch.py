@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from .. import __version__
 from ..errors import NetdslError
 from ..ir import Network
-from ..layers import IN_PLACE, traits, zeropad_sides
+from ..layers import IN_PLACE, READS_FLAT, traits, zeropad_sides
 from ..symbolic import Expr, Num, Sym
 from . import format as fmt
 from .base import (
@@ -791,7 +791,11 @@ class TorchEmitter(Emitter):
             lines = self.MERGES[unit.node.op](out, args, unit.overwrites, indent)
         else:
             arg = args[0]
-            if unit.kind == "layer" and unit.node.op == "fc" and len(unit.node.in_shapes[0]) == 3:
+            if (
+                unit.kind == "layer"
+                and READS_FLAT in traits(unit.node.op)
+                and len(unit.node.in_shapes[0]) == 3
+            ):
                 arg = f"torch.flatten({arg}, 1)"
             lines = fmt.statement(prefix, f"self.{unit.attr}", [arg], indent)
         return _with_comment(lines, comment, indent)
