@@ -63,6 +63,7 @@ def test_recipe_becomes_the_defaults(tmp_path):
     assert "MirroredStrategy" in script and "ModelCheckpoint" in script
 
 
+@pytest.mark.slow
 def test_steps_run_on_cpu_with_aux_outputs_and_resume(tmp_path):
     need("keras")
     write(compile_text(AUX_NET), tmp_path)
@@ -74,6 +75,7 @@ def test_steps_run_on_cpu_with_aux_outputs_and_resume(tmp_path):
     assert re.search(r"Epoch 2/2", out)
 
 
+@pytest.mark.slow
 def test_lenet5_learns_digits(tmp_path):
     need("keras")
     need("sklearn")
@@ -175,6 +177,7 @@ def test_augmented_batches_depend_on_seed_epoch_and_batch_alone(tmp_path):
     assert not np.array_equal(first[0][0], second[0][0])
 
 
+@pytest.mark.slow
 def test_cutout_and_mixup_train_and_say_so(tmp_path):
     need("keras")
     write(compile_text(AUGMENTED), tmp_path)
@@ -195,3 +198,35 @@ def test_augmented_train_script_is_ruff_clean(tmp_path):
             check=False,
         )
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ---- imagefolder data ---------------------------------------------------------------------
+
+
+def images(folder, splits=("train", "val"), labels=("cat", "dog"), count=3):
+    """A tiny image folder: PNGs of random pixels, `count` per label and split."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in splits:
+        for label in labels:
+            (folder / split / label).mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 255, (12, 10, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / split / label / f"{i}.png")
+    return folder
+
+
+@pytest.mark.slow
+def test_imagefolder_data(tmp_path):
+    """Image folders through keras.utils, augmented (the recipe's flip, cutout and
+    mixup): one short epoch, then the test set's accuracy."""
+    need("keras")
+    need("tensorflow")
+    write(compile_text(AUGMENTED), tmp_path)
+    folder = images(tmp_path / "images")
+    out = run(tmp_path, "--data", f"imagefolder:{folder}", "--epochs", "1", "--verbose", "2")
+    assert "small: " in out and f"imagefolder:{folder} data of 16x16x3" in out
+    assert "augment: cutout 4 px, mixup alpha 0.2" in out
+    assert "saved small.keras" in out and "test accuracy" in out
