@@ -15,13 +15,14 @@ import os
 import sys
 import traceback
 
+from .commandline import add_common, load_network
 from .errors import NetdslError, UsageError
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
-MAX_NODES = 200_000  # the default of --max-nodes (elaborate.Limits.max_nodes)
 
 
-# Subcommands that live in their own modules (each has `register(subparsers)`).
+# Subcommands that live in their own modules (each has `register(subparsers)`; what they
+# share with check and summary is in commandline.py, which imports none of them).
 # Only the module of the command being run is imported, so `netdsl check`
 # stays fast; `netdsl --help` imports them all to list them.
 COMMAND_MODULES = {
@@ -33,36 +34,11 @@ COMMAND_MODULES = {
 }
 
 
-def load_network(args, path: str):
-    """Compile FILE (or a zoo name) with the --param/--network options of `args`."""
-    from .compiler import compile_file, parse_param, parse_shape, resolve
-    from .elaborate import Limits
-
-    params = dict(parse_param(p) for p in (getattr(args, "param", None) or []))
-    shape = getattr(args, "input", None)
-    limits = None
-    max_nodes = getattr(args, "max_nodes", None)
-    if max_nodes is not None:
-        if max_nodes < 1:
-            raise UsageError(f"--max-nodes must be a positive integer, got {max_nodes}")
-        limits = Limits(max_nodes=max_nodes)
-    return compile_file(
-        resolve(path),
-        params=params,
-        network=getattr(args, "network", None),
-        input_shape=parse_shape(shape) if shape else None,
-        limits=limits,
-    )
-
-
-_load = load_network
-
-
 def cmd_check(args) -> int:
     status = EXIT_OK
     for path in args.files:
         try:
-            net = _load(args, path)
+            net = load_network(args, path)
         except UsageError:
             raise  # a bad command line is not an error in one file (exit 2)
         except NetdslError as e:
@@ -80,34 +56,12 @@ def cmd_check(args) -> int:
 def cmd_summary(args) -> int:
     from .summary import summary_dict, summary_table
 
-    net = _load(args, args.file)
+    net = load_network(args, args.file)
     if args.json:
         print(json.dumps(summary_dict(net), indent=None if args.compact else 1))
     else:
         print(summary_table(net, args.depth))
     return EXIT_OK
-
-
-def add_common(p: argparse.ArgumentParser) -> None:
-    """--param and --network, shared by every command that compiles a file."""
-    p.add_argument(
-        "--param",
-        action="append",
-        metavar="NAME=VALUE",
-        help="override a network parameter (repeatable), e.g. --param classes=10",
-    )
-    p.add_argument(
-        "--network", metavar="NAME", help="which network of the file (default: the first)"
-    )
-    p.add_argument(
-        "--input", metavar="CxHxW", help="replace the (first) input's shape, e.g. --input 3x64x64"
-    )
-    p.add_argument(
-        "--max-nodes",
-        type=int,
-        metavar="N",
-        help=f"refuse networks of more than N nodes, layers and merges (default {MAX_NODES:,})",
-    )
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import ast
-from .errors import NetdslError, Span, did_you_mean
+from .errors import NetdslError, SourceSnapshot, Span, did_you_mean
 from .ir import BlockSignature, Network, Node, Output, Scope
 from .layers import (
     MERGES,
@@ -238,6 +238,9 @@ class Elaborator:
         self.node_count = 0
         self.signatures: dict[str, BlockSignature] = {}
         self._methods: dict[type, object] = {}  # AST node or fragment class -> its method
+        # the texts the network is elaborated from, kept with it: what it quotes later (the
+        # generated code's docstrings) never reads a newer file of the same path
+        self.sources = SourceSnapshot()
 
     # -- entry point --------------------------------------------------------------
 
@@ -262,6 +265,7 @@ class Elaborator:
                     hint=did_you_mean(name, [n.name for n in module.networks]),
                 )
             ndef = found[0]
+        self.sources = SourceSnapshot.of(_module_files(menv))
         return self._network(menv, ndef, dict(overrides or {}))
 
     def _network(self, menv: ModuleEnv, ndef: ast.NetworkDef, overrides: dict) -> Network:
@@ -327,7 +331,7 @@ class Elaborator:
         signature = BlockSignature(
             ndef.name,
             [(p.name, concrete[p.name]) for p in ndef.params],
-            _source_text(ndef.span),
+            self.sources.text(ndef.span).strip(),
             ndef.span,
         )
         net = Network(
@@ -342,6 +346,7 @@ class Elaborator:
             ordered=ordered,
             blocks=dict(self.signatures),
             train=build_train_config(menv.module.train),
+            sources=self.sources,
         )
         return net
 
@@ -778,7 +783,7 @@ class Elaborator:
             )
             return SeqFrag(parts, e.span)
         if isinstance(a, Fragment) and isinstance(b, Num) and op == "*":
-            if not isinstance(_strip_parens(e.left), ast.Group):
+            if not isinstance(e.left, ast.Group):
                 raise NetdslError(
                     "to repeat a layer, put it in brackets",
                     e.op_span,
@@ -1331,7 +1336,7 @@ class Elaborator:
                 hint="choose another name",
             )
         self.signatures[bdef.name] = BlockSignature(
-            bdef.name, params, _source_text(bdef.span), bdef.span
+            bdef.name, params, self.sources.text(bdef.span).strip(), bdef.span
         )
 
 
@@ -1434,9 +1439,8 @@ def _note_call(error: NetdslError, block: str, span: Span) -> None:
     """Add 'in block f, used here' to an error, folding runs of the same call."""
     message = f"in block {block}, used here"
     last = error.notes[-1] if error.notes else None
-    if last is not None and last.span == span and last.message.startswith(message):
-        times = int(last.message.rsplit("(", 1)[1].split()[0]) + 1 if "(" in last.message else 2
-        last.message = f"{message} ({times} times)"
+    if last is not None and last.span == span and last.message == message:
+        last.times += 1
     elif len(error.notes) < 8:
         error.with_note(message, span)
 
@@ -1458,10 +1462,6 @@ def _starts_with_ref(frag) -> bool:
     return False
 
 
-def _strip_parens(e):
-    return e
-
-
 def _short(e: ast.Expr) -> str:
     from .errors import SourceRegistry
 
@@ -1472,18 +1472,16 @@ def _short(e: ast.Expr) -> str:
     return "..."
 
 
-def _source_text(span: Span) -> str:
-    from .errors import SourceRegistry
-
-    lines = []
-    end = span.end_line or span.line
-    if end > span.line and span.end_column == 1:
-        end -= 1  # the span ends at the start of the next line (after the newline)
-    for n in range(span.line, end + 1):
-        text = SourceRegistry.line(span.file, n)
-        if text is not None:
-            lines.append(text)
-    return "\n".join(lines).strip()
+def _module_files(menv: ModuleEnv) -> list[str]:
+    """The paths of a file and of every file it uses, directly or not."""
+    seen: dict[int, ModuleEnv] = {}
+    stack = [menv]
+    while stack:
+        env = stack.pop()
+        if id(env) not in seen:
+            seen[id(env)] = env
+            stack.extend(used for _, used in env.imported.values())
+    return [env.path for env in seen.values()]
 
 
 def _signature_text(bdef: ast.BlockDef) -> str:

@@ -39,12 +39,53 @@ class SourceRegistry:
         cls._texts[file] = text
 
     @classmethod
+    def text(cls, file: str) -> str | None:
+        return cls._texts.get(file)
+
+    @classmethod
     def line(cls, file: str, line: int) -> str | None:
         text = cls._texts.get(file)
         if text is None:
             return None
         lines = source_lines(text)
         return lines[line - 1] if 0 < line <= len(lines) else None
+
+
+class SourceSnapshot:
+    """The texts of the files one network was elaborated from, as they were then.
+
+    The registry holds the latest text read under each path in this process, so a file
+    compiled later under the same path replaces it. What a network quotes after elaboration
+    (the docstrings of generated code) comes from its own snapshot instead.
+    """
+
+    __slots__ = ("_texts", "_lines")
+
+    def __init__(self, texts: dict[str, str] | None = None) -> None:
+        self._texts = dict(texts or {})
+        self._lines: dict[str, list[str]] = {}
+
+    @classmethod
+    def of(cls, files) -> SourceSnapshot:
+        """The registry's current texts of `files` (those it has)."""
+        return cls({f: t for f in files if (t := SourceRegistry.text(f)) is not None})
+
+    def line(self, file: str, line: int) -> str | None:
+        lines = self._lines.get(file)
+        if lines is None:
+            text = self._texts.get(file)
+            if text is None:
+                return None
+            lines = self._lines[file] = source_lines(text)
+        return lines[line - 1] if 0 < line <= len(lines) else None
+
+    def text(self, span: Span) -> str:
+        """The whole lines a span covers, joined with newlines (neither stripped nor dedented)."""
+        end = span.end_line or span.line
+        if end > span.line and span.end_column == 1:
+            end -= 1  # the span ends at the start of the next line (after the newline)
+        lines = (self.line(span.file, n) for n in range(span.line, end + 1))
+        return "\n".join(line for line in lines if line is not None)
 
 
 def source_lines(text: str) -> list[str]:
@@ -57,6 +98,11 @@ def source_lines(text: str) -> list[str]:
 class Note:
     message: str
     span: Span | None = None
+    times: int = 1  # the same note folded this many times (a recursive block's calls, say)
+
+    @property
+    def text(self) -> str:
+        return f"{self.message} ({self.times} times)" if self.times > 1 else self.message
 
 
 class NetdslError(Exception):
@@ -89,7 +135,7 @@ class NetdslError(Exception):
             out.append(f"hint: {self.hint}")
         for note in self.notes:
             prefix = f"{note.span}: " if note.span else ""
-            out.append(f"{prefix}note: {note.message}")
+            out.append(f"{prefix}note: {note.text}")
         return "\n".join(out)
 
     def __str__(self) -> str:

@@ -19,6 +19,7 @@ from .analysis import (
     block_call,
     layer_call,
 )
+from .commandline import add_common, load_network
 from .errors import NetdslError, did_you_mean
 from .ir import Network, Node, Scope
 from .layers import fmt_shape
@@ -517,16 +518,12 @@ def explain(
 
 
 def cmd_explain(args) -> int:
-    from .cli import load_network
-
     net = load_network(args, args.file)
     print(explain(net, layer=args.layer, depth=args.depth, markdown=args.markdown), end="")
     return 0
 
 
 def register(subparsers) -> None:
-    from .cli import add_common
-
     p = subparsers.add_parser(
         "explain",
         help="the arithmetic of every layer: shape derivations, factored parameter "

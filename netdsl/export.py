@@ -20,6 +20,7 @@ import logging
 import os
 import warnings
 
+from .commandline import add_common, load_network
 from .errors import NetdslError
 from .ir import Network
 
@@ -176,7 +177,6 @@ def exported_by_netdsl(path: str | os.PathLike) -> bool:
 
 
 def cmd_export(args) -> int:
-    from .cli import load_network
     from .output import check_writable, write_atomic
 
     if not args.output.lower().endswith(".onnx"):
@@ -204,8 +204,6 @@ def _size(n: int) -> str:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from .cli import add_common
-
     p = subparsers.add_parser("export", help="write the network as ONNX (opens in Netron)")
     p.add_argument("file", metavar="FILE", help="a .net file or a zoo network name")
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")

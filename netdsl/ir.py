@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from .errors import Span
+from .errors import SourceSnapshot, Span
 from .symbolic import Num, Tup
 
 
@@ -187,6 +187,8 @@ class Network:
     # count after an irregular repeat, a layer passed to a block...): a generated
     # build_model() must not accept other values for them
     frozen_params: list = field(default_factory=list)
+    # the DSL texts it was elaborated from, as they were then (see errors.SourceSnapshot)
+    sources: SourceSnapshot = field(default_factory=SourceSnapshot)
 
     @property
     def main_output(self) -> Output:

@@ -41,15 +41,19 @@ RESERVED = {
 # and a network's are build_model's keywords beside its variables; repeat indices and
 # computed numbers (`n = (depth - 2) // 6`) become local variables beside the generated
 # code's own.
-_PARAMETERS = RESERVED | {
-    "x",
-    "inputs",
-    "training_outputs",
-    "model",
-    "example",
-    "result",
-    "INPUT_SHAPES",
-} | helper_names()  # the classes and functions templates/*/helpers/ add to a file
+_PARAMETERS = (
+    RESERVED
+    | {
+        "x",
+        "inputs",
+        "training_outputs",
+        "model",
+        "example",
+        "result",
+        "INPUT_SHAPES",
+    }
+    | helper_names()
+)  # the classes and functions templates/*/helpers/ add to a file
 _LOCALS = _PARAMETERS | {
     "layers",
     "channels",

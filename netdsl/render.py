@@ -26,6 +26,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from .analysis import block_call, layer_call
+from .commandline import add_common, load_network
 from .errors import NetdslError
 from .ir import Network, Node, Scope
 from .layers import CATALOGUE, MERGES, fmt_shape
@@ -52,7 +53,6 @@ COLOURS = {
 CLUSTER_FILLS = ("#f5f7fa", "#e9eef4")
 FOLDABLE = frozenset({"activation", "norm", "regularization"})
 FOLDABLE_OPS = frozenset({"scale", "flatten"})
-MERGE_SYMBOL = {"add": "+", "concat": "concat", "mul": "×", "mean": "mean"}
 
 
 def category(op: str) -> str:
@@ -65,7 +65,7 @@ def category(op: str) -> str:
 
 
 @dataclass(eq=False)
-class Unit:
+class Box:
     """One box of the diagram: a layer (with what is folded into it) or a collapsed block."""
 
     key: str
@@ -125,23 +125,23 @@ def _level_scope(scope: Scope) -> bool:
 class _Builder:
     def __init__(self, net: Network, depth: int | None) -> None:
         self.net, self.depth = net, depth
-        self.units: list[Unit] = []
-        self.unit_of: dict = {}  # id(node) -> Unit
+        self.boxes: list[Box] = []
+        self.box_of: dict = {}  # id(node) -> Box
         self.consumers: dict = {}
         for node in net.nodes():
             for src in node.inputs:
                 self.consumers[id(src)] = self.consumers.get(id(src), 0) + 1
-        self.collapsed: dict = {}  # id(scope) -> Unit
+        self.collapsed: dict = {}  # id(scope) -> Box
         self._clusters: dict = {}  # id(scope) -> drawn as a cluster
         self._cluster_count = 0  # numbers clusters uniquely, the same on every run
         self._assign(net.root, 0)
 
-    # -- units ---------------------------------------------------------------------------
+    # -- boxes ---------------------------------------------------------------------------
 
-    def _new(self, **kw) -> Unit:
-        unit = Unit(key=f"u{len(self.units)}", **kw)
-        self.units.append(unit)
-        return unit
+    def _new(self, **kw) -> Box:
+        box = Box(key=f"u{len(self.boxes)}", **kw)
+        self.boxes.append(box)
+        return box
 
     def _assign(self, scope: Scope, level: int) -> None:
         for child in scope.children:
@@ -159,10 +159,10 @@ class _Builder:
                     )
                 ):
                     # a block that only wraps one collapsed block is drawn as one box
-                    unit = self._new(scope=child)
-                    self.collapsed[id(child)] = unit
+                    box = self._new(scope=child)
+                    self.collapsed[id(child)] = box
                     for node in child.nodes():
-                        self.unit_of[id(node)] = unit
+                        self.box_of[id(node)] = box
                 else:
                     self._assign(child, level + 1 if counts else level)
             else:
@@ -172,20 +172,20 @@ class _Builder:
         host = self._fold_target(node)
         if host is not None:
             host.folded.append(node)
-            self.unit_of[id(node)] = host
+            self.box_of[id(node)] = host
         else:
-            self.unit_of[id(node)] = self._new(node=node)
+            self.box_of[id(node)] = self._new(node=node)
 
-    def _fold_target(self, node: Node) -> Unit | None:
+    def _fold_target(self, node: Node) -> Box | None:
         if not (category(node.op) in FOLDABLE or node.op in FOLDABLE_OPS) or len(node.inputs) != 1:
             return None
         src = node.inputs[0]
-        host = self.unit_of.get(id(src))
+        host = self.box_of.get(id(src))
         if host is None or host.node is None or host.node.op == "input" or host.last is not src:
             return None
         if self.consumers.get(id(src), 0) != 1 or src.train_only != node.train_only:
             return None
-        # every scope between the host and this node holds nothing but the host's unit
+        # every scope between the host and this node holds nothing but the host's box
         members = {id(n) for n in (host.node, *host.folded)}
         scope = host.node.scope
         while scope is not None and scope is not node.scope:
@@ -196,18 +196,18 @@ class _Builder:
 
     # -- clusters ------------------------------------------------------------------------
 
-    def _units_in(self, scope: Scope) -> set:
-        return {self.unit_of[id(n)].key for n in scope.nodes()}
+    def _boxes_in(self, scope: Scope) -> set:
+        return {self.box_of[id(n)].key for n in scope.nodes()}
 
     def _is_cluster(self, scope: Scope) -> bool:
-        """Drawn as a box around its units: an expanded block holding more than one unit."""
+        """Drawn as a frame around its boxes: an expanded block holding more than one box."""
         known = self._clusters.get(id(scope))
         if known is None:
             known = (
                 _level_scope(scope)
                 and scope.kind != "repeat"
                 and id(scope) not in self.collapsed
-                and len(self._units_in(scope)) > 1
+                and len(self._boxes_in(scope)) > 1
             )
             self._clusters[id(scope)] = known
         return known
@@ -229,9 +229,9 @@ class _Builder:
             name = name[len(scope.id) + 1 :]
         return "" if name == node.op else name
 
-    def _home(self, unit: Unit) -> Scope | None:
-        """The scope a unit is drawn in: its host node's, or a collapsed block's parent."""
-        return unit.scope.parent if unit.scope is not None else unit.node.scope
+    def _home(self, box: Box) -> Scope | None:
+        """The scope a box is drawn in: its host node's, or a collapsed block's parent."""
+        return box.scope.parent if box.scope is not None else box.node.scope
 
     # -- text ----------------------------------------------------------------------------
 
@@ -257,9 +257,9 @@ class _Builder:
                 " arrowsize=0.6, penwidth=1.0];"
             ),
         ]
-        placed: dict = {}  # id(scope) -> [unit]
-        for unit in self.units:
-            placed.setdefault(id(self._home(unit)), []).append(unit)
+        placed: dict = {}  # id(scope) -> [box]
+        for box in self.boxes:
+            placed.setdefault(id(self._home(box)), []).append(box)
         self._emit_scope(net.root, placed, lines, 1, 0)
         lines.extend(self._edges())
         lines.append("}")
@@ -267,8 +267,8 @@ class _Builder:
 
     def _emit_scope(self, scope: Scope, placed: dict, lines: list, indent: int, depth: int) -> None:
         pad = "  " * indent
-        for unit in placed.get(id(scope), ()):
-            lines.append(pad + self._node_stmt(unit))
+        for box in placed.get(id(scope), ()):
+            lines.append(pad + self._node_stmt(box))
         for child in scope.children:
             if not isinstance(child, Scope) or id(child) in self.collapsed:
                 continue
@@ -295,10 +295,10 @@ class _Builder:
             else:
                 self._emit_scope(child, placed, lines, indent, depth)
 
-    def _node_stmt(self, unit: Unit) -> str:
-        if unit.scope is not None:
-            return self._block_stmt(unit)
-        node = unit.node
+    def _node_stmt(self, box: Box) -> str:
+        if box.scope is not None:
+            return self._block_stmt(box)
+        node = box.node
         cat = category(node.op)
         fill, border = COLOURS[cat]
         tooltip = _q(f"{node.id} ({node.span})")
@@ -308,16 +308,16 @@ class _Builder:
                 f'<font point-size="11">{_h(fmt_shape(node.out_shape))}</font>>'
             )
             return (
-                f"{unit.key} [label={label}, fillcolor={_q(fill)}, color={_q(border)},"
+                f"{box.key} [label={label}, fillcolor={_q(fill)}, color={_q(border)},"
                 f' fontcolor="white", tooltip={tooltip}];'
             )
-        params = node.params + sum(n.params for n in unit.folded)
+        params = node.params + sum(n.params for n in box.folded)
         if node.op in MERGES:
             head = f"<b>{_h(node.op)}</b>"
         else:
             head = f"<b>{_h(layer_call(node))}</b>"
         rows = [head]
-        calls = [layer_call(n) for n in unit.folded]
+        calls = [layer_call(n) for n in box.folded]
         for i in range(0, len(calls), 3):  # three to a line keeps the box narrow
             rows.append(_h(("+ " if i else "") + " + ".join(calls[i : i + 3])))
         short = self._short_id(node)
@@ -332,12 +332,12 @@ class _Builder:
         style = "rounded,filled" + (",dashed" if node.train_only else "")
         shape = ", shape=box" if node.op not in MERGES else ', shape=box, margin="0.1,0.03"'
         return (
-            f"{unit.key} [label={label}, fillcolor={_q(fill)}, color={_q(border)},"
+            f"{box.key} [label={label}, fillcolor={_q(fill)}, color={_q(border)},"
             f" style={_q(style)}{shape}, tooltip={tooltip}];"
         )
 
-    def _block_stmt(self, unit: Unit) -> str:
-        scope = unit.scope
+    def _block_stmt(self, box: Box) -> str:
+        scope = box.scope
         fill, border = COLOURS["block"]
         name = scope_title(scope)
         shape = fmt_shape(tuple(int(d.value) for d in scope.out_shape))
@@ -356,16 +356,16 @@ class _Builder:
         train_only = all(n.train_only for n in scope.nodes())
         style = ', style="rounded,filled,dashed"' if train_only else ""
         return (
-            f"{unit.key} [label=<{'<br/>'.join(rows)}>, fillcolor={_q(fill)},"
+            f"{box.key} [label=<{'<br/>'.join(rows)}>, fillcolor={_q(fill)},"
             f" color={_q(border)}, penwidth=1.6{style}, tooltip={tooltip}];"
         )
 
     def _edges(self) -> list[str]:
         lines, seen = [], set()
         for node in self.net.nodes():
-            v = self.unit_of[id(node)]
+            v = self.box_of[id(node)]
             for src in node.inputs:
-                u = self.unit_of[id(src)]
+                u = self.box_of[id(src)]
                 if u is v or (u.key, v.key) in seen:
                     continue
                 seen.add((u.key, v.key))
@@ -374,7 +374,7 @@ class _Builder:
                     f"  {u.key} -> {v.key} [label={_q(' ' + fmt_shape(src.out_shape))}{style}];"
                 )
         for i, out in enumerate(self.net.outputs):
-            u = self.unit_of[id(out.node)]
+            u = self.box_of[id(out.node)]
             key = f"out{i}"
             fill, border = COLOURS["io"]
             what = fmt_shape(out.node.out_shape) + (" (train only)" if out.train_only else "")
@@ -513,8 +513,6 @@ def render(net: Network, path: str, depth: int | None = None) -> str:
 
 
 def cmd_render(args) -> int:
-    from .cli import load_network
-
     fmt = output_format(args.output)  # a bad extension fails before compiling
     if fmt is not None:
         _need_dot(fmt)
@@ -525,8 +523,6 @@ def cmd_render(args) -> int:
 
 
 def register(subparsers) -> None:
-    from .cli import add_common
-
     p = subparsers.add_parser("render", help="draw the network with Graphviz (.svg .png .pdf .dot)")
     p.add_argument("file", metavar="FILE")
     p.add_argument(

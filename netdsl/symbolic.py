@@ -475,17 +475,6 @@ def num_func(name: str, args: list[Num]) -> Num:
     return Num(value, Func(name, tuple(a.expr for a in args)))
 
 
-def num_ifelse(cond: Num, then: Num, orelse: Num | None) -> Num:
-    chosen = then if cond.value else orelse
-    if orelse is None or cond.is_const:
-        return chosen
-    return Num(chosen.value, IfElse(cond.expr, then.expr, orelse.expr))
-
-
-def num_max(a: Num, b: Num) -> Num:
-    return num_func("max", [a, b])
-
-
 class Tup:
     """A tuple of traced numbers, e.g. a kernel size `(1, 7)` or a shape."""
 

@@ -11,8 +11,12 @@ fit, merged branches agree, channel counts divide their groups. Programs mix
   parameters (channels, stride, repeat count, kernel), test them and the input's
   shape in conditionals, may be written as statements with named values, and
   call earlier generated blocks; each is called several times with different
-  arguments, so generated classes must follow their parameters;
-* concat/add/mul/mean merges (image and flat), `id` branches;
+  arguments, so generated classes must follow their parameters, and often twice
+  in a row so that an inline conditional takes both branches in one network
+  (`resf` in the prelude: a projection, then `id`);
+* concat/add/mul/mean merges (image and flat), `id` branches; in generated
+  blocks, merges of two to four branches in any order whose first branch (or
+  another) is an inline conditional, `id` or a projection;
 * conditionals on constants, network parameters, block parameters and `in.c`,
   as expressions and as `if cond:` statements;
 * convs with random kernel, stride, padding (including `same` and pairs such
@@ -40,6 +44,10 @@ block se(c, r=2) = mul(id, gap + conv1 (max(c // r, 1)) + relu + conv1 c + sigmo
 block mix(a, b) = concat(conv1 a, conv1 b + conv3 b, maxpool 3 s=1 p=1 + conv1 a)
 block deep(c, n) = if n <= 1 then conv3 c + relu else conv3 c + deep(c, n - 1)
 block grow(k) = [concat(id, conv3 k)]*2
+block resf(c, s=1) =
+    add(if s == 1 and in.c == c then id else conv c k=1 s=s bias=false + bn,
+        cbr(c, s=s) + conv3 c bias=false + bn)
+    + relu
 """
 
 
@@ -311,6 +319,42 @@ _PIECES = [
         lambda env, shape: (shape[0], *_spatial(shape[1], shape[2], 3, env["s"], 1)),
     ),
 ]
+# branches of a merge in a generated block: c channels, the size of a 1x1 conv at stride s
+_COND_BRANCHES = [
+    "(if s == 1 and in.c == c then id else conv c k=1 s=s)",
+    "(if s == 1 and in.c == c then id else conv c k=1 s=s bias=false + bn)",
+    "(if s > 1 or in.c != c then conv c k=1 s=s else id)",
+]
+_BRANCHES = _COND_BRANCHES + [
+    "conv c k=3 s=s p=1 + bn",
+    "conv c k=1 s=s + relu",
+    "cbr(c, s=s)",
+    "cbr(c, s=s) + conv3 c bias=false + bn",
+]
+
+
+@st.composite
+def _merge_piece(draw) -> tuple:
+    """`op(b1, b2, ...)`: two to four branches, a conditional among them (first, or in
+    any place), so that the classes and the weight transfer meet every order."""
+    op = draw(st.sampled_from(["add", "add", "concat", "mean", "mul"]))
+    count = draw(st.integers(2, 4))
+    branches = [draw(st.sampled_from(_COND_BRANCHES))]
+    branches += [draw(st.sampled_from(_BRANCHES)) for _ in range(count - 1)]
+    if draw(st.booleans()):
+        branches = draw(st.permutations(branches))
+    text = f"{op}({', '.join(branches)})"
+    factor = count if op == "concat" else 1
+
+    def effect(env, shape, factor=factor):
+        # `in.c` is the block's input: `id` keeps the merge's input, whose channels may differ
+        if env["s"] == 1 and env["in_c"] == env["c"] and shape[0] != env["c"]:
+            raise Invalid
+        return (env["c"] * factor, *_spatial(shape[1], shape[2], 1, env["s"], 0))
+
+    return text, effect
+
+
 # statement-only pieces (a block written as lines)
 _STATEMENT_PIECES = [
     ("if s > 1: maxpool 2 s=2", _piece_pool_if_strided),
@@ -325,6 +369,8 @@ def _block(draw, index: int, earlier: list) -> _Block:
     statements = draw(st.booleans())
     pool = list(_PIECES) + (_STATEMENT_PIECES if statements else [])
     pieces = [draw(st.sampled_from(pool)) for _ in range(draw(st.integers(1, 4)))]
+    if draw(st.integers(0, 2)) == 0:
+        pieces.insert(draw(st.integers(0, len(pieces))), draw(_merge_piece()))
     if earlier and draw(st.booleans()):
         callee = draw(st.sampled_from(earlier))
         text = draw(
@@ -359,9 +405,19 @@ def _block(draw, index: int, earlier: list) -> _Block:
 
 
 @st.composite
-def _block_call(draw, state: _State, blocks: list) -> str:
-    """A call of a generated block whose arguments fit the current shape."""
+def _block_call(draw, state: _State, blocks: list, again: bool = False) -> str:
+    """A call of a generated block whose arguments fit the current shape; `again`: the
+    same block a second time, on its own output at stride 1 (a conditional that took
+    a projection the first time now takes `id`)."""
     block = draw(st.sampled_from(blocks))
+    text = draw(_call_of(state, block))
+    if again and text != "relu":
+        text += " + " + draw(_call_of(state, block, same=True))
+    return text
+
+
+@st.composite
+def _call_of(draw, state: _State, block: _Block, same: bool = False) -> str:
     for _ in range(3):
         args = {
             "c": draw(st.integers(1, 10)),
@@ -369,7 +425,9 @@ def _block_call(draw, state: _State, blocks: list) -> str:
             "n": draw(st.integers(0, 2)),
             "k": draw(st.sampled_from([1, 3])),
         }
-        if draw(st.booleans()):
+        if same:
+            args["c"], args["s"] = state.c, 1
+        elif draw(st.booleans()):
             args["c"] = state.c  # the shortcut's identity branch, add(id, conv3 in.c), ...
         try:
             c, h, w = block.effect(args, (state.c, state.h, state.w))
@@ -412,7 +470,7 @@ def _term(draw, state: _State, depth: int, options: _Options | None = None) -> s
     if kind == "spatial":
         return draw(_spatial_layer(state, options.torch_only))
     if kind == "generated":
-        return draw(_block_call(state, options.blocks))
+        return draw(_block_call(state, options.blocks, again=draw(st.booleans())))
     if kind == "label":
         options.labels[0] += 1
         inner = draw(_chain(state, depth + 1, options=options))
@@ -443,7 +501,9 @@ def _term(draw, state: _State, depth: int, options: _Options | None = None) -> s
     if kind == "bn":
         return draw(st.sampled_from(["bn", "bn", "bn eps=0.001 momentum=0.01", "bn scale=false"]))
     if kind == "block":
-        which = draw(st.sampled_from(["cbr", "res", "proj", "resd", "se", "mix", "deep", "grow"]))
+        which = draw(
+            st.sampled_from(["cbr", "res", "proj", "resd", "se", "mix", "deep", "grow", "resf"])
+        )
         if which == "cbr":
             c = draw(st.integers(1, 12))
             k = draw(st.sampled_from([1, 3]))
@@ -459,6 +519,15 @@ def _term(draw, state: _State, depth: int, options: _Options | None = None) -> s
             state.c = c
             state.h, state.w = _conv_out(state.h, 1, s, 0), _conv_out(state.w, 1, s, 0)
             return f"{which}({c}, s={s})"
+        if which == "resf":  # a projection (other channels or stride 2), then `id`
+            c = draw(st.integers(1, 12))
+            s = draw(st.sampled_from([1, 2])) if min(state.h, state.w) >= 2 else 1
+            if c == state.c and s == 1:
+                c += 1
+            state.c = c
+            state.h, state.w = _conv_out(state.h, 1, s, 0), _conv_out(state.w, 1, s, 0)
+            first = f"resf({c}, {s})" if draw(st.booleans()) else f"resf({c}, s={s})"
+            return f"{first} + resf({c})" if draw(st.integers(0, 3)) else first
         if which == "se":
             return f"se({state.c})" if draw(st.booleans()) else f"se({state.c}, r=3)"
         if which == "mix":

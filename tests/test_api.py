@@ -97,6 +97,7 @@ def test_to_torch_builds_a_module_without_writing_a_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_resnet50_to_torch_is_a_working_module_and_writes_no_file(tmp_path, monkeypatch):
     pytest.importorskip("netdsl.emit.torch")
     torch = need("torch")
@@ -138,3 +139,22 @@ def test_input_shape_is_the_input_option():
     for bad in [(3, 0, 16), (3, 16), "3x16", "3xa", True, (3.0, 16, 16), "3x16x16x16"]:
         with pytest.raises(NetdslError, match="input_shape must be"):
             netdsl.load(TINY, input_shape=bad)
+
+
+@pytest.mark.parametrize("target", ["torch", "keras"])
+def test_generated_docstrings_quote_the_text_the_network_was_compiled_from(tmp_path, target):
+    # the text is kept with the network when it is elaborated: another file compiled later
+    # under the same path (an edited file, say) does not change what the first one quotes
+    from netdsl import compile_file
+    from netdsl.emit import get_emitter
+
+    first = "network a:\n    input 4x8x8\n    (add(conv3 4, id) + relu) as head\n    gap + fc 2\n"
+    second = "network b:\n    input 4x8x8\n    (conv1 4 + relu) as tail\n    # unrelated\n"
+    path = tmp_path / "model.net"
+    path.write_text(first, encoding="utf-8")
+    net = compile_file(str(path))
+    path.write_text(second, encoding="utf-8")
+    compile_file(str(path))
+    code = get_emitter(target).emit_model(net)
+    assert "(add(conv3 4, id) + relu) as head\n" in code
+    assert "conv1 4" not in code and "unrelated" not in code

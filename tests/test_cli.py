@@ -277,3 +277,25 @@ def test_check_imports_neither_torch_nor_tensorflow():
 def test_language_reference_examples_check():
     """Every complete ```netdsl example in docs/language.md (one with a network) checks."""
     check_doc_programs(ROOT / "docs" / "language.md", minimum=20)
+
+
+def test_no_module_imports_the_command_line_back():
+    """cli.py imports the command modules; they (and everything else but `python -m netdsl`)
+    take what they share from netdsl.commandline, so no import cycle runs through cli.py."""
+    import ast
+
+    importers = []
+    for path in sorted((ROOT / "netdsl").rglob("*.py")):
+        package = ["netdsl", *path.relative_to(ROOT / "netdsl").parent.parts]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                base = package[: len(package) - node.level + 1] if node.level else []
+                module = ".".join(base + ([node.module] if node.module else []))
+                names = [module] + [f"{module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            if "netdsl.cli" in names:
+                importers.append(path.relative_to(ROOT).as_posix())
+    assert importers == ["netdsl/__main__.py"]

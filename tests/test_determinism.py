@@ -23,6 +23,9 @@ import sys
 import pytest
 from conftest import ARCHITECTURES, ROOT
 
+# four processes compile the zoo (both targets, every command): minutes, so not in the fast loop
+pytestmark = pytest.mark.slow
+
 SEEDS = ("0", "1", "12345", "random")
 FILES = ("inception_v3", "densenet121", "alexnet", "googlenet", "resnet50")
 

@@ -13,7 +13,8 @@ How many programs: the Hypothesis profile's `max_examples` through PyTorch, a
 tenth of that (at least 50) through Keras, whose model building is slow. The
 default profile (`ci`, registered in conftest.py) runs 300 and 50 with a fixed
 seed; `pytest tests/test_differential.py --hypothesis-profile=deep` runs 5,000
-and 500 with fresh random programs.
+and 500 with fresh random programs. NETDSL_KERAS_SHARE=N sends one program in N
+through Keras instead of one in ten (1: all of them, e.g. 5,000 with `deep`).
 
 Every disagreement these found is a regression test below: a small explicit
 program, named after what went wrong.
@@ -21,6 +22,7 @@ program, named after what went wrong.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import textwrap
@@ -34,7 +36,8 @@ from strategies import programs
 
 need("torch")
 
-KERAS_SHARE = 10  # one program in ten goes through Keras too
+# one program in ten goes through Keras too (NETDSL_KERAS_SHARE=1: every program)
+KERAS_SHARE = max(1, int(os.environ.get("NETDSL_KERAS_SHARE", "10")))
 KERAS_MINIMUM = 50
 
 
@@ -44,6 +47,7 @@ def _compile(text: str):
 
 @settings(deadline=None)
 @given(programs(torch_only=True))
+@pytest.mark.slow
 def test_random_programs_inferred_equals_torch(text):
     net = _compile(text)
     with warnings.catch_warnings():
@@ -53,11 +57,13 @@ def test_random_programs_inferred_equals_torch(text):
 
 @settings(deadline=None, max_examples=max(KERAS_MINIMUM, settings().max_examples // KERAS_SHARE))
 @given(programs())
+@pytest.mark.slow
 def test_random_programs_inferred_equals_torch_equals_keras(text):
     need("keras")
     check_backends(_compile(text))
 
 
+@pytest.mark.slow
 def test_random_programs_generate_ruff_clean_code(tmp_path):
     """Generated files pass `ruff check` and `ruff format --check` as written, whatever the
     program: long messages, deep nesting and odd names are laid out like black would."""

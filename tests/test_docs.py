@@ -79,6 +79,7 @@ def run_netdsl(argv: list[str]) -> tuple[int, str]:
     return code, out.getvalue()
 
 
+@pytest.mark.slow
 def test_tutorial_commands_work_and_print_what_is_shown(tmp_path, monkeypatch):
     need("torch")
     need("onnx")

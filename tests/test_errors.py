@@ -203,6 +203,12 @@ def test_runaway_recursion():
         "err.net:1:24: note: in block f, used here (199 times)",
         "err.net:4:5: note: in block f, used here",
     )
+    e = error("block f(c) = conv3 c + f(c)\n" + NET + "    f(4)\n")
+    # the folded calls are counted in the note, not written into its message and read back
+    assert [(n.message, n.times) for n in e.notes] == [
+        ("in block f, used here", 199),
+        ("in block f, used here", 1),
+    ]
 
 
 def test_mutual_recursion_names_the_chain():

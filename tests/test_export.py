@@ -39,6 +39,7 @@ def resnet18():
     return net, model, export_onnx(net, model=model)
 
 
+@pytest.mark.slow
 def test_resnet18_exports_valid_onnx(resnet18):
     net, _, data = resnet18
     proto = onnx.load_from_string(data)
@@ -52,6 +53,7 @@ def test_resnet18_exports_valid_onnx(resnet18):
 
 
 @pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.slow
 def test_onnxruntime_computes_what_torch_computes(resnet18, batch):
     _, model, data = resnet18
     x = torch.randn(batch, 3, 64, 64)
@@ -62,6 +64,7 @@ def test_onnxruntime_computes_what_torch_computes(resnet18, batch):
     assert abs(got - want).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_names_are_the_dsl_names_and_train_outputs_are_dropped():
     net = compile_text(TWO_INPUTS)
     model = _build_on_cpu(net)
@@ -78,6 +81,7 @@ def test_names_are_the_dsl_names_and_train_outputs_are_dropped():
     assert abs(got - want).max() < 1e-5
 
 
+@pytest.mark.slow
 def test_an_output_named_like_an_input_is_renamed():
     net = compile_text("network n:\n    input x 4\n    output x = fc 2\n")
     proto = onnx.load_from_string(export_onnx(net, dynamic_batch=False))
@@ -86,6 +90,7 @@ def test_an_output_named_like_an_input_is_renamed():
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
 
 
+@pytest.mark.slow
 def test_placed_networks_export_on_the_cpu():
     net = compile_text("network n:\n    input 3x8x8\n    conv3 4 @gpu(0) + gap + fc 2 @gpu(1)\n")
     onnx.checker.check_model(onnx.load_from_string(export_onnx(net)))
@@ -104,6 +109,7 @@ def tiny(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_cli_writes_the_file_and_says_what_it_wrote(capsys, tiny, tmp_path):
     out_path = tmp_path / "tiny.onnx"
     code, out, err = run_cli(
@@ -123,6 +129,7 @@ def test_cli_writes_the_file_and_says_what_it_wrote(capsys, tiny, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.net", "tiny.onnx"]
 
 
+@pytest.mark.slow
 def test_cli_overwrites_its_own_export_but_not_other_files(capsys, tiny, tmp_path):
     out_path = tmp_path / "model.onnx"
     assert run_cli(capsys, "export", str(tiny), "-o", str(out_path), "-q")[0] == 0

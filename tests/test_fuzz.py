@@ -12,7 +12,8 @@ each must end with exit status 0, or 1 and a message located at
 the Python it prints on success must parse.
 
 The inputs are seeded, so a failure names the seed that reproduces it
-(`mutate(seed)`). `NETDSL_FUZZ=N` runs N inputs instead of the default 2,000.
+(`mutate(seed)`). `NETDSL_FUZZ=N` runs N inputs instead of the default 2,000; the
+fast loop (`pytest -m "not slow"`) runs 40 of other seeds instead.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ TIME_LIMIT = 10.0  # seconds per command; a hang is a failure
 # mutated repeat counts may ask for huge networks: the limit keeps each input fast
 # (the limit itself is tested in test_limits.py)
 MAX_NODES = "3000"
+SAMPLE = 40  # inputs in the fast loop (`-m "not slow"`), beside the COUNT of the full run
 
 CORPUS = sorted(ARCHITECTURES.glob("*.net")) + sorted((ROOT / "netdsl" / "stdlib").glob("*.net"))
 TOKEN = re.compile(
@@ -340,11 +342,11 @@ def problem(path: str, code, out: str, err: str, command: str) -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def outcomes(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fuzz")
+def fuzz(folder, seeds) -> list[tuple]:
+    """Each seed's mutated input through compile (and check): (seed, origin, exit status of
+    compile, the problem found or None, seconds, stderr)."""
     results = []
-    for seed in range(COUNT):
+    for seed in seeds:
         origin, data = mutate(seed)
         path = folder / f"m{seed}.net"
         path.write_bytes(data)
@@ -361,15 +363,31 @@ def outcomes(tmp_path_factory):
     return results
 
 
-def test_no_tracebacks_no_hangs_only_located_errors(outcomes):
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    return fuzz(tmp_path_factory.mktemp("fuzz"), range(COUNT))
+
+
+def assert_no_problems(outcomes) -> None:
     failures = [(seed, origin, found) for seed, origin, _, found, _, _ in outcomes if found]
     report = "\n\n".join(
         f"seed {seed} (from {origin}): {found}" for seed, origin, found in failures[:10]
     )
     assert not failures, f"{len(failures)} of {len(outcomes)} mutated inputs failed:\n{report}"
+
+
+@pytest.mark.slow
+def test_no_tracebacks_no_hangs_only_located_errors(outcomes):
+    assert_no_problems(outcomes)
     assert len(outcomes) >= min(COUNT, 2000)
 
 
+def test_a_sample_of_other_mutations_only_gives_located_errors(tmp_path):
+    """The fast loop's share: a few dozen inputs of seeds that the full run does not use."""
+    assert_no_problems(fuzz(tmp_path, range(COUNT, COUNT + SAMPLE)))
+
+
+@pytest.mark.slow
 def test_the_mutations_reach_every_stage(outcomes):
     """The fuzzing is worth something: inputs fail in the lexer, parser, elaborator and
     emitter alike, and some still compile."""

@@ -978,6 +978,7 @@ def _exec(text: str, name: str) -> dict:
 
 
 @pytest.mark.filterwarnings("ignore:this machine has")  # @gpu(i) on a CPU
+@pytest.mark.slow
 def test_generated_torch_models_build_and_run():
     """Accepted names change nothing a model computes: the neutral program's output shape."""
     torch = need("torch")

@@ -312,6 +312,7 @@ def test_torch_to_keras_reports_the_first_mismatch(tmp_path):
     assert isinstance(torch_model, torch.nn.Module)
 
 
+@pytest.mark.slow
 def test_runs_with_the_torch_backend(tmp_path):
     """One generated model (helpers included) builds, runs and trains a step with KERAS_BACKEND=torch."""
     need("torch")

@@ -14,7 +14,7 @@ import pytest
 from conftest import ARCHITECTURES, ROOT, compile_text, run_cli
 
 from netdsl import NetdslError
-from netdsl.cli import MAX_NODES
+from netdsl.commandline import MAX_NODES
 from netdsl.elaborate import Limits
 from netdsl.parser import MAX_DIGITS, MAX_NESTING
 
@@ -44,6 +44,7 @@ def fails(tmp_path, capsys, source: str, where: str, message: str, *flags: str) 
 # ---- elaborated nodes ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_default_node_limit_fits_a_10000_layer_network(capsys):
     """ResNet-10004 (6n+2 with n = 1667) is a routine network, not an error."""
     code, out, err = run_cli(capsys, "check", RESNET_CIFAR, "--param", "depth=10004")
@@ -52,6 +53,7 @@ def test_the_default_node_limit_fits_a_10000_layer_network(capsys):
     assert MAX_NODES == Limits().max_nodes > 40020
 
 
+@pytest.mark.slow
 def test_max_nodes_refuses_a_larger_network_where_the_limit_is_crossed(capsys):
     code, out, err = run_cli(
         capsys, "check", RESNET_CIFAR, "--param", "depth=10004", "--max-nodes", "1000"
@@ -211,6 +213,7 @@ def test_runaway_recursion_in_the_real_command_has_no_traceback(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_runaway_recursion_beyond_python_stack_is_still_a_netdsl_error():
     """With the depth limit lifted, Python's own stack gives out first: still located."""
     with pytest.raises(NetdslError) as info:
@@ -443,6 +446,7 @@ def test_redundant_parentheses_do_not_nest():
     assert net.main_output.node.out_shape == (4, 8, 8)
 
 
+@pytest.mark.slow
 def test_long_chains_are_not_nesting(tmp_path, capsys):
     """`a + b + c + ...` of 20,000 terms is a loop, not a 20,000-deep tree."""
     code, path, out, err = check(

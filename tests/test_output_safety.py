@@ -399,6 +399,7 @@ def export_dir(tmp_path, exported):
     return out
 
 
+@pytest.mark.slow
 def test_export_errors_leave_the_previous_onnx_file(capsys, export_dir, exported, monkeypatch):
     import netdsl.export
 
@@ -426,6 +427,7 @@ def test_export_errors_leave_the_previous_onnx_file(capsys, export_dir, exported
     assert target.read_bytes() == exported
 
 
+@pytest.mark.slow
 def test_export_refuses_a_foreign_file_and_honours_the_umask(
     capsys, export_dir, exported, monkeypatch
 ):

@@ -229,6 +229,7 @@ def test_a_failed_checkpoint_leaves_no_file_behind(tmp_path):
 # ---- the whole loop --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_main_trains_checkpoints_and_resumes(header, tmp_path, capsys):
     header()
     checkpoint = str(tmp_path / "tiny.pt")

@@ -78,6 +78,7 @@ def test_zoo_module_matches_the_inferred_network(name):
     check_network(small_network(name), backward=name in BACKWARD)
 
 
+@pytest.mark.slow
 def test_eval_mode_drops_train_outputs_and_training_returns_them():
     net = compile_file(ARCHITECTURES / "googlenet.net", input_shape=(3, 64, 64))
     source = emit(net)
@@ -131,6 +132,7 @@ def ruff() -> str | None:
     return found
 
 
+@pytest.mark.slow
 def test_generated_files_pass_ruff(tmp_path):
     exe = ruff()
     paths = generated_files(str(tmp_path))
@@ -165,6 +167,7 @@ def test_compiling_twice_gives_identical_bytes():
         assert first == second, name
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(programs())
 def test_random_programs(text):
@@ -222,6 +225,7 @@ def test_alexnet_two_gpu_split():
     assert model.fc8.weight.device.type == "cpu"
 
 
+@pytest.mark.slow
 def test_placement_falls_back_and_says_so_once():
     source = emit(compile_file(ARCHITECTURES / "alexnet.net", params={"classes": 10}))
     module = load(source, "alexnet_fallback")
@@ -370,6 +374,8 @@ def test_load_by_order_loads_and_names_the_first_mismatch():
         load_by_order(model, short)
 
 
+@pytest.mark.torchvision
+@pytest.mark.slow
 def test_torchvision_resnet50_weights_give_the_same_outputs():
     """Run where torchvision is installed (it is not required, not even in CI)."""
     tv = pytest.importorskip("torchvision")
@@ -390,6 +396,7 @@ def test_torchvision_resnet50_weights_give_the_same_outputs():
     assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
 
 
+@pytest.mark.slow
 def test_model_file_runs_as_a_script(tmp_path):
     path = tmp_path / "lenet.py"
     path.write_text(emit(compile_file(ARCHITECTURES / "lenet5.net")))

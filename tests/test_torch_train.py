@@ -70,6 +70,7 @@ def saved(path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+@pytest.mark.slow
 def test_resnet50_trains_two_steps_at_64x64(tmp_path):
     script = write(tmp_path, "resnet50")
     out = run(
@@ -92,6 +93,7 @@ def test_resnet50_trains_two_steps_at_64x64(tmp_path):
     assert [p.name for p in (tmp_path / "ckpt").iterdir()] == ["r50.pt"]  # no temp files
 
 
+@pytest.mark.slow
 def test_input_size_the_model_cannot_take(tmp_path):
     script = write(tmp_path, "lenet5")
     done = subprocess.run(
@@ -105,6 +107,7 @@ def test_input_size_the_model_cannot_take(tmp_path):
     assert "recompile with netdsl's --input 1x64x64" in done.stderr
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_with_gloo(tmp_path):
     script = write(tmp_path, "lenet5")
     out = run(script, "--steps", "2", "--batch-size", "32", torchrun=2)
@@ -113,6 +116,7 @@ def test_torchrun_two_processes_with_gloo(tmp_path):
     assert saved(tmp_path / "lenet5.pt")["step"] == 2
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_saved_step(tmp_path):
     script = write(tmp_path, "lenet5")
     common = ["--batch-size", "32", "--samples", "256"]
@@ -130,6 +134,7 @@ def test_resume_continues_from_the_saved_step(tmp_path):
         assert torch.equal(value, resumed["model"][name]), name
 
 
+@pytest.mark.slow
 def test_lenet5_learns_the_digits(tmp_path):
     need("sklearn")
     script = write(tmp_path, "lenet5")
@@ -161,6 +166,7 @@ network twin(classes=4):
 """
 
 
+@pytest.mark.slow
 def test_placed_model_with_aux_output_trains_on_the_cpu(tmp_path):
     script = write(tmp_path, "twin", source=PLACED)
     text = script.read_text()
@@ -170,6 +176,7 @@ def test_placed_model_with_aux_output_trains_on_the_cpu(tmp_path):
     assert "twin: " in out and "step 2" in out
 
 
+@pytest.mark.slow
 def test_imagefolder_without_torchvision_is_a_clear_error(tmp_path):
     try:
         import torchvision  # noqa: F401
@@ -188,6 +195,8 @@ def test_imagefolder_without_torchvision_is_a_clear_error(tmp_path):
     assert "--data imagefolder needs torchvision" in done.stderr
 
 
+@pytest.mark.torchvision
+@pytest.mark.slow
 def test_imagefolder_with_torchvision(tmp_path):
     pytest.importorskip("torchvision")
     from PIL import Image
@@ -353,6 +362,7 @@ def test_batch_randomness_is_per_process_and_per_step(tmp_path):
     assert len({str(draws(*key)) for key in [(0, 0, 7), (0, 1, 7), (0, 0, 8), (1, 0, 7)]}) == 4
 
 
+@pytest.mark.slow
 def test_cutout_and_mixup_train_say_so_and_resume_exactly(tmp_path):
     script = write(tmp_path, "aug", source=AUGMENTED)
     common = ["--batch-size", "8", "--samples", "32", "--channels-last"]

@@ -9,7 +9,9 @@ Instances of a block share a class when their traced structure is the same:
 every attribute is an expression in the block's parameters (`c * 4`), so the
 class is parameterised the way the DSL block is. Conditionals whose branches
 differ between instances (a ResNet shortcut that is `id` in one bottleneck and
-a projection in another) merge into one class with both branches. Instances
+a projection in another) merge into one class with both branches, wherever the
+conditional stands (first in an `add` too: instances are rewired alike, and
+expressions compared where the taken branches' conditions hold). Instances
 that still differ (e.g. a block that branches on `in.h`) become variants:
 `Block`, `Block2`.
 
@@ -20,6 +22,7 @@ a `Program`.
 from __future__ import annotations
 
 import copy
+import itertools
 import keyword
 import textwrap
 from dataclasses import dataclass, field
@@ -29,7 +32,7 @@ from ..ir import Network, Node, Scope
 from ..layers import FRESH, MERGES, fmt_shape, traits
 from ..names import class_name
 from ..resources import helper_names
-from ..symbolic import Const, Expr, Local, Num, Sym, Tup
+from ..symbolic import BoolOp, Cmp, Const, Expr, Local, Not, Num, Sym, Tup
 
 # ---- the model ---------------------------------------------------------------
 
@@ -88,7 +91,9 @@ class Unit:
             self.train_only,
         )
         if self.kind == "layer":  # the input's channels size the weights (not an attribute)
-            channels = tuple(render_expr(shape[0]) if shape else None for shape in self.node.in_shapes)
+            channels = tuple(
+                render_expr(shape[0]) if shape else None for shape in self.node.in_shapes
+            )
             return base + (self.node.op, _attrs_key(self.node), channels)
         if self.kind == "merge":
             return base + (self.node.op, _attrs_key(self.node))
@@ -154,6 +159,9 @@ class ClassModel:
     # the units' keys, computed once: a class absorbs every later instance of its block,
     # and comparing keys is most of the work (see unit_keys)
     _unit_keys: list | None = field(default=None, repr=False)
+    _wiring: _Wiring | None = field(default=None, repr=False)  # see ModelBuilder._wire
+    # for each instance: the equalities its conditionals' taken branches rely on
+    _facts: list = field(default_factory=list, repr=False)
 
     def unit_keys(self) -> list:
         if self._unit_keys is None:
@@ -179,6 +187,12 @@ class ClassModel:
             or self.unit_keys() != other.unit_keys()
         ):
             return False
+        return self.absorb(other)
+
+    def absorb(self, other: ClassModel) -> bool:
+        """Absorb `other`, whose units are known to correspond to these one to one (and to
+        compute what these compute), unless a conditional took the same branch in both
+        with different content."""
         merged = []
         for a, b in zip(self.units, other.units):
             if a.kind == "cond":
@@ -245,6 +259,9 @@ class ModelBuilder:
         self.net = net
         self.variants: dict[str, list[ClassModel]] = {}
         self.anonymous: dict[tuple, list[ClassModel]] = {}  # structure key -> variants
+        # the same, by a key that leaves out which value each unit reads (see _merge_rewired)
+        self.anonymous_alike: dict[tuple, list[ClassModel]] = {}
+        self._wiring: _Wiring | None = None  # the last _wire's choices
         self.order: list[ClassModel] = []
         # class names: not those of module-level names, helper classes or build_model's
         # parameters (`return N(N=N)` would call the parameter)
@@ -277,15 +294,27 @@ class ModelBuilder:
             outputs=outputs,
             in_shapes=[scope.in_shape] if scope.in_shape else [],
         )
+        model._wiring = first = self._wiring
         if kind == "block":
             for variant in self.variants.setdefault(scope.block, []):
                 if variant.merge(model):
+                    _agree(variant, model)
+                    return variant
+            for variant in self.variants[scope.block]:
+                if self._merge_alike(variant, model, scope):
                     return variant
         elif kind == "anonymous":
             # the same structure may still differ inside a conditional's branches
             for variant in self.anonymous.get(model.key(), []):
                 if variant.merge(model):
+                    _agree(variant, model)
                     return variant
+            for variant in self.anonymous_alike.get(_alike_key(model), []):
+                if self._merge_alike(variant, model, scope):
+                    return variant
+        if model._wiring is not first:  # rewired to try a variant: wired as it was
+            model.inputs, model.outputs = self._wire(scope, units, kind)
+            model._wiring, model._unit_keys = self._wiring, None
         # a new class: work out what only its first instance needs to tell
         model.params, model.uses_in_channels, model.renames = self._params(
             scope, kind, units, own_loop
@@ -301,6 +330,9 @@ class ModelBuilder:
         else:
             model.name = self._unique(class_name(name_hint))
             self.anonymous.setdefault(model.key(), []).append(model)
+            self.anonymous_alike.setdefault(_alike_key(model), []).append(model)
+        model._wiring.scope, model._wiring.kind = scope, kind
+        model._facts = [_equalities(units)]
         self.order.append(model)
         return model
 
@@ -500,8 +532,16 @@ class ModelBuilder:
 
     # -- data flow -----------------------------------------------------------------
 
-    def _wire(self, scope: Scope, units: list[Unit], kind: str):
-        """Assign forward variables: which value each unit reads and writes."""
+    def _wire(self, scope: Scope, units: list[Unit], kind: str, choose: list | None = None):
+        """Assign forward variables: which value each unit reads and writes.
+
+        A unit whose output is its input (a conditional or block that is `id` here)
+        passes the value on unchanged: a later unit may read it from either variable.
+        By default it reads the latest; `choose` (a _Wiring's `chosen`) picks where it
+        may, so that two instances of a block, one with a projection where the other
+        has `id`, read the same variables (see _merge_alike). The choices and the
+        alternatives are left in self._wiring.
+        """
         if kind == "network":
             inputs = {node: _var(name) for name, node in self.net.inputs.items()}
             if list(inputs.values()) == ["input"]:
@@ -514,12 +554,18 @@ class ModelBuilder:
                     "into a repeated or conditional part",
                     scope.span,
                 )
-        produced: dict = dict(inputs)  # node -> the unit (or input variable) that last produced it
+        # node -> what has produced it so far: its producer, then units that passed it on
+        produced: dict = {node: [var] for node, var in inputs.items()}
+        position = {id(unit): i for i, unit in enumerate(units)}
+
+        def ref(option):  # a unit as its position: comparable between instances
+            return position[id(option)] if isinstance(option, Unit) else option
+
+        wiring = _Wiring()
         reads: list[list] = []
         for unit in units:
-            sources = _unit_inputs(unit)
             refs = []
-            for src in sources:
+            for src in _unit_inputs(unit):
                 if src not in produced:
                     raise NetdslError(
                         "the emitters cannot yet use a value defined inside a "
@@ -528,13 +574,31 @@ class ModelBuilder:
                     )
                 refs.append(produced[src])
             reads.append(refs)
-            produced[_unit_output(unit)] = unit
+            output = _unit_output(unit)
+            produced[output] = produced[output] + [unit] if output in produced else [unit]
         outputs = []
         if kind == "network":
             for o in self.net.outputs:
                 outputs.append((o.name, produced[o.node], o.train_only))
         else:
             outputs.append(("output", produced[scope.output], False))
+        # the choices: the one `choose` names where it is an option, else the latest
+        wanted = iter(choose or ())
+        for options in [*reads, [options for _, options, _ in outputs]]:
+            picked = next(wanted, None)
+            wiring.options.append([frozenset(ref(o) for o in opts) for opts in options])
+            choice = []
+            for i, opts in enumerate(options):
+                pick = opts[-1]
+                if picked is not None:
+                    pick = next((o for o in opts if ref(o) == picked[i]), pick)
+                choice.append(pick)
+            options[:] = choice
+            wiring.chosen.append([ref(o) for o in choice])
+        outputs = [(n, o, t) for (n, _, t), o in zip(outputs, wiring.chosen_objects(units))]
+        self._wiring = wiring
+        for unit in units:
+            unit.overwrites = False  # (again, where the wiring changes: _allocate decides)
         # allocated in the order forward runs: DSL order, train-only heads where they tap it
         names = _allocate(
             units,
@@ -546,6 +610,194 @@ class ModelBuilder:
         return list(inputs.values()), [
             (n, names[id(ref)] if isinstance(ref, Unit) else ref, t) for n, ref, t in outputs
         ]
+
+    def _merge_alike(self, variant: ClassModel, model: ClassModel, scope: Scope) -> bool:
+        """Merge `model` (a new instance) into `variant` where what tells them apart is only
+        what a conditional's taken branch makes so, e.g.
+
+            add(if s == 1 and in.c == w then id else conv1 w s=s + bn, conv3 w s=s + bn)
+
+        With the projection, the second branch reads the block's input and the add the
+        projection's output; with `id` both are one value, which the default wiring reads
+        from the conditional's variable; and the add's channels are `w` in one instance,
+        `in_channels` in the other. Both instances are rewired to read, at every input, a
+        value that is the same for every instance the class stands for (see _wire), and
+        expressions that differ must be equal where the conditions that chose `id` hold
+        (`in_channels == w` here). The class keeps the expressions of an instance they
+        are right for in every instance: the projection's, which may mean the new one's.
+        """
+        before = variant._wiring
+        if not self._align_wiring(variant, model, scope):
+            return False
+        facts = _equalities(model.units)
+        if variant.unit_keys() == model.unit_keys() or _same_under(
+            variant.units, model.units, facts
+        ):
+            if variant.absorb(model):
+                _agree(variant, model)
+                return True
+        # the new instance's expressions may be the general ones (its conditionals took
+        # the projections): they stand for the class if they are right for every instance
+        elif variant.kind == "block" and all(
+            f and _same_under(variant.units, model.units, f) for f in variant._facts
+        ):
+            kept = (variant.units, variant.in_shapes, variant.inputs, variant.outputs)
+            wiring, instances = variant._wiring, variant.instances
+            absorbed = copy.copy(variant)
+            variant.units, variant.in_shapes = model.units, list(model.in_shapes)
+            variant.inputs, variant.outputs = model.inputs, model.outputs
+            variant._wiring, variant.instances, variant._unit_keys = model._wiring, 1, None
+            if variant.absorb(absorbed):
+                variant._wiring.scope, variant._wiring.kind = scope, wiring.kind
+                variant._wiring.admissible = _agreement(wiring, variant._wiring)
+                variant._facts.append(facts)
+                return True
+            variant.units, variant.in_shapes, variant.inputs, variant.outputs = kept
+            variant._wiring, variant.instances, variant._unit_keys = wiring, instances, None
+        if variant._wiring is not before:  # rewired for nothing: back as it was
+            variant.inputs, variant.outputs = self._wire(
+                before.scope, variant.units, before.kind, before.chosen
+            )
+            variant._wiring, variant._unit_keys = before, None
+        return False
+
+    def _align_wiring(self, variant: ClassModel, model: ClassModel, scope: Scope) -> bool:
+        """Wire `model` and `variant` alike where their instances allow it (False where
+        they cannot be: they differ in more than the variables of passed-on values)."""
+        ours, theirs = variant._wiring, model._wiring
+        if (
+            ours is None
+            or theirs is None
+            or ours.scope is None
+            or len(variant.units) != len(model.units)
+            or [len(o) for o in ours.options] != [len(o) for o in theirs.options]
+            or any(a.kind != b.kind or a.attr != b.attr for a, b in zip(variant.units, model.units))
+        ):
+            return False
+        if ours.chosen == theirs.chosen:
+            return True
+        admissible = _agreement(ours, theirs)
+        if any(not options for row in admissible for options in row):
+            return False
+        chosen = [
+            [c if c in options else max(options, key=_latest) for c, options in zip(row, rows)]
+            for row, rows in zip(ours.chosen, admissible)
+        ]
+        if chosen != theirs.chosen:
+            model.inputs, model.outputs = self._wire(scope, model.units, ours.kind, chosen)
+            model._wiring, model._unit_keys = self._wiring, None
+        if chosen != ours.chosen:
+            inputs, outputs = self._wire(ours.scope, variant.units, ours.kind, chosen)
+            if _is_fresh(_producer(variant.units, outputs[0][1])) != variant.fresh_output:
+                # classes that call it decided on it: put it back as it was
+                variant.inputs, variant.outputs = self._wire(
+                    ours.scope, variant.units, ours.kind, ours.chosen
+                )
+                variant._unit_keys = None
+                return False
+            variant.inputs, variant.outputs = inputs, outputs
+            variant._wiring, variant._unit_keys = self._wiring, None
+            variant._wiring.scope, variant._wiring.kind = ours.scope, ours.kind
+            variant._wiring.admissible = ours.admissible
+        return True
+
+
+@dataclass(eq=False)
+class _Wiring:
+    """Which value each unit of a class reads (and the class returns): `chosen[i][j]` is
+    the producer of unit i's input j (the last row: the outputs), as the producing
+    unit's position or the input variable; `options` lists for each the producers that
+    hold the same value in this instance (a unit that passes its input on adds itself).
+    `admissible`: the options every instance the class stands for agrees on."""
+
+    options: list = field(default_factory=list)
+    chosen: list = field(default_factory=list)
+    admissible: list | None = None  # None: the options (one instance so far)
+    scope: Scope | None = None  # the first instance's (to wire the class again)
+    kind: str = ""
+
+    def agreed(self) -> list:
+        return self.options if self.admissible is None else self.admissible
+
+    def chosen_objects(self, units: list[Unit]) -> list:
+        return [units[c] if isinstance(c, int) else c for c in self.chosen[-1]]
+
+
+def _agreement(ours: _Wiring, theirs: _Wiring) -> list:
+    """The choices admissible for the instances of both."""
+    return [[a & b for a, b in zip(x, y)] for x, y in zip(ours.agreed(), theirs.options)]
+
+
+def _agree(variant: ClassModel, model: ClassModel) -> None:
+    """`variant` absorbed `model`: later rewiring and expressions must suit `model` too."""
+    if variant._wiring is not None and model._wiring is not None:
+        variant._wiring.admissible = _agreement(variant._wiring, model._wiring)
+    variant._facts.append(_equalities(model.units))
+
+
+def _equalities(units: list[Unit]) -> list[tuple[Expr, Expr]]:
+    """The equalities an instance's conditionals rely on: `in_channels == w` where
+    `if s == 1 and in.c == w then id else ...` took `id` (or `in.c != w or ...` its `else`)."""
+    found: list[tuple[Expr, Expr]] = []
+
+    def facts(e: Expr, holds: bool) -> None:
+        if isinstance(e, BoolOp) and e.op == ("and" if holds else "or"):
+            facts(e.left, holds)
+            facts(e.right, holds)
+        elif isinstance(e, Not):
+            facts(e.operand, not holds)
+        elif isinstance(e, Cmp) and e.op == ("==" if holds else "!="):
+            found.append((e.left, e.right))
+
+    for u in units:
+        if u.kind == "cond" and len(u.branches) == 1:
+            (taken,) = u.branches
+            facts(u.cond, taken)
+        elif u.kind == "module" and u.body is not None and u.body.kind in ("single", "chain"):
+            found += _equalities(u.body.units)
+        elif u.kind == "call" and u.scope is not None and u.scope.in_shape:
+            # a block that is a conditional (`shortcut`): its facts, in this block's terms
+            start = len(found)
+            for child in u.scope.children:
+                if isinstance(child, Scope) and child.kind == "cond":
+                    facts(child.cond.expr, child.taken)
+            mapping = {k: expr_of(v) for k, v in u.scope.args.items() if isinstance(v, Num)}
+            mapping["in_channels"] = u.scope.in_shape[0].expr
+            found[start:] = [(a.subst(mapping), b.subst(mapping)) for a, b in found[start:]]
+    # facts about a loop's variables hold in one iteration only
+    return [
+        (a, b)
+        for a, b in found
+        if not any(is_loop_symbol(n) or is_index_symbol(n) for n in a.symbols | b.symbols)
+    ]
+
+
+def _same_under(a: list[Unit], b: list[Unit], equalities: list) -> bool:
+    """Whether units `a` and `b` compute the same where `equalities` hold: their keys agree
+    once each equality is read as a rewriting (a symbol := the other side), one way or
+    the other (a few equalities at most)."""
+    sides = []
+    for left, right in equalities[:4]:
+        ways = [(x.name, y) for x, y in ((left, right), (right, left)) if isinstance(x, Sym)]
+        if ways:
+            sides.append(ways)
+    if not sides:
+        return False
+    for rewriting in itertools.product(*sides):
+        mapping = dict(rewriting)
+        if [subst_unit(u, mapping).key() for u in a] == [subst_unit(u, mapping).key() for u in b]:
+            return True
+    return False
+
+
+def _latest(ref) -> tuple:
+    """Order of producers: the input variables, then units by position."""
+    return (1, ref) if isinstance(ref, int) else (0, 0)
+
+
+def _alike_key(model: ClassModel) -> tuple:
+    """A class's structure without its wiring (which values its units read)."""
+    return (model.kind, tuple((u.kind, u.attr) for u in model.units), len(model.outputs))
 
 
 def _unit_inputs(unit: Unit) -> list:
@@ -777,23 +1029,26 @@ _PY_RESERVED = {
 
 # what generated files define or import at module level (both targets), helpers included:
 # the one set of names a generated file's classes, functions and variables avoid
-MODULE_LEVEL = frozenset(
-    {
-        "torch",
-        "nn",
-        "Tensor",
-        "warnings",
-        "math",
-        "keras",
-        "layers",
-        "ops",
-        "build_model",
-        "place_devices",
-        "INPUT_SHAPE",
-        "INPUT_SHAPES",
-        "DEVICES",
-    }
-) | helper_names()
+MODULE_LEVEL = (
+    frozenset(
+        {
+            "torch",
+            "nn",
+            "Tensor",
+            "warnings",
+            "math",
+            "keras",
+            "layers",
+            "ops",
+            "build_model",
+            "place_devices",
+            "INPUT_SHAPE",
+            "INPUT_SHAPES",
+            "DEVICES",
+        }
+    )
+    | helper_names()
+)
 
 
 def helper_order(helpers: set[str]) -> list[str]:
@@ -1061,10 +1316,22 @@ class Emitter:
                 )
         return ModelBuilder(net).build()
 
-    def emit_model(self, net: Network) -> str:
-        """The model file's source text."""
+    def context(self, program: Program):
+        """What templates/<target>/model.py.j2 lays out (the target's own dataclass)."""
         raise NotImplementedError
 
+    def emit_model(self, net: Network) -> str:
+        """The model file's source text."""
+        from .templates import render
+
+        return render(f"{self.target}/model.py.j2", self.context(self.program(net)))
+
     def emit_train(self, net: Network, model_module: str) -> str:
-        """The training script's source text; `model_module` is the model file's module name."""
-        raise NotImplementedError
+        """The training script's source text; `model_module` is the model file's module name.
+        Its header comes from netdsl/emit/<target>_train.py, its body from netdsl/runtime/."""
+        import importlib
+
+        from .templates import render
+
+        train = importlib.import_module(f"{__package__}.{self.target}_train")
+        return render(f"{self.target}/train.py.j2", train.train_context(net, model_module))

@@ -7,11 +7,11 @@ import keyword
 import sys
 from pathlib import Path
 
+from ..commandline import add_common, load_network
 from ..errors import NetdslError
 
 
 def cmd_compile(args) -> int:
-    from ..cli import load_network
     from ..compiler import gc_paused
     from ..output import check_writable, write_files
     from . import get_emitter
@@ -55,7 +55,6 @@ def cmd_compile(args) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..cli import add_common
     from . import TARGETS
 
     p = sub.add_parser("compile", help="generate PyTorch or Keras code (and a training script)")

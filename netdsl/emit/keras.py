@@ -46,12 +46,12 @@ from dataclasses import dataclass
 
 from .. import __version__
 from ..errors import NetdslError
-from ..ir import Network, Node, Scope
+from ..ir import Node, Scope
 from ..layers import pair, spec_of, zeropad_sides
+from ..resources import helper_names
 from ..symbolic import BoolOp, Cmp, Const, Expr, Not, Num, Sym, Tup, binary
 from . import format as fmt
 from .base import (
-    MODULE_LEVEL,
     Body,
     ClassModel,
     Emitter,
@@ -75,14 +75,26 @@ from .padding import (
     pool_windows,
     strides_and_dilates,
 )
-from .templates import render
 
 INDENT = fmt.INDENT
 LINE = fmt.LINE
 
 # names the generated module defines or imports, and build_model's own: variables and
 # functions avoid them
-_MODULE_NAMES = MODULE_LEVEL | {"inputs", "training_outputs", "name", "model", "example", "result"}
+_MODULE_NAMES = helper_names() | {
+    "keras",
+    "layers",
+    "ops",
+    "build_model",
+    "INPUT_SHAPE",
+    "INPUT_SHAPES",
+    "inputs",
+    "training_outputs",
+    "name",
+    "model",
+    "example",
+    "result",
+}
 _AMBIGUOUS = {"l", "I", "O"}  # ruff E741
 
 
@@ -1136,14 +1148,8 @@ class KerasEmitter(Emitter):
     MERGES = MERGES
     UNSUPPORTED = UNSUPPORTED
 
-    def emit_model(self, net: Network) -> str:
-        program = self.program(net)
-        return render("keras/model.py.j2", _Writer(program, self).context())
-
-    def emit_train(self, net: Network, model_module: str) -> str:
-        from .keras_train import train_context
-
-        return render("keras/train.py.j2", train_context(net, model_module))
+    def context(self, program: Program) -> FileContext:
+        return _Writer(program, self).context()
 
 
 # ---- statement layout (what `ruff format` would write) -----------------------------------

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 from .. import __version__
 from ..errors import NetdslError
-from ..ir import Network
 from ..layers import IN_PLACE, READS_FLAT, traits, zeropad_sides
 from ..symbolic import Expr, Num, Sym
 from . import format as fmt
@@ -44,7 +43,6 @@ from .base import (
     subst_body,
     type_hint,
 )
-from .templates import render
 
 BODY = 2  # statements in __init__ and forward sit two levels deep (class, def)
 HOME = "@home"  # device key: a mixed class's own default device (its `device` argument)
@@ -416,15 +414,6 @@ class TorchEmitter(Emitter):
     LAYERS = LAYERS
     MERGES = MERGES
     UNSUPPORTED = UNSUPPORTED
-
-    def emit_model(self, net: Network) -> str:
-        program = self.program(net)
-        return render("torch/model.py.j2", self.context(program))
-
-    def emit_train(self, net: Network, model_module: str) -> str:
-        from .torch_train import train_context
-
-        return render("torch/train.py.j2", train_context(net, model_module))
 
     # -- context -------------------------------------------------------------------
 
