@@ -33,6 +33,7 @@ from ..layers import FRESH, MERGES, fmt_shape, traits
 from ..names import class_name
 from ..resources import helper_names
 from ..symbolic import BoolOp, Cmp, Const, Expr, Local, Not, Num, Sym, Tup
+from . import format as fmt
 
 # ---- the model ---------------------------------------------------------------
 
@@ -1051,6 +1052,37 @@ MODULE_LEVEL = (
 )
 
 
+@dataclass
+class FileHeader:
+    """What every generated model file opens with, whatever its target."""
+
+    version: str
+    source: str  # the .net file, as a comment
+    network: str
+    input_shape: str  # INPUT_SHAPE's literal, in the target's layout
+    input_shapes: str | None  # INPUT_SHAPES' items, for several inputs
+    helpers: list[str]  # templates/<target>/helpers/ to write, in order
+
+
+def file_header(net: Network, helpers: set[str], layout=tuple) -> dict:
+    """FileHeader's fields; `layout` turns a (C, H, W) shape into the target's order."""
+    from .. import __version__
+
+    shapes = {name: layout(node.out_shape) for name, node in net.inputs.items()}
+    return dict(
+        version=__version__,
+        source=fmt.comment_text(net.path),
+        network=fmt.comment_text(net.name),
+        input_shape=fmt.literal(next(iter(shapes.values()))),
+        input_shapes=(
+            ", ".join(f"{fmt.py_str(k)}: {fmt.literal(v)}" for k, v in shapes.items())
+            if len(shapes) > 1
+            else None
+        ),
+        helpers=helper_order(helpers),
+    )
+
+
 def helper_order(helpers: set[str]) -> list[str]:
     """The order helpers are written in: classes by name, then functions."""
     return sorted(helpers, key=lambda h: (h[0].islower(), h))
@@ -1123,11 +1155,13 @@ def _symbols_of(units: list[Unit]) -> set[str]:
     return out
 
 
-def fresh_name(name: str, taken: set) -> str:
-    """`name`, or `name_`, `name__`, ...: the first not in `taken` (and now taken)."""
-    candidate = name
-    while candidate in taken:
-        candidate += "_"
+def fresh_name(name: str, taken: set, numbered: bool = False) -> str:
+    """The first of `name`, `name_`, `name__`, ... (or `name`, `name2`, `name3`, ... when
+    `numbered`) that is neither in `taken` nor a Python keyword; it is taken from then on.
+    Every name a generated file allocates comes from here."""
+    candidate, n = name, 2
+    while candidate in taken or keyword.iskeyword(candidate):
+        candidate, n = (f"{name}{n}", n + 1) if numbered else (candidate + "_", n)
     taken.add(candidate)
     return candidate
 
@@ -1197,32 +1231,30 @@ def frozen_guard(net: Network, indent: int = 0) -> list[str]:
     Network.frozen_params), building with another value would give a model that
     does not match the .net file; the generated code says so instead.
     """
-    from .format import INDENT, literal, py_str, statement
 
     lines = []
     for name in net.frozen_params:
-        value = literal(net.params[name].value)
-        message = py_str(
+        value = fmt.literal(net.params[name].value)
+        message = fmt.py_str(
             f"this file was generated for {name}={value}, and netdsl wrote some "
             f"of its effects as constants: recompile with --param {name}=..."
         )
         lines.append(f"if {name} != {value}:")
         # laid out at the caller's depth (`indent` levels), returned without it
-        raised = statement("raise ", "ValueError", [message], indent + 1)
-        lines += [line[len(INDENT) * indent :] for line in raised]
+        raised = fmt.statement("raise ", "ValueError", [message], indent + 1)
+        lines += [line[len(fmt.INDENT) * indent :] for line in raised]
     return lines
 
 
 def refuse_other_values(condition: str, indent: int) -> list[str]:
     """`raise ValueError(...)` for a structure the generated code fixed when `condition`
     (a Python expression in the generated code's names) had one value."""
-    from .format import py_str, statement
 
-    message = py_str(
+    message = fmt.py_str(
         f"this model was generated for {condition}; "
         "recompile the .net file with netdsl for other values"
     )
-    return statement("raise ", "ValueError", [message], indent)
+    return fmt.statement("raise ", "ValueError", [message], indent)
 
 
 def is_default(value, default) -> bool:
@@ -1247,6 +1279,19 @@ def type_hint(value) -> str:
     if isinstance(value, str):
         return "str"
     return "int"
+
+
+def class_doc(cls: ClassModel, parts: dict) -> list[str]:
+    """The docstring lines of a block's class (or function) or of an anonymous part, in
+    both targets: what it implements, and the DSL text it comes from."""
+    if cls.kind == "block":
+        many = f" ({cls.instances} instances)" if cls.instances > 1 else ""
+        return [f"Block `{cls.block}`{many}:", ""] + fmt.docstring_text(cls.doc)
+    part = parts.get(id(cls))
+    if part is None:
+        return ["A part of its enclosing block."]
+    title, source = part
+    return [title + ":", ""] + fmt.docstring_text(source) if source else [title + "."]
 
 
 def anonymous_parts(program: Program) -> dict[int, tuple[str, str]]:

@@ -203,3 +203,12 @@ def docstring_text(text: str) -> list[str]:
 def comment_text(text: str) -> str:
     """Text for a `#` comment: one line, printable."""
     return "".join(c if c.isprintable() else " " for c in text.replace("\n", " "))
+
+
+def with_comment(lines: list[str], comment: str, indent: int) -> list[str]:
+    """A statement with `# comment` after it, or above it where it would not fit."""
+    if not comment:
+        return lines
+    if len(lines) == 1 and len(lines[0]) + 4 + len(comment) <= LINE:
+        return [f"{lines[0]}  # {comment}"]
+    return [f"{INDENT * indent}# {comment}"] + lines

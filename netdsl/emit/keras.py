@@ -39,12 +39,10 @@ express is a located NetdslError.
 
 from __future__ import annotations
 
-import keyword
 import re
 import textwrap
 from dataclasses import dataclass
 
-from .. import __version__
 from ..errors import NetdslError
 from ..ir import Node, Scope
 from ..layers import pair, spec_of, zeropad_sides
@@ -55,12 +53,15 @@ from .base import (
     Body,
     ClassModel,
     Emitter,
+    FileHeader,
     Program,
     Unit,
     anonymous_parts,
+    class_doc,
     expr_of,
+    file_header,
+    fresh_name,
     frozen_guard,
-    helper_order,
     is_default,
     is_index_symbol,
     is_loop_symbol,
@@ -107,15 +108,9 @@ class FunctionText:
 
 
 @dataclass
-class FileContext:
-    version: str
-    source: str
-    network: str
+class FileContext(FileHeader):
     model_name: str
-    input_shape: str
-    input_shapes: str | None
     notes: list[str]
-    helpers: list[str]
     uses_ops: bool
     functions: list[FunctionText]
     builder: list[str]
@@ -200,14 +195,6 @@ def _snake(name: str) -> str:
     return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
 
 
-def _fresh(base: str, taken: set) -> str:
-    candidate, n = base, 2
-    while candidate in taken or keyword.iskeyword(candidate):
-        candidate, n = f"{base}{n}", n + 1
-    taken.add(candidate)
-    return candidate
-
-
 def _negate(e: Expr) -> Expr:
     inverse = {"==": "!=", "!=": "==", "<": ">=", ">=": "<", ">": "<=", "<=": ">"}
     if isinstance(e, Const) and isinstance(e.value, bool):
@@ -262,7 +249,7 @@ class _Writer:
             base = cls.block if cls.kind == "block" and cls.block else _snake(cls.name)
             if base in reserved:
                 base = base + "_block"
-            self.functions[id(cls)] = _fresh(base, taken)
+            self.functions[id(cls)] = fresh_name(base, taken, numbered=True)
         self.parts = anonymous_parts(program)
         # anonymous classes take only the parameters their Keras code reads
         self.kept: dict[int, set] = {}
@@ -323,7 +310,7 @@ class _Writer:
                 # build_model's keywords are the network's parameter names, l/I/O included
                 ambiguous = p.name in _AMBIGUOUS and cls is not self.program.main
                 if ambiguous or p.name in _MODULE_NAMES:
-                    names[p.name] = _fresh(p.name + "_", taken)
+                    names[p.name] = fresh_name(p.name + "_", taken, numbered=True)
         return names
 
     def body_args(self, body: Body) -> list:
@@ -356,8 +343,6 @@ class _Writer:
             self._function(cls) for cls in self.program.classes if cls is not self.program.main
         ]
         builder, doc, body, n_outputs = self._builder()
-        inputs = list(net.inputs.values())
-        shapes = {name: _nchw_to_nhwc(node.out_shape) for name, node in net.inputs.items()}
         notes = []
         if self.placed:
             notes = textwrap.wrap(
@@ -370,18 +355,9 @@ class _Writer:
                 84,
             )
         return FileContext(
-            version=__version__,
-            source=fmt.comment_text(net.path),
-            network=fmt.comment_text(net.name),
+            **file_header(net, self.helpers, _nchw_to_nhwc),
             model_name=fmt.py_str(net.name),
-            input_shape=fmt.literal(_nchw_to_nhwc(inputs[0].out_shape)),
-            input_shapes=(
-                ", ".join(f"{fmt.py_str(k)}: {fmt.literal(v)}" for k, v in shapes.items())
-                if len(shapes) > 1
-                else None
-            ),
             notes=notes,
-            helpers=helper_order(self.helpers),
             uses_ops=self.uses_ops,
             functions=functions,
             builder=builder,
@@ -407,14 +383,7 @@ class _Writer:
         return FunctionText(name, self._doc(cls), signature, body)
 
     def _doc(self, cls: ClassModel) -> list[str]:
-        if cls.kind == "block":
-            many = f" ({cls.instances} instances)" if cls.instances > 1 else ""
-            return [f"Block `{cls.block}`{many}:", ""] + fmt.docstring_text(cls.doc)
-        part = self.parts.get(id(cls))
-        if part is None:
-            return ["A part of its enclosing block."]
-        title, source = part
-        return [title + ":", ""] + fmt.docstring_text(source) if source else [title + "."]
+        return class_doc(cls, self.parts)
 
     def _builder(self):
         cls = self.program.main
@@ -781,7 +750,7 @@ class _Function:
                 f"{pad}if {count}:",
                 *refuse_other_values(f"{count} == 0 repetitions", ctx.indent + 1),
             ]
-        index = _fresh("i" if self.loop_depth == 0 else "j", self.taken)
+        index = fresh_name("i" if self.loop_depth == 0 else "j", self.taken, numbered=True)
         position = index  # layer names count iterations from 0, like the IR's ids
         if unit.index is not None:  # `[body for i in range(a, b)]`: loop over the DSL's index
             symbol, start, stop = unit.index
@@ -793,7 +762,7 @@ class _Function:
             position = index if start_text == "0" else f"{index} - {start_text}"
         loop_symbol = unit.loop_var
         self.channel_vars[loop_symbol] = self.channel_vars.get(
-            loop_symbol, _fresh("channels", set(self.taken))
+            loop_symbol, fresh_name("channels", set(self.taken), numbered=True)
         )
         prefix = ctx.prefix + ((("lit", local),) if local else ()) + (("expr", position),)
         inner = _Ctx(prefix, ctx.indent + 1)
@@ -1155,14 +1124,6 @@ class KerasEmitter(Emitter):
 # ---- statement layout (what `ruff format` would write) -----------------------------------
 
 
-def _with_comment(lines: list[str], comment: str, indent: int) -> list[str]:
-    if not comment:
-        return lines
-    if len(lines) == 1 and len(lines[0]) + 4 + len(comment) <= LINE:
-        return [f"{lines[0]}  # {comment}"]
-    return [f"{INDENT * indent}# {comment}"] + lines
-
-
 def _statement(
     target: str, func: str, args: list[str], trailer: str, indent: int, comment: str
 ) -> list[str]:
@@ -1172,7 +1133,7 @@ def _statement(
     head = f"{pad}{target} = {func}({', '.join(args)})"
     one = f"{head}({trailer})"
     if len(one) <= LINE:
-        return _with_comment([one], comment, indent)
+        return fmt.with_comment([one], comment, indent)
     joined = inner + ", ".join(args)
     tail = f"{pad})({trailer})"
     if len(head) + 1 > LINE and len(joined) <= LINE and len(tail) <= LINE:
@@ -1182,11 +1143,11 @@ def _statement(
         lines = [f"{pad}{target} = {func}(", *fmt.argument_lines(args, indent + 1), tail]
         if len(tail) > LINE:
             raise NetdslError(f"cannot lay out a statement for {func}: its inputs are too long")
-    return _with_comment(lines, comment, indent)
+    return fmt.with_comment(lines, comment, indent)
 
 
 def _call_statement(
     target: str, func: str, args: list[str], indent: int, comment: str
 ) -> list[str]:
     lines = fmt.statement(f"{target} = ", func, args, indent)
-    return _with_comment(lines, comment, indent)
+    return fmt.with_comment(lines, comment, indent)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .. import __version__
 from ..errors import NetdslError
 from ..layers import IN_PLACE, READS_FLAT, traits, zeropad_sides
 from ..symbolic import Expr, Num, Sym
@@ -29,13 +28,15 @@ from .base import (
     Body,
     ClassModel,
     Emitter,
+    FileHeader,
     Program,
     Unit,
     anonymous_parts,
+    class_doc,
     expr_of,
+    file_header,
     fresh_name,
     frozen_guard,
-    helper_order,
     is_default,
     refuse_other_values,
     render_expr,
@@ -61,13 +62,7 @@ class ClassText:
 
 
 @dataclass
-class FileContext:
-    version: str
-    source: str
-    network: str
-    input_shape: str
-    input_shapes: str | None
-    helpers: list[str]
+class FileContext(FileHeader):
     classes: list[ClassText]
     builder: list[str]
     builder_call: str
@@ -441,19 +436,8 @@ class TorchEmitter(Emitter):
         builder_sig = fmt.statement(
             "def build_model", "", builder_params, 0, suffix=f" -> {main.name}:"
         )
-        inputs = list(net.inputs.values())
-        shapes = {name: node.out_shape for name, node in net.inputs.items()}
         return FileContext(
-            version=__version__,
-            source=fmt.comment_text(net.path),
-            network=fmt.comment_text(net.name),
-            input_shape=fmt.literal(inputs[0].out_shape),
-            input_shapes=(
-                ", ".join(f"{fmt.py_str(k)}: {fmt.literal(v)}" for k, v in shapes.items())
-                if len(shapes) > 1
-                else None
-            ),
-            helpers=helper_order(self.helpers),
+            **file_header(net, self.helpers),
             classes=classes,
             builder=builder_sig,
             builder_call=fmt.call(main.name, call_args),
@@ -535,17 +519,8 @@ class TorchEmitter(Emitter):
 
     def _doc(self, cls: ClassModel) -> list[str]:
         if cls.kind == "network":
-            lines = [f"The {cls.name} network, from:", ""]
-        elif cls.kind == "block":
-            many = f" ({cls.instances} instances)" if cls.instances > 1 else ""
-            lines = [f"Block `{cls.block}`{many}:", ""]
-        else:
-            part = self.parts.get(id(cls))
-            if part is None:
-                return ["A part of its enclosing block."]
-            title, source = part
-            return [title + ":", ""] + fmt.docstring_text(source) if source else [title + "."]
-        return lines + fmt.docstring_text(cls.doc)
+            return [f"The {cls.name} network, from:", ""] + fmt.docstring_text(cls.doc)
+        return class_doc(cls, self.parts)
 
     # -- __init__ ----------------------------------------------------------------------
 
@@ -787,7 +762,7 @@ class TorchEmitter(Emitter):
             ):
                 arg = f"torch.flatten({arg}, 1)"
             lines = fmt.statement(prefix, f"self.{unit.attr}", [arg], indent)
-        return _with_comment(lines, comment, indent)
+        return fmt.with_comment(lines, comment, indent)
 
     def _moves(
         self, unit: Unit, scope: _ClassState, ins: list[str], out: str, devices: dict
@@ -870,15 +845,6 @@ def _expression(prefix: str, expression: str, indent: int) -> list[str]:
     if len(one) <= fmt.LINE:
         return [one]
     return [f"{pad}{prefix}(", f"{pad}{fmt.INDENT}{expression}", f"{pad})"]
-
-
-def _with_comment(lines: list[str], comment: str, indent: int) -> list[str]:
-    if not comment:
-        return lines
-    # a comment that does not fit after a one-line statement goes above it
-    if len(lines) == 1 and len(lines[0]) + 4 + len(comment) <= fmt.LINE:
-        return [f"{lines[0]}  # {comment}"]
-    return [f"{fmt.INDENT * indent}# {comment}"] + lines
 
 
 def _list_extend(items: list[str], indent: int) -> list[str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ..ir import Network
 from . import format as fmt
+from .base import fresh_name
 from .recipe import ScriptContext, script_fields
 
 # modules train.py imports (besides the standard library's): a model file may not hide them
@@ -34,7 +35,7 @@ def train_context(net: Network, model_module: str) -> TrainContext:
     return TrainContext(
         **script_fields(net, model_module, _SHADOWED, "torch_train", [model_import]),
         placed=placed,
-        devices_param=fmt.py_str(_fresh("devices", set(net.params))),
+        devices_param=fmt.py_str(fresh_name("devices", set(net.params))),
     )
 
 
@@ -43,9 +44,3 @@ def _import_line(module: str, names: list[str]) -> str:
     if len(one) <= fmt.LINE:
         return one
     return "\n".join([f"from {module} import ("] + [f"    {n}," for n in names] + [")"])
-
-
-def _fresh(name: str, taken: set) -> str:
-    while name in taken:
-        name += "_"
-    return name
