@@ -1018,13 +1018,8 @@ class Elaborator:
         try:
             inferred = frag.spec.infer(attrs, view.shape)
         except ShapeError as e:
-            shown = fmt_shape(view.shape)
             raise NetdslError(
-                f"{e.message} (input {shown})"
-                if shown not in e.message
-                and "input" not in e.message
-                and "flat tensor" not in e.message
-                else e.message,
+                e.message if e.shows_input else f"{e.message} (input {fmt_shape(view.shape)})",
                 frag.span,
                 hint=e.hint,
             ) from None

@@ -35,12 +35,14 @@ Shape = tuple  # tuple[Num, ...]
 
 
 class ShapeError(Exception):
-    """Raised by a shape rule; the elaborator attaches the source span."""
+    """Raised by a shape rule; the elaborator attaches the source span (and the input's
+    shape, unless the message already tells what the input was: `shows_input`)."""
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, shows_input: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.shows_input = shows_input
 
 
 @dataclass(frozen=True)
@@ -373,7 +375,8 @@ def _image(name: str, shape: Shape) -> tuple[Num, Num, Num]:
     if len(shape) != 3:
         raise ShapeError(
             f"{name} needs an image tensor (C x H x W) but got a flat tensor of "
-            f"{shape[0].value} features"
+            f"{shape[0].value} features",
+            shows_input=True,
         )
     return shape
 
@@ -399,6 +402,7 @@ def _window(name, size: Num, k: Num, s: Num, p: Num, d: Num, ceil: bool = False,
             f"kernel {effective.value}",
             hint="the input is too small here; use a larger input, more padding or fewer "
             "downsampling layers before this one",
+            shows_input=True,
         )
     return out
 
@@ -642,6 +646,7 @@ def _conv(attrs, shape):
             f"conv: groups={g.value} must divide both input channels ({cin.value}) and output "
             f"channels ({cout.value})",
             hint="choose a group count that divides both",
+            shows_input=True,
         )
     out = (cout, *_spatial("conv", attrs, shape)[1:])
     return Inferred(
@@ -724,6 +729,7 @@ def flat_features(name: str, shape: Shape) -> Num:
         f"{name} needs a flat input but got {fmt_shape(shape)}",
         hint=f"insert `flatten` (to {c.value * h.value * w.value} features) or `gap` "
         f"(to {c.value}) before {name}",
+        shows_input=True,
     )
 
 
