@@ -65,6 +65,7 @@ VIEW = "view"  # a view of its input (flatten): no new memory
 SAVES_INDICES = "saves indices"  # backward keeps int64 argmax indices (max pooling)
 WINDOWED = "windowed"  # a sliding window: k, s, p (and d) give out = floor(...) + 1
 READS_FLAT = "reads flat"  # takes a C x 1 x 1 image as its C features (fc after gap)
+MINOR = "minor"  # drawn inside the box of the layer before it (activations, norms, ...)
 
 
 # ---- factored counts and shape derivations (explain prints them as they are) ----------
@@ -1004,7 +1005,7 @@ _add(
         "flatten C x H x W to C*H*W features.",
         "shape",
         _flatten,
-        traits=frozenset({KEEPS_SIGN, VIEW}),
+        traits=frozenset({KEEPS_SIGN, VIEW, MINOR}),
         derive=_derive_flatten,
     )
 )
@@ -1026,7 +1027,7 @@ _add(
             ),
         ),
         aliases=("batchnorm",),
-        traits=frozenset({FRESH}),
+        traits=frozenset({FRESH, MINOR}),
         derived=("num_features",),
         params=_bn_params,
     )
@@ -1039,7 +1040,7 @@ _add(
         "norm",
         _layernorm,
         (ArgSpec("eps", "positive", 1e-5, "added to the variance"),),
-        traits=frozenset({FRESH}),
+        traits=frozenset({FRESH, MINOR}),
         derived=("num_features",),
         params=_layernorm_params,
     )
@@ -1057,6 +1058,7 @@ _add(
             ArgSpec("k", "number", 2.0, "additive constant"),
         ),
         positional=("n",),
+        traits=frozenset({MINOR}),
     )
 )
 _add(
@@ -1067,7 +1069,7 @@ _add(
         _same,
         (ArgSpec("p", "prob", 0.5, "drop probability"),),
         positional=("p",),
-        traits=frozenset({KEEPS_SIGN, INFERENCE_IDENTITY}),
+        traits=frozenset({KEEPS_SIGN, INFERENCE_IDENTITY, MINOR}),
     )
 )
 _add(
@@ -1079,10 +1081,10 @@ _add(
         _same,
         (ArgSpec("p", "prob", REQUIRED, "drop probability"),),
         positional=("p",),
-        traits=frozenset({KEEPS_SIGN, INFERENCE_IDENTITY}),
+        traits=frozenset({KEEPS_SIGN, INFERENCE_IDENTITY, MINOR}),
     )
 )
-_POSITIVE = frozenset({NON_NEGATIVE})
+_POSITIVE = frozenset({NON_NEGATIVE, MINOR})
 for _name, _doc, _traits in (
     ("relu", "max(x, 0)", frozenset({IN_PLACE, NON_NEGATIVE})),
     ("relu6", "min(max(x, 0), 6)", frozenset({IN_PLACE, NON_NEGATIVE})),
@@ -1092,7 +1094,7 @@ for _name, _doc, _traits in (
     ("hardswish", "x * relu6(x + 3) / 6", frozenset({IN_PLACE})),
     ("hardsigmoid", "relu6(x + 3) / 6", frozenset({IN_PLACE, NON_NEGATIVE})),
 ):
-    _add(LayerSpec(_name, f"activation: {_doc}.", "activation", _same, traits=_traits))
+    _add(LayerSpec(_name, f"activation: {_doc}.", "activation", _same, traits=_traits | {MINOR}))
 _add(
     LayerSpec(
         "silu",
@@ -1100,7 +1102,7 @@ _add(
         "activation",
         _same,
         aliases=("swish",),
-        traits=frozenset({IN_PLACE}),
+        traits=frozenset({IN_PLACE, MINOR}),
     )
 )
 _add(
@@ -1111,7 +1113,7 @@ _add(
         _same,
         (ArgSpec("slope", "number", 0.01, "negative slope"),),
         positional=("slope",),
-        traits=frozenset({IN_PLACE}),
+        traits=frozenset({IN_PLACE, MINOR}),
     )
 )
 _add(
@@ -1122,7 +1124,7 @@ _add(
         _same,
         (ArgSpec("alpha", "number", 1.0, "scale of the negative part"),),
         positional=("alpha",),
-        traits=frozenset({IN_PLACE}),
+        traits=frozenset({IN_PLACE, MINOR}),
     )
 )
 _add(
@@ -1161,7 +1163,7 @@ _add(
         _same,
         (ArgSpec("s", "number", REQUIRED, "the factor", ("factor",)),),
         positional=("s",),
-        traits=frozenset({FRESH}),
+        traits=frozenset({FRESH, MINOR}),
         sign_rule=lambda attrs: attrs["s"].value >= 0,
     )
 )

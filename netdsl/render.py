@@ -29,7 +29,7 @@ from .analysis import block_call, layer_call
 from .commandline import add_common, load_network
 from .errors import NetdslError
 from .ir import Network, Node, Scope
-from .layers import CATALOGUE, MERGES, fmt_shape
+from .layers import CATALOGUE, MERGES, MINOR, fmt_shape, traits
 from .output import MARK, check_writable, marked_by_netdsl, write_atomic
 
 FORMATS = {".dot": None, ".gv": None, ".svg": "svg", ".png": "png", ".pdf": "pdf"}
@@ -51,8 +51,6 @@ COLOURS = {
     "io": ("#3d4752", "#3d4752"),
 }
 CLUSTER_FILLS = ("#f5f7fa", "#e9eef4")
-FOLDABLE = frozenset({"activation", "norm", "regularization"})
-FOLDABLE_OPS = frozenset({"scale", "flatten"})
 
 
 def category(op: str) -> str:
@@ -177,7 +175,7 @@ class _Builder:
             self.box_of[id(node)] = self._new(node=node)
 
     def _fold_target(self, node: Node) -> Box | None:
-        if not (category(node.op) in FOLDABLE or node.op in FOLDABLE_OPS) or len(node.inputs) != 1:
+        if MINOR not in traits(node.op) or len(node.inputs) != 1:
             return None
         src = node.inputs[0]
         host = self.box_of.get(id(src))
