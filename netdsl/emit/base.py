@@ -75,6 +75,9 @@ class Unit:
     inputs: list = field(default_factory=list)  # variable names
     output: str = ""
     shapes: list = field(default_factory=list)  # output shape of each instance (tuples of Num)
+    # (IR node or scope, scope of its class instance) for every instance this unit stands
+    # for: the nodes one line of generated code makes (absorbed as classes merge)
+    items: list = field(default_factory=list)
     # train_only: a train-time-only part of this class (e.g. an aux head in the network);
     # the units inside a train-only part are not marked again
     train_only: bool = False
@@ -213,9 +216,39 @@ class ClassModel:
                     a.branches.setdefault(taken, body)
         for a, b in zip(self.units, other.units):
             a.shapes.extend(b.shapes)
+            _absorb_items(a, b)
         self.instances += other.instances
         self.in_shapes.extend(other.in_shapes)
         return True
+
+
+def _absorb_items(a: Unit, b: Unit) -> None:
+    """`a` now also stands for the instances `b` stood for (and so do the units of their
+    bodies, where `a` did not simply take `b`'s body)."""
+    a.items.extend(b.items)
+    if a.kind == "cond":
+        for taken, body in b.branches.items():
+            if a.branches.get(taken) is not body:
+                _absorb_body(a.branches[taken], body)
+    elif a.kind in ("repeat", "module") and a.body is not None and b.body is not None:
+        if a.body is not b.body:
+            _absorb_body(a.body, b.body)
+
+
+def _absorb_body(a: Body, b: Body) -> None:
+    if a.kind in ("single", "chain") and a.kind == b.kind:
+        for x, y in zip(a.units, b.units):
+            _absorb_items(x, y)
+
+
+def _reown(units: list[Unit], owner: Scope) -> None:
+    """Units (and those of their bodies) whose class instance is `owner`."""
+    for unit in units:
+        unit.items = [(item, owner) for item, _ in unit.items]
+        bodies = list(unit.branches.values()) if unit.kind == "cond" else [unit.body]
+        for body in bodies:
+            if body is not None and body.kind in ("single", "chain"):
+                _reown(body.units, owner)
 
 
 @dataclass(eq=False)
@@ -283,7 +316,7 @@ class ModelBuilder:
         units: list[Unit] | None = None,
     ) -> ClassModel:
         if units is None:
-            units = self._units(scope)
+            units = self._units(scope, scope)
         inputs, outputs = self._wire(scope, units, kind)
         model = ClassModel(
             name="",
@@ -415,7 +448,9 @@ class ModelBuilder:
 
     # -- units ------------------------------------------------------------------
 
-    def _units(self, scope: Scope) -> list[Unit]:
+    def _units(self, scope: Scope, owner: Scope) -> list[Unit]:
+        """The units of a class's or a body's scope; `owner` is the scope of the class
+        instance they belong to."""
         units = []
         # inside a train-only part (an aux head's block), nothing is train-only again
         whole = scope.kind != "network" and scope.output is not None and scope.output.train_only
@@ -436,12 +471,13 @@ class ModelBuilder:
                     )
                 )
             else:
-                unit = self._scope_unit(child, scope)
+                unit = self._scope_unit(child, scope, owner)
                 unit.train_only = unit.train_only and not whole
                 units.append(unit)
+            units[-1].items.append((child, owner))
         return units
 
-    def _scope_unit(self, child: Scope, parent: Scope) -> Unit:
+    def _scope_unit(self, child: Scope, parent: Scope, owner: Scope) -> Unit:
         common = dict(
             attr=_attr(child.name),
             scope=child,
@@ -454,11 +490,11 @@ class ModelBuilder:
             cls = self._class_for(child, "block")
             return Unit("call", cls=cls, args=self._call_args(child, cls), **common)
         if child.kind == "repeat":
-            return self._repeat(child, parent, common)
+            return self._repeat(child, parent, owner, common)
         if child.kind == "cond":
-            body = self._body(child, parent, common["attr"])
+            body = self._body(child, parent, owner, common["attr"])
             return Unit("cond", cond=child.cond.expr, branches={child.taken: body}, **common)
-        body = self._body(child, parent, common["attr"])
+        body = self._body(child, parent, owner, common["attr"])
         return Unit("module", body=body, **common)
 
     def _call_args(self, scope: Scope, cls: ClassModel) -> list:
@@ -479,9 +515,9 @@ class ModelBuilder:
             args.append((None if keyword_ is None and not shifted else name, expr_of(value)))
         return args
 
-    def _repeat(self, scope: Scope, parent: Scope, common: dict) -> Unit:
+    def _repeat(self, scope: Scope, parent: Scope, owner: Scope, common: dict) -> Unit:
         loop_var = _loop_symbol(scope)
-        bodies = [self._body(it, parent, common["attr"], loop_var) for it in scope.children]
+        bodies = [self._body(it, parent, owner, common["attr"], loop_var) for it in scope.children]
         updates = {render_expr(it.out_shape[0].expr) for it in scope.children}
         uniform = len({b.key() for b in bodies}) <= 1 and len(updates) <= 1
         count = scope.count.expr
@@ -500,6 +536,8 @@ class ModelBuilder:
                 units.append(_as_unit(subst_body(b, mapping), str(i)))
             return Unit("module", body=Body("chain", units=units), **common)
         update = scope.children[0].out_shape[0].expr if scope.children else None
+        for other in bodies[1:]:  # one body stands for every iteration
+            _absorb_body(bodies[0], other)
         return Unit(
             "repeat",
             count=count,
@@ -511,9 +549,11 @@ class ModelBuilder:
             **common,
         )
 
-    def _body(self, scope: Scope, parent: Scope, attr: str, loop_var: str | None = None) -> Body:
+    def _body(
+        self, scope: Scope, parent: Scope, owner: Scope, attr: str, loop_var: str | None = None
+    ) -> Body:
         """The content of an iteration, branch or group as one module."""
-        units = self._units(scope)
+        units = self._units(scope, owner)
         if not units:
             return Body("identity")
         if _is_chain(scope, units):
@@ -523,6 +563,7 @@ class ModelBuilder:
                 unit.overwrites = _is_fresh(previous)  # a Sequential feeds each output on once
             return Body("single" if len(units) == 1 else "chain", units=units)
         hint = f"{parent.block or self.net.name}_{attr}"
+        _reown(units, scope)  # a class of its own: this scope is its instance
         cls = self._class_for(scope, "anonymous", hint, own_loop=loop_var, units=units)
         args = []
         if cls.uses_in_channels:

@@ -44,7 +44,7 @@ import textwrap
 from dataclasses import dataclass
 
 from ..errors import NetdslError
-from ..ir import Node, Scope
+from ..ir import Node
 from ..layers import pair, spec_of, zeropad_sides
 from ..resources import helper_names
 from ..symbolic import BoolOp, Cmp, Const, Expr, Not, Num, Sym, Tup, binary
@@ -124,68 +124,6 @@ def keras_name(node: Node) -> str:
     return node.id.replace(".", "_")
 
 
-# ---- which IR nodes each unit of the code model stands for ------------------------------
-
-
-def _instances(program: Program) -> dict[int, list]:
-    """id(unit) -> [(node or scope, owner scope)] over every instance of its class.
-
-    The code model keeps one representative per merged class; this walks each
-    instance scope against its class (units follow the scope's children in order)
-    to recover all the IR nodes one line of generated code stands for. The owner is
-    the scope of the class instance (its input gives the H and W of shape comments).
-    """
-    found: dict[int, list] = {}
-
-    def children(scope: Scope) -> list:
-        return [c for c in scope.children if not (isinstance(c, Node) and c.op == "input")]
-
-    def walk_class(cls: ClassModel, scope: Scope) -> None:
-        items = children(scope)
-        if len(items) != len(cls.units):
-            raise AssertionError(f"class {cls.name} does not match scope {scope.id}")
-        for unit, item in zip(cls.units, items):
-            walk_unit(unit, item, scope)
-
-    def walk_unit(unit: Unit, item, owner: Scope) -> None:
-        found.setdefault(id(unit), []).append((item, owner))
-        if unit.kind in ("layer", "merge"):
-            if not isinstance(item, Node) or item.op != unit.node.op:
-                raise AssertionError(f"unit {unit.attr} does not match {item}")
-        elif unit.kind == "call":
-            walk_class(unit.cls, item)
-        elif unit.kind == "cond":
-            walk_body(unit.branches[item.taken], item, owner)
-        elif unit.kind == "repeat":
-            if unit.body is not None:
-                for iteration in item.children:
-                    walk_body(unit.body, iteration, owner)
-        elif unit.kind == "module":
-            if item.kind == "repeat":  # iterations that differ, unrolled
-                for u, iteration in zip(unit.body.units, item.children):
-                    if u.kind == "module" and u.scope is None:
-                        walk_body(u.body, iteration, owner)
-                    else:
-                        walk_unit(u, children(iteration)[0], owner)
-            else:
-                walk_body(unit.body, item, owner)
-
-    def walk_body(body: Body, scope: Scope, owner: Scope) -> None:
-        if body.kind == "identity":
-            return
-        if body.kind == "class":
-            walk_class(body.cls, scope)
-            return
-        items = children(scope)
-        if len(items) != len(body.units):
-            raise AssertionError(f"body does not match scope {scope.id}")
-        for unit, item in zip(body.units, items):
-            walk_unit(unit, item, owner)
-
-    walk_class(program.main, program.network.root)
-    return found
-
-
 # ---- small helpers ------------------------------------------------------------------------
 
 
@@ -232,7 +170,9 @@ class _Writer:
         self.program = program
         self.emitter = emitter
         self.net = program.network
-        self.records = _instances(program)
+        # DSL order of every node and scope: a unit's instances are listed in it
+        self._order = {id(item): i for i, item in enumerate(program.network.root.walk())}
+        self._records: dict[int, list] = {}
         self.helpers: set[str] = set()
         self.uses_ops = False
         self.names: dict[str, Node] = {}  # Keras layer name -> IR node (collision check)
@@ -452,6 +392,14 @@ class _Writer:
         if node.device is not None:
             self.placed.add(node.device)
 
+    def records(self, unit: Unit) -> list:
+        """(IR node or scope, its class instance's scope) for every instance of a unit, in
+        DSL order: all the nodes one line of generated code stands for."""
+        key = id(unit)
+        if key not in self._records:
+            self._records[key] = sorted(unit.items, key=lambda item: self._order[id(item[0])])
+        return self._records[key]
+
     def nonneg(self, node: Node) -> bool:
         return non_negative(node, self.nonneg_memo)
 
@@ -620,7 +568,7 @@ class _Function:
         return self.module(unit, ctx, ins[0], out, local)
 
     def _comment(self, unit: Unit) -> str:
-        records = self.w.records.get(id(unit), [])
+        records = self.w.records(unit)
         shapes = []
         for item, owner in records:
             shape = item.shape if isinstance(item, Node) else item.result_shape
@@ -651,7 +599,7 @@ class _Function:
 
     def layer(self, unit: Unit, ctx: _Ctx, inp: str, out: str, local: str) -> list[str]:
         node = unit.node
-        nodes = [item for item, _ in self.w.records[id(unit)]]
+        nodes = [item for item, _ in self.w.records(unit)]
         calls = self._layer_calls(unit, node, nodes, inp)
         lines: list[str] = []
         current = inp
@@ -685,7 +633,7 @@ class _Function:
 
     def merge(self, unit: Unit, ctx: _Ctx, ins: list[str], out: str, local: str) -> list[str]:
         node = unit.node
-        nodes = [item for item, _ in self.w.records[id(unit)]]
+        nodes = [item for item, _ in self.w.records(unit)]
         for n in nodes:
             self.w._register(n, "")
         cls, args = self.w.emitter.MERGES[node.op]
