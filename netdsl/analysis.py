@@ -151,8 +151,8 @@ def analyze(net: Network) -> Analysis:
         layers[node.id] = LayerFacts(
             node=node,
             shape=derivation(node),
-            params=_params(node),
-            macs=_macs(node),
+            params=_evaluate(node, "params"),
+            macs=_evaluate(node, "macs"),
             rf=_receptive(node, [f.rf for f in inputs]),
             memory=_memory(node),
         )
@@ -210,14 +210,10 @@ def _scope_totals(scope: Scope, analysis: Analysis) -> Totals:
 # ---- counts ----------------------------------------------------------------------------
 
 
-def _params(node: Node) -> Count | None:
-    """The catalogue's factored parameter formula, evaluated for this node."""
-    formula = spec_of(node.op).params if node.op != "input" else None
-    return formula(node.attrs, node.in_shapes[0], node.out_shape) if formula else None
-
-
-def _macs(node: Node) -> Count | None:
-    formula = spec_of(node.op).macs if node.op != "input" else None
+def _evaluate(node: Node, count: str) -> Count | None:
+    """The catalogue's factored formula for `count` ("params" or "macs") at this node: the
+    same one the shape rule computed the node's number with."""
+    formula = getattr(spec_of(node.op), count) if node.op != "input" else None
     return formula(node.attrs, node.in_shapes[0], node.out_shape) if formula else None
 
 
