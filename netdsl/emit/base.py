@@ -373,11 +373,7 @@ class ModelBuilder:
     def _unique(self, name: str) -> str:
         if keyword.iskeyword(name) or not name.isidentifier():
             name = "Block" + name
-        candidate, n = name, 2
-        while candidate in self.used_names:
-            candidate, n = f"{name}{n}", n + 1
-        self.used_names.add(candidate)
-        return candidate
+        return fresh_name(name, self.used_names, numbered=True)
 
     def _doc(self, scope: Scope, kind: str) -> str:
         if kind == "network":
