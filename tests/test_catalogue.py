@@ -63,6 +63,12 @@ def test_every_op_with_weights_has_formulas_and_a_conversion(op):
     assert op in CONVERSIONS, f"torch_to_keras cannot move the weights of '{op}'"
 
 
+def test_weight_conversions_are_for_catalogue_ops_with_weights():
+    from netdsl.weights import CONVERSIONS
+
+    assert {op for op in CONVERSIONS if not spec_of(op).has_weights} == set()
+
+
 @pytest.mark.parametrize("op", OPS)
 def test_every_op_is_documented(op):
     doc = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")

@@ -172,15 +172,3 @@ def test_a_layer_with_no_counterpart_is_named():
             torch_to_keras(torch_model, keras_model)
     finally:
         keras.backend.clear_session()
-
-
-def test_every_catalogue_op_with_weights_has_a_conversion():
-    from netdsl.layers import CATALOGUE
-    from netdsl.weights import CONVERSIONS
-
-    if not all(hasattr(spec, "has_weights") for spec in CATALOGUE.values()):
-        pytest.skip("this catalogue does not say which ops have weights")
-    weighted = {spec.name for spec in CATALOGUE.values() if spec.has_weights}
-    assert weighted, "no op with weights in the catalogue"
-    assert weighted - set(CONVERSIONS) == set(), "ops with weights but no conversion"
-    assert set(CONVERSIONS) - {spec.name for spec in CATALOGUE.values()} == set()
