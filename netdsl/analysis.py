@@ -40,6 +40,7 @@ from .layers import (
     Window,
     derivation,
     int_pair,
+    numel,
     spec_of,
     traits,
 )
@@ -217,13 +218,6 @@ def _evaluate(node: Node, count: str) -> Count | None:
     return formula(node.attrs, node.in_shapes[0], node.out_shape) if formula else None
 
 
-def _features(shape: tuple) -> int:
-    out = 1
-    for d in shape:
-        out *= d
-    return out
-
-
 # ---- receptive field ---------------------------------------------------------------------
 
 
@@ -288,7 +282,7 @@ def _step(rf: Receptive, kernels, grid, rule: str) -> Receptive:
 
 
 def _memory(node: Node) -> Memory:
-    elements = _features(node.out_shape)
+    elements = numel(node.out_shape)
     size = elements * BYTES
     if node.op == "input":
         return Memory(elements, size, 2 * size, "input")
@@ -326,7 +320,7 @@ def _peak(net: Network) -> int:
     delta = [0] * (len(order) + 2)
     for node in order:
         if storage[id(node)] is node:
-            size = _features(node.out_shape) * BYTES
+            size = numel(node.out_shape) * BYTES
             delta[position[id(node)]] += size
             delta[last_use[id(node)] + 1] -= size
     peak = live = 0

@@ -447,8 +447,13 @@ def _int(d) -> int:
     return int(d.value) if isinstance(d, Num) else int(d)
 
 
+def int_pair(attrs: dict, name: str) -> tuple[int, int]:
+    a, b = pair(attrs[name])
+    return _int(a), _int(b)
+
+
 def _kernel(attrs: dict) -> tuple[int, int, str]:
-    kh, kw = (_int(v) for v in pair(attrs["k"]))
+    kh, kw = int_pair(attrs, "k")
     return kh, kw, "k x k" if kh == kw else "k_h x k_w"
 
 
@@ -467,7 +472,8 @@ def _has_bias(attrs: dict) -> bool:
     return bool(attrs["bias"].value)
 
 
-def _features(shape) -> int:
+def numel(shape) -> int:
+    """The number of values of a tensor of this shape (dimensions Nums or ints)."""
     out = 1
     for d in shape:
         out *= _int(d)
@@ -523,12 +529,12 @@ def _sepconv_macs(attrs, in_shape, out_shape) -> Count:
 
 
 def _fc_params(attrs, in_shape, out_shape) -> Count:
-    fin, n, bias = _features(in_shape), _int(out_shape[0]), _has_bias(attrs)
+    fin, n, bias = numel(in_shape), _int(out_shape[0]), _has_bias(attrs)
     return count("n_out x n_in" + (" + n_out" if bias else ""), [(n, fin), (n,) if bias else ()])
 
 
 def _fc_macs(attrs, in_shape, out_shape) -> Count:
-    return count("n_out x n_in", [(_int(out_shape[0]), _features(in_shape))])
+    return count("n_out x n_in", [(_int(out_shape[0]), numel(in_shape))])
 
 
 def _bn_params(attrs, in_shape, out_shape) -> Count:
@@ -544,11 +550,6 @@ def _layernorm_params(attrs, in_shape, out_shape) -> Count:
 
 
 # ---- shape derivations (what explain shows under each layer) -----------------------------
-
-
-def int_pair(attrs: dict, name: str) -> tuple[int, int]:
-    a, b = pair(attrs[name])
-    return _int(a), _int(b)
 
 
 def _window_record(axis, size, k, s, p, d, ceil, out) -> Window:
@@ -591,9 +592,7 @@ def _derive_adaptive(node) -> list:
 
 
 def _derive_fc(node) -> list:
-    return [
-        Note(f"{node.out_shape[0]} output features (from {_features(node.in_shapes[0])} inputs)")
-    ]
+    return [Note(f"{node.out_shape[0]} output features (from {numel(node.in_shapes[0])} inputs)")]
 
 
 def _derive_flatten(node) -> list:

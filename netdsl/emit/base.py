@@ -22,11 +22,13 @@ a `Program`.
 from __future__ import annotations
 
 import copy
+import importlib
 import itertools
 import keyword
 import textwrap
 from dataclasses import dataclass, field
 
+from .. import __version__
 from ..errors import NetdslError
 from ..ir import Network, Node, Scope
 from ..layers import FRESH, MERGES, fmt_shape, traits
@@ -34,6 +36,7 @@ from ..names import class_name
 from ..resources import helper_names
 from ..symbolic import BoolOp, Cmp, Const, Expr, Local, Not, Num, Sym, Tup
 from . import format as fmt
+from .templates import render
 
 # ---- the model ---------------------------------------------------------------
 
@@ -1103,8 +1106,6 @@ class FileHeader:
 
 def file_header(net: Network, helpers: set[str], layout=tuple) -> dict:
     """FileHeader's fields; `layout` turns a (C, H, W) shape into the target's order."""
-    from .. import __version__
-
     shapes = {name: layout(node.out_shape) for name, node in net.inputs.items()}
     return dict(
         version=__version__,
@@ -1404,16 +1405,10 @@ class Emitter:
 
     def emit_model(self, net: Network) -> str:
         """The model file's source text."""
-        from .templates import render
-
         return render(f"{self.target}/model.py.j2", self.context(self.program(net)))
 
     def emit_train(self, net: Network, model_module: str) -> str:
         """The training script's source text; `model_module` is the model file's module name.
         Its header comes from netdsl/emit/<target>_train.py, its body from netdsl/runtime/."""
-        import importlib
-
-        from .templates import render
-
         train = importlib.import_module(f"{__package__}.{self.target}_train")
         return render(f"{self.target}/train.py.j2", train.train_context(net, model_module))
