@@ -384,9 +384,7 @@ def _is_target(module) -> bool:
 
 
 def _count_targets(module) -> int:
-    if _is_target(module):
-        return 1
-    return sum(_count_targets(child) for child in module.children())
+    return sum(1 for _ in _targets(module))
 
 
 def _targets(module, path: str = ""):
