@@ -42,11 +42,12 @@ from __future__ import annotations
 import re
 import textwrap
 from dataclasses import dataclass
+from functools import cache
 
 from ..errors import NetdslError
 from ..ir import Node
 from ..layers import pair, spec_of, zeropad_sides
-from ..resources import helper_names
+from ..resources import helper_names, templates_dir
 from ..symbolic import BoolOp, Cmp, Const, Expr, Not, Num, Sym, Tup, binary
 from . import format as fmt
 from .base import (
@@ -119,6 +120,13 @@ class FileContext(FileHeader):
     outputs: int
 
 
+@cache
+def _uses_ops(helper: str) -> bool:
+    """Whether a helper computes with keras.ops (the file then imports it)."""
+    text = (templates_dir() / "keras" / "helpers" / f"{helper}.py.j2").read_text("utf-8")
+    return "ops." in text
+
+
 def keras_name(node: Node) -> str:
     """The Keras layer name of an IR node: its dotted id with `_` for `.`."""
     return node.id.replace(".", "_")
@@ -174,7 +182,6 @@ class _Writer:
         self._order = {id(item): i for i, item in enumerate(program.network.root.walk())}
         self._records: dict[int, list] = {}
         self.helpers: set[str] = set()
-        self.uses_ops = False
         self.names: dict[str, Node] = {}  # Keras layer name -> IR node (collision check)
         self.placed: set[str] = set()
         self.nonneg_memo: dict = {}
@@ -298,7 +305,7 @@ class _Writer:
             **file_header(net, self.helpers, _nchw_to_nhwc),
             model_name=fmt.py_str(net.name),
             notes=notes,
-            uses_ops=self.uses_ops,
+            uses_ops=any(_uses_ops(h) for h in self.helpers),
             functions=functions,
             builder=builder,
             builder_doc=doc,
@@ -818,8 +825,6 @@ class _LayerCall:
     def helper(self, name: str) -> str:
         """A class or function from templates/keras/helpers/, written into the file once."""
         self.fn.w.helpers.add(name)
-        if name[0].isupper():  # the helper layers compute with keras.ops
-            self.fn.w.uses_ops = True
         return name
 
 
@@ -938,7 +943,7 @@ def _padding_arg(c: _LayerCall, pools: list[PoolWindows]) -> str:
     if all(p.pads == first for p in pools):
         (t, b), (l_, r) = first
         return f"(({t}, {b}), ({l_}, {r}))"
-    c.fn.w.helpers.add("ceil_mode_padding")
+    c.helper("ceil_mode_padding")
     kh, kw_ = pair(a["k"])
     sh, sw = pair(a["s"])
     ph, pw = pair(a["p"])
