@@ -55,6 +55,21 @@ REFERENCES = {
     "mobilenet": ("keras_applications", "MobileNet"),
     "squeezenet1_0": ("torchvision", "squeezenet1_0"),
     "squeezenet1_1": ("torchvision", "squeezenet1_1"),
+    "nasnet_mobile": ("pytorchcv", "nasnet_4a1056"),
+    "nasnet_large": ("pytorchcv", "nasnet_6a4032"),
+    "bn_inception": ("pytorchcv", "bninception"),
+    "inception_resnet_v1": ("pytorchcv", "inceptionresnetv1"),
+    "shufflenet_g3": ("pytorchcv", "shufflenet_g3_w1"),
+    "preresnet_cifar": ("pytorchcv", "preresnet164bn_cifar10"),
+    "wide_resnet_cifar": ("pytorchcv", "wrn28_10_cifar10"),
+    "densenet_bc_cifar": ("pytorchcv", "densenet100_k12_bc_cifar10"),
+}
+# (zoo file, its parameters) -> the pytorchcv model it reproduces: the rows above and the
+# variants a file's parameters select (test_references.py loads each one's weights)
+PYTORCHCV = {
+    **{(name, ()): key for name, (source, key) in REFERENCES.items() if source == "pytorchcv"},
+    ("shufflenet_g3", (("g", 1),)): "shufflenet_g1_w1",
+    ("preresnet_cifar", (("depth", 1001),)): "preresnet1001_cifar10",
 }
 # checked against their papers' own tables below
 PAPER_ONLY = {"zfnet", "vgg11_lrn", "vgg16_c", "nin", "highway", "fractalnet", "resnet_cifar"}
@@ -108,6 +123,14 @@ def test_matches_reference_exactly(name):
     else:
         assert (network.total_params, network.total_macs) == (ref["params"], ref["macs"])
         assert input_shape(network) == ref["input"]
+
+
+@pytest.mark.parametrize("name, params, key", [(*row, key) for row, key in PYTORCHCV.items()])
+def test_variants_match_pytorchcv_exactly(name, params, key):
+    ref = FIGURES["pytorchcv"][key]
+    network = net(name, **dict(params))
+    assert (network.total_params, network.total_macs) == (ref["params"], ref["macs"])
+    assert input_shape(network) == ref["input"]
 
 
 def test_keras_references_agree_with_timm_ports():

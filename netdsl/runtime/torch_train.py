@@ -156,7 +156,10 @@ class Runtime:
         return t.tolist()
 
     def close(self) -> None:
+        """Leave the job together: a process that destroys its group while another still
+        works (rank 0 saving the last checkpoint) can abort the other's gloo threads."""
         if self.distributed:
+            dist.barrier()
             dist.destroy_process_group()
 
 
