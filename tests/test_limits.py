@@ -66,7 +66,7 @@ def test_max_nodes_refuses_a_larger_network_where_the_limit_is_crossed(capsys):
     )
     assert "hint: raise the limit with --max-nodes if this is intended" in lines
     # zoo files are named as the zoo names them, wherever netdsl is installed
-    assert lines[-1] == "architectures/resnet_cifar.net:25:7: note: in block cifar_stage, used here"
+    assert lines[-1] == "architectures/resnet_cifar.net:29:7: note: in block cifar_stage, used here"
 
 
 def test_max_nodes_counts_exactly_what_check_reports(tmp_path, capsys):

@@ -125,7 +125,9 @@ def test_matches_reference_exactly(name):
         assert input_shape(network) == ref["input"]
 
 
-@pytest.mark.parametrize("name, params, key", [(*row, key) for row, key in PYTORCHCV.items()])
+@pytest.mark.parametrize(
+    "name, params, key", [(*row, key) for row, key in PYTORCHCV.items()], ids=PYTORCHCV.values()
+)
 def test_variants_match_pytorchcv_exactly(name, params, key):
     ref = FIGURES["pytorchcv"][key]
     network = net(name, **dict(params))
@@ -313,10 +315,19 @@ def test_resnet_cifar_shortcuts_are_parameter_free():
     ]
 
 
-def test_resnet_cifar_stochastic_depth():
+def test_resnet_cifar_stochastic_depth_decays_linearly():
+    """Huang et al. 2016, Eq. 4: p_l = 1 - l/L (1 - p_L), p the survival probability; unit
+    l of ResNet-110's L = 54 drops its branch with probability l/54 * 0.5."""
     plain, dropped = net("resnet_cifar"), net("resnet_cifar", drop_path=0.5)
-    drops = [n for n in dropped.nodes() if n.op == "drop_path"]
-    assert len(drops) == 54 and {n.value("p") for n in drops} == {0.5}
+    drops = [n.value("p") for n in dropped.nodes() if n.op == "drop_path"]
+    survival = [1 - l / 54 * (1 - 0.5) for l in range(1, 55)]
+    assert [1 - p for p in drops] == pytest.approx(survival, abs=1e-12)
+    assert (drops[0], drops[17], drops[18], drops[-1]) == (
+        0.5 / 54,
+        0.5 * 18 / 54,
+        0.5 * 19 / 54,
+        0.5,
+    )
     assert (dropped.total_params, dropped.total_macs) == (plain.total_params, plain.total_macs)
 
 
