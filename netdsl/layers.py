@@ -609,6 +609,13 @@ def _derive_zeropad(node) -> list:
     return [Equation("H", (h, top, bottom), "+", oh), Equation("W", (w, left, right), "+", ow)]
 
 
+def _derive_crop(node) -> list:
+    left, right, top, bottom = (_int(v) for v in zeropad_sides(node.attrs["p"]))
+    _, h, w = (_int(d) for d in node.in_shapes[0])
+    _, oh, ow = node.out_shape
+    return [Equation("H", (h, top, bottom), "-", oh), Equation("W", (w, left, right), "-", ow)]
+
+
 def _derive_concat(node) -> list:
     out = node.out_shape
     channels = tuple(_int(s[0]) for s in node.in_shapes)
@@ -775,6 +782,19 @@ def zeropad_sides(p) -> tuple[Num, Num, Num, Num]:
         return p.items
     ph, pw = pair(p)
     return pw, pw, ph, ph
+
+
+def _crop(attrs, shape):
+    c, h, w = _image("crop", shape)
+    left, right, top, bottom = zeropad_sides(attrs["p"])
+    out_h, out_w = h - top - bottom, w - left - right
+    if out_h.value < 1 or out_w.value < 1:
+        raise ShapeError(
+            f"crop: removing {top.value}+{bottom.value} rows and "
+            f"{left.value}+{right.value} columns leaves nothing",
+            hint="crop fewer rows or columns, or crop a larger input",
+        )
+    return Inferred((c, out_h, out_w))
 
 
 def _shuffle(attrs, shape):
@@ -1141,6 +1161,18 @@ _add(
         positional=("p",),
         traits=frozenset({FRESH, KEEPS_SIGN}),
         derive=_derive_zeropad,
+    )
+)
+_add(
+    LayerSpec(
+        "crop",
+        "remove rows and columns at the edges: p, (h, w) or (left, right, top, bottom).",
+        "shape",
+        _crop,
+        (ArgSpec("p", "pad4", REQUIRED, "rows and columns removed", ("cropping",)),),
+        positional=("p",),
+        traits=frozenset({KEEPS_SIGN, VIEW}),
+        derive=_derive_crop,
     )
 )
 _add(

@@ -23,6 +23,7 @@ class ModuleEnv:
     imported: dict = field(default_factory=dict)  # name -> (BlockDef, ModuleEnv)
     own: dict = field(default_factory=dict)  # name -> BlockDef
     defaults_cache: dict | None = None
+    location: str = ""  # where the file is, for `use "path"`; `path` is how messages name it
 
     def lookup_block(self, name: str):
         if name in self.own:
@@ -78,7 +79,7 @@ class Loader:
 
     def _load(self, path: str, text: str, key: str) -> ModuleEnv:
         module = parse(text, path)
-        env = ModuleEnv(path, module, own={b.name: b for b in module.blocks})
+        env = ModuleEnv(path, module, own={b.name: b for b in module.blocks}, location=key)
         self._loading.append(key)
         try:
             for use in module.uses:
@@ -89,7 +90,7 @@ class Loader:
         return env
 
     def _import(self, env: ModuleEnv, use: ast.Use) -> None:
-        target = self._resolve(env.path, use)
+        target = self._resolve(env.path, use, env.location)
         key = str(target.resolve())
         if key in self._loading:
             raise NetdslError(f"'use' cycle: {target.name} is already being loaded", use.span)
@@ -107,12 +108,16 @@ class Loader:
                 )
             env.imported[name] = (block, used)
 
-    def _resolve(self, here: str, use: ast.Use) -> Path:
+    def _resolve(self, here: str, use: ast.Use, location: str = "") -> Path:
         if use.is_path:
             base = Path.cwd()
             try:
                 base = Path(here).parent if Path(here).exists() else base
-                target = base / use.target
+                # relative to where the file is, also when messages name it otherwise
+                # (a zoo file is architectures/NAME.net from any directory)
+                near = Path(location).parent if location and Path(location).exists() else base
+                near = base if near.resolve() == base.resolve() else near
+                target = near / use.target
                 if not target.exists() and target.suffix != ".net":
                     target = target.with_suffix(".net")
                 found = target.is_file()

@@ -28,6 +28,7 @@ network tour:
     + mean(conv3 32 + gelu, conv3 32 + silu, conv3 32 + hardswish)
     + layernorm eps=1e-6
     + zeropad (0, 1, 0, 1) + avgpool 2 ceil=true count_pad=false + shuffle 4
+    + zeropad (1, 0, 1, 0) + crop (0, 1, 1, 0)
     + tanh + hardsigmoid + scale 0.5 + drop_path 0.1 + dropout 0.2
     + adaptive_avgpool (3, 3) + adaptive_maxpool 2 + gmp + flatten
     + fc 10 + layernorm + softmax

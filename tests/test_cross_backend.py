@@ -39,6 +39,8 @@ KERAS_APPLICATIONS = {
     "inception_resnet_v2": 55_873_736,  # InceptionResNetV2
     "mobilenet": 4_253_864,  # MobileNet
     "resnet50_v2": 25_613_800,  # ResNet50V2
+    "nasnet_mobile": 5_326_716,  # NASNetMobile
+    "nasnet_large": 88_949_818,  # NASNetLarge
 }
 
 # (C, H, W) to compile at; the rest run at their own size. Sizes keep the features
@@ -53,13 +55,26 @@ INPUTS = {
     "googlenet": (3, 96, 96),
     "inception_v4": (3, 99, 99),
     "inception_resnet_v2": (3, 99, 99),
+    "bn_inception": (3, 99, 99),
+    "inception_resnet_v1": (3, 99, 99),
     "xception": (3, 75, 75),
+    "nasnet_mobile": (3, 96, 96),  # maps 47, 24, 12, 6, 3: odd, even, even, even, odd as at 224
+    "nasnet_large": (3, 75, 75),  # maps 37, 19, 10, 5, 3: odd, odd, even, odd, odd as at 331
     "mobilenet": (3, 64, 64),
     "squeezenet1_0": (3, 67, 67),
     "squeezenet1_1": (3, 67, 67),
 }
 DEFAULT_INPUT = (3, 48, 48)
-NATIVE = {"lenet5", "highway", "fractalnet", "resnet_cifar", "inception_v3"}
+NATIVE = {
+    "lenet5",
+    "highway",
+    "fractalnet",
+    "resnet_cifar",
+    "inception_v3",
+    "preresnet_cifar",
+    "wide_resnet_cifar",
+    "densenet_bc_cifar",
+}
 
 ZOO = sorted({p.stem for p in ARCHITECTURES.glob("*.net")} | set(KERAS_APPLICATIONS))
 

@@ -410,6 +410,27 @@ def zeropad_case(rng) -> Case:
     )
 
 
+def crop_case(rng) -> Case:
+    c, h, w = rng.randint(1, 4), rng.randint(7, 10), rng.randint(7, 10)
+    form = rng.choice(["int", "pair", "four"])
+    if form == "int":
+        p = rng.randint(0, 3)
+        sides, text = (p, p, p, p), f"crop {p}"
+    elif form == "pair":
+        ph, pw = rng.randint(0, 3), rng.randint(0, 3)
+        sides, text = (pw, pw, ph, ph), f"crop ({ph}, {pw})"
+    else:
+        sides = tuple(rng.randint(0, 3) for _ in range(4))
+        text = "crop ({}, {}, {}, {})".format(*sides)
+    left, right, top, bottom = sides
+    return Case(
+        text,
+        (c, h, w),
+        (c, h - top - bottom, w - left - right),
+        torch=lambda nn: nn.ZeroPad2d(tuple(-side for side in sides)),  # negative pads crop
+    )
+
+
 def shuffle_case(rng) -> Case:
     g = rng.randint(1, 4)
     c, h, w = g * rng.randint(1, 4), rng.randint(1, 6), rng.randint(1, 6)
@@ -445,6 +466,7 @@ GENERATORS = {
     "activation": activation_case,
     "regularization": regularization_case,
     "zeropad": zeropad_case,
+    "crop": crop_case,
     "shuffle": shuffle_case,
 }
 
@@ -597,6 +619,7 @@ def test_image_only_layers_refuse_flat_tensors():
         "maxpool2",
         "gap",
         "zeropad 1",
+        "crop 1",
         "lrn",
         "shuffle 2",
         "adaptive_avgpool 2",
@@ -624,6 +647,20 @@ def test_groups_must_divide_channels():
     assert info.value.message == (
         "conv: groups=3 must divide both input channels (6) and output channels (8)"
     )
+
+
+def test_crop_removes_left_right_top_bottom_as_zeropad_adds_them():
+    node = run("crop (1, 0, 2, 3)", (4, 9, 8))  # the sides in ZeroPad2d's order
+    assert node.out_shape == (4, 4, 7)
+    assert run("crop (2, 1)", (4, 9, 8)).out_shape == (4, 5, 6)  # (h, w): both sides
+    shifted = "network t:\n    input 4x9x8\n    zeropad (0, 1, 0, 1) + crop (1, 0, 1, 0)\n"
+    assert compile_text(shifted, "crop.net").nodes()[-1].out_shape == (4, 9, 8)
+    with pytest.raises(NetdslError) as info:
+        run("crop (2, 2, 0, 0)", (4, 9, 4))
+    assert info.value.message == (
+        "crop: removing 0+0 rows and 2+2 columns leaves nothing (input 4x9x4)"
+    )
+    assert info.value.hint == "crop fewer rows or columns, or crop a larger input"
 
 
 def test_shuffle_groups_must_divide_channels():

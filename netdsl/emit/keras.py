@@ -1019,6 +1019,15 @@ def _zeropad(c: _LayerCall) -> list:
     return [("layers.ZeroPadding2D", [f"padding={padding}"], "", None)]
 
 
+def _crop(c: _LayerCall) -> list:
+    p, e = c.a["p"], c.e
+    if isinstance(p, Num) or (isinstance(p, Tup) and len(p) == 2):
+        return [("layers.Cropping2D", [f"cropping={e(p)}"], "", None)]
+    left, right, top, bottom = zeropad_sides(p)
+    cropping = f"(({e(top)}, {e(bottom)}), ({e(left)}, {e(right)}))"
+    return [("layers.Cropping2D", [f"cropping={cropping}"], "", None)]
+
+
 LAYERS = {
     "conv": _conv,
     "dwconv": _conv,
@@ -1039,6 +1048,7 @@ LAYERS = {
     "dropout": _with_arg("layers.Dropout", "p"),
     "drop_path": _with_arg("DropPath", "p", helper=True),
     "zeropad": _zeropad,
+    "crop": _crop,
     "shuffle": _with_arg("ChannelShuffle", "g", helper=True),
     "scale": _with_arg("layers.Rescaling", "s"),
     "softmax": _one("layers.Softmax", "axis=-1"),

@@ -316,6 +316,11 @@ def _zeropad(c: _LayerCall):
     return "nn.ZeroPad2d", [f"({e(left)}, {e(right)}, {e(top)}, {e(bottom)})"]
 
 
+def _crop(c: _LayerCall):
+    left, right, top, bottom = (c.e(v) for v in zeropad_sides(c.a["p"]))
+    return c.helper("Crop2d"), [f"({left}, {right}, {top}, {bottom})"]
+
+
 def _module(cls: str, *args: str):
     """An op whose module takes fixed arguments (and `inplace=True` where it can run in place)."""
 
@@ -364,6 +369,7 @@ LAYERS = {
     "dropout": _with_arg("nn.Dropout", "p", "p", 0.5),
     "drop_path": _helper("DropPath", "p"),
     "zeropad": _zeropad,
+    "crop": _crop,
     "shuffle": _with_arg("nn.ChannelShuffle", "g"),
     "scale": _helper("Scale", "s"),
     "softmax": _module("nn.Softmax", "dim=1"),
@@ -449,7 +455,9 @@ class TorchEmitter(Emitter):
         hint = type_hint(p.value if p.value is not None else p.default)
         if p.default is not None and p.value is not None:
             other = type_hint(p.default)
-            if other != hint:  # e.g. p=same by default, a number where it is called
+            if {hint, other} == {"float", "int"}:  # an int is a float to a type checker
+                hint = "float"
+            elif other != hint:  # e.g. p=same by default, a number where it is called
                 hint = " | ".join(sorted({hint, other}, key=lambda h: (h == "str", h)))
         if p.computed is not None:
             return f"{p.name}: {hint} | None = None"
