@@ -112,12 +112,12 @@ class Loader:
         if use.is_path:
             base = Path.cwd()
             try:
-                base = Path(here).parent if Path(here).exists() else base
-                # relative to where the file is, also when messages name it otherwise
-                # (a zoo file is architectures/NAME.net from any directory)
-                near = Path(location).parent if location and Path(location).exists() else base
-                near = base if near.resolve() == base.resolve() else near
-                target = near / use.target
+                # beside the file, named as messages name the file where that is the same
+                # place (a zoo file is architectures/NAME.net, from any directory)
+                shown = Path(here).parent if Path(here).exists() else base
+                real = Path(location).parent if location and Path(location).exists() else shown
+                base = shown if real.resolve() == shown.resolve() else real
+                target = base / use.target
                 if not target.exists() and target.suffix != ".net":
                     target = target.with_suffix(".net")
                 found = target.is_file()
