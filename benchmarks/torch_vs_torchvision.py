@@ -40,54 +40,18 @@ from common import (  # noqa: E402
     versions,
 )
 
-# name: (.net file, torchvision constructor, keyword arguments, torchvision child order)
+# name: (.net file, torchvision constructor, keyword arguments); load_by_order pairs
+# googlenet's aux heads, which torchvision registers after inception5b, by structure
 PAIRS = {
-    "resnet50": (ROOT / "architectures/resnet50.net", "resnet50", {}, None),
-    "densenet121": (ROOT / "architectures/densenet121.net", "densenet121", {}, None),
-    # torchvision registers the aux heads after inception5b; the .net file where they tap
+    "resnet50": (ROOT / "architectures/resnet50.net", "resnet50", {}),
+    "densenet121": (ROOT / "architectures/densenet121.net", "densenet121", {}),
     "googlenet": (
         ROOT / "architectures/googlenet.net",
         "googlenet",
         {"aux_logits": True, "init_weights": True},
-        [
-            "conv1",
-            "maxpool1",
-            "conv2",
-            "conv3",
-            "maxpool2",
-            "inception3a",
-            "inception3b",
-            "maxpool3",
-            "inception4a",
-            "aux1",
-            "inception4b",
-            "inception4c",
-            "inception4d",
-            "aux2",
-            "inception4e",
-            "maxpool4",
-            "inception5a",
-            "inception5b",
-            "avgpool",
-            "dropout",
-            "fc",
-        ],
     ),
-    "mobilenet_v2": (NETS / "mobilenet_v2.net", "mobilenet_v2", {}, None),
+    "mobilenet_v2": (NETS / "mobilenet_v2.net", "mobilenet_v2", {}),
 }
-
-
-def reorder(state_dict, children):
-    """torchvision's entries, regrouped by top-level child in the given order."""
-    if children is None:
-        return state_dict
-    out = {}
-    for child in children:
-        for name, tensor in state_dict.items():
-            if name.split(".", 1)[0] == child:
-                out[name] = tensor
-    assert len(out) == len(state_dict)
-    return out
 
 
 def build_pair(name: str):
@@ -96,10 +60,10 @@ def build_pair(name: str):
     import netdsl
     from netdsl.weights import load_by_order
 
-    path, ctor, kwargs, children = PAIRS[name]
+    path, ctor, kwargs = PAIRS[name]
     ref = getattr(torchvision.models, ctor)(weights=None, **kwargs)
     gen = netdsl.load(str(path)).to_torch()
-    load_by_order(gen, reorder(ref.state_dict(), children))
+    load_by_order(gen, ref)
     return gen, ref
 
 

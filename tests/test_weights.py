@@ -172,3 +172,180 @@ def test_a_layer_with_no_counterpart_is_named():
             torch_to_keras(torch_model, keras_model)
     finally:
         keras.backend.clear_session()
+
+
+# ---- load_by_order: reference weights whose modules are registered elsewhere ----------------
+
+
+def _reordered_models(aux_classes: tuple[int, int] = (5, 5), heads: str = "apart"):
+    """Two small networks computing the same function: `ours` registers each aux head
+    after the block it reads and its stem as one Sequential; the reference registers a
+    conv and a BatchNorm for the stem, and its heads after everything else ("apart"),
+    inside one container ("together"), or swapped, aux2 first ("swapped")."""
+    nn = need("torch").nn
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout):
+            super().__init__()
+            self.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+            self.bn = nn.BatchNorm2d(cout)
+
+        def forward(self, x):
+            return self.bn(self.conv(x)).relu()
+
+    class Head(nn.Module):
+        def __init__(self, classes):
+            super().__init__()
+            self.fc = nn.Linear(16, classes)
+
+        def forward(self, x):
+            return self.fc(x.mean((2, 3)))
+
+    class Ours(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8))
+            self.block1 = Block(8, 16)
+            self.head1 = Head(5)
+            self.block2 = Block(16, 16)
+            self.head2 = Head(5)
+            self.fc = nn.Linear(16, 10)
+
+        def forward(self, x):
+            a = self.block1(self.stem(x))
+            b = self.block2(a)
+            return self.fc(b.mean((2, 3))), self.head1(a), self.head2(b)
+
+    class Reference(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+            self.bn1 = nn.BatchNorm2d(8)
+            self.layer1 = Block(8, 16)
+            self.layer2 = Block(16, 16)
+            self.fc = nn.Linear(16, 10)
+            first, second = Head(aux_classes[0]), Head(aux_classes[1])
+            if heads == "together":
+                self.heads = nn.ModuleDict({"aux1": first, "aux2": second})
+            elif heads == "swapped":
+                self.aux2, self.aux1 = second, first
+            else:
+                self.aux1, self.aux2 = first, second
+
+        def head(self, name):
+            return self.heads[name] if heads == "together" else getattr(self, name)
+
+        def forward(self, x):
+            a = self.layer1(self.bn1(self.conv1(x)))
+            b = self.layer2(a)
+            return self.fc(b.mean((2, 3))), self.head("aux1")(a), self.head("aux2")(b)
+
+    torch = need("torch")
+    torch.manual_seed(0)
+    ours, reference = Ours(), Reference()
+    randomise_batchnorm(reference)
+    return ours.eval(), reference.eval()
+
+
+def _same_outputs(ours, reference) -> bool:
+    torch = need("torch")
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ours(x), reference(x)))
+
+
+@pytest.mark.parametrize("heads", ["apart", "together"])
+def test_load_by_order_pairs_modules_registered_elsewhere(heads):
+    """The flat order fails at the first head; the heads pair as whole modules, the
+    stem's Sequential with the reference's conv1 and bn1, and all outputs agree."""
+    from netdsl.weights import load_by_order
+
+    ours, reference = _reordered_models(heads=heads)
+    assert not _same_outputs(ours, reference)
+    mapping = load_by_order(ours, reference)
+    assert len(mapping) == len(ours.state_dict()) == len(set(mapping.values()))
+    prefix = "heads." if heads == "together" else ""
+    assert mapping["head1.fc.weight"] == f"{prefix}aux1.fc.weight"
+    assert mapping["head2.fc.bias"] == f"{prefix}aux2.fc.bias"
+    assert mapping["stem.0.weight"] == "conv1.weight"
+    assert mapping["stem.1.running_var"] == "bn1.running_var"
+    assert mapping["block2.bn.weight"] == "layer2.bn.weight"
+    assert list(mapping) == list(ours.state_dict())  # in the model's order
+    assert _same_outputs(ours, reference)
+
+
+def test_load_by_order_pairs_equal_modules_in_registration_order():
+    """Names are never compared: of two heads with the same shapes, the one the
+    reference registers first pairs with the model's first, here its `aux2`."""
+    from netdsl.weights import load_by_order
+
+    ours, reference = _reordered_models(heads="swapped")
+    first = load_by_order(ours, reference)
+    assert first["head1.fc.weight"] == "aux2.fc.weight"
+    assert first["head2.fc.weight"] == "aux1.fc.weight"
+    assert load_by_order(ours, reference) == first  # the same on every call
+
+
+def test_load_by_order_names_what_pairs_with_nothing():
+    from netdsl.weights import load_by_order
+
+    ours, reference = _reordered_models(aux_classes=(5, 6))
+    before = {k: v.clone() for k, v in ours.state_dict().items()}
+    with pytest.raises(ValueError) as e:
+        load_by_order(ours, reference)
+    message = str(e.value)
+    # the flat order's failure first, as for a model whose order matches
+    assert message.startswith("entry 13: the model's 'head1.fc.weight' is 5x16 but ")
+    # then the first reference entry that pairs with nothing, and the model's candidates
+    assert (
+        "nor do they pair by module: the reference's 'aux2.fc.weight' (6x16) has no "
+        "counterpart in the model; the model's unpaired entries and modules there: "
+        "'head2.fc.weight' (5x16), 'head2.fc.bias' (5)" in message
+    )
+    after = ours.state_dict()
+    assert all(need("torch").equal(before[k], after[k]) for k in before)  # nothing loaded
+
+
+def test_load_by_order_names_a_module_the_reference_lacks():
+    from netdsl.weights import load_by_order
+
+    ours, reference = _reordered_models()
+    del reference.aux2
+    with pytest.raises(ValueError) as e:
+        load_by_order(ours, reference)
+    assert "the model's 'head2' (5x16, 5) has no counterpart in the reference" in str(e.value)
+
+
+def test_load_by_order_keeps_equal_modules_in_order_around_a_moved_one():
+    """Seven equal blocks in a chain; the model registers its head after the third, the
+    reference after the seventh. Its blocks must pair in order (a diff's longest block
+    alone would pair the model's last four with the reference's first four)."""
+    nn = need("torch").nn
+    from netdsl.weights import load_by_order
+
+    class Chain(nn.Module):
+        def __init__(self, head_after: int):
+            super().__init__()
+            self.head_after = head_after
+            for k in range(7):
+                self.add_module(f"block{k}", nn.Linear(6, 6))
+                if k + 1 == head_after:
+                    self.head = nn.Linear(6, 2)
+
+        def forward(self, x):
+            outputs = []
+            for k in range(7):
+                x = getattr(self, f"block{k}")(x).tanh()
+                if k + 1 == 3:
+                    outputs.append(self.head(x))
+            return (x, *outputs)
+
+    need("torch").manual_seed(0)
+    ours, reference = Chain(head_after=3), Chain(head_after=7)
+    mapping = load_by_order(ours, reference)
+    assert [mapping[f"block{k}.weight"] for k in range(7)] == [f"block{k}.weight" for k in range(7)]
+    assert mapping["head.bias"] == "head.bias"
+    torch = need("torch")
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(ours(x), reference(x)))

@@ -63,6 +63,7 @@ REFERENCES = {
     "preresnet_cifar": ("pytorchcv", "preresnet164bn_cifar10"),
     "wide_resnet_cifar": ("pytorchcv", "wrn28_10_cifar10"),
     "densenet_bc_cifar": ("pytorchcv", "densenet100_k12_bc_cifar10"),
+    "fractalnet": ("pytorchcv", "fractalnet_cifar10"),
 }
 # (zoo file, its parameters) -> the pytorchcv model it reproduces: the rows above and the
 # variants a file's parameters select (test_references.py loads each one's weights)
@@ -72,7 +73,7 @@ PYTORCHCV = {
     ("preresnet_cifar", (("depth", 1001),)): "preresnet1001_cifar10",
 }
 # checked against their papers' own tables below
-PAPER_ONLY = {"zfnet", "vgg11_lrn", "vgg16_c", "nin", "highway", "fractalnet", "resnet_cifar"}
+PAPER_ONLY = {"zfnet", "vgg11_lrn", "vgg16_c", "nin", "highway", "resnet_cifar"}
 
 
 @cache
@@ -320,7 +321,7 @@ def test_resnet_cifar_stochastic_depth_decays_linearly():
     l of ResNet-110's L = 54 drops its branch with probability l/54 * 0.5."""
     plain, dropped = net("resnet_cifar"), net("resnet_cifar", drop_path=0.5)
     drops = [n.value("p") for n in dropped.nodes() if n.op == "drop_path"]
-    survival = [1 - l / 54 * (1 - 0.5) for l in range(1, 55)]
+    survival = [1 - unit / 54 * (1 - 0.5) for unit in range(1, 55)]
     assert [1 - p for p in drops] == pytest.approx(survival, abs=1e-12)
     assert (drops[0], drops[17], drops[18], drops[-1]) == (
         0.5 / 54,
