@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from . import ast
 from .errors import NetdslError, SourceSnapshot, Span, did_you_mean
-from .ir import BlockSignature, Network, Node, Output, Scope
+from .ir import BlockSignature, Network, Node, Output, Scope, TensorArg
 from .layers import (
     MERGES,
     ShapeError,
@@ -162,7 +162,9 @@ class IdFrag(Fragment):
 
 
 class TensorRef(Fragment):
-    """A named tensor (`in`, `x = ...`, an input) used as a value."""
+    """A named tensor (`in`, `x = ...`, an input, a block's tensor parameter) used as a value."""
+
+    kind = "a tensor"  # (what error messages call it)
 
     def __init__(self, view: TensorView, name: str, owner: Scope, span: Span) -> None:
         self.view, self.name, self.owner, self.span = view, name, owner, span
@@ -185,6 +187,9 @@ class PlaceFrag(Fragment):
 
 
 _CONSTANTS = {"same": "same", "none": None}
+_TENSOR_SIZES = (
+    "a tensor starts a sequence (`t + conv1 c`) or is a merge branch; its sizes are t.c, t.h, t.w"
+)
 
 
 class Env:
@@ -567,6 +572,7 @@ class Elaborator:
 
     def _eval_Attr(self, e, env, ctx):
         obj = self.eval(e.obj, env, ctx)
+        self._expect_tensor(e.obj, obj, env)
         if not isinstance(obj, TensorRef):
             raise NetdslError(
                 f"only tensors have attributes; this is {kind_of(obj)}",
@@ -582,6 +588,25 @@ class Elaborator:
                 hint=did_you_mean(e.attr, fields) or f"available: {', '.join(fields)}",
             )
         return shape[fields[e.attr]]
+
+    def _expect_tensor(self, expr: ast.Expr, value, env: Env) -> None:
+        """Where a tensor belongs (a sequence's start, a merge branch, `p.c`), a parameter of
+        the block that was given something else: the call passed the wrong kind of value."""
+        owner = env.owner
+        if (
+            isinstance(value, Fragment)
+            or owner is None
+            or owner.kind != "block"
+            or not isinstance(expr, ast.Name)
+            or expr.id not in owner.args
+        ):
+            return
+        raise NetdslError(
+            f"block {owner.block} uses '{expr.id}' as a tensor, but was given {kind_of(value)}",
+            expr.span,
+            hint=f"pass a named tensor for '{expr.id}': {owner.block}(x, ...) where `x = ...` "
+            "names a tensor",
+        )
 
     def _ref_shape(self, ref: TensorRef, env: Env) -> tuple:
         if ref.owner is env.owner:
@@ -648,6 +673,7 @@ class Elaborator:
         branches = []
         for arg in e.args:
             value = self.eval(arg, env, ctx)
+            self._expect_tensor(arg, value, env)
             if not isinstance(value, Fragment):
                 raise NetdslError(
                     f"a branch of {e.name} must be a network expression, not {kind_of(value)}",
@@ -660,6 +686,13 @@ class Elaborator:
         spec, presets = found
         args = [(self.eval(a, env, ctx), a.span) for a in e.args]
         kwargs = [(k, self.eval(v, env, ctx), s) for k, v, s in e.kwargs]
+        for value, span in [*args, *((v, s) for _, v, s in kwargs)]:
+            if isinstance(value, TensorRef):
+                raise NetdslError(
+                    f"'{value.name}' is a tensor, not an argument of {e.name}",
+                    span,
+                    hint=_TENSOR_SIZES,
+                )
         defaults = self._module_defaults(env.menv, ctx).get(spec.name)
         attrs = spec.bind(
             args, kwargs, e.span, presets=presets, defaults=defaults, called_as=e.name
@@ -732,11 +765,12 @@ class Elaborator:
         return BlockFrag(bdef, menv, ordered, call_args, e.span)
 
     def _block_arg(self, value, span):
-        if isinstance(value, TensorRef):
+        if isinstance(value, SeqFrag) and _starts_with_tensor(value):
             raise NetdslError(
-                "a block argument cannot be a named tensor",
+                "a block argument that starts from a named tensor must be the name alone",
                 span,
-                hint="blocks take numbers and layers; the tensor flows in through `+` or a merge",
+                hint="name the result first (`t = ...`) and pass the name; or pass the "
+                "layers and apply them to the tensor inside the block",
             )
         return value
 
@@ -752,6 +786,8 @@ class Elaborator:
         built = None  # a sequence this loop made: extended in place, so long chains stay linear
         for op_node in reversed(operands):
             right = self.eval(op_node.right, env, ctx)
+            if op_node.op == "+" and isinstance(right, Fragment) and value is not built:
+                self._expect_tensor(op_node.left, value, env)
             if (
                 value is built
                 and op_node.op == "+"
@@ -782,6 +818,12 @@ class Elaborator:
                 b.parts if isinstance(b, SeqFrag) else [b]
             )
             return SeqFrag(parts, e.span)
+        if op != "+" and (isinstance(a, TensorRef) or isinstance(b, TensorRef)):
+            raise NetdslError(
+                f"cannot apply '{op}' to {kind_of(a)} and {kind_of(b)}",
+                e.op_span,
+                hint=_TENSOR_SIZES,
+            )
         if isinstance(a, Fragment) and isinstance(b, Num) and op == "*":
             if not isinstance(e.left, ast.Group):
                 raise NetdslError(
@@ -934,7 +976,11 @@ class Elaborator:
 
     def _number(self, value, span) -> Num:
         if not isinstance(value, Num) or isinstance(value.value, bool):
-            raise NetdslError(f"expected a number, got {kind_of(value)}", span)
+            raise NetdslError(
+                f"expected a number, got {kind_of(value)}",
+                span,
+                hint=_TENSOR_SIZES if isinstance(value, TensorRef) else None,
+            )
         return value
 
     def _bool(self, value, span) -> Num:
@@ -1054,12 +1100,17 @@ class Elaborator:
         return view
 
     def _apply_TensorRef(self, frag: TensorRef, view, ctx):
-        if frag.owner is _owner(ctx.scope):
-            return frag.view
+        return self._read_tensor(frag, ctx)
+
+    def _read_tensor(self, ref: TensorRef, ctx) -> TensorView:
+        """A named tensor as the scope being built sees it: from another scope (a repeat's
+        iteration reading its block's value), it is external there, its shape constant."""
         scope = _owner(ctx.scope)
-        if frag.view.node not in scope.external:
-            scope.external.append(frag.view.node)
-        return TensorView(frag.view.node, tuple(d.const() for d in frag.view.shape))
+        if ref.owner is scope:
+            return ref.view
+        if ref.view.node not in scope.external:
+            scope.external.append(ref.view.node)
+        return TensorView(ref.view.node, tuple(d.const() for d in ref.view.shape))
 
     def _apply_SeqFrag(self, frag: SeqFrag, view, ctx):
         for part in frag.parts:
@@ -1243,10 +1294,26 @@ class Elaborator:
             device=ctx.device,
         )
         ctx.scope.children.append(scope)
-        values = {
-            name: self._symbolize(name, v, frag.span, _owner(ctx.scope))
-            for name, v in frag.values.items()
-        }
+        values = {}
+        tensors: dict = {}  # channel symbol -> the tensor's channels in the caller's terms
+        scope.args = dict(frag.values)  # (a tensor's entry becomes its TensorArg)
+        for name, v in frag.values.items():
+            if not isinstance(v, TensorRef):
+                values[name] = self._symbolize(name, v, frag.span, _owner(ctx.scope))
+                continue
+            outer = self._read_tensor(v, ctx)  # (an iteration records it as external)
+            symbol = _tensor_symbol(bdef, name)
+            scope.args[name] = TensorArg(v.name, outer.node, outer.shape, symbol)
+            if outer.node not in scope.external:
+                scope.external.append(outer.node)
+            inner = TensorView(outer.node, _rebase(outer.shape, symbol))
+            values[name] = TensorRef(inner, name, scope, v.span)
+            tensors[symbol] = outer.shape[0].expr
+        if tensors:
+            scope.call_args = [
+                (k, scope.args[k or list(frag.values)[i]] if isinstance(a, TensorRef) else a)
+                for i, (k, a) in enumerate(frag.call_args)
+            ]
         inner_view = TensorView(view.node, _rebase(view.shape, "in_channels"))
         env = Env(values, frag.menv, inner_view, scope)
         inner_ctx = ctx.but(
@@ -1277,7 +1344,7 @@ class Elaborator:
                 hint="flatten nested repeats or brackets inside it",
             ) from None
         scope.output, scope.out_shape = out.node, out.shape
-        mapping = {"in_channels": view.shape[0].expr}
+        mapping = {"in_channels": view.shape[0].expr, **tensors}
         for name, v in frag.values.items():
             if isinstance(v, (Num, Tup)):
                 mapping[name] = v.expr
@@ -1391,6 +1458,16 @@ def _fragment_exprs(frag) -> list:
         elif isinstance(item, IndexedRepeatFrag):
             stack.extend((item.start, item.count))
     return out
+
+
+def _tensor_symbol(bdef: ast.BlockDef, name: str) -> str:
+    """The symbol of a tensor parameter's channels inside its block (`prev_channels`): a
+    name none of the block's parameters has, the generated class's parameter."""
+    taken = {p.name for p in bdef.params}
+    symbol = f"{name}_channels"
+    while symbol in taken:
+        symbol += "_"
+    return symbol
 
 
 def _rebase(shape: tuple, symbol: str) -> tuple:

@@ -12,8 +12,9 @@
   so `netdsl check` never imports networkx); edges carry the input positions
   (`indices`) so concat order is explicit.
 
-Symbols visible inside a scope: for a block scope, the block's parameters and
-`in_channels` (the channels of its input); an iteration scope adds its own
+Symbols visible inside a scope: for a block scope, the block's parameters,
+`in_channels` (the channels of its input) and, for each parameter bound to a
+named tensor, that tensor's channels (`TensorArg.symbol`); an iteration scope adds its own
 `in_channels`; cond and group scopes share their parent's symbols.
 """
 
@@ -99,6 +100,25 @@ class Node:
 
 
 @dataclass(eq=False)
+class TensorArg:
+    """A block argument bound to a named tensor (`cell(a, 4)` for `block cell(prev, c)`).
+
+    The block scope reads `node` from outside (it is in the scope's `external`); inside
+    the block the parameter is that tensor, its channels the symbol `symbol`
+    (`prev_channels`), which the generated class takes beside `in_channels`."""
+
+    name: str  # the name the caller passed (`a`)
+    node: Node  # the tensor's producer
+    shape: tuple  # its shape in the caller's terms
+    symbol: str  # its channels inside the block
+
+    @property
+    def value(self) -> str:
+        """The argument as written (what a summary prints for the call)."""
+        return self.name
+
+
+@dataclass(eq=False)
 class BlockSignature:
     """A block definition as emitters need it: name, parameters, defaults, doc."""
 
@@ -114,7 +134,8 @@ class Scope:
     parent: Scope | None
     span: Span
     block: str | None = None
-    args: dict = field(default_factory=dict)  # param -> value, expressions in the parent's terms
+    # param -> value, expressions in the parent's terms (a TensorArg for a tensor)
+    args: dict = field(default_factory=dict)
     call_args: list = field(default_factory=list)  # [(keyword or None, value)] as written
     input: Node | None = None  # producer of the input tensor
     in_shape: tuple = ()  # the input shape, expressions in the parent's terms
@@ -130,7 +151,9 @@ class Scope:
     index: tuple | None = None  # repeat with an index: (symbol "#i", start Num, stop Num)
     cond: Num | None = None  # cond
     taken: bool | None = None  # cond
-    external: list = field(default_factory=list)  # named tensors from outer scopes used here
+    # named tensors from outer scopes used here: a block's tensor arguments (TensorArg in
+    # args), or values an iteration of a repeat reads from the scope that owns it
+    external: list = field(default_factory=list)
     value_names: dict = field(default_factory=dict)  # id(node) -> name from `name = ...` here
     frozen: set = field(default_factory=set)  # symbols this scope had to write as constants
 

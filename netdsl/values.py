@@ -26,5 +26,5 @@ def kind_of(value) -> str:
     if isinstance(value, str):
         return "a string"
     if isinstance(value, Fragment):
-        return "a layer"
+        return getattr(value, "kind", "a layer")  # a named tensor says "a tensor"
     return type(value).__name__

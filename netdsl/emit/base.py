@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from .. import __version__
 from ..errors import NetdslError
-from ..ir import Network, Node, Scope
+from ..ir import Network, Node, Scope, TensorArg
 from ..layers import FRESH, MERGES, fmt_shape, traits
 from ..names import class_name
 from ..resources import helper_names
@@ -49,6 +49,7 @@ class Param:
     computed: Expr | None = None  # default that depends on earlier parameters
     symbol: str = ""  # the symbol it binds, when that differs from `name` (anonymous classes)
     value: object = None  # the first instance's value, for type hints
+    tensor: str = ""  # the channels of this forward input (a tensor parameter's), if any
 
 
 @dataclass(eq=False)
@@ -427,7 +428,11 @@ class ModelBuilder:
             ]
             return params, False, renames
         sig = self.net.blocks[scope.block]
-        params = []
+        # a tensor parameter's channels come first, after in_channels (as the call passes them)
+        params = [
+            Param(arg.symbol, value=arg.shape[0].value, tensor=_var(name))
+            for name, arg in tensor_args(scope)
+        ]
         for name, default in sig.params:
             value = scope.args.get(name)
             if not isinstance(value, (Num, Tup, str)) and value is not None:
@@ -500,6 +505,7 @@ class ModelBuilder:
         args = []
         if cls.uses_in_channels:
             args.append((None, scope.in_shape[0].expr))
+        args += [(None, arg.shape[0].expr) for _, arg in tensor_args(scope)]
         params = {p.name for p in cls.params}  # layer-valued arguments are baked in
         order = list(scope.args)  # the block's parameters, in order
         position, shifted = 0, False
@@ -584,19 +590,26 @@ class ModelBuilder:
         alternatives are left in self._wiring.
         """
         if kind == "network":
-            inputs = {node: _var(name) for name, node in self.net.inputs.items()}
-            if list(inputs.values()) == ["input"]:
-                inputs = {node: "x" for node in inputs}
+            inputs = [(node, _var(name)) for name, node in self.net.inputs.items()]
+            if [var for _, var in inputs] == ["input"]:
+                inputs = [(node, "x") for node, _ in inputs]
         else:
-            inputs = {scope.input: "x"}
+            # the input, then a block's tensor parameters (a value may be both: `cell(x)`)
+            inputs = [(scope.input, "x")]
+            inputs += [(arg.node, _var(name)) for name, arg in tensor_args(scope)]
+            bound = {id(node) for node, _ in inputs}
             for node in scope.external:
-                raise NetdslError(
-                    f"the emitters cannot yet pass the named value '{node.var or node.name}' "
-                    "into a repeated or conditional part",
-                    scope.span,
-                )
+                if id(node) not in bound:
+                    raise NetdslError(
+                        f"the emitters cannot yet pass the named value '{_value_name(node)}' "
+                        "into a repeated or conditional part",
+                        scope.span,
+                    )
         # node -> what has produced it so far: its producer, then units that passed it on
-        produced: dict = {node: [var] for node, var in inputs.items()}
+        # (the input variables first: a tensor bound to two of them may be read from either)
+        produced: dict = {}
+        for node, var in inputs:
+            produced[node] = produced.get(node, []) + [var]
         position = {id(unit): i for i, unit in enumerate(units)}
 
         def ref(option):  # a unit as its position: comparable between instances
@@ -645,10 +658,10 @@ class ModelBuilder:
             units,
             reads,
             outputs,
-            list(inputs.values()),
+            [var for _, var in inputs],
             scope.value_names,
         )
-        return list(inputs.values()), [
+        return [var for _, var in inputs], [
             (n, names[id(ref)] if isinstance(ref, Unit) else ref, t) for n, ref, t in outputs
         ]
 
@@ -804,6 +817,7 @@ def _equalities(units: list[Unit]) -> list[tuple[Expr, Expr]]:
                     facts(child.cond.expr, child.taken)
             mapping = {k: expr_of(v) for k, v in u.scope.args.items() if isinstance(v, Num)}
             mapping["in_channels"] = u.scope.in_shape[0].expr
+            mapping.update((a.symbol, a.shape[0].expr) for _, a in tensor_args(u.scope))
             found[start:] = [(a.subst(mapping), b.subst(mapping)) for a, b in found[start:]]
     # facts about a loop's variables hold in one iteration only
     return [
@@ -844,7 +858,24 @@ def _alike_key(model: ClassModel) -> tuple:
 def _unit_inputs(unit: Unit) -> list:
     if unit.node is not None:
         return list(unit.node.inputs)
+    if unit.kind == "call":  # the block's input, then its tensor parameters'
+        return [unit.scope.input] + [arg.node for _, arg in tensor_args(unit.scope)]
     return [unit.scope.input]
+
+
+def _value_name(node: Node) -> str:
+    """The DSL name of a named value (`a = ...`), as the scope that named it recorded it."""
+    scope = node.scope
+    while scope is not None:
+        if id(node) in scope.value_names:
+            return scope.value_names[id(node)]
+        scope = scope.parent
+    return node.var or node.name
+
+
+def tensor_args(scope: Scope) -> list[tuple[str, TensorArg]]:
+    """A block scope's parameters bound to named tensors, in the block's order."""
+    return [(name, v) for name, v in scope.args.items() if isinstance(v, TensorArg)]
 
 
 def _unit_output(unit: Unit):

@@ -231,7 +231,7 @@ class _Writer:
                         if key not in spec_of(u.node.op).derived:
                             add(value)
                 elif u.kind == "call":
-                    for _, value in u.args[1:] if u.cls.uses_in_channels else u.args:
+                    for _, value in _call_values(u.cls, u.args):
                         add(value)
                 elif u.kind == "repeat":
                     add(u.count)
@@ -321,7 +321,12 @@ class _Writer:
         kept = self.kept.get(id(cls))
         params = (
             ["x"]
-            + [fn.param_text(p) for p in cls.params if kept is None or p.name in kept]
+            + [fn.var(v) for v in cls.inputs[1:]]  # a block's tensor parameters
+            + [
+                fn.param_text(p)
+                for p in cls.params
+                if (kept is None or p.name in kept) and not p.tensor
+            ]
             + ["name=None"]
         )
         signature = fmt.statement(f"def {name}", "", params, 0, suffix=":")
@@ -438,6 +443,10 @@ class _Function:
         self.needs_var: set[str] = set()  # channel symbols written as a variable
         self.var_uses: set[str] = set()  # ... and those read in the region being rendered
         self.channel_vars: dict[str, str] = {"in_channels": "in_channels"}
+        # a tensor parameter's channels (`prev_channels`): read from the tensor, like x's
+        self.tensor_channels = {p.name: self.var(p.tensor) for p in cls.params if p.tensor}
+        self.channel_vars.update((name, name) for name in self.tensor_channels)
+        self.taken |= {self.var(v) for v in cls.inputs}
         self.loop_depth = 0
 
     # -- names ---------------------------------------------------------------------------------
@@ -506,7 +515,9 @@ class _Function:
         return {
             s
             for s in e.symbols
-            if (s == "in_channels" and not self.in_channels_param) or is_loop_symbol(s)
+            if (s == "in_channels" and not self.in_channels_param)
+            or is_loop_symbol(s)
+            or s in self.tensor_channels
         }
 
     # -- bodies --------------------------------------------------------------------------------
@@ -528,6 +539,9 @@ class _Function:
                 ]
         for name, value in self.cls.locals:
             head.append(f"{pad}{name} = {self.expr(value)}")
+        for symbol, tensor in reversed(self.tensor_channels.items()):
+            if symbol in self.var_uses:
+                head.insert(0, f"{pad}{symbol} = {tensor}.shape[-1]")
         if "in_channels" in self.var_uses:  # (the lines above may use it too)
             head.insert(0, f"{pad}in_channels = {self.cls.inputs[0]}.shape[-1]")
         return head + lines
@@ -567,7 +581,7 @@ class _Function:
         if unit.kind == "merge":
             return self.merge(unit, ctx, ins, out, local)
         if unit.kind == "call":
-            return self.call(unit, ctx, ins[0], out, local)
+            return self.call(unit, ctx, ins, out, local)
         if unit.kind == "repeat":
             return self.repeat(unit, ctx, ins[0], out, local)
         if unit.kind == "cond":
@@ -652,10 +666,11 @@ class _Function:
             out, cls, args + [f"name={name}"], trailer, ctx.indent, self._comment(unit)
         )
 
-    def call(self, unit: Unit, ctx: _Ctx, inp: str, out: str, local: str) -> list[str]:
+    def call(self, unit: Unit, ctx: _Ctx, ins: list[str], out: str, local: str) -> list[str]:
         cls = unit.cls
-        args = [inp]
-        call_args = unit.args[1:] if cls.uses_in_channels else unit.args
+        inp = ins[0]
+        args = list(ins)  # the input, then the block's tensor parameters
+        call_args = _call_values(cls, unit.args)
         in_channels = unit.scope.in_shape[0].expr if unit.scope and unit.scope.in_shape else None
         renamed = self.w.param_names(cls)
         for keyword_, value in call_args:
@@ -781,6 +796,13 @@ class _Function:
         return self._body(
             unit.body, _Ctx(prefix, ctx.indent), inp, out, in_channels, self._comment(unit)
         )
+
+
+def _call_values(cls: ClassModel, args: list) -> list:
+    """A call's arguments that a builder function takes: not the channels of its input or
+    of its tensor parameters (the function reads them from the tensors)."""
+    skip = int(cls.uses_in_channels) + sum(1 for p in cls.params if p.tensor)
+    return args[skip:]
 
 
 def _ratio(shapes: list, i: int) -> str:

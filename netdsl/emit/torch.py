@@ -769,7 +769,9 @@ class TorchEmitter(Emitter):
                 and len(unit.node.in_shapes[0]) == 3
             ):
                 arg = f"torch.flatten({arg}, 1)"
-            lines = fmt.statement(prefix, f"self.{unit.attr}", [arg], indent)
+            # a block's tensor parameters follow its input: `x = self.cell(x, a)`
+            extra = args[1:] if unit.kind == "call" else []
+            lines = fmt.statement(prefix, f"self.{unit.attr}", [arg, *extra], indent)
         return fmt.with_comment(lines, comment, indent)
 
     def _moves(
