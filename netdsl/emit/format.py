@@ -37,6 +37,18 @@ def statement(
     return [f"{pad}{prefix}{func}(", *argument_lines(args, indent + 1), f"{pad}){suffix}"]
 
 
+def assignment(target: str, value: str, indent: int) -> list[str]:
+    """`target = value` at `indent` levels; a value too long for the line goes in
+    parentheses on the lines after, split as ruff splits it."""
+    pad = INDENT * indent
+    one = f"{pad}{target} = {value}"
+    if len(one) <= LINE:
+        return [one]
+    inner = INDENT * (indent + 1)
+    pieces = split_argument(value, len(inner))
+    return [f"{pad}{target} = (", *(inner + piece for piece in pieces), f"{pad})"]
+
+
 def argument_lines(args: list[str], indent: int) -> list[str]:
     """One argument per line at `indent` levels, each with its trailing comma."""
     inner = INDENT * indent

@@ -538,7 +538,7 @@ class _Function:
                     f"{pad}{INDENT}{name} = {self.expr(p.computed)}",
                 ]
         for name, value in self.cls.locals:
-            head.append(f"{pad}{name} = {self.expr(value)}")
+            head += fmt.assignment(name, self.expr(value), len(pad) // len(INDENT))
         for symbol, tensor in reversed(self.tensor_channels.items()):
             if symbol in self.var_uses:
                 head.insert(0, f"{pad}{symbol} = {tensor}.shape[-1]")

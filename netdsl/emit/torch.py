@@ -488,8 +488,9 @@ class TorchEmitter(Emitter):
         for p in cls.params:
             if p.computed is not None:
                 head += [f"if {p.name} is None:", f"    {p.name} = {scope.expr(p.computed)}"]
-        for name, value in cls.locals:
-            head.append(f"{name} = {scope.expr(value)}")
+        for name, value in cls.locals:  # (head is indented below)
+            lines = fmt.assignment(name, scope.expr(value), BODY)
+            head += [line.removeprefix(fmt.INDENT * BODY) for line in lines]
         if scope.mixed:
             if scope.network:
                 head.append("# where the @gpu/@cpu parts run on this machine")
