@@ -78,6 +78,7 @@ class Receptive:
     steps: tuple[RFAxis, ...] = ()  # the recurrence applied at this layer, (H, W)
     rule: str = "same"  # "window" | "global" | "merge" | "same" | "input"
     approximate: bool = False  # adaptive pooling with uneven windows
+    unknown: str = ""  # why no receptive field is given (after upsampling: a fractional jump)
 
     @property
     def square(self) -> bool:
@@ -233,6 +234,9 @@ def _receptive(node: Node, inputs: list) -> Receptive | None:
         return Receptive((1, 1), (1, 1), grid, rule="input") if grid else None
     if not inputs or any(rf is None for rf in inputs):
         return None
+    unknown = next((rf for rf in inputs if rf.unknown), None)
+    if unknown is not None:
+        return Receptive(unknown.r, unknown.j, _grid(out) or unknown.grid, unknown=unknown.unknown)
     if len(inputs) > 1:
         first = inputs[0]
         r = tuple(max(rf.r[i] for rf in inputs) for i in range(2))
@@ -241,6 +245,14 @@ def _receptive(node: Node, inputs: list) -> Receptive | None:
         return Receptive(r, j, grid, rule="merge", approximate=any(rf.approximate for rf in inputs))
     rf = inputs[0]
     rule = spec_of(op).receptive
+    if rule == "resample":
+        # an output step is 1/s input pixels: the integer r + (k - 1) x j recurrence does not
+        # hold (a transposed conv's jump is j / s)
+        why = f"not computed after {op}: its jump is a fraction of an input pixel"
+        return Receptive(rf.r, rf.j, _grid(out) or rf.grid, unknown=why)
+    if rule == "space_to_depth":  # pixel_unshuffle r: an r x r window at stride r
+        r = int(node.value("r"))
+        return _step(rf, ((r, r), (r, r)), _grid(out), "window")
     if rule == "window":
         kh, kw = int_pair(node.attrs, "k")
         sh, sw = int_pair(node.attrs, "s")

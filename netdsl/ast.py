@@ -87,11 +87,21 @@ class Group(Expr):
 
 @record(eq=False)
 class Comprehension(Expr):
-    """`[body for i in range(n)]`: repeat with the iteration's index in scope."""
+    """`[body for i in range(n)]`: repeat with the iteration's index in scope; or
+    `[body for (t, c) in table]`: once per row of a table, its items named (`names`)."""
 
     body: Expr
     var: str
     iterable: Expr
+    names: tuple[str, ...] = ()  # the unpacked names of `for (t, c) in table` (var is "")
+
+
+@record(eq=False)
+class Index(Expr):
+    """`t[i]`: an item of a tuple."""
+
+    base: Expr
+    index: Expr
 
 
 @record(eq=False)
@@ -211,6 +221,16 @@ class BlockDef(Node):
 
 
 @record(eq=False)
+class FunctionDef(Node):
+    """`def name(params) = expression`: a numeric function."""
+
+    name: str
+    params: tuple[Param, ...]
+    body: Expr
+    name_span: Span | None = field(default=None, repr=False)
+
+
+@record(eq=False)
 class NetworkDef(Node):
     name: str
     params: tuple[Param, ...]
@@ -250,3 +270,4 @@ class Module(Node):
     blocks: tuple[BlockDef, ...]
     networks: tuple[NetworkDef, ...]
     train: TrainDef | None
+    functions: tuple[FunctionDef, ...] = ()

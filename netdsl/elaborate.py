@@ -13,6 +13,7 @@ class per block definition.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from . import ast
@@ -22,6 +23,7 @@ from .layers import (
     MERGES,
     ShapeError,
     fmt_shape,
+    framework_name_hint,
     layer_names,
     lookup,
     merge_mismatch_hint,
@@ -33,11 +35,13 @@ from .symbolic import (
     FUNCTIONS,
     Bin,
     Const,
+    Func,
     Index,
     Local,
     Num,
     Sym,
     Tup,
+    UserCall,
     binary,
     compare,
     ifelse,
@@ -137,14 +141,30 @@ class IndexedRepeatFrag(Fragment):
     """`[body for i in range(...)]`: the body is evaluated anew for each index."""
 
     def __init__(
-        self, body: ast.Expr, var: str, start: Num, count: Num, env: Env, span: Span
+        self,
+        body: ast.Expr,
+        var: str,
+        start: Num,
+        count: Num,
+        env: Env,
+        span: Span,
+        table: Tup | None = None,
+        names: tuple = (),
     ) -> None:
         self.body, self.var, self.start, self.count = body, var, start, count
         self.env, self.span = env, span
+        self.table, self.names = table, names  # `for (a, b) in table`: its rows, their names
 
     def constified(self):
         return IndexedRepeatFrag(
-            self.body, self.var, self.start.const(), self.count.const(), self.env, self.span
+            self.body,
+            self.var,
+            self.start.const(),
+            self.count.const(),
+            self.env,
+            self.span,
+            None if self.table is None else self.table.const(),
+            self.names,
         )
 
 
@@ -186,7 +206,7 @@ class PlaceFrag(Fragment):
         return PlaceFrag(self.body.constified(), self.device, self.span)
 
 
-_CONSTANTS = {"same": "same", "none": None}
+_CONSTANTS = {"same": "same", "none": None, "nearest": "nearest", "bilinear": "bilinear"}
 _TENSOR_SIZES = (
     "a tensor starts a sequence (`t + conv1 c`) or is a merge branch; its sizes are t.c, t.h, t.w"
 )
@@ -242,6 +262,8 @@ class Elaborator:
         self.input_shapes = dict(input_shapes or {})  # input name (or "*") -> override shape
         self.node_count = 0
         self.signatures: dict[str, BlockSignature] = {}
+        self.functions: dict = {}  # name -> (FunctionDef, ModuleEnv) of each function called
+        self._calling: list[str] = []  # the functions being evaluated, innermost last
         self._methods: dict[type, object] = {}  # AST node or fragment class -> its method
         # the texts the network is elaborated from, kept with it: what it quotes later (the
         # generated code's docstrings) never reads a newer file of the same path
@@ -271,6 +293,7 @@ class Elaborator:
                 )
             ndef = found[0]
         self.sources = SourceSnapshot.of(_module_files(menv))
+        self._check_functions(menv)
         return self._network(menv, ndef, dict(overrides or {}))
 
     def _network(self, menv: ModuleEnv, ndef: ast.NetworkDef, overrides: dict) -> Network:
@@ -352,8 +375,39 @@ class Elaborator:
             blocks=dict(self.signatures),
             train=build_train_config(menv.module.train),
             sources=self.sources,
+            functions=self._function_codes(),
         )
         return net
+
+    def _function_codes(self) -> dict:
+        """name -> (Python text, names it calls) for every function the network called."""
+        out = {}
+        for name, (fdef, menv) in sorted(self.functions.items()):
+            defaults = {
+                p.name: self._function_default(p, menv, Ctx(Scope("block", None, p.span))).value
+                for p in fdef.params
+                if p.default is not None
+            }
+            out[name] = function_code(fdef, defaults)
+        return out
+
+    def _check_functions(self, menv: ModuleEnv) -> None:
+        for fdef in menv.module.functions:
+            check_identifier(fdef.name, fdef.name_span, "function")
+            if fdef.name in FUNCTIONS or fdef.name == "range":
+                raise NetdslError(
+                    f"function '{fdef.name}' would hide the built-in function of that name",
+                    fdef.name_span,
+                    hint="choose another name",
+                )
+            if lookup(fdef.name) is not None or fdef.name in MERGES:
+                raise NetdslError(
+                    f"function '{fdef.name}' would hide the built-in layer of that name",
+                    fdef.name_span,
+                    hint="choose another name",
+                )
+            for p in fdef.params:
+                check_identifier(p.name, p.span, "function parameter")
 
     # -- statements ---------------------------------------------------------------
 
@@ -523,13 +577,10 @@ class Elaborator:
 
     def _eval_Comprehension(self, e, env, ctx):
         it = e.iterable
-        if not (
-            isinstance(it, ast.Call)
-            and it.name == "range"
-            and it.parenthesised
-            and not it.kwargs
-            and 1 <= len(it.args) <= 2
-        ):
+        is_range = isinstance(it, ast.Call) and it.name == "range" and it.parenthesised
+        if not is_range or e.names:
+            return self._table_repeat(e, env, ctx)
+        if it.kwargs or not 1 <= len(it.args) <= 2:
             raise NetdslError(
                 "a repeat with an index reads [body for i in range(n)]",
                 it.span,
@@ -556,12 +607,78 @@ class Elaborator:
             )
         return IndexedRepeatFrag(e.body, e.var, start, count, env, e.span)
 
+    def _table_repeat(self, e, env, ctx):
+        """`[body for (t, c) in table]` (or `for row in table`): once per row."""
+        table = self.eval(e.iterable, env, ctx)
+        if not isinstance(table, Tup):
+            raise NetdslError(
+                "a repeat with an index reads [body for i in range(n)]",
+                e.iterable.span,
+                hint="range(n) counts 0 .. n-1; range(a, b) a .. b-1",
+            )
+        names = e.names or (e.var,)
+        for name in names:
+            check_identifier(name, e.span, "index")
+            if name in env.values:
+                raise NetdslError(
+                    f"'{name}' is already defined", e.span, hint="choose another name"
+                )
+        if e.names:
+            for i, row in enumerate(table.items):
+                if not isinstance(row, Tup) or len(row) != len(e.names):
+                    size = "a number"
+                    if isinstance(row, Tup):
+                        size = f"{len(row)} item{'s' if len(row) != 1 else ''}"
+                    raise NetdslError(
+                        f"row {i} of the table has {size}; the repeat names {len(e.names)}",
+                        e.iterable.span,
+                    )
+        n = len(table.items)
+        if n > self.limits.max_repeat:
+            raise NetdslError(
+                f"repeat count {n} exceeds the limit of {self.limits.max_repeat}", e.span
+            )
+        count = Num(n) if table.is_const else Num(n, Func("len", (table.expr,)))
+        symbol = e.var or f"{e.names[0]}_row"
+        return IndexedRepeatFrag(e.body, symbol, Num(0), count, env, e.span, table, names)
+
     def _eval_Tuple(self, e, env, ctx):
         items = [self.eval(i, env, ctx) for i in e.items]
         for item, node in zip(items, e.items):
-            if not isinstance(item, Num):
-                raise NetdslError(f"tuples hold numbers, not {kind_of(item)}", node.span)
+            if not isinstance(item, (Num, Tup)):
+                raise NetdslError(f"tuples hold numbers and tuples, not {kind_of(item)}", node.span)
         return Tup(items)
+
+    def _eval_Index(self, e, env, ctx):
+        base = self.eval(e.base, env, ctx)
+        if not isinstance(base, Tup):
+            raise NetdslError(
+                f"only tuples can be indexed; this is {kind_of(base)}",
+                e.base.span,
+                hint=_TENSOR_SIZES if isinstance(base, TensorRef) else None,
+            )
+        index = self.eval(e.index, env, ctx)
+        if not (
+            isinstance(index, Num)
+            and isinstance(index.value, int)
+            and not isinstance(index.value, bool)
+        ):
+            shown = repr(index.value) if isinstance(index, Num) else kind_of(index)
+            raise NetdslError(f"a tuple index must be an integer, got {shown}", e.index.span)
+        n = len(base.items)
+        if not -n <= index.value < n:
+            raise NetdslError(
+                f"index {index.value} is out of range for a tuple of {n} item"
+                f"{'s' if n != 1 else ''}",
+                e.index.span,
+                hint=f"indices run from 0 to {n - 1} (or -{n} to -1 from the end)" if n else None,
+            )
+        item = base.items[index.value]
+        if base.is_const:
+            return _const(item)
+        if index.is_const:  # `widths[-1]` stays the last item, as written
+            return item if index.value >= 0 else _traced(item, Index(base.expr, index.value))
+        return _traced(item, Index(base.expr, index.expr))
 
     def _eval_Name(self, e, env, ctx):
         if e.id in env.values:
@@ -632,14 +749,25 @@ class Elaborator:
             if not e.parenthesised:
                 raise NetdslError(f"write {name}(...) with parentheses", e.span)
             return self._function(e, env, ctx)
+        function = env.menv.lookup_function(name)
+        if function is not None:
+            if not e.parenthesised:
+                raise NetdslError(f"write {name}(...) with parentheses", e.span)
+            return self._user_function(e, function[0], function[1], env, ctx)
         found = env.menv.lookup_block(name)
         if found is not None:
             return self._bind_block(e, found[0], found[1], env, ctx)
         layer = lookup(name)
         if layer is not None:
             return self._layer(e, layer, env, ctx)
-        candidates = list(env.values) + env.menv.block_names() + layer_names() + list(MERGES)
-        hint = did_you_mean(name, candidates)
+        candidates = (
+            list(env.values)
+            + env.menv.block_names()
+            + list(env.menv.functions)
+            + layer_names()
+            + list(MERGES)
+        )
+        hint = framework_name_hint(name) or did_you_mean(name, candidates)
         if hint is None and name.startswith(("conv", "maxpool", "avgpool")):
             hint = "shorthands take a number: conv3, maxpool2, ..."
         raise NetdslError(f"unknown layer, block or name '{name}'", e.span, hint=hint)
@@ -648,18 +776,125 @@ class Elaborator:
         if e.kwargs:
             raise NetdslError(f"{e.name}() takes no keyword arguments", e.kwargs[0][2])
         args = [self.eval(a, env, ctx) for a in e.args]
-        arity = {"min": None, "max": None}.get(e.name, 1)
-        if (arity is None and len(args) < 2) or (arity is not None and len(args) != arity):
-            raise NetdslError(
-                f"{e.name}() takes {'at least 2 arguments' if arity is None else '1 argument'}",
-                e.span,
-            )
+        low, high = _ARITY.get(e.name, (1, 1))
+        if not low <= len(args) <= (high or len(args)):
+            takes = {
+                (2, None): "at least 2 arguments",
+                (1, 1): "1 argument",
+                (2, 2): "2 arguments",
+                (1, 2): "1 or 2 arguments",
+            }[(low, high)]
+            raise NetdslError(f"{e.name}() takes {takes}", e.span)
+        if e.name == "len":
+            if not isinstance(args[0], Tup):
+                raise NetdslError(f"len() takes a tuple, got {kind_of(args[0])}", e.args[0].span)
+            if args[0].is_const:
+                return Num(len(args[0]))
+            return Num(len(args[0]), Func("len", (args[0].expr,)))
         for a, node in zip(args, e.args):
             self._number(a, node.span)
+        values = [a.value for a in args]
+        if e.name == "log" and values[0] <= 0:
+            raise NetdslError(f"log() needs a positive number, got {values[0]!r}", e.span)
+        if e.name == "sqrt" and values[0] < 0:
+            raise NetdslError(f"sqrt() needs a non-negative number, got {values[0]!r}", e.span)
+        if e.name == "log" and len(values) == 2 and (values[1] <= 0 or values[1] == 1):
+            raise NetdslError(
+                f"the base of log() must be positive and not 1, got {values[1]!r}", e.span
+            )
+        if e.name == "pow":
+            self._check_power(values[0], values[1], e.span)
         try:
-            return num_func(e.name, args)
+            result = num_func(e.name, args)
         except (OverflowError, ValueError) as exc:
-            raise NetdslError(f"{e.name}(): {exc}", e.span) from None
+            message = "number too large" if isinstance(exc, OverflowError) else str(exc)
+            raise NetdslError(f"{e.name}(): {message}", e.span) from None
+        self._check_number(result.value, e.span)
+        return result
+
+    def _user_function(self, e: ast.Call, fdef: ast.FunctionDef, menv, env, ctx):
+        """A call of `def name(params) = expression`: its value now; in generated code a call
+        of the same function (or, when every argument is a constant, the value)."""
+        params = fdef.params
+        if fdef.name in self._calling:
+            raise NetdslError(
+                f"function {fdef.name} calls itself; functions cannot be recursive",
+                e.span,
+                hint="write the computation without recursion",
+            )
+        if len(e.args) > len(params):
+            raise NetdslError(
+                f"function {fdef.name} takes {len(params)} argument"
+                f"{'s' if len(params) != 1 else ''} but {len(e.args)} "
+                f"{'was' if len(e.args) == 1 else 'were'} given",
+                e.args[len(params)].span,
+                hint=f"its definition: {_signature_text(fdef, 'def')}",
+            )
+        given: dict = {}
+        for p, a in zip(params, e.args):
+            given[p.name] = (self.eval(a, env, ctx), a.span)
+        names = [p.name for p in params]
+        for key, vexpr, kspan in e.kwargs:
+            if key not in names:
+                raise NetdslError(
+                    f"function {fdef.name} has no parameter '{key}'",
+                    kspan,
+                    hint=did_you_mean(key, names)
+                    or f"its definition: {_signature_text(fdef, 'def')}",
+                )
+            if key in given:
+                raise NetdslError(f"argument '{key}' given twice", kspan)
+            given[key] = (self.eval(vexpr, env, ctx), vexpr.span)
+        values: dict = {}
+        exprs: list = []
+        for p in params:
+            if p.name in given:
+                value, span = given[p.name]
+            elif p.default is not None:
+                value, span = self._function_default(p, menv, ctx), p.default.span
+            else:
+                raise NetdslError(
+                    f"function {fdef.name} needs argument '{p.name}'",
+                    e.span,
+                    hint=f"its definition: {_signature_text(fdef, 'def')}",
+                )
+            if not isinstance(value, (Num, Tup)):
+                raise NetdslError(
+                    f"function {fdef.name} takes numbers and tuples; '{p.name}' is "
+                    f"{kind_of(value)}",
+                    span,
+                )
+            values[p.name] = value.const()
+            exprs.append(value.expr)
+        self._calling.append(fdef.name)
+        try:
+            result = self.eval(fdef.body, Env(values, menv, None, None), ctx)
+        except NetdslError as error:
+            _note_call(error, fdef.name, e.span, "function")
+            raise
+        finally:
+            self._calling.pop()
+        if not isinstance(result, Num):
+            raise NetdslError(
+                f"function {fdef.name} returns {kind_of(result)}, not a number", fdef.body.span
+            ).with_note(f"in function {fdef.name}, used here", e.span)
+        self.functions.setdefault(fdef.name, (fdef, menv))
+        if all(isinstance(x, Const) for x in exprs):
+            return Num(result.value)
+        # trailing arguments left to their defaults stay out, as in the call
+        while exprs and params[len(exprs) - 1].name not in given:
+            exprs.pop()
+        return Num(result.value, UserCall(fdef.name, tuple(exprs)))
+
+    def _function_default(self, p: ast.Param, menv, ctx):
+        value = self.eval(p.default, Env({}, menv, None, None), ctx)
+        if not isinstance(value, (Num, Tup)) or not value.is_const:
+            raise NetdslError(
+                f"the default of '{p.name}' must be a constant number or tuple",
+                p.default.span,
+                hint="the generated Python function has the same defaults",
+            )
+        return value
 
     def _merge(self, e: ast.Call, env, ctx):
         if not e.parenthesised:
@@ -867,12 +1102,24 @@ class Elaborator:
                 e.op_span,
                 hint=f"the right operand evaluates to 0 ({e.right.span})",
             )
+        if e.op == "**":
+            self._check_power(a.value, b.value, e.span)
         try:
             result = a._binary(e.op, b)
         except OverflowError:
             raise NetdslError("number too large", e.span) from None
         self._check_number(result.value, e.span)
         return result
+
+    def _check_power(self, base, exponent, span) -> None:
+        """What Python's `**` would refuse, overflow on, or answer with a complex number."""
+        if base == 0 and exponent < 0:
+            raise NetdslError("0 cannot be raised to a negative power", span)
+        if base < 0 and isinstance(exponent, float) and not exponent.is_integer():
+            raise NetdslError("a negative number to a fractional power is not a real number", span)
+        if isinstance(base, int) and isinstance(exponent, int) and abs(base) > 1:
+            if exponent * math.log2(abs(base)) > 64:  # (before Python computes a huge int)
+                raise NetdslError(f"number too large (limit {self.limits.max_int})", span)
 
     def _eval_Neg(self, e, env, ctx):
         value = self._number(self.eval(e.operand, env, ctx), e.operand.span)
@@ -1200,7 +1447,17 @@ class Elaborator:
             env = frag.env
             values = dict(env.values)
             # the index is a symbol (`#i`, not a DSL name), so iterations trace alike
-            values[frag.var] = Num(frag.start.value + i, Sym("#" + frag.var))
+            index = Num(frag.start.value + i, Sym("#" + frag.var))
+            if frag.table is None:
+                values[frag.var] = index
+            else:  # a literal table's rows are constants (the emitters unroll the loop)
+                row = frag.table.items[i]
+                if not frag.table.is_const:
+                    row = _traced(row, Index(frag.table.expr, index.expr))
+                if len(frag.names) == 1 and not isinstance(row, Tup) or frag.names == (frag.var,):
+                    values[frag.names[0]] = row
+                else:
+                    values.update(zip(frag.names, row.items))
             value = self.eval(frag.body, Env(values, env.menv, env.input, env.owner), inner_ctx)
             if not isinstance(value, Fragment):
                 raise NetdslError(
@@ -1361,10 +1618,7 @@ class Elaborator:
         if isinstance(value, Num):
             return Num(value.value, Sym(name))
         if isinstance(value, Tup):
-            return Tup(
-                [Num(item.value, Index(Sym(name), i)) for i, item in enumerate(value.items)],
-                Sym(name),
-            )
+            return _traced(value, Sym(name))
         if isinstance(value, Fragment):
             if caller is not None:  # a layer argument is baked into the class as constants
                 _freeze(caller, *_fragment_exprs(value))
@@ -1421,6 +1675,14 @@ def _override_value(value):
     ):
         return Tup(Num(v) for v in value)
     return value
+
+
+def _traced(value, expr):
+    """`value` (a Num or a Tup of them, nested) computed by `expr`: a tuple's items by
+    `expr[0]`, `expr[1]`, ..."""
+    if isinstance(value, Num):
+        return Num(value.value, expr)
+    return Tup([_traced(item, Index(expr, i)) for i, item in enumerate(value.items)], expr)
 
 
 def _freeze(owner: Scope | None, *exprs) -> None:
@@ -1507,9 +1769,9 @@ def _repeat_closed_form(outs: list, channels: str, in_expr, count: Num):
     return None
 
 
-def _note_call(error: NetdslError, block: str, span: Span) -> None:
+def _note_call(error: NetdslError, block: str, span: Span, what: str = "block") -> None:
     """Add 'in block f, used here' to an error, folding runs of the same call."""
-    message = f"in block {block}, used here"
+    message = f"in {what} {block}, used here"
     last = error.notes[-1] if error.notes else None
     if last is not None and last.span == span and last.message == message:
         last.times += 1
@@ -1556,11 +1818,15 @@ def _module_files(menv: ModuleEnv) -> list[str]:
     return [env.path for env in seen.values()]
 
 
-def _signature_text(bdef: ast.BlockDef) -> str:
+def _signature_text(bdef: ast.BlockDef | ast.FunctionDef, what: str = "block") -> str:
     params = ", ".join(
         p.name if p.default is None else f"{p.name}={_short(p.default)}" for p in bdef.params
     )
-    return f"block {bdef.name}({params})"
+    return f"{what} {bdef.name}({params})"
+
+
+# how many arguments each built-in function takes: (least, most), None for no limit
+_ARITY = {"min": (2, None), "max": (2, None), "pow": (2, 2), "log": (1, 2)}
 
 
 # ---- naming and the graph ---------------------------------------------------------------
@@ -1653,3 +1919,61 @@ def _finish(root: Scope, outputs: list[Output]) -> list[Node]:
             )
         node.train_only = id(node) not in eval_nodes
     return nodes
+
+
+# ---- functions in generated code ---------------------------------------------------
+
+
+def function_code(fdef: ast.FunctionDef, defaults: dict) -> tuple[str, frozenset]:
+    """`def name(params): return ...` in Python, with the functions it calls. The body is
+    translated from the DSL text (not from one call's trace), so every call computes alike;
+    the operators and functions mean in Python what they mean in the DSL."""
+    from . import symbolic as sym
+
+    params = {p.name for p in fdef.params}
+    callees: set = set()
+
+    def tr(e) -> sym.Expr:
+        if isinstance(e, (ast.Number, ast.Bool)):
+            return sym.Const(e.value)
+        if isinstance(e, ast.Name) and e.id in params:
+            return Sym(e.id)
+        if isinstance(e, ast.BinOp):
+            return sym.Bin(e.op, tr(e.left), tr(e.right))
+        if isinstance(e, ast.Neg):
+            return sym.Neg(tr(e.operand))
+        if isinstance(e, ast.Compare):
+            return sym.Cmp(e.op, tr(e.left), tr(e.right))
+        if isinstance(e, ast.BoolOp):
+            return sym.BoolOp(e.op, tr(e.left), tr(e.right))
+        if isinstance(e, ast.Not):
+            return sym.Not(tr(e.operand))
+        if isinstance(e, ast.IfExpr):
+            return sym.IfElse(tr(e.cond), tr(e.then), tr(e.orelse))
+        if isinstance(e, ast.Tuple):
+            return sym.TupleExpr(tuple(tr(i) for i in e.items))
+        if isinstance(e, ast.Index):
+            return sym.Index(tr(e.base), tr(e.index))
+        if isinstance(e, ast.Call) and not e.kwargs:
+            args = tuple(tr(a) for a in e.args)
+            if e.name in FUNCTIONS:
+                return sym.func(e.name, args)
+            callees.add(e.name)
+            return UserCall(e.name, args)
+        if isinstance(e, ast.Call):  # keywords: as written
+            callees.add(e.name)
+            text = ", ".join(
+                [tr(a).render() for a in e.args] + [f"{k}={tr(v).render()}" for k, v, _ in e.kwargs]
+            )
+            return Sym(f"{e.name}({text})")
+        raise NetdslError(
+            "a function computes with numbers, tuples and functions only",
+            e.span,
+            hint="layers, tensors and `in` belong in blocks",
+        )
+
+    signature = ", ".join(
+        p.name if p.name not in defaults else f"{p.name}={defaults[p.name]!r}" for p in fdef.params
+    )
+    body = tr(fdef.body).render()
+    return f"def {fdef.name}({signature}):\n    return {body}", frozenset(callees)

@@ -118,6 +118,8 @@ def step_text(step, style: _Style) -> tuple[str, str]:
 def rf_text(rf: Receptive | None, style: _Style) -> str:
     if rf is None:
         return "n/a (flat input)"
+    if rf.unknown:
+        return rf.unknown
     approx = "~" if rf.approximate else ""
     if rf.rule in ("window", "global") and rf.steps:
         axes = [("", rf.steps[0])] if rf.square else [("H: ", rf.steps[0]), ("W: ", rf.steps[1])]
@@ -141,6 +143,8 @@ def rf_text(rf: Receptive | None, style: _Style) -> str:
 def rf_short(rf: Receptive | None) -> str:
     if rf is None:
         return "n/a"
+    if rf.unknown:
+        return "n/a (upsampled)"
     approx = "~" if rf.approximate else ""
     r = f"{approx}{rf.r[0]}" if rf.r[0] == rf.r[1] else f"{approx}{rf.r[0]}x{rf.r[1]}"
     if rf.grid == (1, 1):  # one position: a jump means nothing any more

@@ -212,6 +212,8 @@ class Network:
     frozen_params: list = field(default_factory=list)
     # the DSL texts it was elaborated from, as they were then (see errors.SourceSnapshot)
     sources: SourceSnapshot = field(default_factory=SourceSnapshot)
+    # name -> (Python text, functions it calls) of each `def` function the network calls
+    functions: dict = field(default_factory=dict)
 
     @property
     def main_output(self) -> Output:

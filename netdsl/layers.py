@@ -338,6 +338,7 @@ _CHECKS: dict[str, tuple[Callable, str]] = {
     "positive": (lambda v: _is_number(v) and v.value > 0, "a positive number"),
     "bool": (lambda v: isinstance(v, Num) and isinstance(v.value, bool), "true or false"),
     "act": (lambda v: v is None or isinstance(v, Fragment), "an activation layer such as relu"),
+    "mode": (lambda v: v in ("nearest", "bilinear"), "nearest or bilinear"),
 }
 
 
@@ -549,6 +550,26 @@ def _layernorm_params(attrs, in_shape, out_shape) -> Count:
     return count("2 x C (gamma, beta)", [(2, _int(out_shape[0]))])
 
 
+def _instancenorm_params(attrs, in_shape, out_shape) -> Count:
+    if not attrs["affine"].value:
+        return count("affine=false: no gamma, beta", [(0,)])
+    return count("2 x C (gamma, beta)", [(2, _int(out_shape[0]))])
+
+
+def _layer_scale_params(attrs, in_shape, out_shape) -> Count:
+    return count("C (gamma)", [(_int(out_shape[0]),)])
+
+
+def _pointwise_fc_params(attrs, in_shape, out_shape) -> Count:
+    c, n, bias = _int(in_shape[0]), _int(out_shape[0]), _has_bias(attrs)
+    return count("n_out x C" + (" + n_out" if bias else ""), [(n, c), (n,) if bias else ()])
+
+
+def _pointwise_fc_macs(attrs, in_shape, out_shape) -> Count:
+    c, (n, h, w) = _int(in_shape[0]), (_int(d) for d in out_shape)
+    return count("n_out x C x H x W (at each position)", [(n, c, h, w)])
+
+
 # ---- shape derivations (what explain shows under each layer) -----------------------------
 
 
@@ -593,6 +614,12 @@ def _derive_adaptive(node) -> list:
 
 def _derive_fc(node) -> list:
     return [Note(f"{node.out_shape[0]} output features (from {numel(node.in_shapes[0])} inputs)")]
+
+
+def _derive_pointwise_fc(node) -> list:
+    n, h, w = node.out_shape
+    c = _int(node.in_shapes[0][0])
+    return [Note(f"C = {n} output features at each of the {h}x{w} positions (from {c})")]
 
 
 def _derive_flatten(node) -> list:
@@ -726,22 +753,23 @@ def _adaptive_pool(name):
     return rule
 
 
-def flat_features(name: str, shape: Shape) -> Num:
+def flat_features(name: str, shape: Shape, per_position: str = "") -> Num:
     if len(shape) == 1:
         return shape[0]
     c, h, w = shape
     if h.value == 1 and w.value == 1:
         return c
+    also = f"; `{per_position}` applies it at each position" if per_position else ""
     raise ShapeError(
         f"{name} needs a flat input but got {fmt_shape(shape)}",
         hint=f"insert `flatten` (to {c.value * h.value * w.value} features) or `gap` "
-        f"(to {c.value}) before {name}",
+        f"(to {c.value}) before {name}{also}",
         shows_input=True,
     )
 
 
 def _fc(attrs, shape):
-    fin = flat_features("fc", shape)
+    fin = flat_features("fc", shape, f"pointwise_fc {attrs['n'].value}")
     out = (attrs["n"],)
     params = _fc_params(attrs, shape, out).value
     return Inferred(out, params, _fc_macs(attrs, shape, out).value, derived={"in_features": fin})
@@ -764,6 +792,50 @@ def _layernorm(attrs, shape):
     c = shape[0]  # normalised over the channels at each position, or over the features
     params = _layernorm_params(attrs, shape, shape).value
     return Inferred(shape, params, derived={"num_features": c})
+
+
+def _groupnorm(attrs, shape):
+    c, g = shape[0], attrs["g"]  # over each group of C/g channels (and all positions)
+    if c.value % g.value:
+        divisors = [d for d in range(1, c.value + 1) if c.value % d == 0]
+        closest = min(divisors, key=lambda d: (abs(d - g.value), -d))
+        raise ShapeError(
+            f"groupnorm: {g.value} groups do not divide {c.value} channels",
+            hint=f"choose a group count that divides the channels, e.g. groupnorm {closest}",
+        )
+    if numel(shape) == g.value:
+        raise ShapeError(
+            "groupnorm: each group holds one value, which would normalise to zero "
+            "(PyTorch refuses it)",
+            hint="use fewer groups, or normalise a larger tensor",
+        )
+    params = _layernorm_params(attrs, shape, shape).value
+    return Inferred(shape, params, derived={"num_features": c})
+
+
+def _instancenorm(attrs, shape):
+    c, h, w = _image("instancenorm", shape)  # over the positions of each channel
+    if h.value * w.value == 1:
+        raise ShapeError(
+            "instancenorm needs more than one position: each channel of a 1x1 image "
+            "would normalise to zero (PyTorch refuses it)",
+            hint="normalise before the global pooling, or use layernorm over the channels",
+        )
+    params = _instancenorm_params(attrs, shape, shape).value
+    return Inferred(shape, params, derived={"num_features": c})
+
+
+def _layer_scale(attrs, shape):
+    c = shape[0]  # one learnable factor per channel (or per feature of a flat tensor)
+    return Inferred(shape, _layer_scale_params(attrs, shape, shape).value, derived={"channels": c})
+
+
+def _pointwise_fc(attrs, shape):
+    c, h, w = _image("pointwise_fc", shape)
+    out = (attrs["n"], h, w)
+    params = _pointwise_fc_params(attrs, shape, out).value
+    macs = _pointwise_fc_macs(attrs, shape, out).value
+    return Inferred(out, params, macs, derived={"in_features": c})
 
 
 def _same(attrs, shape):
@@ -1020,6 +1092,23 @@ _add(
 )
 _add(
     LayerSpec(
+        "pointwise_fc",
+        "a fully connected layer applied at every position of a C x H x W image, to its "
+        "C channels (ConvNeXt's Linear on channels-last).",
+        "linear",
+        _pointwise_fc,
+        (ArgSpec("n", "count", REQUIRED, "output features", ("out",)), _BIAS, _ACT),
+        positional=("n",),
+        aliases=("pointwise_linear",),
+        traits=frozenset({FRESH}),
+        derived=("in_features",),
+        params=_pointwise_fc_params,
+        macs=_pointwise_fc_macs,
+        derive=_derive_pointwise_fc,
+    )
+)
+_add(
+    LayerSpec(
         "flatten",
         "flatten C x H x W to C*H*W features.",
         "shape",
@@ -1059,9 +1148,58 @@ _add(
         "norm",
         _layernorm,
         (ArgSpec("eps", "positive", 1e-5, "added to the variance"),),
+        aliases=("ln", "layer_norm"),
         traits=frozenset({FRESH, MINOR}),
         derived=("num_features",),
         params=_layernorm_params,
+    )
+)
+_add(
+    LayerSpec(
+        "groupnorm",
+        "group normalisation (GroupNorm): the channels in g groups, each normalised over "
+        "its channels and all positions; a learnt scale and shift per channel.",
+        "norm",
+        _groupnorm,
+        (
+            ArgSpec("g", "count", REQUIRED, "groups (must divide the channels)", ("groups",)),
+            ArgSpec("eps", "positive", 1e-5, "added to the variance"),
+        ),
+        positional=("g",),
+        aliases=("gn", "group_norm"),
+        traits=frozenset({FRESH, MINOR}),
+        derived=("num_features",),
+        params=_layernorm_params,
+    )
+)
+_add(
+    LayerSpec(
+        "instancenorm",
+        "instance normalisation (InstanceNorm2d): each channel over its positions, with "
+        "the statistics of the sample in training and inference alike.",
+        "norm",
+        _instancenorm,
+        (
+            ArgSpec("eps", "positive", 1e-5, "added to the variance"),
+            ArgSpec("affine", "bool", False, "learn a scale and shift per channel (PyTorch's)"),
+        ),
+        aliases=("instance_norm",),
+        traits=frozenset({FRESH, MINOR}),
+        derived=("num_features",),
+        params=_instancenorm_params,
+    )
+)
+_add(
+    LayerSpec(
+        "layer_scale",
+        "learnable per-channel scale gamma, initialised to init (ConvNeXt's layer scale).",
+        "norm",
+        _layer_scale,
+        (ArgSpec("init", "number", 1e-6, "initial value of every gamma", ("init_value",)),),
+        positional=("init",),
+        traits=frozenset({FRESH, MINOR}),
+        derived=("channels",),
+        params=_layer_scale_params,
     )
 )
 _add(
@@ -1200,6 +1338,263 @@ _add(
 )
 
 
+# ---- resampling: transposed convolution, upsampling, pixel shuffle ------------------------
+
+
+def _conv_transpose_size(size: Num, k: Num, s: Num, p: Num, op: Num, d: Num, axis: str) -> Num:
+    """ConvTranspose2d: H_out = (H - 1) x s - 2p + d x (k - 1) + output_padding + 1."""
+    if op.value >= s.value and op.value >= d.value:
+        raise ShapeError(
+            f"conv_transpose: output_padding {op.value} on {axis} must be smaller than the "
+            f"stride ({s.value}) or the dilation ({d.value})",
+            hint="output_padding picks one of the s input sizes that a stride-s conv maps to "
+            "the same output; use output_padding < s",
+        )
+    out = (size - 1) * s - 2 * p + d * (k - 1) + op + 1
+    if out.value < 1:
+        raise ShapeError(
+            f"conv_transpose: the {axis} size falls to {out.value}: input {size.value}, "
+            f"padding {p.value} removes more than the transposed kernel adds",
+            hint="use less padding or a larger kernel",
+            shows_input=True,
+        )
+    return out
+
+
+def _conv_transpose(attrs, shape):
+    cin, h, w = _image("conv_transpose", shape)
+    cout, g = attrs["c"], attrs["g"]
+    if cin.value % g.value or cout.value % g.value:
+        raise ShapeError(
+            f"conv_transpose: groups={g.value} must divide both input channels ({cin.value}) "
+            f"and output channels ({cout.value})",
+            hint="choose a group count that divides both",
+            shows_input=True,
+        )
+    (kh, kw), (sh, sw), (ph, pw) = pair(attrs["k"]), pair(attrs["s"]), pair(attrs["p"])
+    (oph, opw), (dh, dw) = pair(attrs["output_padding"]), pair(attrs["d"])
+    out = (
+        cout,
+        _conv_transpose_size(h, kh, sh, ph, oph, dh, "H"),
+        _conv_transpose_size(w, kw, sw, pw, opw, dw, "W"),
+    )
+    return Inferred(
+        out,
+        _conv_transpose_params(attrs, shape, out).value,
+        _conv_transpose_macs(attrs, shape, out).value,
+        derived={"in_channels": cin},
+    )
+
+
+def _grouped_out(attrs, out_shape) -> tuple[Factor, str]:
+    cout, g = _int(out_shape[0]), _int(attrs["g"])
+    if g == 1:
+        return Factor(cout), "c_out"
+    return Factor(cout // g, f"{cout}/{g}"), "c_out/g"
+
+
+def _conv_transpose_params(attrs, in_shape, out_shape) -> Count:
+    """ConvTranspose2d's weight is c_in x c_out/g x k_h x k_w."""
+    kh, kw, kk = _kernel(attrs)
+    cout, cout_text = _grouped_out(attrs, out_shape)
+    cin, c, bias = _int(in_shape[0]), _int(out_shape[0]), _has_bias(attrs)
+    return count(
+        f"c_in x {cout_text} x {kk}" + (" + c_out" if bias else ""),
+        [(cin, cout, kh, kw), (c,) if bias else ()],
+    )
+
+
+def _conv_transpose_macs(attrs, in_shape, out_shape) -> Count:
+    """Every input position scatters a k x k x c_out/g patch (torch.utils.flop_counter)."""
+    kh, kw, kk = _kernel(attrs)
+    cout, cout_text = _grouped_out(attrs, out_shape)
+    cin, h, w = (_int(d) for d in in_shape)
+    return count(f"c_in x H_in x W_in x {kk} x {cout_text}", [(cin, h, w, kh, kw, cout)])
+
+
+def _derive_conv_transpose(node) -> list:
+    a = node.attrs
+    _, h, w = (_int(d) for d in node.in_shapes[0])
+    _, oh, ow = node.out_shape
+    rows = []
+    names = ("k", "s", "p", "output_padding", "d")
+    (kh, kw), (sh, sw), (ph, pw), (oph, opw), (dh, dw) = (int_pair(a, n) for n in names)
+    for axis, n, k, s, p, op, d, out in (
+        ("H", h, kh, sh, ph, oph, dh, oh),
+        ("W", w, kw, sw, pw, opw, dw, ow),
+    ):
+        rows.append(f"{axis} = ({n} - 1) x {s} - 2 x {p} + {d} x ({k} - 1) + {op} + 1 = {out}")
+    if rows[0][1:] == rows[1][1:]:
+        rows = ["H = W" + rows[0][1:]]
+    return [
+        Note(f"C = {node.out_shape[0]} output channels"),
+        Note("transposed: out = (in - 1) x s - 2p + d x (k - 1) + output_padding + 1"),
+        *(Note(r) for r in rows),
+    ]
+
+
+def _upsample(attrs, shape):
+    c, h, w = _image("upsample", shape)
+    scale, size, mode = attrs.get("scale"), attrs.get("size"), attrs["mode"]
+    if (scale is None) == (size is None):
+        raise ShapeError(
+            "upsample takes a scale factor or size=(h, w), not both"
+            if scale is not None
+            else "upsample needs a scale factor or size=(h, w)",
+            hint="write upsample 2 (scale factor) or upsample size=(64, 64)",
+        )
+    if attrs["align_corners"].value and mode != "bilinear":
+        raise ShapeError(
+            f"upsample: align_corners=true needs mode=bilinear (mode is {mode})",
+            hint="align_corners only applies to interpolating modes, as in PyTorch",
+        )
+    if scale is not None:
+        sh, sw = pair(scale)
+        return Inferred((c, h * sh, w * sw))
+    oh, ow = pair(size)
+    return Inferred((c, oh, ow))
+
+
+def _derive_upsample(node) -> list:
+    a = node.attrs
+    _, h, w = (_int(d) for d in node.in_shapes[0])
+    _, oh, ow = node.out_shape
+    mode = a["mode"] + (" (align_corners)" if a["align_corners"].value else "")
+    if a.get("scale") is None:
+        return [Note(f"resized to {oh}x{ow} ({mode})")]
+    sh, sw = int_pair(a, "scale")
+    return [
+        Equation("H", (h, sh), "x", oh),
+        Equation("W", (w, sw), "x", ow),
+        Note(f"{mode} interpolation"),
+    ]
+
+
+def _pixel_shuffle(attrs, shape):
+    c, h, w = _image("pixel_shuffle", shape)
+    r = attrs["r"]
+    if c.value % (r.value * r.value):
+        raise ShapeError(
+            f"pixel_shuffle {r.value}: {c.value} channels are not divisible by "
+            f"{r.value}x{r.value} = {r.value * r.value}",
+            hint=f"give the layer before it a multiple of {r.value * r.value} channels",
+            shows_input=True,
+        )
+    return Inferred((c // (r * r), h * r, w * r))
+
+
+def _pixel_unshuffle(attrs, shape):
+    c, h, w = _image("pixel_unshuffle", shape)
+    r = attrs["r"]
+    if h.value % r.value or w.value % r.value:
+        raise ShapeError(
+            f"pixel_unshuffle {r.value}: the size {h.value}x{w.value} is not divisible "
+            f"by {r.value}",
+            hint="crop or pad the input to a multiple of the factor",
+            shows_input=True,
+        )
+    return Inferred((c * r * r, h // r, w // r))
+
+
+def _derive_pixel_shuffle(node) -> list:
+    (c, h, w), (oc, oh, ow) = (tuple(_int(d) for d in node.in_shapes[0]), node.out_shape)
+    r = int(node.value("r"))
+    if node.op == "pixel_shuffle":
+        return [
+            Note(f"C = {c} / ({r} x {r}) = {oc}"),
+            Equation("H", (h, r), "x", oh),
+            Equation("W", (w, r), "x", ow),
+        ]
+    return [
+        Equation("C", (c, r, r), "x", oc),
+        Note(f"H = {h} / {r} = {oh}"),
+        Note(f"W = {w} / {r} = {ow}"),
+    ]
+
+
+_add(
+    LayerSpec(
+        "conv_transpose",
+        "transposed 2-D convolution (PyTorch ConvTranspose2d): "
+        "out = (in - 1) x s - 2p + d x (k - 1) + output_padding + 1.",
+        "conv",
+        _conv_transpose,
+        (
+            ArgSpec("c", "count", REQUIRED, "output channels", ("out",)),
+            _K,
+            _S,
+            ArgSpec("p", "pad2", 0, "rows and columns removed from each side", ("pad", "padding")),
+            ArgSpec(
+                "output_padding",
+                "pad2",
+                0,
+                "rows and columns added at the bottom and right (less than s or d)",
+                ("op",),
+            ),
+            ArgSpec("g", "count", 1, "groups", ("groups",)),
+            _D,
+            _BIAS,
+            _ACT,
+        ),
+        positional=("c", "k"),
+        aliases=("deconv", "convt", "conv_t"),
+        traits=frozenset({FRESH}),
+        derived=("in_channels",),
+        params=_conv_transpose_params,
+        macs=_conv_transpose_macs,
+        receptive="resample",
+        derive=_derive_conv_transpose,
+        named=("k",),
+    )
+)
+_add(
+    LayerSpec(
+        "upsample",
+        "upsampling (PyTorch Upsample): by an integer scale factor, or to size=(h, w); "
+        "mode=nearest (default) or bilinear (with align_corners).",
+        "shape",
+        _upsample,
+        (
+            ArgSpec("scale", "size", None, "scale factor: an integer or (h, w)", ("scale_factor",)),
+            ArgSpec("size", "size", None, "output size (h, w)"),
+            ArgSpec("mode", "mode", "nearest", "nearest or bilinear"),
+            ArgSpec("align_corners", "bool", False, "bilinear: align the corner pixels"),
+        ),
+        positional=("scale",),
+        aliases=("upsampling", "interpolate"),
+        traits=frozenset({FRESH}),
+        receptive="resample",
+        derive=_derive_upsample,
+    )
+)
+_add(
+    LayerSpec(
+        "pixel_shuffle",
+        "depth to space (PyTorch PixelShuffle): C x H x W to C/r^2 x rH x rW.",
+        "shape",
+        _pixel_shuffle,
+        (ArgSpec("r", "count", REQUIRED, "upscale factor", ("upscale_factor",)),),
+        positional=("r",),
+        traits=frozenset({KEEPS_SIGN}),
+        receptive="resample",
+        derive=_derive_pixel_shuffle,
+    )
+)
+_add(
+    LayerSpec(
+        "pixel_unshuffle",
+        "space to depth (PyTorch PixelUnshuffle): C x H x W to C r^2 x H/r x W/r.",
+        "shape",
+        _pixel_unshuffle,
+        (ArgSpec("r", "count", REQUIRED, "downscale factor", ("downscale_factor",)),),
+        positional=("r",),
+        traits=frozenset({KEEPS_SIGN}),
+        receptive="space_to_depth",
+        derive=_derive_pixel_shuffle,
+    )
+)
+
+
 @dataclass(frozen=True)
 class MergeSpec:
     """A join of branches (`concat(a, b)`): its shape rule is merge_shape."""
@@ -1277,6 +1672,22 @@ def lookup(name: str) -> tuple[LayerSpec, dict] | None:
     if base.category == "conv":
         presets["p"] = "same"
     return base, presets
+
+
+def _plain(name: str) -> str:
+    """A layer name as frameworks spell it, reduced: ConvTranspose2d, conv_transpose2d,
+    Conv2DTranspose -> convtranspose; UpSampling2D -> upsampling."""
+    return name.lower().replace("_", "").replace("2d", "")
+
+
+def framework_name_hint(name: str) -> str | None:
+    """The "did you mean" for a framework's spelling of a catalogue layer (PyTorch's or
+    Keras' class name, snake or camel case, with or without 2d)."""
+    plain = _plain(name)
+    for alias, spec in sorted(CATALOGUE.items()):
+        if plain and _plain(alias) == plain:
+            return f"did you mean '{spec.name}'?"
+    return None
 
 
 def layer_names() -> list[str]:

@@ -24,6 +24,10 @@ class ModuleEnv:
     own: dict = field(default_factory=dict)  # name -> BlockDef
     defaults_cache: dict | None = None
     location: str = ""  # where the file is, for `use "path"`; `path` is how messages name it
+    functions: dict = field(default_factory=dict)  # name -> (FunctionDef, ModuleEnv)
+
+    def lookup_function(self, name: str):
+        return self.functions.get(name)
 
     def lookup_block(self, name: str):
         if name in self.own:
@@ -80,6 +84,7 @@ class Loader:
     def _load(self, path: str, text: str, key: str) -> ModuleEnv:
         module = parse(text, path)
         env = ModuleEnv(path, module, own={b.name: b for b in module.blocks}, location=key)
+        env.functions = {f.name: (f, env) for f in module.functions}
         self._loading.append(key)
         try:
             for use in module.uses:
@@ -107,6 +112,8 @@ class Loader:
                     hint="define it in this file to choose one",
                 )
             env.imported[name] = (block, used)
+        for name, found in used.functions.items():
+            env.functions.setdefault(name, found)  # a file's own definitions take precedence
 
     def _resolve(self, here: str, use: ast.Use, location: str = "") -> Path:
         if use.is_path:

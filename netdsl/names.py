@@ -67,7 +67,14 @@ _LOCALS = _PARAMETERS | {
     "DEVICES",
     "INPUT_SHAPES",
 }
-_RESERVED_FOR = {"parameter": _PARAMETERS, "block": RESERVED, "network": RESERVED, "index": _LOCALS}
+_RESERVED_FOR = {
+    "parameter": _PARAMETERS,
+    "block": RESERVED,
+    "network": RESERVED,
+    "index": _LOCALS,
+    "function": _LOCALS,  # a module-level function of the generated file
+    "function parameter": {"math"},  # a parameter of that function
+}
 
 
 def check_identifier(name: str, span: Span | None, what: str, local: bool = False) -> str:

@@ -35,10 +35,11 @@ _CONTINUE_AFTER = {
     "THEN",
     "ELSE",
     "AS",
+    "POW",
 }
 # ... and before these (a line that starts with `+` continues the previous one).
 _CONTINUE_BEFORE = {"PLUS", "THEN", "ELSE", "AND", "OR", "AT", "AS"}
-_OPEN = {"LPAR", "LSQB", "CALL_NAME"}
+_OPEN = {"LPAR", "LSQB", "CALL_NAME", "SUBSCRIPT"}
 _CLOSE = {"RPAR", "RSQB"}
 
 # Longest integer literal read (far beyond any limit the elaborator allows), and how deeply
@@ -54,6 +55,8 @@ _TERMINAL_NAMES = {
     "STRING": 'a string in "quotes"',
     "COMP_OP": "a comparison (==, !=, <, <=, >, >=)",
     "MUL_OP": "*, /, // or %",
+    "POW": "'**'",
+    "SUBSCRIPT": "'[' (an index)",
     "PLUS": "'+'",
     "MINUS": "'-'",
     "_NL": "end of line",
@@ -170,7 +173,19 @@ class _ToAst(Transformer_NonRecursive):
 
     def comprehension(self, meta, children):
         body, var, iterable = children
+        if isinstance(var, tuple):
+            return ast.Comprehension(self._span(meta), body, "", iterable, var)
         return ast.Comprehension(self._span(meta), body, str(var), iterable)
+
+    def unpack(self, meta, children):
+        names = tuple(str(c) for c in children)
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise NetdslError(f"'{name}' is named twice", self._span(meta))
+        return names
+
+    def index(self, meta, children):
+        return ast.Index(self._span(meta), children[0], children[-1])
 
     def kwarg(self, meta, children):
         return _Kw(str(children[0]), children[1], _token_span(self.path, children[0]))
@@ -291,6 +306,10 @@ class _ToAst(Transformer_NonRecursive):
         name, params = self._head(children[:-1])
         return ast.NetworkDef(self._span(meta), name, params, children[-1], self._name_span)
 
+    def function(self, meta, children):
+        name, params = self._head(children[:-1])
+        return ast.FunctionDef(self._span(meta), name, params, children[-1], self._name_span)
+
     def use(self, meta, children):
         tok = children[0]
         if tok.type == "STRING":
@@ -312,11 +331,23 @@ class _ToAst(Transformer_NonRecursive):
 
     def start(self, meta, children):
         buckets: dict[type, list] = {
-            t: [] for t in (ast.Use, ast.Defaults, ast.BlockDef, ast.NetworkDef, ast.TrainDef)
+            t: []
+            for t in (
+                ast.Use,
+                ast.Defaults,
+                ast.BlockDef,
+                ast.NetworkDef,
+                ast.TrainDef,
+                ast.FunctionDef,
+            )
         }
         for item in children:
             buckets[type(item)].append(item)
-        for kind, what in ((ast.BlockDef, "block"), (ast.NetworkDef, "network")):
+        for kind, what in (
+            (ast.BlockDef, "block"),
+            (ast.NetworkDef, "network"),
+            (ast.FunctionDef, "function"),
+        ):
             first: dict[str, ast.Node] = {}
             for item in buckets[kind]:
                 if item.name in first:
@@ -324,6 +355,12 @@ class _ToAst(Transformer_NonRecursive):
                         f"{what} '{item.name}' is defined twice", item.name_span
                     ).with_note("first defined here", first[item.name].name_span)
                 first[item.name] = item
+        blocks = {b.name: b for b in buckets[ast.BlockDef]}
+        for f in buckets[ast.FunctionDef]:
+            if f.name in blocks:
+                raise NetdslError(
+                    f"function '{f.name}' has the name of a block", f.name_span
+                ).with_note("the block is defined here", blocks[f.name].name_span)
         trains = buckets[ast.TrainDef]
         if len(trains) > 1:
             raise NetdslError("a file may have only one train section", trains[1].span)
@@ -335,6 +372,7 @@ class _ToAst(Transformer_NonRecursive):
             tuple(buckets[ast.BlockDef]),
             tuple(buckets[ast.NetworkDef]),
             trains[0] if trains else None,
+            tuple(buckets[ast.FunctionDef]),
         )
 
 
@@ -365,6 +403,7 @@ def _check_nesting(module: ast.Module) -> None:
     `a + b + c + ...` (and `1 - 2 - 3 ...`) as a loop, so long sequences are fine.
     """
     items = (
+        *module.functions,
         *module.defaults,
         *module.blocks,
         *module.networks,

@@ -28,6 +28,7 @@ _PREC = {
     "//": 11,
     "%": 11,
     "neg": 12,
+    "**": 13,
     "atom": 15,
 }
 
@@ -38,6 +39,7 @@ _BINARY = {
     "/": operator.truediv,
     "//": operator.floordiv,
     "%": operator.mod,
+    "**": operator.pow,
 }
 _COMPARE = {
     "==": operator.eq,
@@ -55,7 +57,14 @@ FUNCTIONS = {
     "round": round,
     "ceil": math.ceil,
     "floor": math.floor,
+    "pow": pow,
+    "log": math.log,
+    "sqrt": math.sqrt,
+    "exp": math.exp,
+    "len": len,
 }
+# printed as math.NAME(...): the generated file then imports math
+MATH_FUNCTIONS = frozenset({"log", "sqrt", "exp"})
 
 
 class Expr:
@@ -155,6 +164,12 @@ class Bin(Expr):
         return _PREC[self.op]
 
     def _render(self) -> str:
+        if self.op == "**":  # right-associative, and its right operand may be -x
+            left = self._wrap(self.left, self.prec + 1)
+            right = self._wrap(self.right, _PREC["neg"])
+            # as ruff format writes it: `m**2` between simple operands (names, numbers)
+            space = "" if _simple(self.left) and _simple(self.right) else " "
+            return f"{left}{space}**{space}{right}"
         # left-associative: the right operand needs parentheses at equal precedence
         return (
             f"{self._wrap(self.left, self.prec)} {self.op} {self._wrap(self.right, self.prec + 1)}"
@@ -266,13 +281,16 @@ class IfElse(Expr):
 
 @record
 class Func(Expr):
-    """min, max, abs, int, round, ceil, floor; printed with builtins only."""
+    """min, max, abs, int, round, ceil, floor, pow, len: printed with builtins only;
+    log, sqrt, exp: printed as math.log(...) and so on."""
 
     name: str
     args: tuple[Expr, ...]
 
     def _render(self) -> str:
         inner = ", ".join(a.render() for a in self.args)
+        if self.name in MATH_FUNCTIONS:
+            return f"math.{self.name}({inner})"
         if self.name == "ceil":  # ceil without importing math
             return f"-int(-{self._wrap(self.args[0], _PREC['neg'])} // 1)"
         if self.name == "floor":
@@ -288,25 +306,51 @@ class Func(Expr):
 
 
 @record
-class Index(Expr):
-    """Element `i` of a tuple-valued parameter, e.g. `k[0]`."""
+class UserCall(Expr):
+    """A call of a function the .net file defines (`def make_divisible(v, d=8) = ...`);
+    the generated file defines the same function."""
 
-    base: Expr
-    index: int
+    name: str
+    args: tuple[Expr, ...]
 
     def _render(self) -> str:
-        return f"{self._wrap(self.base, _PREC['atom'])}[{self.index}]"
+        return f"{self.name}({', '.join(a.render() for a in self.args)})"
+
+    def subst(self, mapping):
+        return UserCall(self.name, tuple(a.subst(mapping) for a in self.args))
+
+    @cached_property
+    def symbols(self):
+        return frozenset().union(*(a.symbols for a in self.args))
+
+
+@record
+class Index(Expr):
+    """Element `i` of a tuple-valued parameter, e.g. `k[0]`, or `table[i]` in a loop."""
+
+    base: Expr
+    index: int | Expr
+
+    def _render(self) -> str:
+        index = self.index.render() if isinstance(self.index, Expr) else self.index
+        return f"{self._wrap(self.base, _PREC['atom'])}[{index}]"
 
     def subst(self, mapping):
         base = self.base.subst(mapping)
-        if isinstance(base, TupleExpr):
-            return base.items[self.index]
-        if isinstance(base, Const) and isinstance(base.value, tuple):
-            return Const(base.value[self.index])
-        return Index(base, self.index)
+        index = self.index.subst(mapping) if isinstance(self.index, Expr) else self.index
+        if isinstance(index, Const):
+            index = index.value
+        if isinstance(index, int):
+            if isinstance(base, TupleExpr):
+                return base.items[index]
+            if isinstance(base, Const) and isinstance(base.value, tuple):
+                return Const(base.value[index])
+        return Index(base, index)
 
     @property
     def symbols(self):
+        if isinstance(self.index, Expr):
+            return self.base.symbols | self.index.symbols
         return self.base.symbols
 
 
@@ -326,14 +370,25 @@ class TupleExpr(Expr):
         return frozenset().union(*(i.symbols for i in self.items))
 
 
+def _simple(e: Expr) -> bool:
+    """A name or a number, maybe negated: what ruff format hugs `**` with."""
+    if isinstance(e, Neg):
+        e = e.operand
+    if isinstance(e, Const):
+        return isinstance(e.value, (int, float)) and not isinstance(e.value, bool)
+    return isinstance(e, (Sym, Local))
+
+
 # ---- smart constructors (fold constants, drop identities) -----------------
 
 
 def binary(op: str, left: Expr, right: Expr) -> Expr:
     if isinstance(left, Const) and isinstance(right, Const):
         try:
-            return Const(_BINARY[op](left.value, right.value))
-        except ZeroDivisionError:
+            value = _BINARY[op](left.value, right.value)
+            if not isinstance(value, complex):
+                return Const(value)
+        except (ZeroDivisionError, OverflowError):
             pass
     if isinstance(right, Const) and not isinstance(right.value, bool):
         if (op in "+-" and right.value == 0) or (
@@ -451,6 +506,9 @@ class Num:
     def __mod__(self, o):
         return self._binary("%", o)
 
+    def __pow__(self, o):
+        return self._binary("**", o)
+
     def __neg__(self):
         return Num(-self.value, negate(self.expr))
 
@@ -472,7 +530,15 @@ def num_func(name: str, args: list[Num]) -> Num:
     value = FUNCTIONS[name](*(a.value for a in args))
     if all(a.is_const for a in args):
         return Num(value)
-    return Num(value, Func(name, tuple(a.expr for a in args)))
+    return Num(value, func(name, tuple(a.expr for a in args)))
+
+
+def func(name: str, args: tuple[Expr, ...]) -> Expr:
+    """`name(args)` as an expression. `log(x, b)` prints as `math.log(x) / math.log(b)`,
+    which is how Python computes it (and what linters do not rewrite as log2/log10)."""
+    if name == "log" and len(args) == 2:
+        return Bin("/", Func("log", args[:1]), Func("log", args[1:]))
+    return Func(name, args)
 
 
 class Tup:

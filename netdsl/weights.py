@@ -274,6 +274,11 @@ def _conv(module, layer) -> list:
     return [_array(module.weight).transpose(2, 3, 1, 0)] + _bias(module)
 
 
+def _conv_transpose(module, layer) -> list:
+    """ConvTranspose2d's (c_in, c_out, kh, kw) -> Conv2DTranspose's (kh, kw, c_out, c_in)."""
+    return [_array(module.weight).transpose(2, 3, 1, 0)] + _bias(module)
+
+
 def _dwconv(module, layer) -> list:
     return [_depthwise(module, layer)] + _bias(module)
 
@@ -317,6 +322,22 @@ def _layernorm(module, layer) -> list:
     return [_array(module.weight), _array(module.bias)]
 
 
+def _groupnorm(module, layer) -> list:
+    """gamma, beta of GroupNorm, or of InstanceNorm2d (GroupNormalization with one group per
+    channel); none where the module is not affine (nor is the Keras layer)."""
+    if (module.weight is not None) != (layer.scale and layer.center):
+        raise ValueError(
+            f"Keras layer '{layer.name}' and PyTorch {type(module).__name__} disagree on "
+            "whether the normalisation learns a scale and shift"
+        )
+    return [] if module.weight is None else [_array(module.weight), _array(module.bias)]
+
+
+def _layer_scale(module, layer) -> list:
+    """gamma: (C, 1, 1) on an image (torchvision's layout) -> (C,) on the channels-last axis."""
+    return [_array(module.gamma).reshape(-1)]
+
+
 def _depthwise(module, layer):
     """(C*m, 1, kh, kw) -> (kh, kw, C, m): PyTorch's output channel c*m + j is Keras' (c, j)."""
     weight = _array(module.weight)
@@ -330,14 +351,24 @@ def _depthwise(module, layer):
     return weight.reshape(channels, out // channels, kh, kw).transpose(2, 3, 0, 1)
 
 
+# ops that become the same Keras class share one conversion (the per-position Linear is a
+# Dense on the channels-last axis; instance norm a GroupNormalization with a group a channel)
+_DENSE = Conversion("Dense", ("Linear",), _fc)
+_GROUP_NORMALIZATION = Conversion("GroupNormalization", ("GroupNorm", "_InstanceNorm"), _groupnorm)
+
 # catalogue op -> its conversion: every op with weights has one (tests/test_weights.py)
 CONVERSIONS: dict[str, Conversion] = {
     "conv": Conversion("Conv2D", ("Conv2d",), _conv),
+    "conv_transpose": Conversion("Conv2DTranspose", ("ConvTranspose2d",), _conv_transpose),
     "dwconv": Conversion("DepthwiseConv2D", ("Conv2d",), _dwconv),
     "sepconv": Conversion("SeparableConv2D", ("SeparableConv2d",), _sepconv),
-    "fc": Conversion("Dense", ("Linear",), _fc),
+    "fc": _DENSE,
+    "pointwise_fc": _DENSE,
     "bn": Conversion("BatchNormalization", ("_BatchNorm",), _bn),
     "layernorm": Conversion("LayerNormalization", ("LayerNorm",), _layernorm),
+    "groupnorm": _GROUP_NORMALIZATION,
+    "instancenorm": _GROUP_NORMALIZATION,
+    "layer_scale": Conversion("LayerScale", ("LayerScale",), _layer_scale),
 }
 
 _BY_KERAS = {c.keras: op for op, c in CONVERSIONS.items()}

@@ -288,7 +288,8 @@ def test_fc_meets_an_unflattened_tensor():
         "err.net:3:16: fc needs a flat input but got 16x8x8",
         "        conv3 16 + fc 10",
         "                   ^~~~~",
-        "hint: insert `flatten` (to 1024 features) or `gap` (to 16) before fc",
+        "hint: insert `flatten` (to 1024 features) or `gap` (to 16) before fc; "
+        "`pointwise_fc 10` applies it at each position",
     )
 
 

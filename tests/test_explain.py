@@ -142,6 +142,21 @@ def test_totals_per_block_and_depth():
     assert f"params       {net.total_params:,}" in text
 
 
+def test_convnext_block_arithmetic_per_position():
+    net = compile_text(
+        "network cnx:\n    input 96x56x56\n"
+        "    dwconv7 + layernorm eps=1e-6 + pointwise_fc 384 + gelu + pointwise_fc 96\n"
+        "    + layer_scale + groupnorm 8 + instancenorm affine=true\n"
+    )
+    text = explain(net)
+    assert "C = 384 output features at each of the 56x56 positions (from 96)" in text
+    assert "n_out x C + n_out" in text and "384 x 96 + 384 = 37,248" in text
+    assert "n_out x C x H x W (at each position)" in text
+    assert "384 x 96 x 56 x 56 = 115,605,504" in text  # flop_counter's count / 2
+    assert "C (gamma)" in text
+    assert "2 x 96 = 192" in text  # groupnorm's and instancenorm's gamma, beta
+
+
 def test_markdown_handout(alexnet):
     md = explain(alexnet, markdown=True)
     assert md.startswith("# alexnet")

@@ -448,6 +448,136 @@ def layernorm_case(rng) -> Case:
     return Case(text, (c, h, w), (c, h, w), 2 * c)
 
 
+def groupnorm_case(rng) -> Case:
+    g = rng.randint(1, 4)
+    c = g * rng.randint(1, 4)
+    eps = rng.choice([1e-5, 1e-6])
+    name = rng.choice(["groupnorm", "gn", "group_norm"])
+    text = f"{name} {g}" if rng.random() < 0.5 else f"{name} {kw(rng, 'g', 'groups')}={g}"
+    text += "" if eps == 1e-5 else f" eps={eps}"
+    # a flat tensor is PyTorch's (N, C) input: each group of features together (a group
+    # of one value is refused: test_groupnorm_groups_must_divide_channels)
+    shape = rng.choice([(c, rng.randint(1, 6), rng.randint(2, 6)), (2 * c,)])
+    c = shape[0]
+    return Case(text, shape, shape, 2 * c, torch=lambda nn: nn.GroupNorm(g, c, eps))
+
+
+def instancenorm_case(rng) -> Case:
+    c, h, w = rng.randint(1, 8), rng.randint(2, 6), rng.randint(1, 6)
+    affine = rng.random() < 0.5
+    name = rng.choice(["instancenorm", "instance_norm"])
+    text = f"{name} affine=true" if affine else name
+    return Case(
+        text,
+        (c, h, w),
+        (c, h, w),
+        2 * c if affine else 0,
+        torch=lambda nn: nn.InstanceNorm2d(c, affine=affine),
+    )
+
+
+def layer_scale_case(rng) -> Case:
+    init = rng.choice(["", " 1e-6", " 0.1", " init=0.5"])
+    c = rng.randint(1, 16)
+    shape = rng.choice([(c, rng.randint(1, 6), rng.randint(1, 6)), (c,)])
+    return Case(f"layer_scale{init}", shape, shape, c)  # against torchvision: test_weights
+
+
+def pointwise_fc_case(rng) -> Case:
+    c, h, w = rng.randint(1, 12), rng.randint(1, 6), rng.randint(1, 6)
+    n, bias = rng.randint(1, 20), rng.random() < 0.5
+    name = rng.choice(["pointwise_fc", "pointwise_linear"])
+
+    def torch(nn):
+        class PerPosition(nn.Linear):  # torchvision's ConvNeXt: Permute, Linear, Permute
+            def forward(self, x):
+                return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+        return PerPosition(c, n, bias)
+
+    return Case(
+        f"{name} {n} bias={'true' if bias else 'false'}",
+        (c, h, w),
+        (n, h, w),
+        c * n + (n if bias else 0),
+        c * n * h * w,  # flop_counter counts nn.Linear at every position
+        torch=torch,
+    )
+
+
+def conv_transpose_case(rng) -> Case:
+    g = rng.choice([1, 1, 2, 3])
+    cin, cout = g * rng.randint(1, 4), g * rng.randint(1, 4)
+    (kh, kw_), (sh, sw), (dh, dw) = two(rng, 1, 5), two(rng, 1, 3), two(rng, 1, 3, 0.7)
+    (ph, pw) = two(rng, 0, 2)
+    oph = rng.randint(0, max(sh, dh) - 1)
+    opw = rng.randint(0, max(sw, dw) - 1)
+    h, w = rng.randint(2, 7), rng.randint(2, 7)
+    oh = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
+    ow = (w - 1) * sw - 2 * pw + dw * (kw_ - 1) + opw + 1
+    if oh < 1 or ow < 1:
+        ph = pw = 0
+        oh = (h - 1) * sh + dh * (kh - 1) + oph + 1
+        ow = (w - 1) * sw + dw * (kw_ - 1) + opw + 1
+    bias = rng.random() < 0.5
+    name = rng.choice(["conv_transpose", "deconv", "convt", "conv_t"])
+    text = (
+        f"{name} {cout} {kw(rng, 'k', 'kernel')}={pair_text(rng, kh, kw_)} "
+        f"{kw(rng, 's', 'stride')}={pair_text(rng, sh, sw)} {kw(rng, 'p', 'pad', 'padding')}="
+        f"{pair_text(rng, ph, pw)} {kw(rng, 'output_padding', 'op')}={pair_text(rng, oph, opw)} "
+        f"{kw(rng, 'd', 'dilation')}={pair_text(rng, dh, dw)} "
+        f"{kw(rng, 'g', 'groups')}={g} bias={'true' if bias else 'false'}"
+    )
+
+    def torch(nn):
+        return nn.ConvTranspose2d(
+            cin, cout, (kh, kw_), (sh, sw), (ph, pw), (oph, opw), g, bias, (dh, dw)
+        )
+
+    params = cin * (cout // g) * kh * kw_ + (cout if bias else 0)
+    macs = cin * (cout // g) * kh * kw_ * h * w  # each input position scatters a patch
+    return Case(text, (cin, h, w), (cout, oh, ow), params, macs, torch=torch)
+
+
+def upsample_case(rng) -> Case:
+    c, h, w = rng.randint(1, 4), rng.randint(1, 6), rng.randint(1, 6)
+    mode = rng.choice(["nearest", "bilinear"])
+    corners = mode == "bilinear" and rng.random() < 0.3
+    extra = f" mode={mode}" if mode != "nearest" or rng.random() < 0.3 else ""
+    extra += " align_corners=true" if corners else ""
+    name = rng.choice(["upsample", "upsample", "upsampling", "interpolate"])
+    kwargs = {"mode": mode} | ({"align_corners": corners} if mode == "bilinear" else {})
+    if rng.random() < 0.5:
+        sh, sw = two(rng, 1, 3)
+        text = f"{name} {pair_text(rng, sh, sw)}{extra}"
+        out = (c, h * sh, w * sw)
+        return Case(
+            text, (c, h, w), out, torch=lambda nn: nn.Upsample(scale_factor=(sh, sw), **kwargs)
+        )
+    oh, ow = rng.randint(1, 12), rng.randint(1, 12)
+    text = f"{name} size=({oh}, {ow}){extra}"
+    return Case(text, (c, h, w), (c, oh, ow), torch=lambda nn: nn.Upsample(size=(oh, ow), **kwargs))
+
+
+def pixel_shuffle_case(rng) -> Case:
+    r = rng.randint(1, 3)
+    if rng.random() < 0.5:
+        c, h, w = r * r * rng.randint(1, 3), rng.randint(1, 5), rng.randint(1, 5)
+        return Case(
+            f"pixel_shuffle {r}",
+            (c, h, w),
+            (c // (r * r), h * r, w * r),
+            torch=lambda nn: nn.PixelShuffle(r),
+        )
+    c, h, w = rng.randint(1, 4), r * rng.randint(1, 4), r * rng.randint(1, 4)
+    return Case(
+        f"pixel_unshuffle {r}",
+        (c, h, w),
+        (c * r * r, h // r, w // r),
+        torch=lambda nn: nn.PixelUnshuffle(r),
+    )
+
+
 GENERATORS = {
     "conv": conv_case,
     "conv_shorthand": conv_shorthand_case,
@@ -462,12 +592,19 @@ GENERATORS = {
     "flatten": flatten_case,
     "bn": bn_case,
     "layernorm": layernorm_case,
+    "groupnorm": groupnorm_case,
+    "instancenorm": instancenorm_case,
+    "layer_scale": layer_scale_case,
+    "pointwise_fc": pointwise_fc_case,
     "lrn": lrn_case,
     "activation": activation_case,
     "regularization": regularization_case,
     "zeropad": zeropad_case,
     "crop": crop_case,
     "shuffle": shuffle_case,
+    "conv_transpose": conv_transpose_case,
+    "upsample": upsample_case,
+    "pixel_shuffle": pixel_shuffle_case,
 }
 
 
@@ -603,7 +740,49 @@ def test_fc_needs_a_flat_input_or_channels_by_one_by_one():
     with pytest.raises(NetdslError) as info:
         run("fc 10", (512, 7, 7))
     assert info.value.message == "fc needs a flat input but got 512x7x7"
-    assert info.value.hint == "insert `flatten` (to 25088 features) or `gap` (to 512) before fc"
+    assert info.value.hint == (
+        "insert `flatten` (to 25088 features) or `gap` (to 512) before fc; "
+        "`pointwise_fc 10` applies it at each position"
+    )
+
+
+def test_pointwise_fc_is_a_linear_at_every_position():
+    node = run("pointwise_fc 384", (96, 56, 56))  # ConvNeXt-T's first MLP layer
+    assert node.out_shape == (384, 56, 56)
+    assert (node.params, node.macs) == (96 * 384 + 384, 96 * 384 * 56 * 56)
+    with pytest.raises(NetdslError) as info:
+        run("pointwise_fc 10", (16,))
+    assert info.value.message == (
+        "pointwise_fc needs an image tensor (C x H x W) but got a flat tensor of 16 features"
+    )
+
+
+def test_groupnorm_groups_must_divide_channels():
+    with pytest.raises(NetdslError) as info:
+        run("groupnorm 32", (48, 4, 4))
+    assert info.value.message == "groupnorm: 32 groups do not divide 48 channels (input 48x4x4)"
+    assert info.value.hint == "choose a group count that divides the channels, e.g. groupnorm 24"
+    assert run("groupnorm 4", (8,)).params == 16
+    with pytest.raises(NetdslError) as info:
+        run("groupnorm 4", (4,))  # PyTorch: "Expected more than 1 value per channel"
+    assert info.value.message.startswith("groupnorm: each group holds one value")
+
+
+def test_instancenorm_needs_more_than_one_position():
+    assert run("instancenorm", (8, 2, 1)).params == 0
+    assert run("instance_norm affine=true", (8, 2, 1)).params == 16
+    with pytest.raises(NetdslError) as info:
+        run("instancenorm", (8, 1, 1))
+    assert info.value.message.startswith("instancenorm needs more than one position")
+    torch = need("torch")
+    with pytest.raises(ValueError, match="more than 1 spatial element"):
+        torch.nn.InstanceNorm2d(8).eval()(torch.zeros(1, 8, 1, 1))
+
+
+def test_layer_scale_is_one_factor_per_channel():
+    assert run("layer_scale", (96, 56, 56)).params == 96
+    assert run("layer_scale 0.1", (10,)).params == 10
+    assert run("layer_scale", (96, 56, 56)).value("init") == 1e-6
 
 
 def test_bn_counts_affine_parameters_and_running_statistics_separately():
@@ -689,3 +868,121 @@ def test_shorthand_fixes_its_kernel():
     with pytest.raises(NetdslError) as info:
         run("maxpool2 3", (3, 8, 8))
     assert info.value.message == "maxpool2 takes 0 positional arguments but 1 was given"
+
+
+# ---- resampling: transposed convolution, upsampling, pixel shuffle --------------------------
+
+
+def test_conv_transpose_size_is_pytorchs_and_refuses_what_pytorch_refuses():
+    torch = need("torch")
+    rng = random.Random("transpose-edges")
+    for _ in range(120):
+        k, s, d = rng.randint(1, 4), rng.randint(1, 3), rng.randint(1, 2)
+        p, op, n = rng.randint(0, 3), rng.randint(0, 3), rng.randint(1, 4)
+        text = f"conv_transpose 2 k={k} s={s} p={p} op={op} d={d}"
+        try:
+            module = torch.nn.ConvTranspose2d(1, 2, k, s, p, op, dilation=d)
+            expected = tuple(module(torch.zeros(1, 1, n, n)).shape[1:])
+        except (RuntimeError, ValueError):
+            expected = None
+        try:
+            got = run(text, (1, n, n)).out_shape
+        except NetdslError as e:
+            assert "output_padding" in e.message or "size falls to" in e.message, e.message
+            got = None
+        assert got == expected, f"{text} on 1x{n}x{n}"
+
+
+def test_resampling_errors_are_located_and_say_why():
+    cases = {
+        ("conv_transpose 4 k=3 s=2 op=2", (4, 5, 5)): (
+            "conv_transpose: output_padding 2 on H must be smaller than the stride (2) "
+            "or the dilation (1) (input 4x5x5)"
+        ),
+        ("conv_transpose 4 k=2 g=3", (6, 5, 5)): (
+            "conv_transpose: groups=3 must divide both input channels (6) and output channels (4)"
+        ),
+        ("conv_transpose 4 k=1 p=1", (4, 2, 2)): (
+            "conv_transpose: the H size falls to 0: input 2, padding 1 removes more than "
+            "the transposed kernel adds"
+        ),
+        ("upsample", (4, 5, 5)): "upsample needs a scale factor or size=(h, w) (input 4x5x5)",
+        ("upsample 2 size=(4, 4)", (4, 5, 5)): (
+            "upsample takes a scale factor or size=(h, w), not both (input 4x5x5)"
+        ),
+        ("upsample 2 align_corners=true", (4, 5, 5)): (
+            "upsample: align_corners=true needs mode=bilinear (mode is nearest) (input 4x5x5)"
+        ),
+        ("pixel_shuffle 2", (6, 5, 5)): (
+            "pixel_shuffle 2: 6 channels are not divisible by 2x2 = 4"
+        ),
+        ("pixel_unshuffle 2", (4, 5, 6)): "pixel_unshuffle 2: the size 5x6 is not divisible by 2",
+        ("upsample 2 mode=bicubic", (4, 5, 5)): "unknown layer, block or name 'bicubic'",
+        ('upsample 2 mode="bicubic"', (4, 5, 5)): (
+            "upsample: 'mode' must be nearest or bilinear, got a string"
+        ),
+    }
+    for (text, shape), message in cases.items():
+        with pytest.raises(NetdslError) as info:
+            run(text, shape)
+        assert info.value.message == message, text
+        assert info.value.span is not None
+
+
+def test_framework_spellings_of_resampling_layers_get_did_you_mean():
+    expected = {
+        "upsampling2d": "upsample",
+        "UpSampling2D": "upsample",
+        "convtranspose2d": "conv_transpose",
+        "ConvTranspose2d": "conv_transpose",
+        "Conv2DTranspose": "conv_transpose",
+        "conv_transpose2d": "conv_transpose",
+        "deconv2d": "conv_transpose",
+        "PixelShuffle": "pixel_shuffle",
+        "PixelUnshuffle": "pixel_unshuffle",
+    }
+    for name, op in expected.items():
+        with pytest.raises(NetdslError) as info:
+            run(f"{name} 2", (4, 8, 8))
+        assert info.value.hint == f"did you mean '{op}'?", name
+    for name in ("deconv", "convt", "conv_t", "upsampling", "interpolate"):
+        assert run(f"{name} 2" if "conv" not in name else f"{name} 2 k=2", (4, 8, 8))
+
+
+def test_keras_refuses_what_its_layers_cannot_reproduce():
+    from netdsl.emit import get_emitter
+
+    keras = get_emitter("keras")
+    refused = {
+        "conv_transpose 4 k=2 g=2": "Keras' Conv2DTranspose has no groups",
+        "conv_transpose 4 k=3 s=2 d=2": "Keras' Conv2DTranspose cannot stride and dilate at once",
+        "conv_transpose 4 k=3 d=3 op=1": (
+            "Keras' Conv2DTranspose needs output_padding smaller than the stride"
+        ),
+        "upsample 2 mode=bilinear align_corners=true": (
+            "Keras' resizing layers have no align_corners=true"
+        ),
+        "upsample size=(12, 12)": (
+            "Keras' nearest resizing picks other pixels than PyTorch's when the size "
+            "12x12 is not a whole multiple of the input's 8x8"
+        ),
+    }
+    for text, message in refused.items():
+        net = compile_text(f"network t:\n    input 4x8x8\n    {text}\n", "r.net")
+        get_emitter("torch").emit_model(net)  # PyTorch writes every one of them
+        with pytest.raises(NetdslError) as info:
+            keras.emit_model(net)
+        assert info.value.message == message, text
+        assert str(info.value).startswith("r.net:3:"), text
+
+
+def test_explain_gives_no_receptive_field_after_upsampling_and_says_why():
+    from netdsl.analysis import analyze
+
+    text = "network t:\n    input 4x8x8\n    pixel_unshuffle 2 + conv3 4 + upsample 2 + conv3 4\n"
+    net = compile_text(text, "rf.net")
+    facts = analyze(net).layers
+    unshuffle, conv, up, last = (facts[n.id].rf for n in net.nodes()[1:])
+    assert (unshuffle.r, unshuffle.j) == ((2, 2), (2, 2))  # a 2x2 window at stride 2
+    assert (conv.r, conv.j) == ((6, 6), (2, 2))
+    assert up.unknown and last.unknown.startswith("not computed after upsample")

@@ -440,10 +440,10 @@ def test_a_line_cannot_start_with_star():
     assert e.message.startswith("syntax error: unexpected '*'; expected one of ")
 
 
-def test_power_operator_does_not_exist():
-    e = syntax_error("network n:\n    input 3x8x8\n    conv3 (2**3)\n")
-    assert (e.span.line, e.span.column) == (3, 14)
-    assert e.message.startswith("syntax error: unexpected '*'")
+def test_power_operator_is_right_associative_and_binds_tighter_than_minus():
+    m = parse("network n:\n    input 3x8x8\n    x = -2 ** 3 ** 2\n")
+    e = m.networks[0].body[1].expr
+    assert isinstance(e, ast.Neg) and e.operand.op == "**" and e.operand.right.op == "**"
 
 
 @pytest.mark.parametrize(

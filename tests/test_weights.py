@@ -155,6 +155,45 @@ def test_a_train_time_head_is_left_out_of_the_eval_model():
     assert set(all_pairs) - set(eval_pairs) == {"fc1"}  # the head's fc: `fc1`, then `fc2`
 
 
+@pytest.mark.slow
+def test_normalisations_layer_scale_and_pointwise_fc_cross_with_random_weights():
+    """GroupNorm, InstanceNorm2d (affine), LayerScale's (C, 1, 1) gamma and the per-position
+    Linear: every weight random, so a wrong layout or order shows in the outputs."""
+    torch = need("torch")
+    keras = need("keras")
+    from netdsl.weights import torch_to_keras
+
+    net = compile_text(
+        textwrap.dedent("""\
+        block cnblock:
+            add(id, dwconv7 + layernorm eps=1e-6 + pointwise_fc (4 * in.c) + gelu
+                    + pointwise_fc in.c + layer_scale)
+
+        network probe:
+            input 6x12x12
+            conv1 8 + groupnorm 2 + relu + cnblock + instancenorm affine=true + relu
+            + instancenorm eps=1e-3 + conv1 8 + gap + flatten + fc 6 + gn 3 + layer_scale
+        """)
+    )
+    _, torch_model = build_torch(net)
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for parameter in torch_model.parameters():
+            parameter.copy_(0.5 + torch.rand(parameter.shape, generator=generator))
+    assert torch_model.cnblock.layer_scale.gamma.shape == (8, 1, 1)  # torchvision's layout
+    _, keras_model = build_keras(net)
+    try:
+        mapping = torch_to_keras(torch_model, keras_model)
+        assert compare_outputs(net, torch_model, keras_model) <= 1e-4
+    finally:
+        del keras_model
+        keras.backend.clear_session()
+        gc.collect()
+    assert mapping["cnblock_pointwise_fc1"] == "cnblock.pointwise_fc1"
+    assert mapping["instancenorm1"] == "instancenorm1"
+    assert mapping["layer_scale"] == "layer_scale"
+
+
 def test_a_layer_with_no_counterpart_is_named():
     keras = need("keras")
     from netdsl.weights import torch_to_keras

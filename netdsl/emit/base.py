@@ -25,6 +25,7 @@ import copy
 import importlib
 import itertools
 import keyword
+import re
 import textwrap
 from dataclasses import dataclass, field
 
@@ -538,6 +539,9 @@ class ModelBuilder:
                 mapping = {loop_var: it.in_shape[0].expr}
                 if index is not None:
                     mapping[index[0]] = Const(scope.index[1].value + i)
+                    if i:  # its input channels: what the previous iteration (index) made
+                        previous = {index[0]: Const(scope.index[1].value + i - 1)}
+                        mapping[loop_var] = it.in_shape[0].expr.subst(previous)
                 units.append(_as_unit(subst_body(b, mapping), str(i)))
             return Unit("module", body=Body("chain", units=units), **common)
         update = scope.children[0].out_shape[0].expr if scope.children else None
@@ -1133,9 +1137,11 @@ class FileHeader:
     input_shape: str  # INPUT_SHAPE's literal, in the target's layout
     input_shapes: str | None  # INPUT_SHAPES' items, for several inputs
     helpers: list[str]  # templates/<target>/helpers/ to write, in order
+    uses_math: bool  # the code calls math.log, math.sqrt or math.exp
+    numeric_functions: list[str]  # the .net file's `def` functions the code calls, as Python
 
 
-def file_header(net: Network, helpers: set[str], layout=tuple) -> dict:
+def file_header(net: Network, helpers: set[str], layout=tuple, code=()) -> dict:
     """FileHeader's fields; `layout` turns a (C, H, W) shape into the target's order."""
     shapes = {name: layout(node.out_shape) for name, node in net.inputs.items()}
     return dict(
@@ -1149,7 +1155,27 @@ def file_header(net: Network, helpers: set[str], layout=tuple) -> dict:
             else None
         ),
         helpers=helper_order(helpers),
+        **numeric_functions(net, code),
     )
+
+
+_MATH_CALL = re.compile(r"(?<![\w.])math\.(?:log|sqrt|exp)\(")
+
+
+def numeric_functions(net: Network, code) -> dict:
+    """The `def` functions that the generated code (its lines, `code`) calls, directly or
+    through one another, as module-level Python functions; and whether it needs math."""
+    text = "\n".join(code)
+    used: set[str] = set()
+    stack = [n for n in net.functions if re.search(rf"(?<![\w.]){n}\(", text)]
+    while stack:
+        name = stack.pop()
+        if name not in used:
+            used.add(name)
+            stack.extend(c for c in net.functions[name][1] if c in net.functions)
+    texts = [net.functions[name][0] for name in sorted(used)]
+    uses_math = any(_MATH_CALL.search(t) for t in (text, *texts))
+    return dict(uses_math=uses_math, numeric_functions=texts)
 
 
 def helper_order(helpers: set[str]) -> list[str]:
@@ -1344,6 +1370,10 @@ def type_hint(value) -> str:
     if isinstance(value, float):
         return "float"
     if isinstance(value, tuple):
+        if value and all(isinstance(v, tuple) for v in value):  # a table of rows
+            return "tuple[tuple[int, ...], ...]"
+        if any(isinstance(v, float) for v in value):
+            return "tuple[float, ...]"
         return "tuple[int, ...]"
     if isinstance(value, str):
         return "str"

@@ -33,6 +33,8 @@ def statement(
     inner = INDENT * (indent + 1)
     joined = f"{inner}{', '.join(args)}"
     if not explode and len(joined) <= LINE and "\n" not in joined:
+        if prefix.startswith("def ") and len(args) == 1 and suffix.startswith(" ->"):
+            joined += ","  # ruff format: a lone parameter before `-> T` takes a comma
         return [f"{pad}{prefix}{func}(", joined, f"{pad}){suffix}"]
     return [f"{pad}{prefix}{func}(", *argument_lines(args, indent + 1), f"{pad}){suffix}"]
 
@@ -74,6 +76,7 @@ def nested_call(func: str, args: list[str], indent: int) -> str:
 
 
 _KEYWORD = re.compile(r"[A-Za-z_]\w*=(?!=)")
+_ANNOTATED = re.compile(r"[A-Za-z_]\w*: [^=]*[^=!<>]= (?!=)")  # `name: T = default`
 # binary operators: their symbol and how tightly they bind (ruff splits before the
 # loosest ones first)
 _OPERATORS = {
@@ -100,7 +103,7 @@ def split_argument(arg: str, indent: int) -> list[str]:
     piece still too long."""
     if indent + len(arg) + 1 <= LINE:
         return [arg]
-    keyword = _KEYWORD.match(arg)
+    keyword = _KEYWORD.match(arg) or _ANNOTATED.match(arg)
     head = keyword.group(0) if keyword else ""
     try:
         tree = ast.parse(arg[len(head) :], mode="eval").body
@@ -139,7 +142,30 @@ def _split_bare(text: str, node: ast.expr, indent: int, lead: int) -> list[str]:
         for op, operand in zip(operators, operands[1:]):
             pieces += _prefixed(_OPERATORS[type(op)][0] + " ", text, operand, indent)
         return pieces
+    if isinstance(node, ast.Call) and node.args and not node.keywords:
+        # `f(a, b)` as ruff splits it: the arguments on one line inside, or one per line
+        func = _source(text, node.func)
+        items = [text[a.col_offset : a.end_col_offset] for a in node.args]
+        return [f"{func}(", *_bracket_body(text, node.args, items, indent, False), ")"]
+    if isinstance(node, ast.Tuple) and len(node.elts) > 1:  # a table: one row per line
+        items = [text[e.col_offset : e.end_col_offset] for e in node.elts]
+        return ["(", *_bracket_body(text, node.elts, items, indent, True), ")"]
     return [text[node.col_offset : node.end_col_offset]]
+
+
+def _bracket_body(text, nodes, items, indent: int, explode: bool) -> list[str]:
+    """The items inside brackets split open (each node's exact text is its item: the
+    brackets are not its own parentheses)."""
+    inner = indent + len(INDENT)
+    joined = ", ".join(items)
+    if not explode and inner + len(joined) <= LINE:
+        return [INDENT + joined]
+    lines = []
+    for node, item in zip(nodes, items):
+        pieces = [item] if inner + len(item) + 1 <= LINE else _split_bare(text, node, inner, 0)
+        pieces[-1] += ","
+        lines += [INDENT + piece for piece in pieces]
+    return lines
 
 
 def _prefixed(prefix: str, text: str, node: ast.expr, indent: int) -> list[str]:

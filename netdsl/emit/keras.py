@@ -301,8 +301,9 @@ class _Writer:
                 "data-parallel engine).",
                 84,
             )
+        code = [*builder, *body, *(line for f in functions for line in (*f.signature, *f.body))]
         return FileContext(
-            **file_header(net, self.helpers, _nchw_to_nhwc),
+            **file_header(net, self.helpers, _nchw_to_nhwc, code),
             model_name=fmt.py_str(net.name),
             notes=notes,
             uses_ops=any(_uses_ops(h) for h in self.helpers),
@@ -1026,6 +1027,20 @@ def _momentum(m, e) -> str:
     return e(binary("-", Const(1), expr_of(m)))
 
 
+def _groupnorm(c: _LayerCall) -> list:
+    args = [f"groups={c.e(c.a['g'])}", f"epsilon={c.e(c.a['eps'])}"]
+    return [("layers.GroupNormalization", args, "", None)]
+
+
+def _instancenorm(c: _LayerCall) -> list:
+    """One group per channel: each channel normalised over its positions."""
+    a, e = c.a, c.e
+    args = [f"groups={e(a['num_features'])}", f"epsilon={e(a['eps'])}"]
+    if not is_default(a["affine"], True):
+        args += [f"center={e(a['affine'])}", f"scale={e(a['affine'])}"]
+    return [("layers.GroupNormalization", args, "", None)]
+
+
 def _lrn(c: _LayerCall) -> list:
     a, e = c.a, c.e
     args = [e(a["n"]), f"alpha={e(a['alpha'])}", f"beta={e(a['beta'])}", f"k={e(a['k'])}"]
@@ -1050,6 +1065,68 @@ def _crop(c: _LayerCall) -> list:
     return [("layers.Cropping2D", [f"cropping={cropping}"], "", None)]
 
 
+def _conv_transpose(c: _LayerCall) -> list:
+    """Conv2DTranspose: "same" where TensorFlow crops what PyTorch's padding removes, else
+    the full ("valid") transposed conv, then PyTorch's padding cropped from each side."""
+    a, e, kw = c.a, c.e, c.kw
+    same = True
+    for n in c.nodes:
+        names = ("k", "s", "p", "output_padding", "d")
+        ks, ss, ps, ops_, ds = (pair_values(n.value(x)) for x in names)
+        why = None
+        if int(n.value("g")) > 1:
+            why = "Keras' Conv2DTranspose has no groups"
+        elif max(ss) > 1 and max(ds) > 1:
+            why = "Keras' Conv2DTranspose cannot stride and dilate at once"
+        elif any(op >= s for op, s in zip(ops_, ss)):
+            why = "Keras' Conv2DTranspose needs output_padding smaller than the stride"
+        if why:
+            raise NetdslError(why, n.span, hint="the torch target supports it")
+        same = same and all(
+            op == 0 and d * (k - 1) + 1 - s == 2 * p for k, s, p, op, d in zip(ks, ss, ps, ops_, ds)
+        )
+    args = [e(a["c"]), e(a["k"])] + kw("strides", a["s"], 1)
+    if same:
+        args.append('padding="same"')
+    else:
+        args += kw("output_padding", a["output_padding"], 0)
+    args += kw("dilation_rate", a["d"], 1)
+    if not is_default(a["bias"], True):
+        args.append(f"use_bias={e(a['bias'])}")
+    if same or all(pair_values(n.value("p")) == (0, 0) for n in c.nodes):
+        return [("layers.Conv2DTranspose", args, "", None)]
+    return [
+        ("layers.Conv2DTranspose", args, "_full", None),
+        ("layers.Cropping2D", [f"cropping={e(a['p'])}"], "", None),
+    ]
+
+
+def _upsample(c: _LayerCall) -> list:
+    """UpSampling2D by an integer factor; Resizing to a size (TensorFlow's half-pixel
+    bilinear is PyTorch's align_corners=False; its nearest is PyTorch's for whole factors)."""
+    a, e = c.a, c.e
+    for n in c.nodes:
+        why = None
+        if n.value("align_corners"):
+            why = "Keras' resizing layers have no align_corners=true"
+        elif n.attrs.get("size") is not None and n.attrs["mode"] == "nearest":
+            _, h, w = (int(d.value) for d in n.in_shapes[0])
+            _, oh, ow = n.out_shape
+            if oh % h or ow % w:
+                why = (
+                    f"Keras' nearest resizing picks other pixels than PyTorch's when the size "
+                    f"{oh}x{ow} is not a whole multiple of the input's {h}x{w}"
+                )
+        if why:
+            raise NetdslError(why, n.span, hint="the torch target supports it")
+    mode = [] if a["mode"] == "nearest" else [f"interpolation={fmt.py_str(a['mode'])}"]
+    if a.get("scale") is not None:
+        return [("layers.UpSampling2D", [e(a["scale"]), *mode], "", None)]
+    h, w = pair(a["size"])
+    nearest = [] if a["mode"] != "nearest" else ['interpolation="nearest"']
+    return [("layers.Resizing", [e(h), e(w), *nearest], "", None)]
+
+
 LAYERS = {
     "conv": _conv,
     "dwconv": _conv,
@@ -1066,11 +1143,21 @@ LAYERS = {
     "layernorm": lambda c: [
         ("layers.LayerNormalization", [f"epsilon={c.e(c.a['eps'])}"], "", None)
     ],
+    "groupnorm": _groupnorm,
+    "instancenorm": _instancenorm,
+    "layer_scale": _with_arg("LayerScale", "init", "init_value", 1e-6, helper=True),
+    "pointwise_fc": lambda c: [  # Dense acts on the last axis: at every position of NHWC
+        ("layers.Dense", [c.e(c.a["n"])] + c.kw("use_bias", c.a["bias"], True), "", None)
+    ],
     "lrn": _lrn,
     "dropout": _with_arg("layers.Dropout", "p"),
     "drop_path": _with_arg("DropPath", "p", helper=True),
     "zeropad": _zeropad,
     "crop": _crop,
+    "conv_transpose": _conv_transpose,
+    "upsample": _upsample,
+    "pixel_shuffle": _with_arg("PixelShuffle", "r", helper=True),
+    "pixel_unshuffle": _with_arg("PixelUnshuffle", "r", helper=True),
     "shuffle": _with_arg("ChannelShuffle", "g", helper=True),
     "scale": _with_arg("layers.Rescaling", "s"),
     "softmax": _one("layers.Softmax", "axis=-1"),

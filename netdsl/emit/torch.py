@@ -70,6 +70,11 @@ class FileContext(FileHeader):
     devices: str | None = None  # the DEVICES table of a placed network
 
 
+def _class_code(cls: ClassText) -> list[str]:
+    """A class's code lines (not its docstring)."""
+    return [*cls.signature, *cls.init, cls.forward_signature, *cls.forward]
+
+
 class _Facts:
     """What the program's classes contain: weights, placement, their output's device.
 
@@ -302,6 +307,29 @@ def _layernorm(c: _LayerCall):
     return cls, [c.e(c.a["num_features"])] + c.kw("eps", c.a["eps"], 1e-5)
 
 
+def _groupnorm(c: _LayerCall):
+    a, e = c.a, c.e
+    return "nn.GroupNorm", [e(a["g"]), e(a["num_features"])] + c.kw("eps", a["eps"], 1e-5)
+
+
+def _instancenorm(c: _LayerCall):
+    a, e = c.a, c.e
+    args = [e(a["num_features"])] + c.kw("eps", a["eps"], 1e-5)
+    return "nn.InstanceNorm2d", args + c.kw("affine", a["affine"], False)
+
+
+def _layer_scale(c: _LayerCall):
+    # gamma of shape (C, 1, 1) on an image, as torchvision's ConvNeXt holds it; (C,) flat
+    args = [c.e(c.a["channels"])] + c.kw("init_value", c.a["init"], 1e-6)
+    return c.helper("LayerScale"), args + ([] if len(c.node.shape) == 3 else ["image=False"])
+
+
+def _pointwise_fc(c: _LayerCall):
+    # nn.Linear on the channels at each position (a helper that moves C last and back)
+    args = [c.e(c.a["in_features"]), c.e(c.a["n"])] + c.kw("bias", c.a["bias"], True)
+    return c.helper("PointwiseLinear"), args
+
+
 def _lrn(c: _LayerCall):
     a, e = c.a, c.e
     args = [e(a["n"]), f"alpha={e(a['alpha'])}", f"beta={e(a['beta'])}", f"k={e(a['k'])}"]
@@ -319,6 +347,25 @@ def _zeropad(c: _LayerCall):
 def _crop(c: _LayerCall):
     left, right, top, bottom = (c.e(v) for v in zeropad_sides(c.a["p"]))
     return c.helper("Crop2d"), [f"({left}, {right}, {top}, {bottom})"]
+
+
+def _conv_transpose(c: _LayerCall):
+    a, e = c.a, c.e
+    args = [e(a["in_channels"]), e(a["c"]), f"kernel_size={e(a['k'])}"]
+    args += c.kw("stride", a["s"], 1) + c.kw("padding", a["p"], 0)
+    args += c.kw("output_padding", a["output_padding"], 0) + c.kw("groups", a["g"], 1)
+    return "nn.ConvTranspose2d", args + c.kw("bias", a["bias"], True) + c.kw("dilation", a["d"], 1)
+
+
+def _upsample(c: _LayerCall):
+    a, e = c.a, c.e
+    if a.get("scale") is not None:
+        args = [f"scale_factor={e(a['scale'])}"]
+    else:
+        args = [f"size={e(a['size'])}"]
+    if a["mode"] != "nearest":
+        args += [f"mode={fmt.py_str(a['mode'])}", f"align_corners={e(a['align_corners'])}"]
+    return "nn.Upsample", args
 
 
 def _module(cls: str, *args: str):
@@ -365,11 +412,19 @@ LAYERS = {
     "flatten": _module("nn.Flatten"),
     "bn": _bn,
     "layernorm": _layernorm,
+    "groupnorm": _groupnorm,
+    "instancenorm": _instancenorm,
+    "layer_scale": _layer_scale,
+    "pointwise_fc": _pointwise_fc,
     "lrn": _lrn,
     "dropout": _with_arg("nn.Dropout", "p", "p", 0.5),
     "drop_path": _helper("DropPath", "p"),
     "zeropad": _zeropad,
     "crop": _crop,
+    "conv_transpose": _conv_transpose,
+    "upsample": _upsample,
+    "pixel_shuffle": _with_arg("nn.PixelShuffle", "r"),
+    "pixel_unshuffle": _with_arg("nn.PixelUnshuffle", "r"),
     "shuffle": _with_arg("nn.ChannelShuffle", "g"),
     "scale": _helper("Scale", "s"),
     "softmax": _module("nn.Softmax", "dim=1"),
@@ -442,8 +497,9 @@ class TorchEmitter(Emitter):
         builder_sig = fmt.statement(
             "def build_model", "", builder_params, 0, suffix=f" -> {main.name}:"
         )
+        code = [*builder_sig, *(line for c in classes for line in _class_code(c))]
         return FileContext(
-            **file_header(net, self.helpers),
+            **file_header(net, self.helpers, code=code),
             classes=classes,
             builder=builder_sig,
             builder_call=fmt.call(main.name, call_args),
