@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 from backends import build_torch, randomise_batchnorm
-from test_zoo import FIGURES, PYTORCHCV, REFERENCES, input_shape, net
+from test_zoo import FIGURES, VARIANTS, input_shape, net, reference_input
 
 
 def assert_same_outputs(net, model, reference, batch: int = 2) -> None:
@@ -51,13 +51,18 @@ def halve_conv_weights(model) -> None:
                 module.weight.mul_(0.5)
 
 
+def variants(source: str) -> list:
+    """pytest parameters (name, params, key) of the zoo rows and variants from `source`."""
+    return [
+        pytest.param(name, params, key, id=key)
+        for (name, params), (origin, key) in VARIANTS.items()
+        if origin == source
+    ]
+
+
 @pytest.mark.pytorchcv
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "name, params, key",
-    [(name, params, key) for (name, params), key in PYTORCHCV.items()],
-    ids=[key for key in PYTORCHCV.values()],
-)
+@pytest.mark.parametrize("name, params, key", variants("pytorchcv"))
 def test_pytorchcv_weights_give_the_same_outputs(name, params, key):
     pytest.importorskip("pytorchcv")
     from pytorchcv.model_provider import get_model
@@ -70,28 +75,20 @@ def test_pytorchcv_weights_give_the_same_outputs(name, params, key):
     assert_same_outputs(network, model, reference)
 
 
-# ---- torchvision: every zoo row whose reference is a torchvision model ------------------------
-
-# zoo file -> (torchvision builder, its arguments): weights=None builds without downloading;
+# torchvision builders' arguments beyond weights=None (which builds without downloading):
 # googlenet and inception_v3 with their aux heads (the zoo files write them as train-time
 # outputs), no input transform (weights=None leaves googlenet's off; inception_v3 needs it
 # said) and no initialisation pass (the weights are random either way)
-TORCHVISION = {
-    name: (
-        key.removesuffix("_aux"),
-        {"aux_logits": True, "init_weights": False, "transform_input": False}
-        if name in ("googlenet", "inception_v3")
-        else {},
-    )
-    for name, (source, key) in REFERENCES.items()
-    if source == "torchvision"
+TORCHVISION_ARGUMENTS = {
+    "googlenet_aux": {"aux_logits": True, "init_weights": False, "transform_input": False},
+    "inception_v3": {"aux_logits": True, "init_weights": False, "transform_input": False},
 }
 
 
 @pytest.mark.torchvision
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(TORCHVISION))
-def test_torchvision_weights_give_the_same_outputs(name):
+@pytest.mark.parametrize("name, params, key", variants("torchvision"))
+def test_torchvision_weights_give_the_same_outputs(name, params, key):
     """torchvision's random weights load into the generated model (by order, or by module
     where the order differs: googlenet registers its aux heads after inception5b, the .net
     file after the block each reads) and both compute the same eval outputs, at the
@@ -99,11 +96,11 @@ def test_torchvision_weights_give_the_same_outputs(name):
     import torch
 
     tv = pytest.importorskip("torchvision")
-    builder, kwargs = TORCHVISION[name]
-    network = net(name)
-    assert input_shape(network) == FIGURES["torchvision"][REFERENCES[name][1]]["input"]
+    network = net(name, **dict(params))
+    assert input_shape(network) == reference_input(FIGURES["torchvision"][key])
     _, model = build_torch(network)
     torch.manual_seed(0)
-    reference = getattr(tv.models, builder)(weights=None, **kwargs)
+    builder = getattr(tv.models, key.removesuffix("_aux"))
+    reference = builder(weights=None, **TORCHVISION_ARGUMENTS.get(key, {}))
     assert not getattr(reference, "transform_input", False)
     assert_same_outputs(network, model, reference, batch=1)

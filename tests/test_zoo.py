@@ -65,12 +65,12 @@ REFERENCES = {
     "densenet_bc_cifar": ("pytorchcv", "densenet100_k12_bc_cifar10"),
     "fractalnet": ("pytorchcv", "fractalnet_cifar10"),
 }
-# (zoo file, its parameters) -> the pytorchcv model it reproduces: the rows above and the
-# variants a file's parameters select (test_references.py loads each one's weights)
-PYTORCHCV = {
-    **{(name, ()): key for name, (source, key) in REFERENCES.items() if source == "pytorchcv"},
-    ("shufflenet_g3", (("g", 1),)): "shufflenet_g1_w1",
-    ("preresnet_cifar", (("depth", 1001),)): "preresnet1001_cifar10",
+# (zoo file, its parameters) -> (source, key) of the model it reproduces: the rows above, and
+# the variants a file's parameters select (test_references.py loads each one's weights)
+VARIANTS = {
+    **{(name, ()): reference for name, reference in REFERENCES.items()},
+    ("shufflenet_g3", (("g", 1),)): ("pytorchcv", "shufflenet_g1_w1"),
+    ("preresnet_cifar", (("depth", 1001),)): ("pytorchcv", "preresnet1001_cifar10"),
 }
 # checked against their papers' own tables below
 PAPER_ONLY = {"zfnet", "vgg11_lrn", "vgg16_c", "nin", "highway", "resnet_cifar"}
@@ -112,28 +112,27 @@ def test_every_zoo_file_is_covered():
     assert files == set(REFERENCES) | PAPER_ONLY
 
 
-@pytest.mark.parametrize("name", list(REFERENCES))
-def test_matches_reference_exactly(name):
-    source, key = REFERENCES[name]
-    ref = FIGURES[source][key]
-    network = net(name)
-    if source == "keras_applications":  # count_params() includes BatchNorm's moving statistics
-        assert network.total_params + network.total_buffers == ref["params"]
+def reference_input(ref: dict) -> list[int]:
+    """The input a reference was measured at: C, H, W (H, W, C for Keras); 224 unless said."""
+    if "input_hwc" in ref:
         h, w, c = ref["input_hwc"]
-        assert input_shape(network) == [c, h, w]
-    else:
-        assert (network.total_params, network.total_macs) == (ref["params"], ref["macs"])
-        assert input_shape(network) == ref["input"]
+        return [c, h, w]
+    return ref.get("input", [3, 224, 224])
 
 
 @pytest.mark.parametrize(
-    "name, params, key", [(*row, key) for row, key in PYTORCHCV.items()], ids=PYTORCHCV.values()
+    "name, params, source, key",
+    [(*row, *reference) for row, reference in VARIANTS.items()],
+    ids=[key for _, key in VARIANTS.values()],
 )
-def test_variants_match_pytorchcv_exactly(name, params, key):
-    ref = FIGURES["pytorchcv"][key]
+def test_matches_reference_exactly(name, params, source, key):
+    ref = FIGURES[source][key]
     network = net(name, **dict(params))
-    assert (network.total_params, network.total_macs) == (ref["params"], ref["macs"])
-    assert input_shape(network) == ref["input"]
+    assert input_shape(network) == reference_input(ref)
+    if source == "keras_applications":  # count_params() includes BatchNorm's moving statistics
+        assert network.total_params + network.total_buffers == ref["params"]
+    else:
+        assert (network.total_params, network.total_macs) == (ref["params"], ref["macs"])
 
 
 def test_keras_references_agree_with_timm_ports():
