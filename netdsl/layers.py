@@ -869,6 +869,63 @@ def _crop(attrs, shape):
     return Inferred((c, out_h, out_w))
 
 
+def _parts(shape) -> str:
+    """What a channel selection counts: channels of an image, features of a flat tensor."""
+    return "channels" if len(shape) == 3 else "features"
+
+
+def _chunk(attrs, shape):
+    """torch.chunk(x, n, dim=1)[i], with n dividing the channels (equal parts only)."""
+    c, n, i = shape[0], attrs["n"], attrs["i"]
+    what = _parts(shape)
+    if c.value % n.value:
+        raise ShapeError(
+            f"chunk: {n.value} equal parts do not divide {c.value} {what}",
+            hint=f"choose a number of parts that divides {c.value}, or select "
+            "channels(start, stop) explicitly",
+        )
+    if i.value >= n.value:
+        raise ShapeError(
+            f"chunk: there is no part {i.value} of {n.value} (parts are numbered 0 to "
+            f"{n.value - 1})",
+            hint=f"write chunk({n.value}, 0) ... chunk({n.value}, {n.value - 1})",
+        )
+    return Inferred((c // n, *shape[1:]))
+
+
+def _channels(attrs, shape):
+    """x[:, start:stop]: channels start ... stop - 1 (features of a flat tensor)."""
+    c, start, stop = shape[0], attrs["start"], attrs["stop"]
+    what = _parts(shape)
+    if stop.value > c.value:
+        raise ShapeError(
+            f"channels: stop {stop.value} is past the last of {c.value} {what}",
+            hint=f"the {what} are numbered 0 to {c.value - 1}; stop is one past the last selected",
+        )
+    if start.value >= stop.value:
+        raise ShapeError(
+            f"channels({start.value}, {stop.value}) selects nothing",
+            hint="write channels(start, stop) with start < stop: channels start ... stop - 1",
+        )
+    return Inferred((stop - start, *shape[1:]))
+
+
+def _derive_chunk(node) -> list:
+    c, n, i = _int(node.in_shapes[0][0]), int(node.value("n")), int(node.value("i"))
+    size = c // n
+    label = "C" if len(node.out_shape) == 3 else "features"
+    return [
+        Equation(label, (c, n), "/", size),
+        Note(f"part {i} of {n}: {_parts(node.out_shape)} {i * size} to {(i + 1) * size - 1}"),
+    ]
+
+
+def _derive_channels(node) -> list:
+    start, stop = int(node.value("start")), int(node.value("stop"))
+    label = "C" if len(node.out_shape) == 3 else "features"
+    return [Equation(label, (stop, start), "-", stop - start)]
+
+
 def _shuffle(attrs, shape):
     c = _image("shuffle", shape)[0]
     if c.value % attrs["g"].value:
@@ -1326,6 +1383,38 @@ _add(
 )
 _add(
     LayerSpec(
+        "chunk",
+        "the i-th of n equal parts of the channels (or features), numbered from 0: "
+        "torch.chunk(x, n, dim=1)[i]; n must divide the channels.",
+        "shape",
+        _chunk,
+        (
+            ArgSpec("n", "count", REQUIRED, "number of equal parts", ("chunks",)),
+            ArgSpec("i", "natural", REQUIRED, "which part, from 0", ("index",)),
+        ),
+        positional=("n", "i"),
+        traits=frozenset({KEEPS_SIGN, VIEW}),
+        derive=_derive_chunk,
+    )
+)
+_add(
+    LayerSpec(
+        "channels",
+        "channels start ... stop - 1 of the input (a slice, x[:, start:stop]; features of "
+        "a flat tensor).",
+        "shape",
+        _channels,
+        (
+            ArgSpec("start", "natural", REQUIRED, "first channel kept, from 0"),
+            ArgSpec("stop", "count", REQUIRED, "one past the last channel kept"),
+        ),
+        positional=("start", "stop"),
+        traits=frozenset({KEEPS_SIGN, VIEW}),
+        derive=_derive_channels,
+    )
+)
+_add(
+    LayerSpec(
         "scale",
         "multiply by a constant (Inception-ResNet residual scaling).",
         "shape",
@@ -1680,10 +1769,27 @@ def _plain(name: str) -> str:
     return name.lower().replace("_", "").replace("2d", "")
 
 
+_SPLIT_HINT = (
+    "did you mean 'chunk'? a channel split is one branch per part: "
+    "concat(chunk(2, 0), chunk(2, 1) + ...)"
+)
+_SLICE_HINT = "did you mean 'channels'? channels(start, stop) keeps channels start ... stop - 1"
+_SPLIT_SPELLINGS = {
+    "split": _SPLIT_HINT,
+    "half": _SPLIT_HINT,
+    "chunks": _SPLIT_HINT,
+    "slice": _SLICE_HINT,
+    "narrow": _SLICE_HINT,
+    "channelslice": _SLICE_HINT,
+}
+
+
 def framework_name_hint(name: str) -> str | None:
     """The "did you mean" for a framework's spelling of a catalogue layer (PyTorch's or
     Keras' class name, snake or camel case, with or without 2d)."""
     plain = _plain(name)
+    if plain in _SPLIT_SPELLINGS:
+        return _SPLIT_SPELLINGS[plain]
     for alias, spec in sorted(CATALOGUE.items()):
         if plain and _plain(alias) == plain:
             return f"did you mean '{spec.name}'?"

@@ -31,11 +31,12 @@ network tour:
     + pointwise_fc 32 bias=false + layer_scale 0.5 + instancenorm
     + zeropad (0, 1, 0, 1) + avgpool 2 ceil=true count_pad=false + shuffle 4
     + zeropad (1, 0, 1, 0) + crop (0, 1, 1, 0)
+    + concat(chunk(2, 1) + conv1 16, channels(3, 19)) + shuffle 2
     + conv_transpose 16 k=3 s=2 p=1 op=1 + upsample 2 mode=bilinear
     + pixel_unshuffle 4 + pixel_shuffle 2 + upsample size=(44, 44)
     + tanh + hardsigmoid + scale 0.5 + drop_path 0.1 + dropout 0.2
     + adaptive_avgpool (3, 3) + adaptive_maxpool 2 + gmp + flatten
-    + fc 10 + layernorm + layer_scale 2.0 + softmax
+    + fc 12 + concat(chunk(3, 0), channels(5, 11)) + layernorm + layer_scale 2.0 + softmax
 """
 
 

@@ -437,6 +437,33 @@ def shuffle_case(rng) -> Case:
     return Case(f"shuffle {g}", (c, h, w), (c, h, w), torch=lambda nn: nn.ChannelShuffle(g))
 
 
+def _selection(name, forward):
+    """A torch module for a channel selection (PyTorch has no nn class for a slice)."""
+    return lambda nn: type(name, (nn.Module,), {"forward": lambda self, x: forward(x)})()
+
+
+def chunk_case(rng) -> Case:
+    n = rng.randint(1, 4)
+    i = rng.randint(0, n - 1)
+    size = rng.randint(1, 5)
+    shape = rng.choice([(n * size, rng.randint(1, 6), rng.randint(1, 6)), (n * size,)])
+    text = rng.choice(
+        [f"chunk {n} {i}", f"chunk({n}, {i})", f"chunk {kw(rng, 'n', 'chunks')}={n} i={i}"]
+    )
+    out = (size, *shape[1:])
+    return Case(text, shape, out, torch=_selection("Chunk", lambda x: x.chunk(n, dim=1)[i]))
+
+
+def channels_case(rng) -> Case:
+    c = rng.randint(1, 12)
+    start = rng.randint(0, c - 1)
+    stop = rng.randint(start + 1, c)
+    shape = rng.choice([(c, rng.randint(1, 6), rng.randint(1, 6)), (c,)])
+    text = rng.choice([f"channels {start} {stop}", f"channels({start}, {stop})"])
+    out = (stop - start, *shape[1:])
+    return Case(text, shape, out, torch=_selection("Slice", lambda x: x[:, start:stop]))
+
+
 def layernorm_case(rng) -> Case:
     eps = rng.choice([1e-5, 1e-6])
     text = "layernorm" if eps == 1e-5 else f"layernorm eps={eps}"
@@ -602,6 +629,8 @@ GENERATORS = {
     "zeropad": zeropad_case,
     "crop": crop_case,
     "shuffle": shuffle_case,
+    "chunk": chunk_case,
+    "channels": channels_case,
     "conv_transpose": conv_transpose_case,
     "upsample": upsample_case,
     "pixel_shuffle": pixel_shuffle_case,
@@ -840,6 +869,62 @@ def test_crop_removes_left_right_top_bottom_as_zeropad_adds_them():
         "crop: removing 0+0 rows and 2+2 columns leaves nothing (input 4x9x4)"
     )
     assert info.value.hint == "crop fewer rows or columns, or crop a larger input"
+
+
+def test_channel_selections_are_views_that_count_nothing():
+    for text, shape, out in (
+        ("chunk(2, 1)", (116, 28, 28), (58, 28, 28)),
+        ("chunk 4 3", (12,), (3,)),
+        ("channels(16, 116)", (116, 7, 7), (100, 7, 7)),
+        ("channels 0 1", (5,), (1,)),
+    ):
+        node = run(text, shape)
+        assert (node.out_shape, node.params, node.macs) == (out, 0, 0), text
+    net = compile_text(
+        "network t:\n    input 8x4x4\n    concat(chunk(2, 0), chunk(2, 1) + conv1 4) + shuffle 2\n"
+    )
+    assert [n.out_shape for n in net.nodes()][-1] == (8, 4, 4)
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "hint"),
+    [
+        (
+            "chunk(3, 0)",
+            "chunk: 3 equal parts do not divide 8 channels (input 8x4x4)",
+            "choose a number of parts that divides 8, or select channels(start, stop) explicitly",
+        ),
+        (
+            "chunk(2, 2)",
+            "chunk: there is no part 2 of 2 (parts are numbered 0 to 1) (input 8x4x4)",
+            "write chunk(2, 0) ... chunk(2, 1)",
+        ),
+        (
+            "channels(4, 9)",
+            "channels: stop 9 is past the last of 8 channels (input 8x4x4)",
+            "the channels are numbered 0 to 7; stop is one past the last selected",
+        ),
+        (
+            "channels(5, 5)",
+            "channels(5, 5) selects nothing (input 8x4x4)",
+            "write channels(start, stop) with start < stop: channels start ... stop - 1",
+        ),
+    ],
+)
+def test_channel_selections_refuse_what_torch_would_not_give(text, message, hint):
+    with pytest.raises(NetdslError) as info:
+        run(text, (8, 4, 4))
+    assert (info.value.message, info.value.hint) == (message, hint)
+
+
+@pytest.mark.parametrize(
+    ("name", "proposed"),
+    [("split", "chunk"), ("half", "chunk"), ("slice", "channels"), ("narrow", "channels")],
+)
+def test_split_spellings_propose_the_channel_selections(name, proposed):
+    with pytest.raises(NetdslError) as info:
+        run(f"{name}(2)", (8, 4, 4))
+    assert info.value.hint.startswith(f"did you mean '{proposed}'?")
 
 
 def test_shuffle_groups_must_divide_channels():

@@ -67,6 +67,7 @@ REFERENCES = {
     "bn_inception": ("pytorchcv", "bninception"),
     "inception_resnet_v1": ("pytorchcv", "inceptionresnetv1"),
     "shufflenet_g3": ("pytorchcv", "shufflenet_g3_w1"),
+    "shufflenet_v2": ("torchvision", "shufflenet_v2_x1_0"),
     "preresnet_cifar": ("pytorchcv", "preresnet164bn_cifar10"),
     "wide_resnet_cifar": ("pytorchcv", "wrn28_10_cifar10"),
     "densenet_bc_cifar": ("pytorchcv", "densenet100_k12_bc_cifar10"),
@@ -80,6 +81,9 @@ VARIANTS = {
     ("shufflenet_g3", (("g", 1),)): ("pytorchcv", "shufflenet_g1_w1"),
     ("preresnet_cifar", (("depth", 1001),)): ("pytorchcv", "preresnet1001_cifar10"),
     ("efficientnet", (("b", 1),)): ("torchvision", "efficientnet_b1"),
+    ("shufflenet_v2", (("width", 0.5),)): ("torchvision", "shufflenet_v2_x0_5"),
+    ("shufflenet_v2", (("width", 1.5),)): ("torchvision", "shufflenet_v2_x1_5"),
+    ("shufflenet_v2", (("width", 2.0),)): ("torchvision", "shufflenet_v2_x2_0"),
 }
 # checked against their papers' own tables below
 PAPER_ONLY = {"zfnet", "vgg11_lrn", "vgg16_c", "nin", "highway", "resnet_cifar", "unet"}

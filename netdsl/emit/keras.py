@@ -1158,6 +1158,10 @@ LAYERS = {
     "drop_path": _with_arg("DropPath", "p", helper=True),
     "zeropad": _zeropad,
     "crop": _crop,
+    "chunk": lambda c: [(c.helper("Chunk"), [c.e(c.a["n"]), c.e(c.a["i"])], "", None)],
+    "channels": lambda c: [
+        (c.helper("ChannelSlice"), [c.e(c.a["start"]), c.e(c.a["stop"])], "", None)
+    ],
     "conv_transpose": _conv_transpose,
     "upsample": _upsample,
     "pixel_shuffle": _with_arg("PixelShuffle", "r", helper=True),

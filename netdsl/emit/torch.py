@@ -349,6 +349,14 @@ def _crop(c: _LayerCall):
     return c.helper("Crop2d"), [f"({left}, {right}, {top}, {bottom})"]
 
 
+def _chunk(c: _LayerCall):
+    return c.helper("Chunk"), [c.e(c.a["n"]), c.e(c.a["i"])]
+
+
+def _channels(c: _LayerCall):
+    return c.helper("ChannelSlice"), [c.e(c.a["start"]), c.e(c.a["stop"])]
+
+
 def _conv_transpose(c: _LayerCall):
     a, e = c.a, c.e
     args = [e(a["in_channels"]), e(a["c"]), f"kernel_size={e(a['k'])}"]
@@ -421,6 +429,8 @@ LAYERS = {
     "drop_path": _helper("DropPath", "p"),
     "zeropad": _zeropad,
     "crop": _crop,
+    "chunk": _chunk,
+    "channels": _channels,
     "conv_transpose": _conv_transpose,
     "upsample": _upsample,
     "pixel_shuffle": _with_arg("nn.PixelShuffle", "r"),
