@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from . import ast
 from .errors import NetdslError, SourceSnapshot, Span, did_you_mean
-from .ir import BlockSignature, Network, Node, Output, Scope, TensorArg
+from .ir import BlockSignature, Network, Node, NumericFunction, Output, Scope, TensorArg
 from .layers import (
     MERGES,
     ShapeError,
@@ -394,7 +394,7 @@ class Elaborator:
         return net
 
     def _function_codes(self) -> dict:
-        """name -> (Python text, names it calls) for every function the network called."""
+        """name -> NumericFunction for every function the network called."""
         out = {}
         for name, (fdef, menv) in sorted(self.functions.items()):
             defaults = {
@@ -1947,8 +1947,8 @@ def _finish(root: Scope, outputs: list[Output]) -> list[Node]:
 # ---- functions in generated code ---------------------------------------------------
 
 
-def function_code(fdef: ast.FunctionDef, defaults: dict) -> tuple[str, frozenset]:
-    """`def name(params): return ...` in Python, with the functions it calls. The body is
+def function_code(fdef: ast.FunctionDef, defaults: dict) -> NumericFunction:
+    """The function for generated code, with the functions it calls. The body is
     translated from the DSL text (not from one call's trace), so every call computes alike;
     the operators and functions mean in Python what they mean in the DSL."""
     from . import symbolic as sym
@@ -1995,8 +1995,8 @@ def function_code(fdef: ast.FunctionDef, defaults: dict) -> tuple[str, frozenset
             hint="layers, tensors and `in` belong in blocks",
         )
 
-    signature = ", ".join(
+    body = tr(fdef.body)
+    signature = tuple(
         p.name if p.name not in defaults else f"{p.name}={defaults[p.name]!r}" for p in fdef.params
     )
-    body = tr(fdef.body).render()
-    return f"def {fdef.name}({signature}):\n    return {body}", frozenset(callees)
+    return NumericFunction(fdef.name, signature, body, frozenset(callees))

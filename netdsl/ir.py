@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from .errors import SourceSnapshot, Span
-from .symbolic import Num, Tup
+from .symbolic import Expr, Num, Tup
 
 
 class Node:
@@ -200,6 +200,16 @@ class Output:
     span: Span
 
 
+@dataclass(frozen=True)
+class NumericFunction:
+    """A `def` function as generated code writes it: `def name(params): return body`."""
+
+    name: str
+    params: tuple[str, ...]  # `v`, or `d=8` with its default
+    body: Expr  # over the parameters; its operators mean in Python what they mean in the DSL
+    calls: frozenset  # the functions it calls
+
+
 @dataclass(eq=False)
 class Network:
     name: str
@@ -219,7 +229,7 @@ class Network:
     frozen_params: list = field(default_factory=list)
     # the DSL texts it was elaborated from, as they were then (see errors.SourceSnapshot)
     sources: SourceSnapshot = field(default_factory=SourceSnapshot)
-    # name -> (Python text, functions it calls) of each `def` function the network calls
+    # name -> NumericFunction, for each `def` function the network calls
     functions: dict = field(default_factory=dict)
 
     @property

@@ -63,6 +63,8 @@ INPUTS = {
     "mobilenet": (3, 64, 64),
     "squeezenet1_0": (3, 67, 67),
     "squeezenet1_1": (3, 67, 67),
+    "unet": (1, 188, 188),  # the smallest tile whose pooled maps are all even: 4x4 out
+    "fcn_resnet50": (3, 67, 67),  # 9x9 maps, bilinear back to 67x67 (not a whole multiple)
 }
 DEFAULT_INPUT = (3, 48, 48)
 NATIVE = {

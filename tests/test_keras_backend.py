@@ -347,3 +347,16 @@ def test_runs_with_the_torch_backend(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"ok {net.total_params + net.total_buffers}" in done.stdout
+
+
+def test_a_block_local_that_reads_the_input_channels_is_used_by_name():
+    """`q = in.c // 2` is written once, and the layer that uses it says `q` (inlining
+    its definition left the assignment unused: ruff's F841 in every generated file)."""
+    source = keras_source(
+        compile_text(
+            "block b(c):\n    q = in.c // 2\n    conv1 c\n    conv1 q\n"
+            "network n:\n    input 3x8x8\n    conv1 8 + b(4)\n"
+        )
+    )
+    assert "    q = in_channels // 2\n" in source
+    assert 'layers.Conv2D(q, 1, name=f"{name}_conv2")' in source

@@ -53,8 +53,15 @@ REFERENCES = {
     "densenet201": ("torchvision", "densenet201"),
     "densenet161": ("torchvision", "densenet161"),
     "mobilenet": ("keras_applications", "MobileNet"),
+    "efficientnet": ("torchvision", "efficientnet_b0"),
     "squeezenet1_0": ("torchvision", "squeezenet1_0"),
     "squeezenet1_1": ("torchvision", "squeezenet1_1"),
+    "regnet": ("torchvision", "regnet_y_400mf"),
+    "convnext": ("torchvision", "convnext_tiny"),
+    "mobilenet_v2": ("torchvision", "mobilenet_v2"),
+    "mobilenet_v3_large": ("torchvision", "mobilenet_v3_large"),
+    "mobilenet_v3_small": ("torchvision", "mobilenet_v3_small"),
+    "mnasnet": ("torchvision", "mnasnet1_0"),
     "nasnet_mobile": ("pytorchcv", "nasnet_4a1056"),
     "nasnet_large": ("pytorchcv", "nasnet_6a4032"),
     "bn_inception": ("pytorchcv", "bninception"),
@@ -64,6 +71,7 @@ REFERENCES = {
     "wide_resnet_cifar": ("pytorchcv", "wrn28_10_cifar10"),
     "densenet_bc_cifar": ("pytorchcv", "densenet100_k12_bc_cifar10"),
     "fractalnet": ("pytorchcv", "fractalnet_cifar10"),
+    "fcn_resnet50": ("torchvision", "fcn_resnet50"),
 }
 # (zoo file, its parameters) -> (source, key) of the model it reproduces: the rows above, and
 # the variants a file's parameters select (test_references.py loads each one's weights)
@@ -71,9 +79,10 @@ VARIANTS = {
     **{(name, ()): reference for name, reference in REFERENCES.items()},
     ("shufflenet_g3", (("g", 1),)): ("pytorchcv", "shufflenet_g1_w1"),
     ("preresnet_cifar", (("depth", 1001),)): ("pytorchcv", "preresnet1001_cifar10"),
+    ("efficientnet", (("b", 1),)): ("torchvision", "efficientnet_b1"),
 }
 # checked against their papers' own tables below
-PAPER_ONLY = {"zfnet", "vgg11_lrn", "vgg16_c", "nin", "highway", "resnet_cifar"}
+PAPER_ONLY = {"zfnet", "vgg11_lrn", "vgg16_c", "nin", "highway", "resnet_cifar", "unet"}
 
 
 @cache

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from .. import __version__
 from ..elaborate import is_layer_param
 from ..errors import NetdslError
-from ..ir import Network, Node, Scope, TensorArg
+from ..ir import Network, Node, NumericFunction, Scope, TensorArg
 from ..layers import FRESH, MERGES, fmt_shape, traits
 from ..names import class_name
 from ..resources import helper_names
@@ -1263,6 +1263,13 @@ def file_header(net: Network, helpers: set[str], layout=tuple, code=()) -> dict:
 _MATH_CALL = re.compile(r"(?<![\w.])math\.(?:log|sqrt|exp)\(")
 
 
+def function_text(function: NumericFunction) -> str:
+    """`def name(params):` and its `return`, laid out as ruff lays them out."""
+    lines = fmt.statement(f"def {function.name}", "", list(function.params), 0, suffix=":")
+    lines += fmt.headed("return ", function.body.render(), 1)
+    return "\n".join(lines)
+
+
 def numeric_functions(net: Network, code) -> dict:
     """The `def` functions that the generated code (its lines, `code`) calls, directly or
     through one another, as module-level Python functions; and whether it needs math."""
@@ -1273,8 +1280,8 @@ def numeric_functions(net: Network, code) -> dict:
         name = stack.pop()
         if name not in used:
             used.add(name)
-            stack.extend(c for c in net.functions[name][1] if c in net.functions)
-    texts = [net.functions[name][0] for name in sorted(used)]
+            stack.extend(c for c in net.functions[name].calls if c in net.functions)
+    texts = [function_text(net.functions[name]) for name in sorted(used)]
     uses_math = any(_MATH_CALL.search(t) for t in (text, *texts))
     return dict(uses_math=uses_math, numeric_functions=texts)
 
@@ -1435,10 +1442,10 @@ def frozen_guard(net: Network, indent: int = 0) -> list[str]:
             f"this file was generated for {name}={value}, and netdsl wrote some "
             f"of its effects as constants: recompile with --param {name}=..."
         )
-        lines.append(f"if {name} != {value}:")
         # laid out at the caller's depth (`indent` levels), returned without it
+        test = fmt.condition("if ", f"{name} != ", value, ":", indent)
         raised = fmt.statement("raise ", "ValueError", [message], indent + 1)
-        lines += [line[len(fmt.INDENT) * indent :] for line in raised]
+        lines += [line[len(fmt.INDENT) * indent :] for line in test + raised]
     return lines
 
 

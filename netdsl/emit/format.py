@@ -40,15 +40,47 @@ def statement(
 
 
 def assignment(target: str, value: str, indent: int) -> list[str]:
-    """`target = value` at `indent` levels; a value too long for the line goes in
-    parentheses on the lines after, split as ruff splits it."""
+    """`target = value` at `indent` levels, split as ruff splits it (see `headed`)."""
+    return headed(f"{target} = ", value, indent)
+
+
+def headed(head: str, value: str, indent: int) -> list[str]:
+    """`head + value` (`x = ...`, `return ...`) at `indent` levels; a value too long for
+    the line goes in parentheses on the lines after, split as ruff splits it."""
     pad = INDENT * indent
-    one = f"{pad}{target} = {value}"
+    one = f"{pad}{head}{value}"
     if len(one) <= LINE:
         return [one]
+    try:
+        node = ast.parse(value, mode="eval").body
+    except SyntaxError:
+        node = None
+    if isinstance(node, ast.Call) and node.end_col_offset == len(value):
+        # a call splits inside its own brackets, as ruff prefers to adding parentheses
+        args = [value[a.col_offset : a.end_col_offset] for a in (*node.args, *node.keywords)]
+        return statement(head, value[: node.func.end_col_offset], args, indent)
     inner = INDENT * (indent + 1)
     pieces = split_argument(value, len(inner))
-    return [f"{pad}{target} = (", *(inner + piece for piece in pieces), f"{pad})"]
+    return [f"{pad}{head}(", *(inner + piece for piece in pieces), f"{pad})"]
+
+
+def condition(keyword: str, head: str, value: str, colon: str, indent: int) -> list[str]:
+    """`keyword + head + value + colon` (`if settings != (...):`) at `indent` levels; where
+    it is too long and `value` is a tuple, its brackets split open as ruff splits a
+    collection literal: one item per line, with a trailing comma."""
+    pad = INDENT * indent
+    one = f"{pad}{keyword}{head}{value}{colon}"
+    if len(one) <= LINE:
+        return [one]
+    try:
+        node = ast.parse(value, mode="eval").body
+    except SyntaxError:
+        return [one]
+    if not isinstance(node, ast.Tuple) or len(node.elts) < 2 or not value.startswith("("):
+        return [one]
+    items = [value[e.col_offset : e.end_col_offset] for e in node.elts]
+    body = _bracket_body(value, node.elts, items, len(pad), True)
+    return [f"{pad}{keyword}{head}(", *(pad + line for line in body), f"{pad}){colon}"]
 
 
 def argument_lines(args: list[str], indent: int) -> list[str]:
@@ -96,6 +128,16 @@ _OPERATORS = {
 }
 
 
+_COMPARISONS = {
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
+}
+
+
 def split_argument(arg: str, indent: int) -> list[str]:
     """A call argument (`name=expr` or `expr`) as the lines ruff gives it at `indent`
     columns when `arg,` does not fit: split before the outermost `if` and `else` of a
@@ -136,6 +178,11 @@ def _split_bare(text: str, node: ast.expr, indent: int, lead: int) -> list[str]:
                 return pieces + _prefixed("else ", text, rest, indent)
             pieces += _prefixed("else ", text, rest.body, indent)
             node = rest
+    if isinstance(node, ast.Compare):  # split before its operators only, as ruff does
+        pieces = [_source(text, node.left)]
+        for op, operand in zip(node.ops, node.comparators):
+            pieces.append(f"{_COMPARISONS[type(op)]} {_source(text, operand)}")
+        return pieces
     if isinstance(node, ast.BinOp):
         operands, operators = _chain(node)
         pieces = _split(text, operands[0], indent, lead)

@@ -513,7 +513,11 @@ class _Function:
                     self.needs_var.add(symbol)
                     self.var_uses.add(symbol)
                     mapping[symbol] = Sym(self.channel_vars.get(symbol, "in_channels"))
-            e = e.subst(mapping)
+            # a renaming to itself changes nothing, and substituting would inline the
+            # function's locals (`q = in_channels // 2`) into the expression
+            mapping = {s: m for s, m in mapping.items() if m != Sym(s)}
+            if mapping:
+                e = e.subst(mapping)
         return e.render()
 
     def _channel_symbols(self, e: Expr) -> set[str]:

@@ -68,7 +68,7 @@ class ClassText:
 class FileContext(FileHeader):
     classes: list[ClassText]
     builder: list[str]
-    builder_call: str
+    builder_call: list[str]  # `return Main(...)`, laid out
     main_class: str
     devices: str | None = None  # the DEVICES table of a placed network
 
@@ -505,7 +505,7 @@ class TorchEmitter(Emitter):
             **file_header(net, self.helpers, code=code),
             classes=classes,
             builder=builder_sig,
-            builder_call=fmt.call(main.name, call_args),
+            builder_call=fmt.statement("return ", main.name, call_args, 1),
             main_class=main.name,
             devices=devices,
         )
@@ -673,7 +673,7 @@ class TorchEmitter(Emitter):
         ]
         scope.declared_layers = True
         if uses_loop:
-            lines.append(f"{pad}{loop_name} = {scope.expr(unit.init)}")
+            lines += fmt.assignment(loop_name, scope.expr(unit.init), BODY)
         lines.append(f"{pad}for {var} in {iterable}:")
         if body.kind == "chain":
             items = [self._ctor_text(u, scope, BODY + 1, inner) for u in body.units]
@@ -687,7 +687,7 @@ class TorchEmitter(Emitter):
             and unit.update is not None
             and render_expr(unit.update) != render_expr(Sym(loop))
         ):
-            lines.append(f"{pad}    {loop_name} = {scope.expr(unit.update)}")
+            lines += fmt.assignment(loop_name, scope.expr(unit.update), BODY + 1)
         lines.append(f"{pad}{target}nn.Sequential(*layers){suffix}")
         return lines
 
