@@ -24,6 +24,18 @@ fit, merged branches agree, channel counts divide their groups. Programs mix
   max and average pooling with random kernel, stride, padding, ceil mode and
   count_pad (max pooling with dilation when `torch_only`); global, adaptive and
   zero padding, channel shuffle, LRN, softmax; labels (`as`);
+* resampling: transposed convs (kernel, stride, padding, output_padding, dilation,
+  pairs, bias, `act=`), upsampling by a scale or to a size (nearest, bilinear),
+  pixel shuffle and unshuffle (after a conv or a crop that makes them divide), crops
+  in all three forms; with `torch_only` also what Keras refuses (grouped or strided
+  and dilated transposed convs, output_padding below the dilation alone,
+  `align_corners=true`, nearest resizing to other sizes than whole multiples);
+* layernorm, groupnorm, instancenorm, layer_scale and pointwise_fc on images (layernorm
+  and layer_scale on flat tensors too), and in generated blocks with arguments that
+  follow the block's parameters (`conv_transpose c k=2 s=s`, `upsample s`, ...);
+* blocks with a tensor parameter (`cell(prev, c)`, `tmix(p, c)` reading `p.c`, and
+  `tnest`, which passes its tensor on and calls `cell(in, c)`), called on named values
+  of the current height and width (or the network's `in`), often several in a row;
 * named values, several outputs (eval and train-time, tapped or computed), and
   flat tails (fc, bn, merges of flat tensors) or flat inputs.
 """
@@ -48,7 +60,16 @@ block resf(c, s=1) =
     add(if s == 1 and in.c == c then id else conv c k=1 s=s bias=false + bn,
         cbr(c, s=s) + conv3 c bias=false + bn)
     + relu
+block cell(prev, c) = concat(prev + conv1 c, conv1 c)
+block tmix(p, c) = add(p + conv1 c, conv1 c) + concat(id, p) + conv1 (p.c + c)
+block tnest(p, c) = cell(p, c) + relu + tmix(p, c) + cell(in, c)
 """
+# the prelude's blocks with a tensor parameter, and their channels out (c, the tensor's channels)
+TENSOR_BLOCKS = {
+    "cell": lambda c, p: 2 * c,
+    "tmix": lambda c, p: p + c,
+    "tnest": lambda c, p: 2 * c,
+}
 
 
 class Invalid(Exception):
@@ -92,6 +113,8 @@ def _spatial_layer(draw, state: _State, torch_only: bool = False) -> str:
             [
                 "conv",
                 "conv",
+                "resample",
+                "norm",
                 "dwconv",
                 "maxpool",
                 "avgpool",
@@ -100,12 +123,18 @@ def _spatial_layer(draw, state: _State, torch_only: bool = False) -> str:
                 "pool_pair",
                 "conv_same",
                 "misc",
+                "resample",
+                "norm",
             ]
         )
     )
     small = min(state.h, state.w)
     if kind == "misc":
         return draw(_misc_layer(state))
+    if kind == "resample":
+        return draw(_resample_layer(state, torch_only))
+    if kind == "norm":
+        return draw(_norm_layer(state))
     if kind == "conv_pair":
         return draw(_conv_pair(state))
     if kind == "pool_pair":
@@ -226,6 +255,157 @@ def _misc_layer(draw, state: _State) -> str:
     return "gmp"
 
 
+_LARGEST = 32  # resampling keeps images at most this high and wide (the tests stay fast)
+
+
+@st.composite
+def _resample_layer(draw, state: _State, torch_only: bool = False) -> str:
+    """Transposed convs, upsampling, pixel (un)shuffle and crops that fit the shape.
+
+    Without `torch_only`, only what the Keras backend writes exactly: no grouped or
+    strided-and-dilated transposed conv, output_padding below the stride, no
+    align_corners, nearest resizing to whole multiples only."""
+    kind = draw(
+        st.sampled_from(
+            ["conv_transpose", "conv_transpose", "upsample", "shuffle", "unshuffle", "crop"]
+        )
+    )
+    if kind == "conv_transpose":
+        return draw(_conv_transpose(state, torch_only))
+    if kind == "upsample":
+        return draw(_upsample(state, torch_only))
+    if kind == "shuffle":  # a conv to c * r * r channels first where C is not a multiple
+        r = draw(st.sampled_from([2, 2, 3]))
+        if max(state.h, state.w) * r > _LARGEST:
+            return "relu"
+        text = f"pixel_shuffle {r}"
+        if state.c % (r * r):
+            state.c = r * r * draw(st.integers(1, 3))
+            text = f"conv1 {state.c} + {text}"
+        state.c, state.h, state.w = state.c // (r * r), state.h * r, state.w * r
+        return text
+    if kind == "unshuffle":  # a crop first where H or W is not a multiple
+        r = draw(st.sampled_from([2, 2, 3]))
+        if min(state.h, state.w) < r or state.c * r * r > 64:
+            return "bn"
+        text = f"pixel_unshuffle {r}"
+        if state.h % r or state.w % r:
+            text = f"crop (0, {state.w % r}, 0, {state.h % r}) + {text}"
+        state.c, state.h, state.w = state.c * r * r, state.h // r, state.w // r
+        return text
+    form = draw(st.integers(0, 2))  # crop: one value, (h, w) or (left, right, top, bottom)
+    if form == 0:
+        p = draw(st.integers(0, 2))
+        top = bottom = p
+        left = right = p
+        text = f"crop {p}"
+    elif form == 1:
+        top = bottom = draw(st.integers(0, 2))
+        left = right = draw(st.integers(0, 2))
+        text = f"crop ({top}, {left})"
+    else:
+        left, right, top, bottom = (draw(st.integers(0, 2)) for _ in range(4))
+        text = f"crop ({left}, {right}, {top}, {bottom})"
+    h, w = state.h - top - bottom, state.w - left - right
+    if h < 1 or w < 1:
+        return "relu"
+    state.h, state.w = h, w
+    return text
+
+
+def _transposed_size(n: int, k: int, s: int, p: int, op: int, d: int) -> int:
+    return (n - 1) * s - 2 * p + d * (k - 1) + op + 1
+
+
+@st.composite
+def _conv_transpose(draw, state: _State, torch_only: bool = False) -> str:
+    """`conv_transpose c k s p op d g bias`, usually one value per argument, sometimes pairs."""
+    out = draw(st.integers(1, 10))
+    k_h, k_w, k = _pair(draw, st.integers(1, 4))
+    s_h, s_w, s = _pair(draw, st.integers(1, 2))
+    d_h, d_w, d = _pair(draw, st.integers(1, 2))
+    if not torch_only and max(s_h, s_w) > 1 and max(d_h, d_w) > 1:
+        d_h = d_w = 1
+        d = "1"
+    p_h, p_w, p = _pair(draw, st.integers(0, 2))
+    # output_padding: less than the stride, or (PyTorch alone) less than the dilation
+    top_h, top_w = (max(s_h, d_h) if torch_only else s_h), (max(s_w, d_w) if torch_only else s_w)
+    op_h, op_w = draw(st.integers(0, top_h - 1)), draw(st.integers(0, top_w - 1))
+    h = _transposed_size(state.h, k_h, s_h, p_h, op_h, d_h)
+    w = _transposed_size(state.w, k_w, s_w, p_w, op_w, d_w)
+    if not (1 <= h <= _LARGEST and 1 <= w <= _LARGEST):
+        return "relu"
+    groups = [g for g in (1, 2, 3) if state.c % g == 0 and out % g == 0]
+    g = draw(st.sampled_from(groups)) if torch_only else 1
+    state.c, state.h, state.w = out, h, w
+    text = f"conv_transpose {out} k={k}"
+    if s != "1":
+        text += f" s={s}"
+    if p != "0" or draw(st.booleans()):
+        text += f" p={p}"
+    if op_h or op_w:
+        name = draw(st.sampled_from(["op", "output_padding"]))
+        text += f" {name}={op_h}" if op_h == op_w else f" {name}=({op_h}, {op_w})"
+    if d != "1":
+        text += f" d={d}"
+    if g > 1:
+        text += f" g={g}"
+    return text + draw(st.sampled_from(["", "", " bias=false", " act=relu"]))
+
+
+@st.composite
+def _upsample(draw, state: _State, torch_only: bool = False) -> str:
+    """`upsample` by a scale (int or pair) or to a size, nearest or bilinear."""
+    mode = draw(st.sampled_from(["nearest", "bilinear"]))
+    corners = mode == "bilinear" and torch_only and draw(st.booleans())
+    if draw(st.booleans()):  # a scale factor
+        sh, sw, scale = _pair(draw, st.integers(1, 3))
+        h, w = state.h * sh, state.w * sw
+        text = f"upsample {scale}"
+    else:  # a size: any for bilinear (smaller too), whole multiples for Keras' nearest
+        if mode == "nearest" and not torch_only:
+            h = state.h * draw(st.integers(1, 3))
+            w = state.w * draw(st.integers(1, 3))
+        else:
+            h, w = draw(st.integers(1, _LARGEST)), draw(st.integers(1, _LARGEST))
+        text = f"upsample size=({h}, {w})"
+    if h > _LARGEST or w > _LARGEST:
+        return "relu"
+    state.h, state.w = h, w
+    if mode != "nearest" or draw(st.booleans()):
+        text += f" mode={mode}"
+    if corners:
+        text += " align_corners=true"
+    return text
+
+
+@st.composite
+def _norm_layer(draw, state: _State) -> str:
+    """layernorm, groupnorm, instancenorm, layer_scale and pointwise_fc on an image."""
+    kind = draw(
+        st.sampled_from(["layernorm", "groupnorm", "instancenorm", "layer_scale", "pointwise_fc"])
+    )
+    if kind == "layernorm":
+        return draw(st.sampled_from(["layernorm", "layernorm eps=1e-6", "ln"]))
+    if kind == "groupnorm":
+        groups = [g for g in range(1, state.c + 1) if state.c % g == 0]
+        if state.h * state.w == 1:  # one value per group would normalise to zero
+            groups = [g for g in groups if g < state.c]
+        if not groups:
+            return "bn"
+        g = draw(st.sampled_from(groups))
+        return f"groupnorm {g}" + draw(st.sampled_from(["", " eps=0.001"]))
+    if kind == "instancenorm":
+        if state.h * state.w == 1:
+            return "bn"
+        return "instancenorm" + draw(st.sampled_from(["", " affine=true", " affine=false"]))
+    if kind == "layer_scale":
+        return draw(st.sampled_from(["layer_scale", "layer_scale 0.5", "layer_scale init=2.0"]))
+    n = draw(st.integers(1, 12))
+    state.c = n
+    return f"pointwise_fc {n}" + draw(st.sampled_from(["", " bias=false", " act=gelu"]))
+
+
 # ---- blocks generated per program -------------------------------------------------------------
 
 
@@ -283,8 +463,63 @@ def _piece_pool_if_strided(env, shape):
     return shape
 
 
+def _piece_groups(env, shape):  # groupnorm (if in.c % 2 == 0 then 2 else 1)
+    g = 2 if env["in_c"] % 2 == 0 else 1
+    if shape[0] % g or shape[0] * shape[1] * shape[2] == g:
+        raise Invalid
+    return shape
+
+
+def _piece_transposed(k: int, p: int, op_is_s_minus_1: bool):
+    def effect(env, shape):
+        s = env["s"]
+        op = s - 1 if op_is_s_minus_1 else 0
+        h, w = (_transposed_size(n, k, s, p, op, 1) for n in shape[1:])
+        if not (1 <= h <= _LARGEST and 1 <= w <= _LARGEST):
+            raise Invalid
+        return (env["c"], h, w)
+
+    return effect
+
+
+def _piece_upsample(env, shape):
+    h, w = shape[1] * env["s"], shape[2] * env["s"]
+    if h > _LARGEST or w > _LARGEST:
+        raise Invalid
+    return (shape[0], h, w)
+
+
+def _piece_positions(env, shape):  # instancenorm: more than one position
+    if shape[1] * shape[2] == 1:
+        raise Invalid
+    return shape
+
+
+def _piece_pixels(env, shape):  # conv1 (4 * c) + pixel_shuffle 2 + pixel_unshuffle 2
+    if 2 * max(shape[1:]) > _LARGEST:
+        raise Invalid
+    return (4 * env["c"], *shape[1:])
+
+
+def _piece_crop(env, shape):  # crop (0, s - 1, 0, s - 1)
+    h, w = shape[1] - env["s"] + 1, shape[2] - env["s"] + 1
+    if h < 1 or w < 1:
+        raise Invalid
+    return (shape[0], h, w)
+
+
 # (text, effect); texts use the block's parameters c, s, n, k and `in`
 _PIECES = [
+    ("layernorm", lambda env, shape: shape),
+    ("layer_scale 0.5", lambda env, shape: shape),
+    ("instancenorm affine=true", _piece_positions),
+    ("groupnorm (if in.c % 2 == 0 then 2 else 1)", _piece_groups),
+    ("pointwise_fc c", lambda env, shape: (env["c"], *shape[1:])),
+    ("conv_transpose c k=2 s=s", _piece_transposed(2, 0, False)),
+    ("conv_transpose c k=3 s=s p=1 op=(s - 1)", _piece_transposed(3, 1, True)),
+    ("upsample s mode=bilinear", _piece_upsample),
+    ("conv1 (4 * c) + pixel_shuffle 2 + pixel_unshuffle 2", _piece_pixels),
+    ("crop (0, s - 1, 0, s - 1)", _piece_crop),
     ("conv c k=k s=s p=(k//2)", _piece_conv),
     ("conv3 c", lambda env, shape: (env["c"], shape[1], shape[2])),
     ("bn", lambda env, shape: shape),
@@ -461,16 +696,25 @@ class _Options:
 def _term(draw, state: _State, depth: int, options: _Options | None = None) -> str:
     """One term of a sequence (possibly compound); updates the state."""
     options = options or _Options()
-    choices = ["spatial", "act", "bn", "block", "block"]
+    choices = ["spatial", "resample", "norm", "act", "bn", "block", "block"]
     if options.blocks:
         choices += ["generated", "generated"]
+    fits = any(shape[1:] == (state.h, state.w) for _, shape in state.names)
+    if depth == 0 and fits:  # not in a labelled part: the emitters cannot pass a named value
+        choices += ["tensor", "tensor"]  # into one (docs/errors.md, "Grouped, not shown")
     if depth < 2:
         choices += ["merge", "repeat", "cond", "label"]
     kind = draw(st.sampled_from(choices))
     if kind == "spatial":
         return draw(_spatial_layer(state, options.torch_only))
+    if kind == "resample":
+        return draw(_resample_layer(state, options.torch_only))
+    if kind == "norm":
+        return draw(_norm_layer(state))
     if kind == "generated":
         return draw(_block_call(state, options.blocks, again=draw(st.booleans())))
+    if kind == "tensor":
+        return draw(_tensor_calls(state))
     if kind == "label":
         options.labels[0] += 1
         inner = draw(_chain(state, depth + 1, options=options))
@@ -623,6 +867,24 @@ def _term(draw, state: _State, depth: int, options: _Options | None = None) -> s
     return f"[if {test} then conv1 {c} else id]"
 
 
+@st.composite
+def _tensor_calls(draw, state: _State) -> str:
+    """One to three calls of the prelude's blocks with a tensor parameter, each given a
+    named tensor of the current height and width (or `in`, where it has them): the same
+    block on different tensors, and `tnest`, which passes its tensor on."""
+    calls = []
+    for _ in range(draw(st.integers(1, 3))):
+        fitting = [(n, shape) for n, shape in state.names if shape[1:] == (state.h, state.w)]
+        if state.in_h == state.h == state.w:
+            fitting.append(("in", (state.in_c, state.h, state.w)))
+        name, shape = draw(st.sampled_from(fitting))
+        block = draw(st.sampled_from(sorted(TENSOR_BLOCKS)))
+        c = draw(st.integers(1, 8))
+        calls.append(f"{block}({name}, {c})" if draw(st.booleans()) else f"{block}({name}, c={c})")
+        state.c = TENSOR_BLOCKS[block](c, shape[0])
+    return " + ".join(calls)
+
+
 def _truth(test: str, state: _State) -> bool:
     text = (
         test.replace("in.c", str(state.in_c))
@@ -675,7 +937,7 @@ def _flat_tail(draw, features: int) -> tuple[str, int]:
     """Layers on a flat tensor of `features`: fc, bn, activations, merges, repeats."""
     terms = []
     for _ in range(draw(st.integers(0, 3))):
-        kind = draw(st.sampled_from(["fc", "bn", "act", "repeat", "concat", "add", "mul"]))
+        kind = draw(st.sampled_from(["fc", "bn", "act", "repeat", "concat", "add", "mul", "norm"]))
         n = draw(st.integers(1, 16))
         if kind == "fc":
             act = draw(st.sampled_from(["", " act=relu", " bias=false"]))
@@ -683,6 +945,8 @@ def _flat_tail(draw, features: int) -> tuple[str, int]:
             features = n
         elif kind == "bn":
             terms.append("bn")
+        elif kind == "norm":  # over the features, or a factor per feature
+            terms.append(draw(st.sampled_from(["layernorm", "layer_scale 0.5", "ln eps=1e-6"])))
         elif kind == "act":
             terms.append(draw(st.sampled_from(["relu", "tanh", "dropout 0.2", "sigmoid"])))
         elif kind == "repeat":
@@ -743,7 +1007,7 @@ def programs(draw, torch_only: bool = False) -> str:
                 .replace("not norm", "false")
             )
         roll = draw(st.integers(0, 7))
-        if roll == 0:
+        if roll in (0, 3):  # a named value (blocks with a tensor parameter take them)
             name = f"v{i}"
             lines.append(f"    {name} = {text}")
             state.names.append((name, (state.c, state.h, state.w)))

@@ -154,6 +154,18 @@ def test_labelled_parts_alike_but_for_their_input_channels_are_two_classes():
     check_backends(net)
 
 
+def test_a_transposed_conv_with_a_kernel_narrower_than_its_stride_keeps_pytorchs_size():
+    """Found by the deep run: `conv_transpose 5 k=1 s=2` on 8x8 is 15x15 in PyTorch,
+    (8 - 1) x 2 + 1, but Keras' "valid" Conv2DTranspose without output_padding is 16x16
+    (in x s); writing output_padding=0 gives PyTorch's size."""
+    net = _compile(
+        program("conv_transpose 5 k=1 s=2 bias=false + conv1 1\nflatten + fc 5", shape="1x8x8")
+    )
+    assert net.total_params == 5 + 6 + 15 * 15 * 5 + 5
+    check_backends(net)
+    assert "output_padding=0" in keras_source(net)
+
+
 def assert_formatted(net, folder) -> None:
     for name, source in (("t.py", torch_source(net)), ("k.py", keras_source(net))):
         (folder / name).write_text(source)

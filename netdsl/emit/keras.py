@@ -1100,7 +1100,7 @@ def _conv_transpose(c: _LayerCall) -> list:
     """Conv2DTranspose: "same" where TensorFlow crops what PyTorch's padding removes, else
     the full ("valid") transposed conv, then PyTorch's padding cropped from each side."""
     a, e, kw = c.a, c.e, c.kw
-    same = True
+    same, narrow = True, False
     for n in c.nodes:
         names = ("k", "s", "p", "output_padding", "d")
         ks, ss, ps, ops_, ds = (pair_values(n.value(x)) for x in names)
@@ -1116,9 +1116,14 @@ def _conv_transpose(c: _LayerCall) -> list:
         same = same and all(
             op == 0 and d * (k - 1) + 1 - s == 2 * p for k, s, p, op, d in zip(ks, ss, ps, ops_, ds)
         )
+        # a kernel narrower than the stride: without output_padding Keras' "valid" size is
+        # in x s, not PyTorch's (in - 1) x s + k; with it (even 0) it is PyTorch's
+        narrow = narrow or any(d * (k - 1) + 1 < s for k, s, d in zip(ks, ss, ds))
     args = [e(a["c"]), e(a["k"])] + kw("strides", a["s"], 1)
     if same:
         args.append('padding="same"')
+    elif narrow:
+        args.append(f"output_padding={e(a['output_padding'])}")
     else:
         args += kw("output_padding", a["output_padding"], 0)
     args += kw("dilation_rate", a["d"], 1)
