@@ -13,7 +13,6 @@ class per block definition.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
@@ -180,19 +179,6 @@ class CondFrag(Fragment):
 class IdFrag(Fragment):
     def __init__(self, span: Span) -> None:
         self.span = span
-
-
-def is_layer_param(value) -> bool:
-    """Whether a block argument is a layer that emitters pass to the block's class as a
-    constructor argument: an activation without arguments of its own (`relu`,
-    `leaky_relu 0.2`) or `id`. Other layers (`bn`, a sequence) are built into the class."""
-    if isinstance(value, IdFrag):
-        return True
-    return (
-        isinstance(value, LayerFrag)
-        and value.spec.category == "activation"
-        and value.attrs.get("act") is None
-    )
 
 
 class TensorRef(Fragment):
@@ -836,9 +822,29 @@ class Elaborator:
                 e.span,
                 hint="write the computation without recursion",
             )
-        given = self._given(
-            e, f"function {fdef.name}", params, _signature_text(fdef, "def"), env, ctx
-        )
+        if len(e.args) > len(params):
+            raise NetdslError(
+                f"function {fdef.name} takes {len(params)} argument"
+                f"{'s' if len(params) != 1 else ''} but {len(e.args)} "
+                f"{'was' if len(e.args) == 1 else 'were'} given",
+                e.args[len(params)].span,
+                hint=f"its definition: {_signature_text(fdef, 'def')}",
+            )
+        given: dict = {}
+        for p, a in zip(params, e.args):
+            given[p.name] = (self.eval(a, env, ctx), a.span)
+        names = [p.name for p in params]
+        for key, vexpr, kspan in e.kwargs:
+            if key not in names:
+                raise NetdslError(
+                    f"function {fdef.name} has no parameter '{key}'",
+                    kspan,
+                    hint=did_you_mean(key, names)
+                    or f"its definition: {_signature_text(fdef, 'def')}",
+                )
+            if key in given:
+                raise NetdslError(f"argument '{key}' given twice", kspan)
+            given[key] = (self.eval(vexpr, env, ctx), vexpr.span)
         values: dict = {}
         exprs: list = []
         for p in params:
@@ -953,42 +959,32 @@ class Elaborator:
                     entry[arg.name] = (self.eval(value, env, ctx), span)
         return menv.defaults_cache
 
-    def _given(self, e: ast.Call, what: str, params, signature: str, env, ctx, convert=None):
-        """The arguments a call of a block or function gives, checked against its
-        parameters: {name: (value, span)}, positional ones first, in the call's order.
-        `what` names the callee in messages (`block unit`); `convert(value, span)` checks
-        or converts each value."""
-        if len(e.args) > len(params):
-            raise NetdslError(
-                f"{what} takes {len(params)} argument{'s' if len(params) != 1 else ''} "
-                f"but {len(e.args)} {'was' if len(e.args) == 1 else 'were'} given",
-                e.args[len(params)].span,
-                hint=f"its definition: {signature}",
-            )
-        names = [p.name for p in params]
-        given: dict = {}
-        arguments = [(p.name, a, a.span) for p, a in zip(params, e.args)]
-        for key, vexpr, kspan in [*arguments, *e.kwargs]:
-            if key not in names:
-                raise NetdslError(
-                    f"{what} has no parameter '{key}'",
-                    kspan,
-                    hint=did_you_mean(key, names) or f"its definition: {signature}",
-                )
-            if key in given:
-                raise NetdslError(f"argument '{key}' given twice", kspan)
-            value = self.eval(vexpr, env, ctx)
-            given[key] = (convert(value, vexpr.span) if convert else value, vexpr.span)
-        return given
-
     def _bind_block(self, e: ast.Call, bdef: ast.BlockDef, menv: ModuleEnv, env, ctx):
         params = bdef.params
-        given = self._given(
-            e, f"block {bdef.name}", params, _signature_text(bdef), env, ctx, self._block_arg
-        )
-        values = {name: value for name, (value, _) in given.items()}
-        positional = len(e.args)
-        call_args = [(None if i < positional else k, v) for i, (k, v) in enumerate(values.items())]
+        if len(e.args) > len(params):
+            raise NetdslError(
+                f"block {bdef.name} takes {len(params)} argument{'s' if len(params) != 1 else ''} "
+                f"but {len(e.args)} {'was' if len(e.args) == 1 else 'were'} given",
+                e.args[len(params)].span,
+                hint=f"its definition: {_signature_text(bdef)}",
+            )
+        values: dict = {}
+        call_args: list = []
+        for p, a in zip(params, e.args):
+            values[p.name] = self._block_arg(self.eval(a, env, ctx), a.span)
+            call_args.append((None, values[p.name]))
+        names = [p.name for p in params]
+        for key, vexpr, kspan in e.kwargs:
+            if key not in names:
+                raise NetdslError(
+                    f"block {bdef.name} has no parameter '{key}'",
+                    kspan,
+                    hint=did_you_mean(key, names) or f"its definition: {_signature_text(bdef)}",
+                )
+            if key in values:
+                raise NetdslError(f"argument '{key}' given twice", kspan)
+            values[key] = self._block_arg(self.eval(vexpr, env, ctx), vexpr.span)
+            call_args.append((key, values[key]))
         for p in params:
             if p.name in values:
                 continue
@@ -1342,15 +1338,12 @@ class Elaborator:
             inferred.buffers,
             frag.called_as,
         )
-        node.param = getattr(frag, "param", None)
         out = TensorView(node, inferred.shape)
         if act is not None:
             out = self.apply(act, out, ctx)
         return out
 
     def _apply_IdFrag(self, frag, view, ctx):
-        if getattr(frag, "param", None):
-            ctx.scope.passes.append((len(ctx.scope.children), frag.param, view.node, view.shape))
         return view
 
     def _apply_TensorRef(self, frag: TensorRef, view, ctx):
@@ -1629,11 +1622,7 @@ class Elaborator:
         if isinstance(value, Fragment):
             if caller is not None:  # a layer argument is baked into the class as constants
                 _freeze(caller, *_fragment_exprs(value))
-            value = value.constified()
-            if is_layer_param(value):  # an activation (or id): marked as this parameter's
-                value = copy.copy(value)
-                value.param = name
-            return value
+            return value.constified()
         return value
 
     def _signature(self, bdef: ast.BlockDef, frag: BlockFrag) -> None:
@@ -1844,8 +1833,6 @@ _ARITY = {"min": (2, None), "max": (2, None), "pow": (2, 2), "log": (1, 2)}
 
 
 def _base_name(item) -> str:
-    if isinstance(item, Node) and item.param:  # a layer parameter's value: `act`
-        return item.param
     if isinstance(item, Node):
         return item.op
     if item.kind == "block":
