@@ -822,29 +822,9 @@ class Elaborator:
                 e.span,
                 hint="write the computation without recursion",
             )
-        if len(e.args) > len(params):
-            raise NetdslError(
-                f"function {fdef.name} takes {len(params)} argument"
-                f"{'s' if len(params) != 1 else ''} but {len(e.args)} "
-                f"{'was' if len(e.args) == 1 else 'were'} given",
-                e.args[len(params)].span,
-                hint=f"its definition: {_signature_text(fdef, 'def')}",
-            )
-        given: dict = {}
-        for p, a in zip(params, e.args):
-            given[p.name] = (self.eval(a, env, ctx), a.span)
-        names = [p.name for p in params]
-        for key, vexpr, kspan in e.kwargs:
-            if key not in names:
-                raise NetdslError(
-                    f"function {fdef.name} has no parameter '{key}'",
-                    kspan,
-                    hint=did_you_mean(key, names)
-                    or f"its definition: {_signature_text(fdef, 'def')}",
-                )
-            if key in given:
-                raise NetdslError(f"argument '{key}' given twice", kspan)
-            given[key] = (self.eval(vexpr, env, ctx), vexpr.span)
+        given = self._given(
+            e, f"function {fdef.name}", params, _signature_text(fdef, "def"), env, ctx
+        )
         values: dict = {}
         exprs: list = []
         for p in params:
@@ -959,32 +939,42 @@ class Elaborator:
                     entry[arg.name] = (self.eval(value, env, ctx), span)
         return menv.defaults_cache
 
-    def _bind_block(self, e: ast.Call, bdef: ast.BlockDef, menv: ModuleEnv, env, ctx):
-        params = bdef.params
+    def _given(self, e: ast.Call, what: str, params, signature: str, env, ctx, convert=None):
+        """The arguments a call of a block or function gives, checked against its
+        parameters: {name: (value, span)}, positional ones first, in the call's order.
+        `what` names the callee in messages (`block unit`); `convert(value, span)` checks
+        or converts each value."""
         if len(e.args) > len(params):
             raise NetdslError(
-                f"block {bdef.name} takes {len(params)} argument{'s' if len(params) != 1 else ''} "
+                f"{what} takes {len(params)} argument{'s' if len(params) != 1 else ''} "
                 f"but {len(e.args)} {'was' if len(e.args) == 1 else 'were'} given",
                 e.args[len(params)].span,
-                hint=f"its definition: {_signature_text(bdef)}",
+                hint=f"its definition: {signature}",
             )
-        values: dict = {}
-        call_args: list = []
-        for p, a in zip(params, e.args):
-            values[p.name] = self._block_arg(self.eval(a, env, ctx), a.span)
-            call_args.append((None, values[p.name]))
         names = [p.name for p in params]
-        for key, vexpr, kspan in e.kwargs:
+        given: dict = {}
+        arguments = [(p.name, a, a.span) for p, a in zip(params, e.args)]
+        for key, vexpr, kspan in [*arguments, *e.kwargs]:
             if key not in names:
                 raise NetdslError(
-                    f"block {bdef.name} has no parameter '{key}'",
+                    f"{what} has no parameter '{key}'",
                     kspan,
-                    hint=did_you_mean(key, names) or f"its definition: {_signature_text(bdef)}",
+                    hint=did_you_mean(key, names) or f"its definition: {signature}",
                 )
-            if key in values:
+            if key in given:
                 raise NetdslError(f"argument '{key}' given twice", kspan)
-            values[key] = self._block_arg(self.eval(vexpr, env, ctx), vexpr.span)
-            call_args.append((key, values[key]))
+            value = self.eval(vexpr, env, ctx)
+            given[key] = (convert(value, vexpr.span) if convert else value, vexpr.span)
+        return given
+
+    def _bind_block(self, e: ast.Call, bdef: ast.BlockDef, menv: ModuleEnv, env, ctx):
+        params = bdef.params
+        given = self._given(
+            e, f"block {bdef.name}", params, _signature_text(bdef), env, ctx, self._block_arg
+        )
+        values = {name: value for name, (value, _) in given.items()}
+        positional = len(e.args)
+        call_args = [(None if i < positional else k, v) for i, (k, v) in enumerate(values.items())]
         for p in params:
             if p.name in values:
                 continue

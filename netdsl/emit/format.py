@@ -51,10 +51,7 @@ def headed(head: str, value: str, indent: int) -> list[str]:
     one = f"{pad}{head}{value}"
     if len(one) <= LINE:
         return [one]
-    try:
-        node = ast.parse(value, mode="eval").body
-    except SyntaxError:
-        node = None
+    node = _expression(value)
     if isinstance(node, ast.Call) and node.end_col_offset == len(value):
         # a call splits inside its own brackets, as ruff prefers to adding parentheses
         args = [value[a.col_offset : a.end_col_offset] for a in (*node.args, *node.keywords)]
@@ -62,6 +59,14 @@ def headed(head: str, value: str, indent: int) -> list[str]:
     inner = INDENT * (indent + 1)
     pieces = split_argument(value, len(inner))
     return [f"{pad}{head}(", *(inner + piece for piece in pieces), f"{pad})"]
+
+
+def _expression(text: str) -> ast.expr | None:
+    """The parsed Python expression `text`, or None where it is not one."""
+    try:
+        return ast.parse(text, mode="eval").body
+    except SyntaxError:
+        return None
 
 
 def condition(keyword: str, head: str, value: str, colon: str, indent: int) -> list[str]:
@@ -72,10 +77,7 @@ def condition(keyword: str, head: str, value: str, colon: str, indent: int) -> l
     one = f"{pad}{keyword}{head}{value}{colon}"
     if len(one) <= LINE:
         return [one]
-    try:
-        node = ast.parse(value, mode="eval").body
-    except SyntaxError:
-        return [one]
+    node = _expression(value)
     if not isinstance(node, ast.Tuple) or len(node.elts) < 2 or not value.startswith("("):
         return [one]
     items = [value[e.col_offset : e.end_col_offset] for e in node.elts]
@@ -147,9 +149,8 @@ def split_argument(arg: str, indent: int) -> list[str]:
         return [arg]
     keyword = _KEYWORD.match(arg) or _ANNOTATED.match(arg)
     head = keyword.group(0) if keyword else ""
-    try:
-        tree = ast.parse(arg[len(head) :], mode="eval").body
-    except SyntaxError:
+    tree = _expression(arg[len(head) :])
+    if tree is None:
         return [arg]
     pieces = _split(arg[len(head) :], tree, indent, len(head))
     return [head + pieces[0], *pieces[1:]]
