@@ -389,18 +389,23 @@ def regularization_case(rng) -> Case:
     return Case(f"scale {p}", shape, shape)
 
 
-def zeropad_case(rng) -> Case:
-    c, h, w = rng.randint(1, 4), rng.randint(1, 8), rng.randint(1, 8)
+def sides_case(rng, op: str) -> tuple[tuple[int, ...], str]:
+    """(left, right, top, bottom) and `op` written in one of its three forms: `op 2`,
+    `op (h, w)`, `op (left, right, top, bottom)`."""
     form = rng.choice(["int", "pair", "four"])
     if form == "int":
         p = rng.randint(0, 3)
-        sides, text = (p, p, p, p), f"zeropad {p}"
-    elif form == "pair":
+        return (p, p, p, p), f"{op} {p}"
+    if form == "pair":
         ph, pw = rng.randint(0, 3), rng.randint(0, 3)
-        sides, text = (pw, pw, ph, ph), f"zeropad ({ph}, {pw})"
-    else:
-        sides = tuple(rng.randint(0, 3) for _ in range(4))
-        text = "zeropad ({}, {}, {}, {})".format(*sides)
+        return (pw, pw, ph, ph), f"{op} ({ph}, {pw})"
+    sides = tuple(rng.randint(0, 3) for _ in range(4))
+    return sides, "{} ({}, {}, {}, {})".format(op, *sides)
+
+
+def zeropad_case(rng) -> Case:
+    c, h, w = rng.randint(1, 4), rng.randint(1, 8), rng.randint(1, 8)
+    sides, text = sides_case(rng, "zeropad")
     left, right, top, bottom = sides
     return Case(
         text,
@@ -412,16 +417,7 @@ def zeropad_case(rng) -> Case:
 
 def crop_case(rng) -> Case:
     c, h, w = rng.randint(1, 4), rng.randint(7, 10), rng.randint(7, 10)
-    form = rng.choice(["int", "pair", "four"])
-    if form == "int":
-        p = rng.randint(0, 3)
-        sides, text = (p, p, p, p), f"crop {p}"
-    elif form == "pair":
-        ph, pw = rng.randint(0, 3), rng.randint(0, 3)
-        sides, text = (pw, pw, ph, ph), f"crop ({ph}, {pw})"
-    else:
-        sides = tuple(rng.randint(0, 3) for _ in range(4))
-        text = "crop ({}, {}, {}, {})".format(*sides)
+    sides, text = sides_case(rng, "crop")
     left, right, top, bottom = sides
     return Case(
         text,

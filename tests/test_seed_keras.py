@@ -27,6 +27,19 @@ from conftest import ARCHITECTURES, need
 from netdsl import compile_file
 
 
+def classifier(layers) -> list:
+    """The three networks' shared head, as the notes write it: two 4096-unit layers with
+    dropout, then the 1000-way softmax."""
+    return [
+        layers.Flatten(),
+        layers.Dense(4096, activation="relu"),
+        layers.Dropout(0.5),
+        layers.Dense(4096, activation="relu"),
+        layers.Dropout(0.5),
+        layers.Dense(1000, activation="softmax"),
+    ]
+
+
 def alexnet_program(keras, groups: int = 1):
     """AlexNet as the notes write it, at 227x227 (the paper's "224" does not give 55x55).
     `groups=2` splits conv2, conv4 and conv5 between the two GPUs' halves."""
@@ -42,12 +55,7 @@ def alexnet_program(keras, groups: int = 1):
             layers.Conv2D(384, (3, 3), padding="same", activation="relu", groups=groups),
             layers.Conv2D(256, (3, 3), padding="same", activation="relu", groups=groups),
             layers.MaxPooling2D(pool_size=(3, 3), strides=(2, 2)),  # 6x6x256
-            layers.Flatten(),
-            layers.Dense(4096, activation="relu"),
-            layers.Dropout(0.5),
-            layers.Dense(4096, activation="relu"),
-            layers.Dropout(0.5),
-            layers.Dense(1000, activation="softmax"),
+            *classifier(layers),
         ]
     )
 
@@ -70,12 +78,7 @@ def zfnet_program(keras):
             layers.Conv2D(384, (3, 3), padding="same", activation="relu"),
             layers.Conv2D(256, (3, 3), padding="same", activation="relu"),
             layers.MaxPooling2D(pool_size=(3, 3), strides=(2, 2)),  # 6x6x256
-            layers.Flatten(),
-            layers.Dense(4096, activation="relu"),
-            layers.Dropout(0.5),
-            layers.Dense(4096, activation="relu"),
-            layers.Dropout(0.5),
-            layers.Dense(1000, activation="softmax"),
+            *classifier(layers),
         ]
     )
 
@@ -100,12 +103,7 @@ def vgg16_program(keras):
             conv(256), conv(256), conv(256), pool(),  # 28x28x256
             conv(512), conv(512), conv(512), pool(),  # 14x14x512
             conv(512), conv(512), conv(512), pool(),  # 7x7x512
-            layers.Flatten(),
-            layers.Dense(4096, activation="relu"),
-            layers.Dropout(0.5),
-            layers.Dense(4096, activation="relu"),
-            layers.Dropout(0.5),
-            layers.Dense(1000, activation="softmax"),
+            *classifier(layers),
         ]
     )  # fmt: skip
 
