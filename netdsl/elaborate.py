@@ -406,8 +406,18 @@ class Elaborator:
                     fdef.name_span,
                     hint="choose another name",
                 )
+            with_default = None
             for p in fdef.params:
                 check_identifier(p.name, p.span, "function parameter")
+                if p.default is not None:
+                    with_default = p
+                elif with_default is not None:  # (the generated Python function could not)
+                    raise NetdslError(
+                        f"function {fdef.name}: '{p.name}' has no default but follows "
+                        f"'{with_default.name}', which has one",
+                        p.span,
+                        hint="give it a default, or put it before the parameters with defaults",
+                    )
 
     # -- statements ---------------------------------------------------------------
 
@@ -746,6 +756,9 @@ class Elaborator:
         if name in MERGES:
             return self._merge(e, env, ctx)
         if name in FUNCTIONS:
+            block = env.menv.lookup_block(name)
+            if block is not None:  # `block len(c) = ...`: refused as a block name
+                check_identifier(name, block[0].name_span, "block")
             if not e.parenthesised:
                 raise NetdslError(f"write {name}(...) with parentheses", e.span)
             return self._function(e, env, ctx)
@@ -1631,6 +1644,8 @@ class Elaborator:
                         Ctx(Scope("block", None, p.span)),
                     )
                 except NetdslError:
+                    if isinstance(p.default, ast.Number):  # wrong wherever it is used
+                        raise
                     default = None
             params.append((p.name, default))
             values[p.name] = self._symbolize(p.name, frag.values[p.name], p.span)

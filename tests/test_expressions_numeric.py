@@ -374,3 +374,17 @@ def test_the_language_docs_examples(name):
     for target in ("torch", "keras"):
         ruff_clean(source(n, target))
     check_backends(n)
+
+
+def test_a_function_parameter_without_a_default_may_not_follow_one_with_a_default():
+    """The generated Python function could not be written (Python's own rule)."""
+    with pytest.raises(NetdslError) as e:
+        compile_text("def f(a=1, b) = a + b\nnetwork n:\n    input 3x8x8\n    conv1 (f(2, 3))\n")
+    assert e.value.message == "function f: 'b' has no default but follows 'a', which has one"
+    assert (e.value.span.line, e.value.span.column) == (1, 12)
+
+
+def test_a_block_named_like_a_builtin_function_is_refused_as_a_block_name():
+    with pytest.raises(NetdslError) as e:
+        compile_text("block len(c) = conv1 c\nnetwork n:\n    input 3x8x8\n    len(4)\n")
+    assert e.value.message == "block name 'len' is a Python built-in name"
