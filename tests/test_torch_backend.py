@@ -408,3 +408,44 @@ def test_a_repeat_with_an_index_becomes_a_loop_that_follows_the_parameters():
         )
         model = module.build_model(n=depth)
         assert sum(p.numel() for p in model.parameters()) == deeper.total_params
+
+
+def test_instances_that_differ_only_in_their_activation_compute_their_own():
+    """A block given relu in some places and hardswish in others, on both sides of a
+    conditional, against a module written by hand. Shape and cross-target checks cannot see
+    an activation taken from another instance (both targets share the class model); the
+    weight tests against torchvision can, and this one can in the main environment."""
+    net = compile_text("""
+        block body(c, act) = conv1 c + bn + act
+        block unit(c, s, act) =
+            if s == 1 and in.c == c then add(body(c, act), id) else body(c, act)
+        network n:
+            input 8x6x6
+            unit(8, 1, relu) + unit(16, 1, relu) + unit(16, 1, hardswish)
+            + unit(32, 1, hardswish) + gap + fc 3
+    """)
+
+    class Body(nn.Sequential):
+        def __init__(self, cin, c, act):
+            super().__init__(nn.Conv2d(cin, c, 1), nn.BatchNorm2d(c), act())
+
+    class Unit(nn.Module):
+        def __init__(self, cin, c, act):
+            super().__init__()
+            self.residual = cin == c
+            self.body = Body(cin, c, act)
+
+        def forward(self, x):
+            return self.body(x) + x if self.residual else self.body(x)
+
+    units = [(8, 8, nn.ReLU), (8, 16, nn.ReLU), (16, 16, nn.Hardswish), (16, 32, nn.Hardswish)]
+    reference = nn.Sequential(
+        *(Unit(*u) for u in units), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 3)
+    ).eval()
+    from netdsl.weights import load_by_order
+
+    model = load(emit(net), "activations").build_model().eval()
+    load_by_order(model, reference)
+    x = torch.randn(2, 8, 6, 6, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(model(x), reference(x), atol=1e-6)
