@@ -360,3 +360,19 @@ def test_a_block_local_that_reads_the_input_channels_is_used_by_name():
     )
     assert "    q = in_channels // 2\n" in source
     assert 'layers.Conv2D(q, 1, name=f"{name}_conv2")' in source
+
+
+@pytest.mark.slow
+def test_a_condition_on_the_block_input_reads_the_block_input():
+    """`in.c` after an `add` whose width is `c` in one instance and `in.c` in another is the
+    block's input channels, not those of the tensor at hand (found by the random programs:
+    Keras skipped the second conditional's conv in the instance where in.c != c)."""
+    from backends import check_backends
+
+    check_backends(
+        compile_text(
+            "block rb(c) = add(if in.c == c then id else conv1 c, conv1 c)\n"
+            "    + (if in.c == c then id else conv1 c)\n"
+            "network n:\n    input 2x8x8\n    rb(2) + conv1 3 + rb(7) + gap + fc 2\n"
+        )
+    )

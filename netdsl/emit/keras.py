@@ -503,7 +503,10 @@ class _Function:
                     inline = c.name
             mapping = {}
             for symbol in channel:
-                if symbol == inline and symbol not in self.needs_var:
+                # a block's input channels are read from the input itself, once: what the
+                # unit reads may have other channels in another instance of the block
+                # (`add(if in.c == c then id else conv1 c, ...)` is c wide, not in.c)
+                if symbol == inline and symbol != "in_channels" and symbol not in self.needs_var:
                     mapping[symbol] = Sym(f"{in_var}.shape[-1]")
                 else:
                     self.needs_var.add(symbol)
