@@ -271,7 +271,7 @@ fc 20 + relu + bn + [fc 20 + tanh]*2 + fc 3
 
 
 def test_conditions_and_channels(tmp_path):
-    """in.c becomes x.shape[-1]; merged conditionals become Python `if` at build time."""
+    """in.c is read once from the block's input; merged conditionals become Python `if`."""
     blocks = """
     block proj(c, s=1) = if s == 1 and in.c == c then id else conv c k=1 s=s
     block halve = bn + relu + conv1 (in.c // 2)
@@ -281,9 +281,9 @@ def test_conditions_and_channels(tmp_path):
     body = "proj(8) + proj(8, s=2) + halve + grow(3) + proj(5) + se + [se(r=5)]*2"
     error, source = roundtrip(body, shape="8x12x12", tmp_path=tmp_path, blocks=blocks)
     assert error < 1e-5
-    assert "if s != 1 or x.shape[-1] != c:" in source
-    assert "layers.Conv2D(x.shape[-1] // 2, 1" in source
-    assert "in_channels = x.shape[-1]" in source  # se's second conv reads a narrower tensor
+    assert "if s != 1 or in_channels != c:" in source
+    assert "layers.Conv2D(in_channels // 2, 1" in source
+    assert source.count("in_channels = x.shape[-1]") == 3  # proj, halve, se: never `out`
 
 
 def test_strided_same_padding_uses_the_instance_sizes(tmp_path):
