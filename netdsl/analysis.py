@@ -31,6 +31,7 @@ from .ir import Network, Node, Scope
 from .layers import (
     IN_PLACE,
     INFERENCE_IDENTITY,
+    MERGES,
     SAVES_INDICES,
     VIEW,
     Count,
@@ -150,6 +151,8 @@ def analyze(net: Network) -> Analysis:
     layers: dict = {}
     for node in net.nodes():
         inputs = [layers[i.id] for i in node.inputs]
+        if node.op not in MERGES:  # a layer's second input gives only its size (size=x)
+            inputs = inputs[:1]
         layers[node.id] = LayerFacts(
             node=node,
             shape=derivation(node),
@@ -350,7 +353,7 @@ def layer_call(node: Node) -> str:
     op = node.op
     spec = spec_of(op)
     positional = tuple(name for name in spec.positional if name not in spec.named)
-    parts = [op] + [_value_text(node.value(n)) for n in positional if n in node.attrs]
+    parts = [op] + [_value_text(node.value(n)) for n in positional if node.attrs.get(n) is not None]
     for name in node.attrs:
         if name in positional or name in spec.derived:
             continue

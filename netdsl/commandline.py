@@ -19,7 +19,16 @@ def load_network(args: argparse.Namespace, path: str):
     from .compiler import compile_file, parse_param, parse_shape, resolve
     from .elaborate import Limits
 
-    params = dict(parse_param(p) for p in (getattr(args, "param", None) or []))
+    params = {}
+    for text in getattr(args, "param", None) or []:
+        name, value = parse_param(text)
+        if isinstance(value, str):  # a word: no network parameter takes one
+            given = f"'{value}' is not a number" if value else "the value is missing"
+            raise UsageError(
+                f"--param {text}: {given} (a parameter takes a number, true, false or a "
+                "shape such as 3x224x224)"
+            )
+        params[name] = value
     shape = getattr(args, "input", None)
     limits = None
     max_nodes = getattr(args, "max_nodes", None)

@@ -16,12 +16,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from . import ast
-from .errors import NetdslError, SourceSnapshot, Span, did_you_mean
+from . import ast, habits
+from .errors import NetdslError, Note, SourceSnapshot, Span, did_you_mean
 from .ir import BlockSignature, Network, Node, NumericFunction, Output, Scope, TensorArg
 from .layers import (
     MERGES,
     ShapeError,
+    TensorSize,
     fmt_shape,
     framework_name_hint,
     layer_names,
@@ -33,6 +34,7 @@ from .loader import ModuleEnv
 from .names import check_identifier
 from .symbolic import (
     FUNCTIONS,
+    INSTANCE_FUNCTIONS,
     Bin,
     Const,
     Func,
@@ -100,6 +102,19 @@ class BlockFrag(Fragment):
     ) -> None:
         self.definition, self.menv, self.values = definition, menv, values
         self.call_args, self.span = call_args, span
+
+    @property
+    def kind(self) -> str:
+        return f"block {self.definition.name} (layers)"
+
+    @property
+    def number_hint(self) -> str:
+        """Where a number was expected: blocks build layers; functions compute numbers."""
+        params = ", ".join(p.name for p in self.definition.params)
+        return (
+            f"a block builds layers and has no numeric value; to compute a number, define a "
+            f"function: def {self.definition.name}({params}) = expression"
+        )
 
     def constified(self):
         return BlockFrag(
@@ -181,6 +196,18 @@ class IdFrag(Fragment):
         self.span = span
 
 
+class LazyFrag(Fragment):
+    """A part that reads `index(B)`: evaluated when it is applied, after the parts before
+    it have made their instances of B (a sequence otherwise evaluates all its parts first)."""
+
+    def __init__(self, expr: ast.Expr, env: Env, ctx: Ctx, constant: bool = False) -> None:
+        self.expr, self.env, self.ctx, self.constant = expr, env, ctx, constant
+        self.span = expr.span
+
+    def constified(self):
+        return LazyFrag(self.expr, self.env, self.ctx, constant=True)
+
+
 class TensorRef(Fragment):
     """A named tensor (`in`, `x = ...`, an input, a block's tensor parameter) used as a value."""
 
@@ -204,6 +231,36 @@ class PlaceFrag(Fragment):
 
     def constified(self):
         return PlaceFrag(self.body.constified(), self.device, self.span)
+
+
+_LATER = object()  # a block parameter whose default reads `in`: see _input_defaults
+# count(B) in the first pass, before anything is counted: large, so that the rates it
+# usually divides (p * index(B) / count(B)) stay valid until the second pass
+_FIRST_PASS_COUNT = 1_000_000
+
+
+def _reads_index(expr) -> bool:
+    """Whether an expression calls index(B) anywhere in it."""
+    if isinstance(expr, ast.Call) and expr.name == "index":
+        return True
+    if isinstance(expr, ast.Node):
+        return any(_reads_index(v) for v in vars(expr).values())
+    if isinstance(expr, (tuple, list)):
+        return any(_reads_index(v) for v in expr)
+    return False
+
+
+def _reads_input(expr, names) -> bool:
+    """Whether an expression reads `in`, or one of `names`, anywhere in it."""
+    if isinstance(expr, ast.BlockInput):
+        return True
+    if isinstance(expr, ast.Name) and expr.id in names:
+        return True
+    if isinstance(expr, ast.Node):
+        return any(_reads_input(v, names) for v in vars(expr).values())
+    if isinstance(expr, (tuple, list)):
+        return any(_reads_input(v, names) for v in expr)
+    return False
 
 
 _CONSTANTS = {"same": "same", "none": None, "nearest": "nearest", "bilinear": "bilinear"}
@@ -257,7 +314,12 @@ def _owner(scope: Scope) -> Scope:
 
 
 class Elaborator:
-    def __init__(self, limits: Limits | None = None, input_shapes: dict | None = None) -> None:
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        input_shapes: dict | None = None,
+        totals: dict | None = None,
+    ) -> None:
         self.limits = limits or Limits()
         self.input_shapes = dict(input_shapes or {})  # input name (or "*") -> override shape
         self.node_count = 0
@@ -268,6 +330,17 @@ class Elaborator:
         # the texts the network is elaborated from, kept with it: what it quotes later (the
         # generated code's docstrings) never reads a newer file of the same path
         self.sources = SourceSnapshot()
+        self.channels_last: tuple | None = None  # (statement, C, H, W): an input written H x W x C
+        # index(B) and count(B): instances of each block made so far (keyed by definition),
+        # each block instance's position, the totals a first pass found (see `network`)
+        self.made: dict[ast.BlockDef, int] = {}
+        self.positions: dict[int, int] = {}  # id(block scope) -> its index among its block's
+        self.totals = dict(totals) if totals is not None else None
+        self.counted: dict[ast.BlockDef, Span] = {}  # count(B) read: where, first
+        self.instances_read = False  # index() or count() was read: see _network's end
+        # id(owner scope) -> the symbols that repeat counts and conditions there read, which
+        # decide how many instances of each block there are (lifted to the caller on exit)
+        self.structural: dict[int, set] = {}
 
     # -- entry point --------------------------------------------------------------
 
@@ -294,7 +367,31 @@ class Elaborator:
             ndef = found[0]
         self.sources = SourceSnapshot.of(_module_files(menv))
         self._check_functions(menv)
-        return self._network(menv, ndef, dict(overrides or {}))
+        try:
+            net = self._network(menv, ndef, dict(overrides or {}))
+        except NetdslError as error:
+            if self.counted and self.totals is None:
+                names = ", ".join(f"count({b.name})" for b in self.counted)
+                error.with_note(
+                    f"in a first pass that counts blocks, where {names} reads "
+                    f"{_FIRST_PASS_COUNT:,}",
+                    next(iter(self.counted.values())),
+                )
+            raise
+        if self.counted and self.totals is None:
+            # count(B) needs the whole network: elaborate again, knowing the totals
+            totals = {b: self.made.get(b, 0) for b in self.counted}
+            return Elaborator(self.limits, self.input_shapes, totals).network(menv, name, overrides)
+        for bdef, span in self.counted.items():
+            if self.made.get(bdef, 0) != self.totals.get(bdef):
+                raise NetdslError(
+                    f"count({bdef.name}) changes how many {bdef.name} the network has "
+                    f"({self.totals.get(bdef)} when it was read, {self.made.get(bdef, 0)} after)",
+                    span,
+                    hint=f"let count({bdef.name}) set rates and widths, not whether or how "
+                    f"often {bdef.name} is used",
+                )
+        return net
 
     def _network(self, menv: ModuleEnv, ndef: ast.NetworkDef, overrides: dict) -> Network:
         root = Scope(kind="network", parent=None, span=ndef.span, block=ndef.name)
@@ -355,6 +452,9 @@ class Elaborator:
         else:
             main = next(o for o in state.outputs if not o.train_only)
             root.output, root.out_shape = main.node, main.node.shape
+        if self.instances_read:  # index() and count() were written as numbers: they hold
+            # only while the parameters that decide how often each block is used keep theirs
+            root.frozen |= self.structural.get(id(root), set()) & concrete.keys()
         ordered = _finish(root, state.outputs)
         signature = BlockSignature(
             ndef.name,
@@ -394,7 +494,7 @@ class Elaborator:
     def _check_functions(self, menv: ModuleEnv) -> None:
         for fdef in menv.module.functions:
             check_identifier(fdef.name, fdef.name_span, "function")
-            if fdef.name in FUNCTIONS or fdef.name == "range":
+            if fdef.name in FUNCTIONS or fdef.name in INSTANCE_FUNCTIONS or fdef.name == "range":
                 raise NetdslError(
                     f"function '{fdef.name}' would hide the built-in function of that name",
                     fdef.name_span,
@@ -450,6 +550,7 @@ class Elaborator:
             return self._let(stmt, env, ctx, current)
         if isinstance(stmt, ast.IfStmt):
             cond = self._bool(self.eval(stmt.cond, env, ctx), stmt.cond.span)
+            self._decides(env.owner, cond.expr)
             if cond.value:
                 return self._stmt(stmt.body, env, ctx, current, state)
             return current
@@ -491,6 +592,9 @@ class Elaborator:
                 "input shape must be C x H x W (e.g. 3x224x224) or a feature count", stmt.shape.span
             )
         self._check_size(dims, stmt.shape.span)
+        swapped = habits.channels_last([d.value for d in dims])
+        if override is None and swapped and self.channels_last is None:
+            self.channels_last = (stmt, *swapped)
         if stmt.name:
             check_identifier(stmt.name, stmt.span, "input")
         if name in state.inputs or name in env.values:
@@ -755,6 +859,8 @@ class Elaborator:
             return value
         if name in MERGES:
             return self._merge(e, env, ctx)
+        if name in INSTANCE_FUNCTIONS:
+            return self._instances(e, env, ctx)
         if name in FUNCTIONS:
             block = env.menv.lookup_block(name)
             if block is not None:  # `block len(c) = ...`: refused as a block name
@@ -780,10 +886,54 @@ class Elaborator:
             + layer_names()
             + list(MERGES)
         )
-        hint = framework_name_hint(name) or did_you_mean(name, candidates)
+        hint = (
+            habits.framework_call(e)
+            or habits.stdlib_hint(name)
+            or habits.module_hint(name)
+            or framework_name_hint(name)
+            or did_you_mean(name, candidates)
+        )
         if hint is None and name.startswith(("conv", "maxpool", "avgpool")):
             hint = "shorthands take a number: conv3, maxpool2, ..."
         raise NetdslError(f"unknown layer, block or name '{name}'", e.span, hint=hint)
+
+    def _instances(self, e: ast.Call, env, ctx) -> Num:
+        """index(B): inside an instance of block B, its position among the network's B
+        (from 0, in network order); elsewhere, how many B come before this point.
+        count(B): how many B the network has (known after a first pass: see `network`)."""
+        usage = f"{e.name}() takes the name of a block: {e.name}(unit)"
+        if not e.parenthesised:
+            raise NetdslError(f"write {e.name}(...) with parentheses", e.span)
+        if e.kwargs or len(e.args) != 1 or not isinstance(e.args[0], ast.Name):
+            raise NetdslError(usage, e.span)
+        if self._calling:
+            raise NetdslError(
+                f"{e.name}() counts the network's blocks; a function cannot read it",
+                e.span,
+                hint=f"pass {e.name}(...) to the function as an argument",
+            )
+        arg = e.args[0]
+        found = env.menv.lookup_block(arg.id)
+        if found is None:
+            raise NetdslError(
+                f"{e.name}(): '{arg.id}' is not a block",
+                arg.span,
+                hint=did_you_mean(arg.id, env.menv.block_names()) or usage,
+            )
+        bdef = found[0]
+        self.instances_read = True
+        if e.name == "count":
+            if self.totals is None or bdef not in self.totals:
+                self.counted.setdefault(bdef, e.span)
+                return Num(_FIRST_PASS_COUNT)
+            self.counted.setdefault(bdef, e.span)
+            return Num(self.totals[bdef])
+        scope = ctx.scope
+        while scope is not None:
+            if scope.kind == "block" and id(scope) in self.positions and scope.block == bdef.name:
+                return Num(self.positions[id(scope)])
+            scope = scope.parent
+        return Num(self.made.get(bdef, 0))
 
     def _function(self, e: ast.Call, env, ctx):
         if e.kwargs:
@@ -895,11 +1045,14 @@ class Elaborator:
         if e.kwargs:
             raise NetdslError(f"{e.name} takes no keyword arguments", e.kwargs[0][2])
         if len(e.args) < 2:
-            raise NetdslError(
+            raise self._missing_comma(e, env) or NetdslError(
                 f"{e.name} needs at least two branches", e.span, hint=f"e.g. {e.name}(id, conv3 64)"
             )
         branches = []
-        for arg in e.args:
+        for i, arg in enumerate(e.args):
+            if i and _reads_index(arg):  # after the branches before it are built
+                branches.append(LazyFrag(arg, env, ctx))
+                continue
             value = self.eval(arg, env, ctx)
             self._expect_tensor(arg, value, env)
             if not isinstance(value, Fragment):
@@ -910,22 +1063,118 @@ class Elaborator:
             branches.append(value)
         return MergeFrag(e.name, branches, e.span, [a.span for a in e.args])
 
+    def _missing_comma(self, e: ast.Call, env: Env) -> NetdslError | None:
+        """`concat(conv1 8 conv3 8)`: the space form reads the second branch as an argument of
+        the first, so a comma left out shows as a merge with one branch."""
+        operands, layers = list(e.args[:1]), []  # the layers of `a + b + ...`, in order
+        while operands:
+            node = operands.pop()
+            if isinstance(node, ast.BinOp) and node.op == "+":
+                operands += [node.right, node.left]
+            elif isinstance(node, ast.Call) and not node.parenthesised:
+                layers.append(node)
+
+        def starts_branch(arg: ast.Expr) -> bool:
+            if isinstance(arg, (ast.Identity, ast.Group)):
+                return True
+            name = arg.id if isinstance(arg, ast.Name) else getattr(arg, "name", None)
+            if name is None or name in env.values or name in _CONSTANTS:
+                return False
+            return name in MERGES or lookup(name) is not None or bool(env.menv.lookup_block(name))
+
+        gaps = []  # where each comma belongs: just after what precedes a branch
+        for layer in layers:
+            positional = {id(a) for a in layer.args}
+            items = sorted(
+                [*layer.args, *(v for _, v, _ in layer.kwargs)],
+                key=lambda a: (a.span.line, a.span.column),
+            )
+            end = (layer.span.line, layer.span.column + len(layer.name))
+            for item in items:
+                if id(item) in positional and starts_branch(item):
+                    gaps.append(end)
+                end = (item.span.end_line, item.span.end_column)
+        if not gaps or None in gaps[0]:
+            return None
+        line, column = gaps[0]
+        hint = f"separate the branches with commas: {e.name}(a, b)"
+        text = SourceSnapshot.of([e.span.file]).line(e.span.file, e.span.line)
+        if text is not None and e.span.end_line == e.span.line and {g[0] for g in gaps} == {line}:
+            call = text[: e.span.end_column - 1]
+            for _, col in reversed(gaps):
+                call = call[: col - 1] + "," + call[col - 1 :]
+            hint = f"write `{call[e.span.column - 1 :]}`"
+        return NetdslError(
+            f"missing ',' between the branches of {e.name}",
+            Span(e.span.file, line, column, line, column + 1),
+            hint=hint,
+        )
+
     def _layer(self, e: ast.Call, found, env: Env, ctx):
         spec, presets = found
-        args = [(self.eval(a, env, ctx), a.span) for a in e.args]
-        kwargs = [(k, self.eval(v, env, ctx), s) for k, v, s in e.kwargs]
+        slots = [p for p in spec.positional if not (p in presets and p == spec.shorthand)]
+        args = [(self._argument(a, spec.arg(n), env, ctx), a.span) for a, n in zip(e.args, slots)]
+        args += [(self.eval(a, env, ctx), a.span) for a in e.args[len(slots) :]]
+        kwargs = [(k, self._argument(v, spec.arg(k), env, ctx), s) for k, v, s in e.kwargs]
+        # a size may be a named tensor's (`upsample size=img`): read when the layer is applied
+        kwargs = [
+            (k, TensorSize(v.name, ref=v), s)
+            if isinstance(v, TensorRef)
+            and getattr(spec.arg(k), "kind", None) in ("extent", "tensor")
+            else (k, v, s)
+            for k, v, s in kwargs
+        ]
         for value, span in [*args, *((v, s) for _, v, s in kwargs)]:
             if isinstance(value, TensorRef):
+                sized = any(a.kind in ("extent", "tensor") for a in spec.args)
                 raise NetdslError(
                     f"'{value.name}' is a tensor, not an argument of {e.name}",
                     span,
-                    hint=_TENSOR_SIZES,
+                    hint=f"to take {value.name}'s height and width, write "
+                    f"`{e.name} size={value.name}`"
+                    if sized
+                    else _TENSOR_SIZES,
                 )
         defaults = self._module_defaults(env.menv, ctx).get(spec.name)
         attrs = spec.bind(
             args, kwargs, e.span, presets=presets, defaults=defaults, called_as=e.name
         )
         return LayerFrag(spec, attrs, e.span, e.name)
+
+    def _argument(self, expr, arg, env: Env, ctx):
+        """A layer's argument. A name that nothing defines, where a number belongs, is
+        taken for a number the network (or block) forgot to declare: `conv3 width`."""
+        try:
+            return self.eval(expr, env, ctx)
+        except NetdslError as err:
+            name = _bare_name_at(expr, err.span)
+            if (
+                arg is None
+                or arg.kind in ("act", "mode")
+                or name is None
+                or err.message != f"unknown layer, block or name '{name}'"
+            ):
+                raise
+            numbers = [n for n, v in env.values.items() if isinstance(v, (Num, Tup))]
+            hint = did_you_mean(name, numbers) or self._undeclared(name, arg, env)
+            raise NetdslError(err.message, err.span, hint=hint, notes=err.notes) from None
+
+    def _undeclared(self, name: str, arg, env: Env) -> str | None:
+        """How to declare `name` as a parameter of the network or block it is used in."""
+        scope = env.owner
+        while scope is not None and scope.kind not in ("network", "block"):
+            scope = scope.parent
+        if scope is None or scope.block is None:
+            return None
+        if scope.kind == "network":
+            found = [n for n in env.menv.module.networks if n.name == scope.block]
+            definition = found[0] if found else None
+        else:
+            found = env.menv.lookup_block(scope.block)
+            definition = found[0] if found else None
+        params = definition.params if definition is not None else ()
+        example = {"prob": 0.5, "pad": 0}.get(arg.kind, {"c": 64, "n": 10, "k": 3}.get(arg.name, 1))
+        return habits.parameter_hint(scope.kind, scope.block, params, name, example)
 
     def _module_defaults(self, menv: ModuleEnv, ctx) -> dict:
         if menv.defaults_cache is None:
@@ -988,6 +1237,7 @@ class Elaborator:
         values = {name: value for name, (value, _) in given.items()}
         positional = len(e.args)
         call_args = [(None if i < positional else k, v) for i, (k, v) in enumerate(values.items())]
+        deferred: set = set()
         for p in params:
             if p.name in values:
                 continue
@@ -997,10 +1247,25 @@ class Elaborator:
                     e.span,
                     hint=f"its definition: {_signature_text(bdef)}",
                 )
+            if _reads_input(p.default, deferred):
+                deferred.add(p.name)  # `c=in.c // 4`: known once the block meets its input
+                values[p.name] = _LATER
+                continue
             default_env = Env(dict(values), menv, None, env.owner)
             values[p.name] = self.eval(p.default, default_env, ctx)
         ordered = {p.name: values[p.name] for p in params}
         return BlockFrag(bdef, menv, ordered, call_args, e.span)
+
+    def _input_defaults(self, frag: BlockFrag, view: TensorView, ctx: Ctx) -> BlockFrag:
+        """A call with defaults that read `in`, given the input it is applied to: the
+        defaults evaluated in the caller's terms, as if the call had passed them."""
+        values = dict(frag.values)
+        owner = _owner(ctx.scope)
+        for p in frag.definition.params:
+            if values[p.name] is _LATER:
+                known = {k: v for k, v in values.items() if v is not _LATER}
+                values[p.name] = self.eval(p.default, Env(known, frag.menv, view, owner), ctx)
+        return BlockFrag(frag.definition, frag.menv, values, frag.call_args, frag.span)
 
     def _block_arg(self, value, span):
         if isinstance(value, SeqFrag) and _starts_with_tensor(value):
@@ -1023,7 +1288,18 @@ class Elaborator:
         value = self.eval(node, env, ctx)
         built = None  # a sequence this loop made: extended in place, so long chains stay linear
         for op_node in reversed(operands):
-            right = self.eval(op_node.right, env, ctx)
+            if op_node.op == "+" and isinstance(value, Fragment) and _reads_index(op_node.right):
+                right = LazyFrag(op_node.right, env, ctx)
+            else:
+                right = self.eval(op_node.right, env, ctx)
+            if (
+                op_node.op == "*"
+                and value is not built
+                and isinstance(value, Fragment)
+                and isinstance(op_node.left, ast.Group)
+                and _reads_index(op_node.left)
+            ):  # each repetition reads index(B) anew
+                value = LazyFrag(op_node.left, env, ctx)
             if op_node.op == "+" and isinstance(right, Fragment) and value is not built:
                 self._expect_tensor(op_node.left, value, env)
             if (
@@ -1085,7 +1361,10 @@ class Elaborator:
         if isinstance(a, Num) and isinstance(b, Fragment) and op == "*":
             raise NetdslError("write the repeat count after the brackets: [layers]*n", e.span)
         hint = None
-        if isinstance(a, Fragment) and isinstance(b, Num):
+        block = next((v for v in (a, b) if isinstance(v, BlockFrag)), None)
+        if block is not None and isinstance(a if block is b else b, Num):
+            hint = block.number_hint
+        elif isinstance(a, Fragment) and isinstance(b, Num):
             hint = (
                 "arithmetic inside a layer's space-separated arguments needs parentheses, "
                 "e.g. conv3 (c+1) or p=(k//2)"
@@ -1173,6 +1452,7 @@ class Elaborator:
         if cond.is_const:
             return chosen
         if isinstance(chosen, Fragment):
+            self._decides(env.owner, cond.expr)
             return CondFrag(cond, bool(cond.value), chosen, e.span)
         if isinstance(chosen, Num):
             try:
@@ -1229,7 +1509,9 @@ class Elaborator:
             raise NetdslError(
                 f"expected a number, got {kind_of(value)}",
                 span,
-                hint=_TENSOR_SIZES if isinstance(value, TensorRef) else None,
+                hint=_TENSOR_SIZES
+                if isinstance(value, TensorRef)
+                else getattr(value, "number_hint", None),
             )
         return value
 
@@ -1311,13 +1593,23 @@ class Elaborator:
     def _apply_LayerFrag(self, frag: LayerFrag, view, ctx):
         attrs = dict(frag.attrs)
         act = attrs.pop("act", None)
+        # a size taken from a named tensor: that tensor is the node's second input
+        refs = []
+        for key, value in attrs.items():
+            if isinstance(value, TensorSize) and value.ref is not None:
+                refs.append(self._read_tensor(value.ref, ctx))
+                attrs[key] = TensorSize(value.name, refs[-1].shape)
+        if frag.called_as == "conv" and len(view.shape) == 3:
+            _check_conv_order(frag, attrs, tuple(d.value for d in view.shape))
         try:
             inferred = frag.spec.infer(attrs, view.shape)
         except ShapeError as e:
-            raise NetdslError(
-                e.message if e.shows_input else f"{e.message} (input {fmt_shape(view.shape)})",
-                frag.span,
-                hint=e.hint,
+            raise self._channels_last(
+                NetdslError(
+                    e.message if e.shows_input else f"{e.message} (input {fmt_shape(view.shape)})",
+                    frag.span,
+                    hint=e.hint,
+                )
             ) from None
         self._check_size(inferred.shape, frag.span)
         if inferred.params > self.limits.max_elements:  # its weights: a tensor, too
@@ -1331,8 +1623,8 @@ class Elaborator:
         node = self._node(
             frag.spec.name,
             attrs,
-            [view.node],
-            [view.shape],
+            [view.node, *(r.node for r in refs)],
+            [view.shape, *(r.shape for r in refs)],
             inferred.shape,
             frag.span,
             ctx,
@@ -1345,6 +1637,16 @@ class Elaborator:
         if act is not None:
             out = self.apply(act, out, ctx)
         return out
+
+    def _apply_LazyFrag(self, frag: LazyFrag, view, ctx):
+        value = self.eval(frag.expr, frag.env, frag.ctx)
+        if not isinstance(value, Fragment):
+            raise NetdslError(
+                f"expected layers here, got {kind_of(value)}",
+                frag.span,
+                hint=getattr(value, "number_hint", None),
+            )
+        return self.apply(value.constified() if frag.constant else value, view, ctx)
 
     def _apply_IdFrag(self, frag, view, ctx):
         return view
@@ -1373,22 +1675,38 @@ class Elaborator:
         try:
             shape, problem = merge_shape(frag.op, shapes)
         except ShapeError as e:
-            raise self._branch_notes(
-                NetdslError(e.message, frag.span, hint=e.hint), frag, shapes
+            raise self._channels_last(
+                self._branch_notes(NetdslError(e.message, frag.span, hint=e.hint), frag, shapes)
             ) from None
         if problem:
             listing = " vs ".join(f"{fmt_shape(s)} (branch {i + 1})" for i, s in enumerate(shapes))
-            raise self._branch_notes(
-                NetdslError(
-                    f"{frag.op}: branch shapes differ: {listing}",
-                    frag.span,
-                    hint=merge_mismatch_hint(frag.op, shapes),
-                ),
-                frag,
-                shapes,
+            raise self._channels_last(
+                self._branch_notes(
+                    NetdslError(
+                        f"{frag.op}: branch shapes differ: {listing}",
+                        frag.span,
+                        hint=merge_mismatch_hint(frag.op, shapes),
+                    ),
+                    frag,
+                    shapes,
+                )
             )
         node = self._node(frag.op, {}, [v.node for v in views], shapes, shape, frag.span, ctx)
         return TensorView(node, shape)
+
+    def _channels_last(self, error: NetdslError) -> NetdslError:
+        """A shape error after an input written H x W x C (`input 224x224x3`): the input is
+        the mistake, and the shape error follows from it."""
+        if self.channels_last is None:
+            return error
+        stmt, c, h, w = self.channels_last
+        name = f"{stmt.name} " if stmt.name else ""
+        return NetdslError(
+            f"this input looks like H x W x C ({h}x{w}x{c}): netdsl takes C x H x W",
+            stmt.shape.span,
+            hint=f"write `input {name}{c}x{h}x{w}`",
+            notes=[Note(f"which leads to: {error.message}", error.span)],
+        )
 
     def _branch_notes(self, error: NetdslError, frag: MergeFrag, shapes) -> NetdslError:
         for i, (span, s) in enumerate(zip(frag.branch_spans, shapes)):
@@ -1512,8 +1830,10 @@ class Elaborator:
             )
             it.result_shape = current.shape
         owner = _owner(ctx.scope)
+        self._decides(owner, frag.count.expr)
         for it in scope.children:  # what iterations had to write as constants, so must we
             owner.frozen |= {s for s in it.frozen if s[0] not in "@#"}
+            self._decides(owner, *self.structural.pop(id(it), ()))
         if outs:
             closed = _repeat_closed_form(outs, channels, view.shape[0].expr, frag.count)
             if closed is not None and index is not None and index[0] in closed.symbols:
@@ -1535,6 +1855,8 @@ class Elaborator:
 
     def _apply_BlockFrag(self, frag: BlockFrag, view, ctx):
         bdef = frag.definition
+        if any(v is _LATER for v in frag.values.values()):
+            frag = self._input_defaults(frag, view, ctx)
         if ctx.depth >= self.limits.max_block_depth:
             chain = " -> ".join(name for name, _ in ctx.stack[-4:])
             raise NetdslError(
@@ -1554,6 +1876,8 @@ class Elaborator:
             device=ctx.device,
         )
         ctx.scope.children.append(scope)
+        self.positions[id(scope)] = self.made.get(bdef, 0)
+        self.made[bdef] = self.made.get(bdef, 0) + 1
         values = {}
         tensors: dict = {}  # channel symbol -> the tensor's channels in the caller's terms
         scope.args = dict(frag.values)  # (a tensor's entry becomes its TensorArg)
@@ -1582,7 +1906,7 @@ class Elaborator:
             repeat_depth=0,
             stack=ctx.stack + ((bdef.name, frag.span),),
         )
-        self._signature(bdef, frag)
+        self._signature(bdef, frag, inner_view)
         try:
             if isinstance(bdef.body, tuple):
                 out = self._exec(bdef.body, env, inner_ctx, inner_view, None)
@@ -1613,9 +1937,18 @@ class Elaborator:
             out.shape[0].expr.symbols - mapping.keys() and out.shape[0].expr.symbols
         )
         _freeze(caller, *(mapping[s] for s in lost if s in mapping))
+        decided = self.structural.pop(id(scope), ())
+        self._decides(caller, *(mapping[s] for s in decided if s in mapping))
         result = TensorView(out.node, _lift(out.shape, mapping))
         scope.result_shape = result.shape
         return result
+
+    def _decides(self, owner: Scope | None, *exprs) -> None:
+        """Record symbols that decide the network's structure (how often a block is used)."""
+        if owner is not None and exprs:
+            found = self.structural.setdefault(id(owner), set())
+            for e in exprs:
+                found.update(e.symbols if hasattr(e, "symbols") else (e,))
 
     def _symbolize(self, name: str, value, span, caller: Scope | None = None):
         if isinstance(value, Num):
@@ -1628,7 +1961,7 @@ class Elaborator:
             return value.constified()
         return value
 
-    def _signature(self, bdef: ast.BlockDef, frag: BlockFrag) -> None:
+    def _signature(self, bdef: ast.BlockDef, frag: BlockFrag, inner: TensorView) -> None:
         if bdef.name in self.signatures:
             return
         values: dict = {}
@@ -1640,7 +1973,7 @@ class Elaborator:
                 try:
                     default = self.eval(
                         p.default,
-                        Env(dict(values), frag.menv, None, None),
+                        Env(dict(values), frag.menv, inner, None),  # in.c: in_channels
                         Ctx(Scope("block", None, p.span)),
                     )
                 except NetdslError:
@@ -1669,6 +2002,37 @@ class _NetworkState:
 
 
 # ---- helpers -------------------------------------------------------------------
+
+
+def _bare_name_at(expr, span: Span | None) -> str | None:
+    """The bare name (`width`) at `span` among the operands of an arithmetic argument."""
+    if isinstance(expr, ast.Name) and expr.span == span:
+        return expr.id
+    if isinstance(expr, ast.Call) and not (expr.args or expr.kwargs or expr.parenthesised):
+        return expr.name if expr.span == span else None
+    if isinstance(expr, ast.BinOp):
+        return _bare_name_at(expr.left, span) or _bare_name_at(expr.right, span)
+    if isinstance(expr, ast.Neg):
+        return _bare_name_at(expr.operand, span)
+    if isinstance(expr, ast.Tuple):
+        return next((n for i in expr.items if (n := _bare_name_at(i, span))), None)
+    return None
+
+
+def _check_conv_order(frag: LayerFrag, attrs: dict, shape: tuple) -> None:
+    """`conv(3, 64)` on a 3-channel input: PyTorch's (in_channels, out_channels), which
+    netdsl reads as 3 output channels and a 64 x 64 kernel."""
+    c, k = attrs["c"].value, attrs["k"]
+    kernel = tuple(d.value for d in k.items) if isinstance(k, Tup) else (k.value, k.value)
+    groups = attrs["g"].value if isinstance(attrs.get("g"), Num) else 1
+    if groups != 1 or not habits.conv_in_channels_first(c, kernel, shape):
+        return
+    raise NetdslError(
+        f"conv: {c} output channels with a {kernel[0]}x{kernel[1]} kernel: netdsl's conv "
+        "takes (c, k), not PyTorch's (in_channels, out_channels)",
+        frag.span,
+        hint=habits.conv_order_hint("conv", Num(kernel[0]), None),
+    )
 
 
 def _override_value(value):

@@ -6,6 +6,8 @@ text (default) or as a Markdown handout (one table, block rows and totals).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .analysis import (
     BYTES,
     Analysis,
@@ -151,6 +153,21 @@ def rf_short(rf: Receptive | None) -> str:
         return f"{r} px"
     j = f"{rf.j[0]}" if rf.j[0] == rf.j[1] else f"{rf.j[0]}x{rf.j[1]}"
     return f"{r} px, jump {j}"
+
+
+def rf_beyond_input(analysis: Analysis) -> str | None:
+    """Why the output's receptive field is wider than the input, when it is (VGG-16: 404 px
+    on 224): the sentence that keeps the number from looking like a bug."""
+    rf, net = analysis.output_rf(), analysis.net
+    shape = next(iter(net.inputs.values())).out_shape if net.inputs else ()
+    if rf is None or rf.unknown or len(shape) != 3 or (rf.r[0] <= shape[1] and rf.r[1] <= shape[2]):
+        return None
+    size = f"{shape[1]} px" if shape[1] == shape[2] else f"{shape[1]}x{shape[2]} px"
+    field = rf_short(replace(rf, grid=(1, 1)))  # without the jump
+    return (
+        f"more than the {size} input: the fields of units near the border reach into the "
+        f"zero padding, and {field} is what the output could see of an unbounded image"
+    )
 
 
 def memory_text(facts: LayerFacts, style: _Style) -> tuple[str, str]:
@@ -326,6 +343,9 @@ class _Text:
         )
         out(1, f"MACs         {net.total_macs:,}")
         out(1, f"RF at output {rf_short(a.output_rf())}")
+        beyond = rf_beyond_input(a)
+        if beyond:
+            out(1, f"             {beyond}")
         out(
             1,
             f"activations  forward {human_bytes(a.forward_bytes)}: the input and every "
@@ -487,7 +507,8 @@ def _markdown(analysis: Analysis, depth: int | None, targets: list | None) -> st
             "",
             f"- **Parameters:** {net.total_params:,} (BatchNorm buffers: {net.total_buffers:,})",
             f"- **MACs:** {net.total_macs:,}",
-            f"- **Receptive field at the output:** {rf_short(a.output_rf())}",
+            f"- **Receptive field at the output:** {rf_short(a.output_rf())}"
+            + (f", {beyond}" if (beyond := rf_beyond_input(a)) else ""),
             f"- **Forward activations:** {human_bytes(a.forward_bytes)}",
             f"- **Peak at inference:** {human_bytes(a.peak_bytes)}",
             (

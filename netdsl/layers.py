@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from . import habits
 from .errors import NetdslError, Span, did_you_mean
 from .records import record
 from .symbolic import Num, Tup
@@ -52,6 +53,34 @@ class ArgSpec:
     default: object = REQUIRED
     doc: str = ""
     aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TensorSize:
+    """A size given as a named tensor: its height and width (`upsample size=img`,
+    `crop size=x`). The layer's node reads that tensor as its second input; `name` is the
+    DSL's spelling of it, which is all that two instances of a block compare."""
+
+    name: str
+    shape: tuple = field(default=(), compare=False, repr=False)  # the tensor's, traced
+    ref: object = field(default=None, compare=False, repr=False)  # (the elaborator's)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def size_of(v) -> tuple:
+    """The (h, w) an `extent` argument gives: a tensor's height and width, or the pair."""
+    return (v.shape[1], v.shape[2]) if isinstance(v, TensorSize) else pair(v)
+
+
+def center_offsets(size: int, target: int) -> tuple[int, int]:
+    """(before, after) removed by a center crop from `size` to `target`, with torchvision's
+    center_crop rounding: before = round((size - target) / 2), Python's round (halves to
+    even), so an odd difference of 1 or 5 leaves the extra row at the end, 3 or 7 at the
+    start."""
+    before = int(round((size - target) / 2.0))
+    return before, size - target - before
 
 
 # ---- traits: what passes may assume about an op ------------------------------------------
@@ -219,6 +248,8 @@ class LayerSpec:
             hint = None
             if isinstance(value, Fragment):
                 hint = f"separate layers with '+': `{shown} ... + ...`"
+            elif positional == ("c", "k") and len(args) == 3 and habits.channels_then_kernel(args):
+                hint = habits.conv_order_hint(shown, args[1][0], args[2][0])  # conv(3, 64, 3)
             elif positional:
                 hint = (
                     f"{shown} takes {_plural(len(positional), 'positional argument')} "
@@ -238,7 +269,7 @@ class LayerSpec:
             spec = self.arg(name)
             if spec is None:
                 names = [a.name for a in self.args] + [al for a in self.args for al in a.aliases]
-                hint = did_you_mean(name, names)
+                hint = habits.keyword_hint(self, shown, name, value) or did_you_mean(name, names)
                 if hint is None:
                     hint = (
                         f"{shown} takes {', '.join(a.name for a in self.args)}"
@@ -247,7 +278,11 @@ class LayerSpec:
                     )
                 raise NetdslError(f"{shown} has no argument '{name}'", kspan, hint=hint)
             if spec.name in bound:
-                raise NetdslError(f"{shown}: argument '{spec.name}' given twice", kspan)
+                hint = None
+                if spec.name == "k" and len(args) == 2 and positional == ("c", "k"):
+                    # `conv 3 64 k=3`: PyTorch's in_channels first
+                    hint = habits.conv_order_hint(shown, args[1][0], value)
+                raise NetdslError(f"{shown}: argument '{spec.name}' given twice", kspan, hint=hint)
             if presets and spec.name in presets and spec.name == self.shorthand:
                 raise NetdslError(
                     f"{shown} fixes {spec.name}={presets[spec.name].value}; "
@@ -339,6 +374,14 @@ _CHECKS: dict[str, tuple[Callable, str]] = {
     "bool": (lambda v: isinstance(v, Num) and isinstance(v.value, bool), "true or false"),
     "act": (lambda v: v is None or isinstance(v, Fragment), "an activation layer such as relu"),
     "mode": (lambda v: v in ("nearest", "bilinear"), "nearest or bilinear"),
+    "extent": (
+        lambda v: isinstance(v, TensorSize) or _ints(v, (2,), 1),
+        "a positive integer, a pair (h, w) or a named tensor (its height and width)",
+    ),
+    "tensor": (
+        lambda v: isinstance(v, TensorSize),
+        "a named tensor (its height and width are the size)",
+    ),
 }
 
 
@@ -360,6 +403,10 @@ def _check(layer: LayerSpec, shown: str, spec: ArgSpec, value, span: Span):
             and spec.kind in ("count", "natural", "size", "pad", "pad4")
         ):
             hint = "use // for integer division"
+        elif spec.kind == "act" and isinstance(value, str) and lookup(value):  # act="relu"
+            hint = f"netdsl has no strings here: write the bare word {value} ({spec.name}={value})"
+        elif spec.kind != "act":
+            hint = getattr(value, "number_hint", None)  # a block given where a number belongs
         raise NetdslError(f"{shown}: '{spec.name}' must be {expected}, got {got}", span, hint=hint)
     return value
 
@@ -637,9 +684,16 @@ def _derive_zeropad(node) -> list:
 
 
 def _derive_crop(node) -> list:
-    left, right, top, bottom = (_int(v) for v in zeropad_sides(node.attrs["p"]))
     _, h, w = (_int(d) for d in node.in_shapes[0])
     _, oh, ow = node.out_shape
+    if node.attrs.get("size") is not None:
+        (top, bottom), (left, right) = center_offsets(h, oh), center_offsets(w, ow)
+        return [
+            Note(f"the center, as large as {node.attrs['size'].name}: {oh}x{ow}"),
+            Equation("H", (h, top, bottom), "-", oh),
+            Equation("W", (w, left, right), "-", ow),
+        ]
+    left, right, top, bottom = (_int(v) for v in zeropad_sides(node.attrs["p"]))
     return [Equation("H", (h, top, bottom), "-", oh), Equation("W", (w, left, right), "-", ow)]
 
 
@@ -858,7 +912,26 @@ def zeropad_sides(p) -> tuple[Num, Num, Num, Num]:
 
 def _crop(attrs, shape):
     c, h, w = _image("crop", shape)
-    left, right, top, bottom = zeropad_sides(attrs["p"])
+    p, size = attrs.get("p"), attrs.get("size")
+    if (p is None) == (size is None):
+        raise ShapeError(
+            "crop takes the rows and columns to remove or size=, not both"
+            if p is not None
+            else "crop needs the rows and columns to remove, or size=",
+            hint="write crop 4, crop (left, right, top, bottom), or crop size=x "
+            "(the center of the input, as large as the tensor x)",
+        )
+    if size is not None:
+        oh, ow = _extent("crop", size)
+        if oh.value > h.value or ow.value > w.value:
+            raise ShapeError(
+                f"crop: the input ({h.value}x{w.value}) is smaller than {size.name}'s "
+                f"{oh.value}x{ow.value}; a center crop only removes rows and columns",
+                hint="crop the larger tensor to the smaller one's size, or pad (zeropad) "
+                "or upsample the smaller one",
+            )
+        return Inferred((c, oh, ow))
+    left, right, top, bottom = zeropad_sides(p)
     out_h, out_w = h - top - bottom, w - left - right
     if out_h.value < 1 or out_w.value < 1:
         raise ShapeError(
@@ -1361,10 +1434,15 @@ _add(
 _add(
     LayerSpec(
         "crop",
-        "remove rows and columns at the edges: p, (h, w) or (left, right, top, bottom).",
+        "remove rows and columns at the edges: p, (h, w) or (left, right, top, bottom); "
+        "or keep the center, as large as a named tensor (size=x, read at run time; "
+        "torchvision's center_crop rounding).",
         "shape",
         _crop,
-        (ArgSpec("p", "pad4", REQUIRED, "rows and columns removed", ("cropping",)),),
+        (
+            ArgSpec("p", "pad4", None, "rows and columns removed", ("cropping",)),
+            ArgSpec("size", "tensor", None, "center crop to a named tensor's height and width"),
+        ),
         positional=("p",),
         traits=frozenset({KEEPS_SIGN, VIEW}),
         derive=_derive_crop,
@@ -1522,6 +1600,18 @@ def _derive_conv_transpose(node) -> list:
     ]
 
 
+def _extent(name: str, size) -> tuple[Num, Num]:
+    """The (h, w) of a `size=` argument; a tensor must be an image."""
+    if isinstance(size, TensorSize) and len(size.shape) != 3:
+        raise ShapeError(
+            f"{name}: size={size.name} needs an image tensor (C x H x W), but "
+            f"'{size.name}' is a flat tensor of {size.shape[0].value} features",
+            hint="give the name of an image tensor (its height and width are the size), "
+            "or size=(h, w)",
+        )
+    return size_of(size)
+
+
 def _upsample(attrs, shape):
     c, h, w = _image("upsample", shape)
     scale, size, mode = attrs.get("scale"), attrs.get("size"), attrs["mode"]
@@ -1540,7 +1630,7 @@ def _upsample(attrs, shape):
     if scale is not None:
         sh, sw = pair(scale)
         return Inferred((c, h * sh, w * sw))
-    oh, ow = pair(size)
+    oh, ow = _extent("upsample", size)
     return Inferred((c, oh, ow))
 
 
@@ -1549,6 +1639,8 @@ def _derive_upsample(node) -> list:
     _, h, w = (_int(d) for d in node.in_shapes[0])
     _, oh, ow = node.out_shape
     mode = a["mode"] + (" (align_corners)" if a["align_corners"].value else "")
+    if isinstance(a.get("size"), TensorSize):
+        return [Note(f"resized to the size of {a['size'].name}: {oh}x{ow} ({mode})")]
     if a.get("scale") is None:
         return [Note(f"resized to {oh}x{ow} ({mode})")]
     sh, sw = int_pair(a, "scale")
@@ -1639,13 +1731,14 @@ _add(
 _add(
     LayerSpec(
         "upsample",
-        "upsampling (PyTorch Upsample): by an integer scale factor, or to size=(h, w); "
+        "upsampling (PyTorch Upsample): by an integer scale factor, or to size=(h, w) or "
+        "to the size of a named tensor (size=x, read at run time); "
         "mode=nearest (default) or bilinear (with align_corners).",
         "shape",
         _upsample,
         (
             ArgSpec("scale", "size", None, "scale factor: an integer or (h, w)", ("scale_factor",)),
-            ArgSpec("size", "size", None, "output size (h, w)"),
+            ArgSpec("size", "extent", None, "output size (h, w), or a tensor's (size=x)"),
             ArgSpec("mode", "mode", "nearest", "nearest or bilinear"),
             ArgSpec("align_corners", "bool", False, "bilinear: align the corner pixels"),
         ),

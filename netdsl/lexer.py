@@ -24,7 +24,7 @@ from pygments.token import (
 )
 
 from .layers import CATALOGUE, MERGES
-from .symbolic import FUNCTIONS
+from .symbolic import FUNCTIONS, INSTANCE_FUNCTIONS
 
 KEYWORDS = ("if", "then", "else", "and", "or", "not", "as", "in", "output", "input")
 CONSTANTS = ("true", "false", "same", "valid", "none", "id")
@@ -70,7 +70,7 @@ class NetdslLexer(RegexLexer):
             (words(KEYWORDS, suffix=r"\b"), Keyword),
             (words(CONSTANTS, suffix=r"\b"), Keyword.Constant),
             (words(tuple(MERGES), suffix=r"(?=\s*\()"), Name.Builtin),
-            (words(tuple(FUNCTIONS), suffix=r"(?=\s*\()"), Name.Builtin),
+            (words((*FUNCTIONS, *INSTANCE_FUNCTIONS), suffix=r"(?=\s*\()"), Name.Builtin),
             (r"(?:conv|dwconv|sepconv|maxpool|avgpool)[1-9][0-9]*" + _IDENT_END, Name.Builtin),
             (words(LAYERS, suffix=_IDENT_END), Name.Builtin),
             # shapes before numbers: 3x224x224, 1x7

@@ -17,7 +17,9 @@ from lark.exceptions import (
 
 from . import ast
 from .errors import NetdslError, SourceRegistry, Span, source_lines
+from .habits import qualified_call
 from .resources import grammar_path
+from .slips import explain
 
 # Newlines are dropped after these tokens (the statement obviously goes on) ...
 _CONTINUE_AFTER = {
@@ -445,7 +447,24 @@ def _describe(terminal: str) -> str:
     return terminal.lower()
 
 
+def _tokens(text: str) -> list[Token]:
+    """The file's tokens as the parser sees them, up to the first that does not lex."""
+    tokens: list[Token] = []
+    try:
+        tokens.extend(_lark().lex(text))
+    except UnexpectedInput:
+        pass
+    return tokens
+
+
 def _syntax_error(e: UnexpectedInput, path: str, text: str) -> NetdslError:
+    slip = explain(e, _tokens(text), text, path)
+    if slip is not None:
+        return slip
+    if isinstance(e, UnexpectedToken) and e.token.start_pos is not None:  # nn.ReLU()
+        framework = qualified_call(text, e.token.start_pos, path)
+        if framework is not None:
+            return framework
     line, column = max(getattr(e, "line", 1) or 1, 1), max(getattr(e, "column", 1) or 1, 1)
     if isinstance(e, UnexpectedCharacters):
         char = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from .analysis import block_call, layer_call
 from .commandline import add_common, load_network
-from .errors import NetdslError
+from .errors import NetdslError, UsageError
 from .ir import Network, Node, Scope
 from .layers import CATALOGUE, MERGES, MINOR, fmt_shape, traits
 from .output import MARK, check_writable, marked_by_netdsl, write_atomic
@@ -362,15 +362,16 @@ class _Builder:
         lines, seen = [], set()
         for node in self.net.nodes():
             v = self.box_of[id(node)]
-            for src in node.inputs:
+            for index, src in enumerate(node.inputs):
                 u = self.box_of[id(src)]
                 if u is v or (u.key, v.key) in seen:
                     continue
                 seen.add((u.key, v.key))
                 style = ", style=dashed" if node.train_only else ""
-                lines.append(
-                    f"  {u.key} -> {v.key} [label={_q(' ' + fmt_shape(src.out_shape))}{style}];"
-                )
+                label = " " + fmt_shape(src.out_shape)
+                if index and node.op not in MERGES:  # only its size is read (`crop size=x`)
+                    label, style = f" size {fmt_shape(src.out_shape[1:])}", ", style=dotted"
+                lines.append(f"  {u.key} -> {v.key} [label={_q(label)}{style}];")
         for i, out in enumerate(self.net.outputs):
             u = self.box_of[id(out.node)]
             key = f"out{i}"
@@ -511,7 +512,10 @@ def render(net: Network, path: str, depth: int | None = None) -> str:
 
 
 def cmd_render(args) -> int:
-    fmt = output_format(args.output)  # a bad extension fails before compiling
+    try:
+        fmt = output_format(args.output)  # a bad extension fails before compiling
+    except NetdslError as e:
+        raise UsageError(e.message) from None  # on the command line, a wrong -o is usage
     if fmt is not None:
         _need_dot(fmt)
     target = check_writable(args.output, args.force or marked_by_netdsl(args.output))

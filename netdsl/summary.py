@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .ir import Network, Node, Scope
-from .layers import fmt_shape
+from .layers import TensorSize, fmt_shape
 
 
 def summary_dict(net: Network) -> dict:
@@ -35,7 +35,11 @@ def summary_dict(net: Network) -> dict:
 def _rows(scope: Scope, depth: int | None, level: int = 0):
     for child in scope.children:
         if isinstance(child, Node):
-            yield child.id, child.op, child.out_shape, child.params, child.macs
+            # a size read from another tensor is a second input: `crop size=x`
+            sized = "".join(
+                f" {k}={v}" for k, v in child.attrs.items() if isinstance(v, TensorSize)
+            )
+            yield child.id, child.op + sized, child.out_shape, child.params, child.macs
         elif depth is not None and level >= depth:
             what = child.block if child.kind == "block" else child.kind
             shape = tuple(int(d.value) for d in child.out_shape)

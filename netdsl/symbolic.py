@@ -63,6 +63,8 @@ FUNCTIONS = {
     "exp": math.exp,
     "len": len,
 }
+# index(B) and count(B): the elaborator answers them from the network being built
+INSTANCE_FUNCTIONS = frozenset({"index", "count"})
 # printed as math.NAME(...): the generated file then imports math
 MATH_FUNCTIONS = frozenset({"log", "sqrt", "exp"})
 

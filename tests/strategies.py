@@ -33,6 +33,8 @@ fit, merged branches agree, channel counts divide their groups. Programs mix
 * layernorm, groupnorm, instancenorm, layer_scale and pointwise_fc on images (layernorm
   and layer_scale on flat tensors too), and in generated blocks with arguments that
   follow the block's parameters (`conv_transpose c k=2 s=s`, `upsample s`, ...);
+* a block parameter whose default reads the block's input (`sq(m=max(in.c // r, 1))`),
+  and `index(dp)` / `count(dp)` inside the block and passed in from the call;
 * blocks with a tensor parameter (`cell(prev, c)`, `tmix(p, c)` reading `p.c`, and
   `tnest`, which passes its tensor on and calls `cell(in, c)`), called on named values
   of the current height and width (or the network's `in`), often several in a row;
@@ -63,6 +65,9 @@ block resf(c, s=1) =
 block cell(prev, c) = concat(prev + conv1 c, conv1 c)
 block tmix(p, c) = add(p + conv1 c, conv1 c) + concat(id, p) + conv1 (p.c + c)
 block tnest(p, c) = cell(p, c) + relu + tmix(p, c) + cell(in, c)
+block sq(r=2, m=max(in.c // r, 1)) = mul(id, gap + conv1 m + relu + conv1 in.c + sigmoid)
+block dp(p=0.1) = add(id, conv3 in.c + drop_path (p * index(dp) / count(dp)))
+block dps(n, p, first, total) = [dp(p * (first + i) / total) for i in range(n)]
 """
 # the prelude's blocks with a tensor parameter, and their channels out (c, the tensor's channels)
 TENSOR_BLOCKS = {
@@ -746,7 +751,9 @@ def _term(draw, state: _State, depth: int, options: _Options | None = None) -> s
         return draw(st.sampled_from(["bn", "bn", "bn eps=0.001 momentum=0.01", "bn scale=false"]))
     if kind == "block":
         which = draw(
-            st.sampled_from(["cbr", "res", "proj", "resd", "se", "mix", "deep", "grow", "resf"])
+            st.sampled_from(
+                ["cbr", "res", "proj", "resd", "se", "mix", "deep", "grow", "resf", "sq", "dp"]
+            )
         )
         if which == "cbr":
             c = draw(st.integers(1, 12))
@@ -774,6 +781,10 @@ def _term(draw, state: _State, depth: int, options: _Options | None = None) -> s
             return f"{first} + resf({c})" if draw(st.integers(0, 3)) else first
         if which == "se":
             return f"se({state.c})" if draw(st.booleans()) else f"se({state.c}, r=3)"
+        if which == "sq":  # a default read from the block's input
+            return draw(st.sampled_from(["sq", "sq(r=3)", "sq(m=2)", "sq(4)"]))
+        if which == "dp":  # the network's running index and count of a block
+            return draw(st.sampled_from(["dp", "dp(0.2)", "dps(2, 0.3, index(dp), count(dp))"]))
         if which == "mix":
             a, b = draw(st.integers(1, 6)), draw(st.integers(1, 6))
             state.c = 2 * a + b

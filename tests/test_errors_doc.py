@@ -1,7 +1,8 @@
 """docs/errors.md stays true and complete.
 
 Each example there is one or more files (a ```netdsl block is saved as
-example.net, or as the name its first line gives: `# file: NAME`) and a
+example.net, or as the name its first line gives: `# file: NAME`, followed by
+`(without this line)` for a file whose own first line matters) and a
 ```text block that starts with the command (`$ netdsl check example.net`)
 followed by exactly what netdsl prints. The examples run here in a scratch
 folder, in-process, 80 columns wide; the output must equal the documented text
@@ -62,6 +63,8 @@ def examples(text: str | None = None) -> list[Example]:
         if lang == "netdsl" or mark:
             name = mark.group(1) if mark else "example.net"
             encoding = "latin-1" if mark and "(saved as Latin-1)" in mark.group(2) else "utf-8"
+            if mark and "(without this line)" in mark.group(2):  # a file with a set first line
+                body = body.split("\n", 1)[1]
             files[name] = body.encode(encoding)
         elif lang == "text" and first.startswith("$ "):
             heading = [h for pos, h in headings if pos < m.start()][-1:] or [""]

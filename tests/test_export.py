@@ -145,7 +145,7 @@ def test_cli_overwrites_its_own_export_but_not_other_files(capsys, tiny, tmp_pat
 
 def test_cli_user_errors(capsys, tiny, tmp_path):
     code, _, err = run_cli(capsys, "export", str(tiny), "-o", str(tmp_path / "model.pb"))
-    assert code == 1 and "must end in .onnx" in err
+    assert code == 2 and "must end in .onnx" in err  # a usage error
     code, _, err = run_cli(capsys, "export", str(tiny), "-o", str(tmp_path / "no" / "m.onnx"))
     assert code == 1 and "does not exist" in err
     bad = tmp_path / "bad.net"

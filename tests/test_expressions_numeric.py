@@ -182,6 +182,23 @@ def test_function_errors(prelude, call, message):
     assert e.message == message
 
 
+@pytest.mark.parametrize(
+    "use, message",
+    [
+        ("conv3 w", "conv3: 'c' must be a positive integer, got block w (layers)"),
+        ("conv3 (w + 1)", "cannot apply '+' to block w (layers) and an integer"),
+        ("conv3 max(w, 2)", "expected a number, got block w (layers)"),
+    ],
+)
+def test_a_block_where_a_number_belongs_points_to_functions(use, message):
+    e = error(f"block w(c=2) = conv1 c\nnetwork n:\n    input 3x4x4\n    {use}\n")
+    assert e.message == message
+    assert e.hint == (
+        "a block builds layers and has no numeric value; to compute a number, define a "
+        "function: def w(c) = expression"
+    )
+
+
 def test_a_function_and_a_block_of_the_same_name_are_refused():
     e = error("def f(x) = x\nblock f(c) = conv3 c\nnetwork n:\n    input 3x4x4\n    f(2)\n")
     assert e.message == "function 'f' has the name of a block"

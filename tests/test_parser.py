@@ -423,8 +423,8 @@ def test_unbalanced_brackets():
     assert (e.span.line, e.span.column) == (3, 20)
     assert e.hint == "check that brackets are balanced"
     e = syntax_error("network n:\n    input 3x8x8\n    conv(16, k=3\n")
-    assert e.message == "syntax error: unexpected end of line; expected one of ')', ','"
-    assert (e.span.line, e.span.column) == (3, 17)
+    assert e.message == "syntax error: this '(' is not closed"
+    assert (e.span.line, e.span.column) == (3, 9)
 
 
 def test_layers_without_plus_suggest_a_sequence():

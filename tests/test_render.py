@@ -97,7 +97,7 @@ def test_svg_without_graphviz_is_a_clear_error(tmp_path, monkeypatch, capsys):
 
 def test_bad_extension_and_missing_directory(tmp_path, capsys):
     vgg = str(ARCHITECTURES / "vgg16.net")
-    assert main(["render", vgg, "-o", str(tmp_path / "x.jpg")]) == 1
+    assert main(["render", vgg, "-o", str(tmp_path / "x.jpg")]) == 2  # a usage error
     assert "choose an output ending in" in capsys.readouterr().err
     assert main(["render", vgg, "-o", str(tmp_path / "no" / "x.dot")]) == 1
     assert "no such directory" in capsys.readouterr().err

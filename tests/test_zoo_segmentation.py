@@ -23,6 +23,7 @@ from test_zoo import net, out_shape, scopes
 
 from netdsl import compile_file
 from netdsl.errors import NetdslError
+from netdsl.layers import center_offsets
 
 # Fig. 1's map sizes (x = y): each level's two convs, on the way down and on the way up
 DOWN = [(570, 568), (282, 280), (138, 136), (66, 64), (30, 28)]
@@ -101,28 +102,43 @@ def test_unet_map_sizes_follow_fig_1():
         (c, m, m) for c, m in zip(reversed(WIDTHS[:-1]), UP_CONV)
     ]
     assert [n.out_shape for n in crops] == [n.out_shape for n in transposed]
-    # 64 -> 56, 136 -> 104, 280 -> 200, 568 -> 392: the centre, equal amounts on every side
-    assert [n.value("p") for n in crops] == [(4, 4), (16, 16), (40, 40), (88, 88)]
+    # each crop reads the up-convolution's output for its size (crop size=x) ...
+    assert [n.inputs[1] for n in crops] == transposed
+    # ... 64 -> 56, 136 -> 104, 280 -> 200, 568 -> 392: the centre, equal amounts on every side
+    assert [crop_sides(n) for n in crops] == [(4, 4), (16, 16), (40, 40), (88, 88)]
     assert [n for n in network.nodes() if n.op == "conv"][-1].out_shape == (2, 388, 388)
 
 
+def crop_sides(node) -> tuple[int, int]:
+    """The rows a center crop removes above and below."""
+    return center_offsets(node.in_shapes[0][1].value, node.out_shape[1])
+
+
 def test_unet_input_sizes_keep_every_pooled_map_even():
-    """A tile fits when each 2x2 max pool sees an even map (Sec. 3): 572 - 16k, down to 188
-    (below it the bottom map is too small for the up path's valid convs)."""
-    fits = set()
+    """A tile suits the network when each 2x2 max pool sees an even map (Sec. 3): 572 - 16k,
+    down to 188 (below it the bottom map is too small for the up path's valid convs). Those
+    are the sizes at which every crop removes as much on each side."""
+    even, compiles = set(), set()
     for size in range(124, 600, 4):
         try:
-            unet_at(size)
-            fits.add(size)
+            network = unet_at(size)
         except NetdslError:
-            pass
-    assert fits == set(range(188, 600, 16))
-    assert {572, 508, 444, 380, 316, 252, 188} <= fits
+            continue
+        compiles.add(size)
+        crops = [crop_sides(n) for n in network.nodes() if n.op == "crop"]
+        if all(before == after for before, after in crops):
+            even.add(size)
+    assert even == set(range(188, 600, 16))
+    assert {572, 508, 444, 380, 316, 252, 188} <= even
+    assert compiles == set(range(188, 600, 4))  # the crop centres any size (see below)
 
 
-def test_unet_odd_map_is_refused():
-    with pytest.raises(NetdslError, match="concat"):
-        unet_at(570)  # 566, 283 (odd): the crop of 63 rows cannot centre on 54
+def test_unet_odd_map_crops_one_row_more_at_one_end():
+    """566 -> 283 (odd): the crop of 63 rows to 54 removes 4 above and 5 below
+    (torchvision's center_crop: round(9 / 2) = 4)."""
+    crops = [n for n in unet_at(570).nodes() if n.op == "crop"]
+    assert (crops[0].in_shapes[0][1].value, crops[0].out_shape[1]) == (63, 54)
+    assert crop_sides(crops[0]) == (4, 5)
 
 
 # ---- U-Net: the file against the reference module --------------------------------------------

@@ -1139,6 +1139,7 @@ class FileHeader:
     helpers: list[str]  # templates/<target>/helpers/ to write, in order
     uses_math: bool  # the code calls math.log, math.sqrt or math.exp
     numeric_functions: list[str]  # the .net file's `def` functions the code calls, as Python
+    statistics: bool  # BatchNorm's running statistics: the demo counts them apart
 
 
 def file_header(net: Network, helpers: set[str], layout=tuple, code=()) -> dict:
@@ -1156,6 +1157,7 @@ def file_header(net: Network, helpers: set[str], layout=tuple, code=()) -> dict:
         ),
         helpers=helper_order(helpers),
         **numeric_functions(net, code),
+        statistics=net.total_buffers > 0,
     )
 
 

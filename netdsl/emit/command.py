@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import keyword
+import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -39,6 +41,8 @@ def cmd_compile(args) -> int:
                     f"the model file name must be a Python module name, got {model_path.stem!r}"
                 )
             paths.append(check_writable(train_path, args.force))
+            if not args.force:
+                _keep_other_train_script(train_path, model_path)
     net = load_network(args, args.file)
     with gc_paused():
         texts = [emitter.emit_model(net)]
@@ -54,6 +58,38 @@ def cmd_compile(args) -> int:
     return 0
 
 
+# the third line of every generated train.py (templates/*/train.py.j2)
+_TRAINS = re.compile(r'"""Train (\S+) \((.+)\.py\) with ')
+
+
+def _keep_other_train_script(train_path: Path, model_path: Path) -> None:
+    """Refuse to replace a train.py that trains another model file still beside it.
+
+    A train.py belongs to the model file it imports (its docstring names both the network
+    and that file): writing another model beside it would leave that model without its
+    training script. Compiling over the same model file replaces both together, and a
+    train.py whose model file is gone trains nothing, so neither is refused.
+    """
+    try:
+        with open(train_path, encoding="utf-8", errors="replace") as f:
+            head = [f.readline() for _ in range(3)]
+    except OSError:
+        return
+    found = _TRAINS.match(head[2])
+    if found is None or found.group(2) == model_path.stem:
+        return
+    other = train_path.with_name(found.group(2) + ".py")
+    if not other.is_file():
+        return
+    folder = model_path.parent / model_path.stem
+    raise NetdslError(
+        f"{train_path} trains network {found.group(1)} ({other}), not {model_path}; "
+        "use --force to replace it",
+        hint=f"to keep both, write {model_path} in a folder of its own: "
+        f"mkdir {shlex.quote(str(folder))}, then -o {folder / model_path.name}",
+    )
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from . import TARGETS
 
@@ -63,7 +99,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", metavar="PATH", help="model file to write (default: stdout)")
     p.add_argument("--train", action="store_true", help="also write train.py beside the model")
     p.add_argument(
-        "--force", action="store_true", help="overwrite files that netdsl did not generate"
+        "--force",
+        action="store_true",
+        help="overwrite files that netdsl did not generate, or a train.py of another model",
     )
     p.add_argument("-q", "--quiet", action="store_true")
     add_common(p)

@@ -46,7 +46,7 @@ from functools import cache
 
 from ..errors import NetdslError
 from ..ir import Node
-from ..layers import pair, spec_of, zeropad_sides
+from ..layers import TensorSize, pair, spec_of, zeropad_sides
 from ..resources import helper_names, templates_dir
 from ..symbolic import BoolOp, Cmp, Const, Expr, Not, Num, Sym, Tup, binary
 from . import format as fmt
@@ -584,8 +584,8 @@ class _Function:
         return "" if name.isdigit() else name
 
     def unit(self, unit: Unit, ctx: _Ctx, ins: list[str], out: str, local: str) -> list[str]:
-        if unit.kind == "layer":
-            return self.layer(unit, ctx, ins[0], out, local)
+        if unit.kind == "layer":  # (a second input: the tensor whose size it takes)
+            return self.layer(unit, ctx, ins[0], out, local, *ins[1:])
         if unit.kind == "merge":
             return self.merge(unit, ctx, ins, out, local)
         if unit.kind == "call":
@@ -626,10 +626,12 @@ class _Function:
 
     # -- layers -----------------------------------------------------------------------------
 
-    def layer(self, unit: Unit, ctx: _Ctx, inp: str, out: str, local: str) -> list[str]:
+    def layer(
+        self, unit: Unit, ctx: _Ctx, inp: str, out: str, local: str, like: str | None = None
+    ) -> list[str]:
         node = unit.node
         nodes = [item for item, _ in self.w.records(unit)]
-        calls = self._layer_calls(unit, node, nodes, inp)
+        calls = self._layer_calls(unit, node, nodes, inp, like)
         lines: list[str] = []
         current = inp
         comment = self._comment(unit)
@@ -654,9 +656,11 @@ class _Function:
             return []
         return [f"{name}={self.expr(value, **ctx)}"]
 
-    def _layer_calls(self, unit: Unit, node: Node, nodes: list[Node], inp: str) -> list:
+    def _layer_calls(
+        self, unit: Unit, node: Node, nodes: list[Node], inp: str, like: str | None = None
+    ) -> list:
         """[(layer class, args, name suffix, trailer or None)] for one layer unit."""
-        return self.w.emitter.LAYERS[node.op](_LayerCall(self, node, nodes, inp))
+        return self.w.emitter.LAYERS[node.op](_LayerCall(self, node, nodes, inp, like))
 
     # -- merges, calls and structure -----------------------------------------------------------
 
@@ -837,12 +841,15 @@ class _LayerCall:
     """What an entry of LAYERS needs: the representative node and every instance it stands
     for, the input variable, and the attribute values as Python text in the function."""
 
-    def __init__(self, fn: _Function, node: Node, nodes: list[Node], inp: str) -> None:
+    def __init__(
+        self, fn: _Function, node: Node, nodes: list[Node], inp: str, like: str | None = None
+    ) -> None:
         self.fn = fn
         self.node = node
         self.nodes = nodes
         self.a = node.attrs
         self.inp = inp
+        self.like = like  # the variable of the tensor a `size=x` reads (its static shape)
         self.channels = node.in_shapes[0][0].expr if node.in_shapes else None
 
     def e(self, value) -> str:
@@ -1064,6 +1071,9 @@ def _zeropad(c: _LayerCall) -> list:
 
 
 def _crop(c: _LayerCall) -> list:
+    if c.a.get("size") is not None:  # the center, as large as another tensor (static shapes)
+        cropping = f"{c.helper('center_cropping')}({c.inp}, {c.like})"
+        return [("layers.Cropping2D", [cropping], "", None)]
     p, e = c.a["p"], c.e
     if isinstance(p, Num) or (isinstance(p, Tup) and len(p) == 2):
         return [("layers.Cropping2D", [f"cropping={e(p)}"], "", None)]
@@ -1134,8 +1144,12 @@ def _upsample(c: _LayerCall) -> list:
     mode = [] if a["mode"] == "nearest" else [f"interpolation={fmt.py_str(a['mode'])}"]
     if a.get("scale") is not None:
         return [("layers.UpSampling2D", [e(a["scale"]), *mode], "", None)]
-    h, w = pair(a["size"])
     nearest = [] if a["mode"] != "nearest" else ['interpolation="nearest"']
+    if isinstance(a["size"], TensorSize):  # another tensor's height and width (static)
+        return [
+            ("layers.Resizing", [f"{c.like}.shape[1]", f"{c.like}.shape[2]", *nearest], "", None)
+        ]
+    h, w = pair(a["size"])
     return [("layers.Resizing", [e(h), e(w), *nearest], "", None)]
 
 

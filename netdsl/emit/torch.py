@@ -68,6 +68,7 @@ class FileContext(FileHeader):
     builder_call: list[str]  # `return Main(...)`, laid out
     main_class: str
     devices: str | None = None  # the DEVICES table of a placed network
+    uses_functional: bool = False  # `from torch.nn import functional as F`
 
 
 def _class_code(cls: ClassText) -> list[str]:
@@ -234,9 +235,14 @@ class _LayerCall:
         return [] if is_default(value, default) else [f"{name}={self.e(value)}"]
 
     def helper(self, name: str) -> str:
-        """A class from templates/torch/helpers/, written into the file once."""
+        """A class (or function) from templates/torch/helpers/, written into the file once."""
         self.emitter.helpers.add(name)
         return name
+
+    @staticmethod
+    def tensor_size(variable: str) -> str:
+        """A size taken from a named tensor (`size=img`): its height and width, at run time."""
+        return f"{variable}.shape[-2:]"
 
     def window(self) -> list[str]:
         a = self.a
@@ -376,6 +382,31 @@ def _upsample(c: _LayerCall):
     return "nn.Upsample", args
 
 
+# ---- op -> forward call: a layer whose size is a named tensor's (`upsample size=img`)
+# reads that tensor in forward, so it is a call there (no module): (function, arguments)
+
+
+def _interpolate(c: _LayerCall, x: str, like: str):
+    a = c.a
+    args = [x, f"size={c.tensor_size(like)}"]
+    if a["mode"] != "nearest":
+        args += [f"mode={fmt.py_str(a['mode'])}", f"align_corners={c.e(a['align_corners'])}"]
+    c.emitter.uses_functional = True
+    return "F.interpolate", args
+
+
+def _center_crop(c: _LayerCall, x: str, like: str):
+    return c.helper("center_crop"), [x, c.tensor_size(like)]
+
+
+FUNCTIONS = {"upsample": _interpolate, "crop": _center_crop}
+
+
+def functional(node) -> bool:
+    """A layer that reads a second tensor (its size): a call in forward, not a module."""
+    return len(node.inputs) > 1
+
+
 def _module(cls: str, *args: str):
     """An op whose module takes fixed arguments (and `inplace=True` where it can run in place)."""
 
@@ -480,6 +511,7 @@ class TorchEmitter(Emitter):
     LAYERS = LAYERS
     MERGES = MERGES
     UNSUPPORTED = UNSUPPORTED
+    FUNCTIONS = FUNCTIONS
 
     # -- context -------------------------------------------------------------------
 
@@ -487,6 +519,7 @@ class TorchEmitter(Emitter):
         net = program.network
         self.network = net
         self.helpers: set[str] = set()
+        self.uses_functional = False
         self.facts = _Facts(program.classes)
         self.devices: set[str] = set()
         self.parts = anonymous_parts(program)
@@ -515,6 +548,7 @@ class TorchEmitter(Emitter):
             builder_call=fmt.statement("return ", main.name, call_args, 1),
             main_class=main.name,
             devices=devices,
+            uses_functional=self.uses_functional,
         )
 
     def _param_text(self, p) -> str:
@@ -603,7 +637,7 @@ class TorchEmitter(Emitter):
         """Constructor lines (fully indented) that create one unit's module."""
         target = f"self.{unit.attr} = "
         where = scope.target(unit)
-        if unit.kind == "merge":
+        if unit.kind == "merge" or (unit.kind == "layer" and functional(unit.node)):
             return []
         if unit.kind == "cond":
             return self._init_cond(unit, scope, target, where)
@@ -828,6 +862,10 @@ class TorchEmitter(Emitter):
         prefix = f"{out} = "
         if unit.kind == "merge":
             lines = self.MERGES[unit.node.op](out, args, unit.overwrites, indent)
+        elif unit.kind == "layer" and functional(unit.node):
+            call = _LayerCall(self, unit, scope)
+            func, call_args = self.FUNCTIONS[unit.node.op](call, *args)
+            lines = fmt.statement(prefix, func, call_args, indent)
         else:
             arg = args[0]
             if (
