@@ -13,6 +13,7 @@ class per block definition.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -179,6 +180,19 @@ class CondFrag(Fragment):
 class IdFrag(Fragment):
     def __init__(self, span: Span) -> None:
         self.span = span
+
+
+def is_layer_param(value) -> bool:
+    """Whether a block argument is a layer that emitters pass to the block's class as a
+    constructor argument: an activation without arguments of its own (`relu`,
+    `leaky_relu 0.2`) or `id`. Other layers (`bn`, a sequence) are built into the class."""
+    if isinstance(value, IdFrag):
+        return True
+    return (
+        isinstance(value, LayerFrag)
+        and value.spec.category == "activation"
+        and value.attrs.get("act") is None
+    )
 
 
 class TensorRef(Fragment):
@@ -1341,12 +1355,15 @@ class Elaborator:
             inferred.buffers,
             frag.called_as,
         )
+        node.param = getattr(frag, "param", None)
         out = TensorView(node, inferred.shape)
         if act is not None:
             out = self.apply(act, out, ctx)
         return out
 
     def _apply_IdFrag(self, frag, view, ctx):
+        if getattr(frag, "param", None):
+            ctx.scope.passes.append((len(ctx.scope.children), frag.param, view.node, view.shape))
         return view
 
     def _apply_TensorRef(self, frag: TensorRef, view, ctx):
@@ -1625,7 +1642,11 @@ class Elaborator:
         if isinstance(value, Fragment):
             if caller is not None:  # a layer argument is baked into the class as constants
                 _freeze(caller, *_fragment_exprs(value))
-            return value.constified()
+            value = value.constified()
+            if is_layer_param(value):  # an activation (or id): marked as this parameter's
+                value = copy.copy(value)
+                value.param = name
+            return value
         return value
 
     def _signature(self, bdef: ast.BlockDef, frag: BlockFrag) -> None:
@@ -1838,6 +1859,8 @@ _ARITY = {"min": (2, None), "max": (2, None), "pow": (2, 2), "log": (1, 2)}
 
 
 def _base_name(item) -> str:
+    if isinstance(item, Node) and item.param:  # a layer parameter's value: `act`
+        return item.param
     if isinstance(item, Node):
         return item.op
     if item.kind == "block":
