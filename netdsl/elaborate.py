@@ -195,6 +195,16 @@ def is_layer_param(value) -> bool:
     )
 
 
+def _chosen_layer(value, owner):
+    """A block argument `if hs then hardswish else relu` on a traced condition: the layer it
+    chose, passed as the layer it is (a constructor argument of the block's class), with the
+    condition's symbols written as constants where the call is."""
+    if isinstance(value, CondFrag) and is_layer_param(value.branch):
+        _freeze(owner, value.cond.expr)
+        return value.branch
+    return value
+
+
 class TensorRef(Fragment):
     """A named tensor (`in`, `x = ...`, an input, a block's tensor parameter) used as a value."""
 
@@ -999,7 +1009,7 @@ class Elaborator:
         given = self._given(
             e, f"block {bdef.name}", params, _signature_text(bdef), env, ctx, self._block_arg
         )
-        values = {name: value for name, (value, _) in given.items()}
+        values = {name: _chosen_layer(value, env.owner) for name, (value, _) in given.items()}
         positional = len(e.args)
         call_args = [(None if i < positional else k, v) for i, (k, v) in enumerate(values.items())]
         for p in params:

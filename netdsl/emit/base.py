@@ -452,6 +452,9 @@ class ModelBuilder:
                     renames[symbol] = fresh_name(symbol[1:], taken)
                 name = renames.get(symbol, symbol)
                 params.append(Param(name, symbol=symbol))
+            for symbol in sorted(_layer_symbols(units)):  # the block's `act_layer`, passed on
+                name = fresh_name(f"{symbol}_layer", taken | {p.name for p in params})
+                params.append(Param(name, symbol=symbol, layer=True))
             return params, uses_in, renames
         for symbol in sorted(s for s in used if is_loop_symbol(s) or is_index_symbol(s)):
             renames[symbol] = fresh_name(
@@ -653,14 +656,17 @@ class ModelBuilder:
             for previous, unit in zip(units, units[1:]):
                 unit.overwrites = _is_fresh(previous)  # a Sequential feeds each output on once
             return Body("single" if len(units) == 1 else "chain", units=units)
-        # (an anonymous class does not take its block's layer parameters: built in)
+        # an anonymous class takes the block's layer parameters it uses (`act_layer`), as
+        # the block's class does; an `id` value's place, and a layer the block's class
+        # builds in, stay built in
         units = [u for u in units if not u.passes]
+        passed = {name for name, value in owner.args.items() if is_layer_param(value)}
         for u in units:
-            if u.param:
+            if u.param and u.param not in passed:
                 u.param, u.attr = "", _attr(u.node.name)
             if u.kind == "call":
                 u.args = [
-                    (k, LayerArg(v.frag, None) if isinstance(v, LayerArg) else v) for k, v in u.args
+                    (k, LayerArg(v.frag, None) if _built_in(v, passed) else v) for k, v in u.args
                 ]
         if not units:
             return Body("identity")
@@ -671,7 +677,10 @@ class ModelBuilder:
         if cls.uses_in_channels:
             args.append((None, Sym(loop_var)))
         for p in cls.params:
-            args.append((p.name, Sym(p.symbol or p.name)))
+            if p.layer:
+                args.append((p.name, LayerArg(owner.args[p.symbol], p.symbol)))
+            else:
+                args.append((p.name, Sym(p.symbol or p.name)))
         return Body("class", cls=cls, args=args)
 
     # -- data flow -----------------------------------------------------------------
@@ -1348,6 +1357,20 @@ def _bound_symbols(units: list[Unit]) -> set[str]:
         for body in bodies:
             if body.kind in ("single", "chain"):
                 stack.extend(body.units)
+    return found
+
+
+def _built_in(value, passed: set) -> bool:
+    """A layer given at a call that the enclosing class cannot pass on: written out."""
+    return isinstance(value, LayerArg) and value.param not in passed
+
+
+def _layer_symbols(units: list[Unit]) -> set[str]:
+    """The block's layer parameters these units use: directly, or passed to a call."""
+    found = {u.param for u in units if u.param}
+    for u in units:
+        if u.kind == "call":
+            found |= {v.param for _, v in u.args if isinstance(v, LayerArg) and v.param}
     return found
 
 

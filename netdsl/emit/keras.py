@@ -212,7 +212,9 @@ class _Writer:
         found: set[str] = set()
 
         def add(value) -> None:
-            if isinstance(value, (Num, Tup)):
+            if isinstance(value, LayerArg):  # the block's layer parameter, passed on
+                found.update((value.param,) if value.param else ())
+            elif isinstance(value, (Num, Tup)):
                 found.update(value.expr.symbols)
             elif isinstance(value, Expr):
                 found.update(value.symbols)
@@ -229,6 +231,7 @@ class _Writer:
         def visit(us: list[Unit]) -> None:
             for u in us:
                 if u.kind == "layer":
+                    found.update((u.param,) if u.param else ())
                     for key, value in u.node.attrs.items():
                         if key not in spec_of(u.node.op).derived:
                             add(value)
@@ -727,7 +730,7 @@ class _Function:
             args = [inp]
             renamed = self.w.param_names(cls)
             for keyword_, value in self.w.body_args(body):
-                text = self.expr(value, in_var=inp, in_channels=in_channels)
+                text = self.arg_text(value, in_var=inp, in_channels=in_channels)
                 args.append(
                     text if keyword_ is None else f"{renamed.get(keyword_, keyword_)}={text}"
                 )

@@ -751,7 +751,7 @@ class TorchEmitter(Emitter):
             )
         args = []
         for keyword, value in body.args:
-            text = scope.expr(value)
+            text = self._arg_text(value, scope)
             args.append(text if keyword is None else f"{keyword}={text}")
         mixed = body.cls if self.facts.mixed_cls(body.cls) else None
         return self._placed(
