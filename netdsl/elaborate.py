@@ -13,6 +13,7 @@ class per block definition.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -206,6 +207,29 @@ class LazyFrag(Fragment):
 
     def constified(self):
         return LazyFrag(self.expr, self.env, self.ctx, constant=True)
+
+
+def is_layer_param(value) -> bool:
+    """Whether a block argument is a layer that emitters pass to the block's class as a
+    constructor argument: an activation without arguments of its own (`relu`,
+    `leaky_relu 0.2`) or `id`. Other layers (`bn`, a sequence) are built into the class."""
+    if isinstance(value, IdFrag):
+        return True
+    return (
+        isinstance(value, LayerFrag)
+        and value.spec.category == "activation"
+        and value.attrs.get("act") is None
+    )
+
+
+def _chosen_layer(value, owner):
+    """A block argument `if hs then hardswish else relu` on a traced condition: the layer it
+    chose, passed as the layer it is (a constructor argument of the block's class), with the
+    condition's symbols written as constants where the call is."""
+    if isinstance(value, CondFrag) and is_layer_param(value.branch):
+        _freeze(owner, value.cond.expr)
+        return value.branch
+    return value
 
 
 class TensorRef(Fragment):
@@ -1234,7 +1258,7 @@ class Elaborator:
         given = self._given(
             e, f"block {bdef.name}", params, _signature_text(bdef), env, ctx, self._block_arg
         )
-        values = {name: value for name, (value, _) in given.items()}
+        values = {name: _chosen_layer(value, env.owner) for name, (value, _) in given.items()}
         positional = len(e.args)
         call_args = [(None if i < positional else k, v) for i, (k, v) in enumerate(values.items())]
         deferred: set = set()
@@ -1633,6 +1657,7 @@ class Elaborator:
             inferred.buffers,
             frag.called_as,
         )
+        node.param = getattr(frag, "param", None)
         out = TensorView(node, inferred.shape)
         if act is not None:
             out = self.apply(act, out, ctx)
@@ -1649,6 +1674,8 @@ class Elaborator:
         return self.apply(value.constified() if frag.constant else value, view, ctx)
 
     def _apply_IdFrag(self, frag, view, ctx):
+        if getattr(frag, "param", None):
+            ctx.scope.passes.append((len(ctx.scope.children), frag.param, view.node, view.shape))
         return view
 
     def _apply_TensorRef(self, frag: TensorRef, view, ctx):
@@ -1958,7 +1985,11 @@ class Elaborator:
         if isinstance(value, Fragment):
             if caller is not None:  # a layer argument is baked into the class as constants
                 _freeze(caller, *_fragment_exprs(value))
-            return value.constified()
+            value = value.constified()
+            if is_layer_param(value):  # an activation (or id): marked as this parameter's
+                value = copy.copy(value)
+                value.param = name
+            return value
         return value
 
     def _signature(self, bdef: ast.BlockDef, frag: BlockFrag, inner: TensorView) -> None:
@@ -2202,6 +2233,8 @@ _ARITY = {"min": (2, None), "max": (2, None), "pow": (2, 2), "log": (1, 2)}
 
 
 def _base_name(item) -> str:
+    if isinstance(item, Node) and item.param:  # a layer parameter's value: `act`
+        return item.param
     if isinstance(item, Node):
         return item.op
     if item.kind == "block":

@@ -47,6 +47,7 @@ class Node:
         "var",
         "train_only",
         "called_as",
+        "param",
     )
 
     def __init__(
@@ -81,6 +82,9 @@ class Node:
         self.var: str | None = None  # an input's name
         self.train_only = False
         self.called_as = called_as or op
+        # the block parameter whose value this layer is (`act` in `conv c + bn + act`), when
+        # that value is an activation: emitters make it a constructor argument
+        self.param: str | None = None
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -156,6 +160,9 @@ class Scope:
     external: list = field(default_factory=list)
     value_names: dict = field(default_factory=dict)  # id(node) -> name from `name = ...` here
     frozen: set = field(default_factory=set)  # symbols this scope had to write as constants
+    # a block parameter whose value is `id`, applied here: (position in children, parameter,
+    # the value passed on, its shape); emitters keep a place for the layer a caller may pass
+    passes: list = field(default_factory=list)
 
     @property
     def depth(self) -> int:

@@ -26,7 +26,17 @@ from netdsl.emit import get_emitter
 from netdsl.errors import NetdslError
 
 ZOO = sorted(ARCHITECTURES.glob("*.net"))
-STDLIB = {"__future__", "argparse", "contextlib", "json", "math", "os", "sys"}
+STDLIB = {
+    "__future__",
+    "argparse",
+    "collections",
+    "contextlib",
+    "functools",
+    "json",
+    "math",
+    "os",
+    "sys",
+}
 
 
 def keras_source(net) -> str:

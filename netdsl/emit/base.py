@@ -30,6 +30,7 @@ import textwrap
 from dataclasses import dataclass, field
 
 from .. import __version__
+from ..elaborate import is_layer_param
 from ..errors import NetdslError
 from ..ir import Network, Node, NumericFunction, Scope, TensorArg
 from ..layers import FRESH, MERGES, fmt_shape, traits
@@ -51,6 +52,40 @@ class Param:
     symbol: str = ""  # the symbol it binds, when that differs from `name` (anonymous classes)
     value: object = None  # the first instance's value, for type hints
     tensor: str = ""  # the channels of this forward input (a tensor parameter's), if any
+    layer: bool = False  # a layer-valued parameter (`act_layer`); `default` is its fragment
+
+
+class LayerArg(Expr):
+    """A layer passed to a block's class: the caller's own layer parameter (`param`, its
+    Python name in the caller), or a layer written at the call (`frag`, which emitters
+    spell as a constructor: `nn.Hardswish`, `partial(nn.LeakyReLU, 0.2)`)."""
+
+    __slots__ = ("frag", "param", "__dict__")
+
+    def __init__(self, frag, param: str | None) -> None:
+        self.frag, self.param = frag, param
+
+    def _render(self) -> str:  # what two calls compare (emitters spell it themselves)
+        if self.param:
+            return f"<layer {self.param}>"
+        return f"<layer {layer_text(self.frag)}>"
+
+
+def layer_text(frag) -> str:
+    """A layer value as DSL text, for comparing (`leaky_relu slope=0.2`, `id`)."""
+    spec = getattr(frag, "spec", None)
+    if spec is None:
+        return "id"
+    attrs = " ".join(f"{k}={render_expr(v)}" for k, v in sorted(frag.attrs.items()))
+    return f"{spec.name} {attrs}".strip()
+
+
+def layer_node(frag) -> Node | None:
+    """A stand-in node for a layer value (None for `id`): what the op tables render."""
+    spec = getattr(frag, "spec", None)
+    if spec is None:
+        return None
+    return Node(spec.name, dict(frag.attrs), [], [], (), frag.span, None)
 
 
 @dataclass(eq=False)
@@ -89,6 +124,10 @@ class Unit:
     device: str | None = None  # where it runs ("cuda:1", "cpu"; None: not placed anywhere)
     placed: bool = False  # its device is its own annotation, not inherited from the class
     overwrites: bool = False  # its input value is dead afterwards and was made in this class
+    # a layer that is the value of the block's layer parameter `param` (`self.act`); with
+    # `passes`, that value is `id` here: the unit passes its input on (its node a stand-in)
+    param: str = ""
+    passes: bool = False
 
     def key(self) -> tuple:
         base = (
@@ -99,6 +138,8 @@ class Unit:
             self.device if self.placed else None,
             self.train_only,
         )
+        if self.param:  # whichever layer the parameter holds
+            return base + ("param", self.param)
         if self.kind == "layer":  # the input's channels size the weights (not an attribute)
             channels = tuple(
                 render_expr(shape[0]) if shape else None for shape in self.node.in_shapes
@@ -411,6 +452,9 @@ class ModelBuilder:
                     renames[symbol] = fresh_name(symbol[1:], taken)
                 name = renames.get(symbol, symbol)
                 params.append(Param(name, symbol=symbol))
+            for symbol in sorted(_layer_symbols(units)):  # the block's `act_layer`, passed on
+                name = fresh_name(f"{symbol}_layer", taken | {p.name for p in params})
+                params.append(Param(name, symbol=symbol, layer=True))
             return params, uses_in, renames
         for symbol in sorted(s for s in used if is_loop_symbol(s) or is_index_symbol(s)):
             renames[symbol] = fresh_name(
@@ -436,8 +480,21 @@ class ModelBuilder:
         ]
         for name, default in sig.params:
             value = scope.args.get(name)
+            if is_layer_param(value):  # an activation: `act_layer`, torchvision's style
+                names = {p.name for p in params} | {n for n, _ in sig.params}
+                params.append(
+                    Param(
+                        fresh_name(f"{name}_layer", names - {name}),
+                        default,
+                        default is None,
+                        symbol=name,
+                        value=value,
+                        layer=True,
+                    )
+                )
+                continue
             if not isinstance(value, (Num, Tup, str)) and value is not None:
-                continue  # a layer passed as an argument is baked into the class
+                continue  # any other layer passed as an argument is baked into the class
             plain = _literal(value)
             if default is None:
                 params.append(Param(name, value=plain))
@@ -459,15 +516,36 @@ class ModelBuilder:
         units = []
         # inside a train-only part (an aux head's block), nothing is train-only again
         whole = scope.kind != "network" and scope.output is not None and scope.output.train_only
-        for child in scope.children:
+        taken = {c.name for c in scope.children}
+        passes = sorted(scope.passes, key=lambda p: p[0])
+        for position, child in enumerate([*scope.children, None]):
+            while passes and passes[0][0] == position:  # `id` as a layer parameter's value
+                _, param, value, shape = passes.pop(0)
+                stand_in = Node("identity", {}, [value], [shape], shape, scope.span, scope)
+                stand_in.name = fresh_name(param, taken, numbered=True)
+                units.append(
+                    Unit(
+                        "layer",
+                        _attr(stand_in.name),
+                        node=stand_in,
+                        shapes=[shape],
+                        device=scope.device,
+                        param=param,
+                        passes=True,
+                    )
+                )
+            if child is None:
+                break
             if isinstance(child, Node):
                 if child.op == "input":
                     continue
                 kind = "merge" if child.op in MERGES else "layer"
+                param = child.param if kind == "layer" and child.param else ""
                 units.append(
                     Unit(
                         kind,
                         _attr(child.name),
+                        param=param,
                         node=child,
                         shapes=[child.shape],
                         train_only=child.train_only and not whole,
@@ -507,13 +585,20 @@ class ModelBuilder:
         if cls.uses_in_channels:
             args.append((None, scope.in_shape[0].expr))
         args += [(None, arg.shape[0].expr) for _, arg in tensor_args(scope)]
-        params = {p.name for p in cls.params}  # layer-valued arguments are baked in
+        params = {p.name for p in cls.params}  # other layer-valued arguments are baked in
+        layer_params = {p.symbol: p.name for p in cls.params if p.layer}
         order = list(scope.args)  # the block's parameters, in order
         position, shifted = 0, False
         for keyword_, value in scope.call_args:
             name = keyword_
             if keyword_ is None:
                 name, position = order[position], position + 1
+            if name in layer_params:
+                # the caller's own layer parameter passed on, or a layer written here
+                own = getattr(value, "param", None)
+                args.append((layer_params[name], LayerArg(value, own)))
+                shifted = shifted or keyword_ is None
+                continue
             if name not in params or not isinstance(value, (Num, Tup, str)):
                 shifted = shifted or keyword_ is None
                 continue
@@ -571,6 +656,20 @@ class ModelBuilder:
             for previous, unit in zip(units, units[1:]):
                 unit.overwrites = _is_fresh(previous)  # a Sequential feeds each output on once
             return Body("single" if len(units) == 1 else "chain", units=units)
+        # an anonymous class takes the block's layer parameters it uses (`act_layer`), as
+        # the block's class does; an `id` value's place, and a layer the block's class
+        # builds in, stay built in
+        units = [u for u in units if not u.passes]
+        passed = {name for name, value in owner.args.items() if is_layer_param(value)}
+        for u in units:
+            if u.param and u.param not in passed:
+                u.param, u.attr = "", _attr(u.node.name)
+            if u.kind == "call":
+                u.args = [
+                    (k, LayerArg(v.frag, None) if _built_in(v, passed) else v) for k, v in u.args
+                ]
+        if not units:
+            return Body("identity")
         hint = f"{parent.block or self.net.name}_{attr}"
         _reown(units, scope)  # a class of its own: this scope is its instance
         cls = self._class_for(scope, "anonymous", hint, own_loop=loop_var, units=units)
@@ -578,7 +677,10 @@ class ModelBuilder:
         if cls.uses_in_channels:
             args.append((None, Sym(loop_var)))
         for p in cls.params:
-            args.append((p.name, Sym(p.symbol or p.name)))
+            if p.layer:
+                args.append((p.name, LayerArg(owner.args[p.symbol], p.symbol)))
+            else:
+                args.append((p.name, Sym(p.symbol or p.name)))
         return Body("class", cls=cls, args=args)
 
     # -- data flow -----------------------------------------------------------------
@@ -883,6 +985,8 @@ def tensor_args(scope: Scope) -> list[tuple[str, TensorArg]]:
 
 
 def _unit_output(unit: Unit):
+    if unit.passes:
+        return unit.node.inputs[0]
     return unit.node if unit.node is not None else unit.scope.output
 
 
@@ -963,7 +1067,7 @@ def _is_add2(unit: Unit) -> bool:
 
 
 def _is_fresh(unit) -> bool:
-    if not isinstance(unit, Unit):
+    if not isinstance(unit, Unit) or unit.param:  # (a parameter's layer may be `id`)
         return False
     if unit.kind in ("layer", "merge"):
         return FRESH in traits(unit.node.op)
@@ -1118,6 +1222,8 @@ MODULE_LEVEL = (
             "ops",
             "build_model",
             "place_devices",
+            "partial",
+            "Callable",
             "INPUT_SHAPE",
             "INPUT_SHAPES",
             "DEVICES",
@@ -1140,6 +1246,8 @@ class FileHeader:
     uses_math: bool  # the code calls math.log, math.sqrt or math.exp
     numeric_functions: list[str]  # the .net file's `def` functions the code calls, as Python
     statistics: bool  # BatchNorm's running statistics: the demo counts them apart
+    uses_callable: bool  # a class takes a layer: `act_layer: Callable[..., nn.Module]`
+    uses_partial: bool  # a layer with arguments is passed: `partial(nn.LeakyReLU, 0.2)`
 
 
 def file_header(net: Network, helpers: set[str], layout=tuple, code=()) -> dict:
@@ -1156,6 +1264,8 @@ def file_header(net: Network, helpers: set[str], layout=tuple, code=()) -> dict:
             else None
         ),
         helpers=helper_order(helpers),
+        uses_callable=any("Callable[" in line for line in code),
+        uses_partial=any(re.search(r"(?<![\w.])partial\(", line) for line in code),
         **numeric_functions(net, code),
         statistics=net.total_buffers > 0,
     )
@@ -1249,6 +1359,20 @@ def _bound_symbols(units: list[Unit]) -> set[str]:
         for body in bodies:
             if body.kind in ("single", "chain"):
                 stack.extend(body.units)
+    return found
+
+
+def _built_in(value, passed: set) -> bool:
+    """A layer given at a call that the enclosing class cannot pass on: written out."""
+    return isinstance(value, LayerArg) and value.param not in passed
+
+
+def _layer_symbols(units: list[Unit]) -> set[str]:
+    """The block's layer parameters these units use: directly, or passed to a call."""
+    found = {u.param for u in units if u.param}
+    for u in units:
+        if u.kind == "call":
+            found |= {v.param for _, v in u.args if isinstance(v, LayerArg) and v.param}
     return found
 
 

@@ -55,6 +55,7 @@ from .base import (
     ClassModel,
     Emitter,
     FileHeader,
+    LayerArg,
     Program,
     Unit,
     anonymous_parts,
@@ -66,6 +67,7 @@ from .base import (
     is_default,
     is_index_symbol,
     is_loop_symbol,
+    layer_node,
     refuse_other_values,
     type_hint,
 )
@@ -210,7 +212,9 @@ class _Writer:
         found: set[str] = set()
 
         def add(value) -> None:
-            if isinstance(value, (Num, Tup)):
+            if isinstance(value, LayerArg):  # the block's layer parameter, passed on
+                found.update((value.param,) if value.param else ())
+            elif isinstance(value, (Num, Tup)):
                 found.update(value.expr.symbols)
             elif isinstance(value, Expr):
                 found.update(value.symbols)
@@ -227,6 +231,7 @@ class _Writer:
         def visit(us: list[Unit]) -> None:
             for u in us:
                 if u.kind == "layer":
+                    found.update((u.param,) if u.param else ())
                     for key, value in u.node.attrs.items():
                         if key not in spec_of(u.node.op).derived:
                             add(value)
@@ -460,6 +465,8 @@ class _Function:
 
     def param_text(self, p, hints: bool = False) -> str:
         name = self.param_names.get(p.name, p.name)
+        if p.layer:  # a layer class (keras.applications' style): `act_layer=layers.ReLU`
+            return name if p.required else f"{name}={self.layer_value(p.default)}"
         hint = ""
         if hints:
             hint = ": " + type_hint(p.value if p.value is not None else p.default)
@@ -626,9 +633,32 @@ class _Function:
 
     # -- layers -----------------------------------------------------------------------------
 
+    def layer_value(self, frag) -> str:
+        """A layer value as a class: `layers.ReLU`, `partial(layers.LeakyReLU, ...)`."""
+        node = layer_node(frag)
+        if node is None:
+            return "layers.Identity"
+        ((func, args, _, _),) = self.w.emitter.LAYERS[node.op](_LayerCall(self, node, [node], "x"))
+        return f"partial({func}, {', '.join(args)})" if args else func
+
+    def arg_text(self, value, **ctx) -> str:
+        if isinstance(value, LayerArg):
+            own = {p.symbol: p.name for p in self.cls.params if p.layer}
+            if value.param in own:
+                return self.param_names.get(own[value.param], own[value.param])
+            return self.layer_value(value.frag)
+        return self.expr(value, **ctx)
+
     def layer(
         self, unit: Unit, ctx: _Ctx, inp: str, out: str, local: str, like: str | None = None
     ) -> list[str]:
+        if unit.param:  # the function's layer parameter
+            p = next(p for p in self.cls.params if p.layer and p.symbol == unit.param)
+            for n, _ in self.w.records(unit):
+                self.w._register(n, "")
+            name = self.name_text(ctx.prefix, local)
+            func = self.param_names.get(p.name, p.name)
+            return _statement(out, func, [f"name={name}"], inp, ctx.indent, self._comment(unit))
         node = unit.node
         nodes = [item for item, _ in self.w.records(unit)]
         calls = self._layer_calls(unit, node, nodes, inp, like)
@@ -686,7 +716,7 @@ class _Function:
         in_channels = unit.scope.in_shape[0].expr if unit.scope and unit.scope.in_shape else None
         renamed = self.w.param_names(cls)
         for keyword_, value in call_args:
-            text = self.expr(value, in_var=inp, in_channels=in_channels)
+            text = self.arg_text(value, in_var=inp, in_channels=in_channels)
             args.append(text if keyword_ is None else f"{renamed.get(keyword_, keyword_)}={text}")
         args.append(f"name={self.name_text(ctx.prefix, local)}")
         return _call_statement(
@@ -704,7 +734,7 @@ class _Function:
             args = [inp]
             renamed = self.w.param_names(cls)
             for keyword_, value in self.w.body_args(body):
-                text = self.expr(value, in_var=inp, in_channels=in_channels)
+                text = self.arg_text(value, in_var=inp, in_channels=in_channels)
                 args.append(
                     text if keyword_ is None else f"{renamed.get(keyword_, keyword_)}={text}"
                 )

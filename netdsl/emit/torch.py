@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import NetdslError
+from ..ir import Node
 from ..layers import IN_PLACE, READS_FLAT, traits, zeropad_sides
 from ..symbolic import Expr, Num, Sym
 from . import format as fmt
@@ -29,6 +30,7 @@ from .base import (
     ClassModel,
     Emitter,
     FileHeader,
+    LayerArg,
     Program,
     Unit,
     anonymous_parts,
@@ -38,6 +40,7 @@ from .base import (
     fresh_name,
     frozen_guard,
     is_default,
+    layer_node,
     refuse_other_values,
     render_expr,
     shape_comment,
@@ -227,7 +230,7 @@ class _LayerCall:
         self.emitter = emitter
         self.node = unit.node
         self.a = unit.node.attrs
-        self.e = scope.expr
+        self.e = scope.expr if scope is not None else lambda v: expr_of(v).render()
         self.inplace = ["inplace=True"] if unit.overwrites else []
 
     def kw(self, name: str, value, default) -> list[str]:
@@ -552,6 +555,9 @@ class TorchEmitter(Emitter):
         )
 
     def _param_text(self, p) -> str:
+        if p.layer:  # torchvision's `activation_layer: Callable[..., nn.Module] = nn.ReLU`
+            hint = f"{p.name}: Callable[..., nn.Module]"
+            return hint if p.required else f"{hint} = {self._layer_value(p.default)}"
         hint = type_hint(p.value if p.value is not None else p.default)
         if p.default is not None and p.value is not None:
             other = type_hint(p.default)
@@ -779,7 +785,7 @@ class TorchEmitter(Emitter):
             )
         args = []
         for keyword, value in body.args:
-            text = scope.expr(value)
+            text = self._arg_text(value, scope)
             args.append(text if keyword is None else f"{keyword}={text}")
         mixed = body.cls if self.facts.mixed_cls(body.cls) else None
         return self._placed(
@@ -792,7 +798,7 @@ class TorchEmitter(Emitter):
         if unit.kind == "call":
             args = []
             for keyword, value in unit.args:
-                text = scope.expr(value)
+                text = self._arg_text(value, scope)
                 args.append(text if keyword is None else f"{keyword}={text}")
             mixed = unit.cls if self.facts.mixed_cls(unit.cls) else None
             return self._placed(
@@ -811,7 +817,29 @@ class TorchEmitter(Emitter):
             self._to(where, scope) if where is not None and self.facts.stateful_unit(unit) else "",
         )
 
+    def _layer_value(self, frag) -> str:
+        """A layer value as a constructor: `nn.Hardswish`, `partial(nn.LeakyReLU, 0.2)`."""
+        node = layer_node(frag)
+        if node is None:
+            return "nn.Identity"
+        stand_in = Unit("layer", "", node=node)
+        func, args = self.LAYERS[node.op](_LayerCall(self, stand_in, None))
+        return f"partial({func}, {', '.join(args)})" if args else func
+
+    def _arg_text(self, value, scope: _ClassState) -> str:
+        if isinstance(value, LayerArg):
+            own = {p.symbol: p.name for p in scope.cls.params if p.layer}
+            if value.param in own:
+                return own[value.param]
+            return self._layer_value(value.frag)
+        return scope.expr(value)
+
     def _layer(self, unit: Unit, scope: _ClassState) -> tuple[str, list[str]]:
+        if unit.param:  # the class's layer parameter: `act_layer(inplace=True)`
+            name = next(p.name for p in scope.cls.params if p.layer and p.symbol == unit.param)
+            nodes = [item for item, _ in unit.items if isinstance(item, Node)]
+            in_place = unit.overwrites and all(IN_PLACE in traits(n.op) for n in nodes)
+            return name, ["inplace=True"] if in_place else []
         return self.LAYERS[unit.node.op](_LayerCall(self, unit, scope))
 
     # -- forward -------------------------------------------------------------------
