@@ -187,6 +187,7 @@ class IndexedRepeatFrag(Fragment):
 class CondFrag(Fragment):
     def __init__(self, cond: Num, taken: bool, branch: Fragment, span: Span) -> None:
         self.cond, self.taken, self.branch, self.span = cond, taken, branch, span
+        self.other = None  # the branch not taken, where it is a layer value (see _chosen_layer)
 
     def constified(self):
         return self.branch.constified()
@@ -222,14 +223,29 @@ def is_layer_param(value) -> bool:
     )
 
 
+def _is_layer_word(expr) -> bool:
+    """`relu`, `id`, `leaky_relu 0.2`: a layer written by name, the other side of a choice."""
+    return isinstance(expr, ast.Identity) or (
+        isinstance(expr, (ast.Name, ast.Call))
+        and lookup(getattr(expr, "id", None) or expr.name) is not None
+    )
+
+
 def _chosen_layer(value, owner):
     """A block argument `if hs then hardswish else relu` on a traced condition: the layer it
-    chose, passed as the layer it is (a constructor argument of the block's class), with the
-    condition's symbols written as constants where the call is."""
-    if isinstance(value, CondFrag) and is_layer_param(value.branch):
-        _freeze(owner, value.cond.expr)
-        return value.branch
-    return value
+    chose, passed as the layer it is (a constructor argument of the block's class). With
+    both branches activations, it keeps the choice (`choice`: the condition, the layer when
+    true, the layer when false) and the generated call chooses as written; otherwise the
+    condition's symbols are written as constants where the call is."""
+    if not isinstance(value, CondFrag) or not is_layer_param(value.branch):
+        return value
+    if is_layer_param(value.other):
+        chosen = copy.copy(value.branch)
+        then, orelse = (value.branch, value.other) if value.taken else (value.other, value.branch)
+        chosen.choice = (value.cond.expr, then.constified(), orelse.constified())
+        return chosen
+    _freeze(owner, value.cond.expr)
+    return value.branch
 
 
 class TensorRef(Fragment):
@@ -263,28 +279,29 @@ _LATER = object()  # a block parameter whose default reads `in`: see _input_defa
 _FIRST_PASS_COUNT = 1_000_000
 
 
-def _reads_index(expr) -> bool:
-    """Whether an expression calls index(B) anywhere in it."""
-    if isinstance(expr, ast.Call) and expr.name == "index":
-        return True
-    if isinstance(expr, ast.Node):
-        return any(_reads_index(v) for v in vars(expr).values())
-    if isinstance(expr, (tuple, list)):
-        return any(_reads_index(v) for v in expr)
-    return False
-
-
 def _reads_input(expr, names) -> bool:
     """Whether an expression reads `in`, or one of `names`, anywhere in it."""
-    if isinstance(expr, ast.BlockInput):
-        return True
-    if isinstance(expr, ast.Name) and expr.id in names:
-        return True
-    if isinstance(expr, ast.Node):
-        return any(_reads_input(v, names) for v in vars(expr).values())
-    if isinstance(expr, (tuple, list)):
-        return any(_reads_input(v, names) for v in expr)
-    return False
+    return any(
+        isinstance(e, ast.BlockInput) or (isinstance(e, ast.Name) and e.id in names)
+        for e in _subexpressions(expr)
+    )
+
+
+def _reads_index(expr) -> bool:
+    """Whether an expression calls index(B) anywhere in it."""
+    return any(isinstance(e, ast.Call) and e.name == "index" for e in _subexpressions(expr))
+
+
+def _subexpressions(expr):
+    """Every AST node in an expression, without recursion (nesting may be deep)."""
+    stack = [expr]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, ast.Node):
+            yield item
+            stack.extend(vars(item).values())
+        elif isinstance(item, (tuple, list)):
+            stack.extend(item)
 
 
 _CONSTANTS = {"same": "same", "none": None, "nearest": "nearest", "bilinear": "bilinear"}
@@ -1477,7 +1494,10 @@ class Elaborator:
             return chosen
         if isinstance(chosen, Fragment):
             self._decides(env.owner, cond.expr)
-            return CondFrag(cond, bool(cond.value), chosen, e.span)
+            frag = CondFrag(cond, bool(cond.value), chosen, e.span)
+            if is_layer_param(chosen) and _is_layer_word(other_ast):
+                frag.other = self.eval(other_ast, env, ctx)  # `relu`: cheap and pure
+            return frag
         if isinstance(chosen, Num):
             try:
                 other = self.eval(other_ast, env, ctx)
@@ -2036,17 +2056,22 @@ class _NetworkState:
 
 
 def _bare_name_at(expr, span: Span | None) -> str | None:
-    """The bare name (`width`) at `span` among the operands of an arithmetic argument."""
-    if isinstance(expr, ast.Name) and expr.span == span:
-        return expr.id
-    if isinstance(expr, ast.Call) and not (expr.args or expr.kwargs or expr.parenthesised):
-        return expr.name if expr.span == span else None
-    if isinstance(expr, ast.BinOp):
-        return _bare_name_at(expr.left, span) or _bare_name_at(expr.right, span)
-    if isinstance(expr, ast.Neg):
-        return _bare_name_at(expr.operand, span)
-    if isinstance(expr, ast.Tuple):
-        return next((n for i in expr.items if (n := _bare_name_at(i, span))), None)
+    """The bare name (`width`) at `span` among the operands of an arithmetic argument
+    (walked without recursion: a mutated program may nest thousands deep)."""
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, ast.Name) and e.span == span:
+            return e.id
+        if isinstance(e, ast.Call) and not (e.args or e.kwargs or e.parenthesised):
+            if e.span == span:
+                return e.name
+        elif isinstance(e, ast.BinOp):
+            stack += (e.right, e.left)
+        elif isinstance(e, ast.Neg):
+            stack.append(e.operand)
+        elif isinstance(e, ast.Tuple):
+            stack += reversed(e.items)
     return None
 
 

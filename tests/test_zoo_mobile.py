@@ -198,21 +198,38 @@ def test_one_class_per_block(name, classes):
 
 
 # a layer-valued block argument (`act`, chosen per row by `if hs then hardswish else relu`)
-# is a constructor argument (`act_layer=nn.Hardswish`) of every class that uses it or passes
-# it on, the residual branch's class included: one class per block, no "generated for" guard
-# in any of them. (The network itself writes each row's activation as the layer it is, so
-# the file keeps a guard on its `settings` table, as MobileNetV2's does for its last width.)
+# is a constructor argument (`act_layer`) of every class that uses it or passes it on, the
+# residual branch's class included: one class per block and no "generated for" guard; the
+# table stays a loop whose call chooses the activation as the row says
 @pytest.mark.parametrize("name", sorted(V3))
 def test_mobilenet_v3_has_one_class_per_block(name):
     code = get_emitter("torch").emit_model(net(name))
-    assert "this model was generated for" not in code
+    assert "generated for" not in code
     network = "MobilenetV3Large" if name.endswith("large") else "MobilenetV3Small"
     assert sorted(class_names(code)) == sorted(
         ["Cba", "SqueezeExcite", "BneckBody", "Bneck", "BneckChoice", network]
     )
     # Cba, BneckBody, BneckChoice and Bneck take it
     assert code.count("act_layer: Callable[..., nn.Module]") == 4
-    assert "act_layer=nn.Hardswish" in code and "act_layer=nn.ReLU" in code
+    assert "for k_row in range(len(settings)):" in code
+    assert "act_layer=nn.Hardswish if settings[k_row][4] else nn.ReLU," in code
+
+
+def test_mobilenet_v3_follows_another_table_when_built():
+    """Without guards, the generated file builds the network a changed table describes: the
+    rows' activations follow their h-swish column (the same file, another network)."""
+    from backends import build_torch, need
+
+    torch = need("torch")
+    network = net("mobilenet_v3_small")
+    rows = tuple((*row[:4], not row[4], row[5]) for row in network.params["settings"].value)
+    _, model = build_torch(network, settings=rows)
+    body = [m for m in model.modules() if type(m).__name__ == "BneckBody"]
+    acts = [type(m.cba.act).__name__ for m in body]
+    assert acts == [
+        "Hardswish" if not hs else "ReLU" for (*_, hs, _) in network.params["settings"].value
+    ]
+    assert model(torch.zeros(1, 3, 224, 224)).shape == (1, 1000)
 
 
 def test_long_guards_and_loop_updates_are_laid_out_as_ruff_formats_them(tmp_path):

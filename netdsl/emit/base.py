@@ -65,10 +65,30 @@ class LayerArg(Expr):
     def __init__(self, frag, param: str | None) -> None:
         self.frag, self.param = frag, param
 
+    @property
+    def choice(self):
+        """(condition, layer if true, layer if false) where the call chooses, else None."""
+        return None if self.param else getattr(self.frag, "choice", None)
+
     def _render(self) -> str:  # what two calls compare (emitters spell it themselves)
         if self.param:
             return f"<layer {self.param}>"
+        if self.choice:
+            cond, then, orelse = self.choice
+            return f"<layer {layer_text(then)} if {cond.render()} else {layer_text(orelse)}>"
         return f"<layer {layer_text(self.frag)}>"
+
+    @property
+    def symbols(self) -> frozenset:
+        return self.choice[0].symbols if self.choice else frozenset()
+
+    def subst(self, mapping: dict) -> LayerArg:
+        if not self.choice:
+            return self
+        cond, then, orelse = self.choice
+        frag = copy.copy(self.frag)
+        frag.choice = (cond.subst(mapping), then, orelse)
+        return LayerArg(frag, self.param)
 
 
 def layer_text(frag) -> str:

@@ -646,6 +646,12 @@ class _Function:
             own = {p.symbol: p.name for p in self.cls.params if p.layer}
             if value.param in own:
                 return self.param_names.get(own[value.param], own[value.param])
+            if value.choice:  # `layers.ReLU if not settings[i][4] else ...`
+                cond, then, orelse = value.choice
+                return (
+                    f"{self.layer_value(then)} if {self.expr(cond, **ctx)} "
+                    f"else {self.layer_value(orelse)}"
+                )
             return self.layer_value(value.frag)
         return self.expr(value, **ctx)
 

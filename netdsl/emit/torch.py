@@ -831,6 +831,12 @@ class TorchEmitter(Emitter):
             own = {p.symbol: p.name for p in scope.cls.params if p.layer}
             if value.param in own:
                 return own[value.param]
+            if value.choice:  # `nn.Hardswish if settings[i][4] else nn.ReLU`
+                cond, then, orelse = value.choice
+                return (
+                    f"{self._layer_value(then)} if {scope.expr(cond)} "
+                    f"else {self._layer_value(orelse)}"
+                )
             return self._layer_value(value.frag)
         return scope.expr(value)
 
