@@ -202,3 +202,25 @@ def test_same_configuration_as_torchvision():
     model = torchvision.models.efficientnet_b0(weights=None)
     rates = [m.p for m in model.modules() if isinstance(m, torchvision.ops.StochasticDepth)]
     assert rates == B0_RATES
+
+
+def test_the_generated_file_has_one_class_per_block():
+    """The expansion (`if t != 1 then ... else id`) and the residual conditional are written
+    in `__init__`; the drop rates come in from the stages (index(mbconv), count(mbconv))."""
+    import re
+
+    from netdsl.emit import get_emitter
+
+    code = get_emitter("torch").emit_model(net("efficientnet"))
+    classes = re.findall(r"^class (\w+)\(", code, re.M)
+    assert classes == [
+        "DropPath",  # the stochastic-depth helper, as torchvision.ops.StochasticDepth
+        "Se",
+        "MbconvBranch",
+        "Mbconv",
+        "Stage",
+        "MbconvChoice",
+        "Efficientnet",
+    ]
+    assert "this model was generated for" not in code  # (the file keeps its b=0 guard)
+    assert "Stage(32, 1, 3, 1, 16, 1, drop_path, 0, 16)" in code
