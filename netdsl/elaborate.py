@@ -964,11 +964,8 @@ class Elaborator:
         bdef = found[0]
         self.instances_read = True
         if e.name == "count":
-            if self.totals is None or bdef not in self.totals:
-                self.counted.setdefault(bdef, e.span)
-                return Num(_FIRST_PASS_COUNT)
             self.counted.setdefault(bdef, e.span)
-            return Num(self.totals[bdef])
+            return Num((self.totals or {}).get(bdef, _FIRST_PASS_COUNT))
         scope = ctx.scope
         while scope is not None:
             if scope.kind == "block" and id(scope) in self.positions and scope.block == bdef.name:
