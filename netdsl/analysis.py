@@ -248,6 +248,12 @@ def _receptive(node: Node, inputs: list) -> Receptive | None:
         return Receptive(r, j, grid, rule="merge", approximate=any(rf.approximate for rf in inputs))
     rf = inputs[0]
     rule = spec_of(op).receptive
+    if rule == "flat" and len(node.in_shapes[0]) == 2:  # fc on tokens: at every token
+        rule = "same"
+    if rule == "patch":  # patch_embed p: a p x p window at stride p; the patches keep a grid
+        p = int(node.value("p"))
+        h, w = rf.grid
+        return _step(rf, ((p, p), (p, p)), (h // p, w // p), "window")
     if rule == "resample":
         # an output step is 1/s input pixels: the integer r + (k - 1) x j recurrence does not
         # hold (a transposed conv's jump is j / s)

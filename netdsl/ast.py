@@ -176,6 +176,7 @@ class Stmt(Node):
 class InputStmt(Stmt):
     name: str | None
     shape: Expr
+    vocab: Expr | None = None  # `input 1024 tokens of 50257`: token ids below 50257
 
 
 @record(eq=False)

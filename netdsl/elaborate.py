@@ -24,13 +24,17 @@ from .layers import (
     MERGES,
     ShapeError,
     TensorSize,
+    TokenIds,
+    check_input,
     fmt_shape,
     framework_name_hint,
     layer_names,
     lookup,
     merge_mismatch_hint,
     merge_shape,
+    shape_kind,
 )
+from .layers_tokens import Tie
 from .loader import ModuleEnv
 from .names import check_identifier
 from .symbolic import (
@@ -304,7 +308,14 @@ def _subexpressions(expr):
             stack.extend(item)
 
 
-_CONSTANTS = {"same": "same", "none": None, "nearest": "nearest", "bilinear": "bilinear"}
+_CONSTANTS = {
+    "same": "same",
+    "none": None,
+    "nearest": "nearest",
+    "bilinear": "bilinear",
+    "cls": "cls",  # token_pool cls / token_pool mean
+    "mean": "mean",
+}
 _TENSOR_SIZES = (
     "a tensor starts a sequence (`t + conv1 c`) or is a merge branch; its sizes are t.c, t.h, t.w"
 )
@@ -622,7 +633,18 @@ class Elaborator:
         if override is not None:
             value = Tup(Num(d) for d in override)
         dims = list(value.items) if isinstance(value, Tup) else [value]
-        if len(dims) not in (1, 3) or not all(
+        vocab = None
+        if stmt.vocab is not None:
+            vocab = self.eval(stmt.vocab, env, ctx)
+            if len(dims) != 1 or not (
+                isinstance(vocab, Num) and type(vocab.value) is int and vocab.value >= 1
+            ):
+                raise NetdslError(
+                    "token ids are a sequence length and a vocabulary size, "
+                    "e.g. input 1024 tokens of 50257",
+                    stmt.span,
+                )
+        if len(dims) not in (1, 2, 3) or not all(
             isinstance(d, Num)
             and isinstance(d.value, int)
             and not isinstance(d.value, bool)
@@ -630,7 +652,9 @@ class Elaborator:
             for d in dims
         ):
             raise NetdslError(
-                "input shape must be C x H x W (e.g. 3x224x224) or a feature count", stmt.shape.span
+                "input shape must be C x H x W (e.g. 3x224x224), N x D tokens (197x768), a "
+                "feature count, or token ids (1024 tokens of 50257)",
+                stmt.shape.span,
             )
         self._check_size(dims, stmt.shape.span)
         swapped = habits.channels_last([d.value for d in dims])
@@ -640,10 +664,11 @@ class Elaborator:
             check_identifier(stmt.name, stmt.span, "input")
         if name in state.inputs or name in env.values:
             raise NetdslError(f"'{name}' is already defined", stmt.span)
-        node = self._node("input", {}, [], [], tuple(dims), stmt.span, ctx)
+        shape = TokenIds(dims, vocab.value) if vocab is not None else tuple(dims)
+        node = self._node("input", {}, [], [], shape, stmt.span, ctx)
         node.var = node.label = name
         state.inputs[name] = node
-        view = TensorView(node, tuple(dims))
+        view = TensorView(node, shape)
         env.values[name] = TensorRef(view, name, _owner(ctx.scope), stmt.span)
         if env.input is None:
             env.input = view
@@ -852,7 +877,11 @@ class Elaborator:
                 hint="use in.c, in.h, in.w, or those of a named value",
             )
         shape = self._ref_shape(obj, env)
-        fields = {"c": 0, "h": 1, "w": 2} if len(shape) == 3 else {"c": 0, "f": 0, "features": 0}
+        fields = {
+            "image": {"c": 0, "h": 1, "w": 2},
+            "tokens": {"n": 0, "d": 1},
+            "ids": {"n": 0},
+        }.get(shape_kind(shape), {"c": 0, "f": 0, "features": 0})
         if e.attr not in fields:
             raise NetdslError(
                 f"a {fmt_shape(shape)} tensor has no attribute '{e.attr}'",
@@ -1159,6 +1188,8 @@ class Elaborator:
             (k, TensorSize(v.name, ref=v), s)
             if isinstance(v, TensorRef)
             and getattr(spec.arg(k), "kind", None) in ("extent", "tensor")
+            else (k, Tie(v.name, v.view.node), s)
+            if isinstance(v, TensorRef) and getattr(spec.arg(k), "kind", None) == "tie"
             else (k, v, s)
             for k, v, s in kwargs
         ]
@@ -1643,13 +1674,22 @@ class Elaborator:
         if frag.called_as == "conv" and len(view.shape) == 3:
             _check_conv_order(frag, attrs, tuple(d.value for d in view.shape))
         try:
+            check_input(frag.spec, view.shape)
             inferred = frag.spec.infer(attrs, view.shape)
         except ShapeError as e:
+            hint = e.hint
+            if view.node.op == "input" and shape_kind(view.shape) == "tokens":
+                n, d = (x.value for x in view.shape)
+                if "image" in frag.spec.accepts:  # `input 3x32` meant as an image
+                    hint = (
+                        f"`input {n}x{d}` declares {n} tokens of {d}; an image is C x H x W, "
+                        f"e.g. input {n}x{d}x{d}"
+                    )
             raise self._channels_last(
                 NetdslError(
                     e.message if e.shows_input else f"{e.message} (input {fmt_shape(view.shape)})",
                     frag.span,
-                    hint=e.hint,
+                    hint=hint,
                 )
             ) from None
         self._check_size(inferred.shape, frag.span)

@@ -9,13 +9,18 @@ in tables of their own and list what they cannot emit; nothing else keeps a
 list of ops.
 
 Shapes follow PyTorch exactly (batch implicit): image tensors are (C, H, W),
-flat tensors (F,). Every dimension is a traced `Num`, so the rules below
-compute both the value and the expression behind it.
+token sequences (N, D), flat tensors (F,), and token ids (N,) below a vocabulary
+(`TokenIds`, read only by `embedding`). Every dimension is a traced `Num`, so the
+rules below compute both the value and the expression behind it. Each op says
+which of these kinds it accepts (`LayerSpec.accepts`); `check_input` refuses the
+others with the layer to insert.
 
 Parameters count weights, biases and BatchNorm's affine scale and shift;
 BatchNorm's running mean and variance are *buffers*. MACs count the
-multiply-accumulates of conv and linear layers only (batch 1), the convention
-of torch.utils.flop_counter and fvcore; every other op counts zero.
+multiply-accumulates of conv and linear layers (batch 1), the convention
+of torch.utils.flop_counter and fvcore, plus attention's two matrix products
+(Q K^T and A V, per head), the convention of torchvision's published figures;
+every other op counts zero.
 """
 
 from __future__ import annotations
@@ -33,6 +38,28 @@ from .values import Fragment, kind_of
 REQUIRED = object()
 
 Shape = tuple  # tuple[Num, ...]
+
+
+class TokenIds(tuple):
+    """A sequence of N token ids, each below `vocab` (`input 1024 tokens of 50257`): integer
+    input that only an `embedding` reads."""
+
+    vocab: int
+
+    def __new__(cls, dims, vocab: int):
+        self = super().__new__(cls, dims)
+        self.vocab = vocab
+        return self
+
+    def __reduce__(self):
+        return (TokenIds, (tuple(self), self.vocab))
+
+
+def shape_kind(shape) -> str:
+    """image (C, H, W), tokens (N, D), flat (F,) or ids (N token ids)."""
+    if isinstance(shape, TokenIds):
+        return "ids"
+    return {3: "image", 2: "tokens"}.get(len(shape), "flat")
 
 
 class ShapeError(Exception):
@@ -207,6 +234,7 @@ class LayerSpec:
     derive: Callable | None = None  # node -> [Window | Equation | Note]: how the shape follows
     named: tuple[str, ...] = ()  # arguments the DSL text of a layer always writes by name
     sign_rule: Callable[[dict], bool] | None = None  # keeps sign only when this holds
+    accepts: frozenset = frozenset({"image", "flat"})  # the shape kinds it reads (shape_kind)
 
     @property
     def has_weights(self) -> bool:
@@ -382,6 +410,11 @@ _CHECKS: dict[str, tuple[Callable, str]] = {
         lambda v: isinstance(v, TensorSize),
         "a named tensor (its height and width are the size)",
     ),
+    "token_pool": (lambda v: v in ("cls", "mean"), "cls (the first token) or mean"),
+    "tie": (
+        lambda v: v is None or type(v).__name__ == "Tie",
+        "a named tensor made by an embedding (its table becomes this layer's weight)",
+    ),
 }
 
 
@@ -421,6 +454,8 @@ def pair(v) -> tuple[Num, Num]:
 
 
 def _image(name: str, shape: Shape) -> tuple[Num, Num, Num]:
+    if len(shape) == 2:
+        raise ShapeError(*_tokens_to_image(name, shape), shows_input=True)
     if len(shape) != 3:
         raise ShapeError(
             f"{name} needs an image tensor (C x H x W) but got a flat tensor of "
@@ -431,7 +466,66 @@ def _image(name: str, shape: Shape) -> tuple[Num, Num, Num]:
 
 
 def fmt_shape(shape) -> str:
-    return "x".join(str(d.value if isinstance(d, Num) else d) for d in shape)
+    dims = "x".join(str(d.value if isinstance(d, Num) else d) for d in shape)
+    return f"{dims} token ids (vocabulary {shape.vocab})" if isinstance(shape, TokenIds) else dims
+
+
+def _square_side(n: int) -> int | None:
+    side = int(round(n**0.5))
+    return side if side * side == n else None
+
+
+def _tokens_to_image(name: str, shape) -> tuple[str, str]:
+    """(message, hint) for an image layer given tokens: insert `image h w`."""
+    n, d = (_int(x) for x in shape)
+    side = _square_side(n)
+    grid = f"image {side} {side}" if side else "image h w"
+    back = f"a {d} x {side} x {side} image" if side else f"a {d} x h x w image, h x w = {n}"
+    return (
+        f"{name} needs an image tensor (C x H x W) but got a sequence of {n} tokens of {d}",
+        f"insert `{grid}` before {name} (the tokens back to {back})",
+    )
+
+
+def check_input(spec, shape) -> None:
+    """Refuse a tensor kind the op does not read, naming the layer that converts it."""
+    kind = shape_kind(shape)
+    if kind in spec.accepts:
+        return
+    name = spec.name
+    if kind == "ids":
+        raise ShapeError(
+            f"{name} needs numbers, but the input is {fmt_shape(shape)}",
+            hint=f"insert `embedding D` before {name} (each id to a learnt vector of D)",
+            shows_input=True,
+        )
+    if kind == "tokens":
+        if "image" in spec.accepts:
+            message, hint = _tokens_to_image(name, shape)
+            instead = {"gap": "token_pool mean", "gmp": "token_pool mean", "bn": "layernorm"}
+            if name in instead:
+                hint = f"on tokens, write `{instead[name]}`; or {hint}"
+            raise ShapeError(message, hint, shows_input=True)
+        n, d = (_int(x) for x in shape)
+        raise ShapeError(
+            f"{name} does not apply to a sequence of {n} tokens of {d}",
+            hint=f"insert `token_pool` (the class token) or `token_pool mean` before {name} "
+            f"(to {d} features)",
+            shows_input=True,
+        )
+    if kind == "image" and "tokens" in spec.accepts:
+        c, h, w = (_int(x) for x in shape)
+        raise ShapeError(
+            f"{name} needs a sequence of tokens (N x D) but got an image {fmt_shape(shape)}",
+            hint=f"insert `tokens` before {name} (flatten H x W into N = {h}x{w} = {h * w} "
+            f"tokens of {c}), or `patch_embed D p` to cut the image into p x p patches",
+            shows_input=True,
+        )
+    raise ShapeError(
+        f"{name} needs a sequence of tokens (N x D) but got {fmt_shape(shape)} features",
+        hint=f"{name} reads tokens; a flat tensor has no sequence",
+        shows_input=True,
+    )
 
 
 def _window(name, size: Num, k: Num, s: Num, p: Num, d: Num, ceil: bool = False, axis="H") -> Num:
@@ -577,11 +671,18 @@ def _sepconv_macs(attrs, in_shape, out_shape) -> Count:
 
 
 def _fc_params(attrs, in_shape, out_shape) -> Count:
-    fin, n, bias = numel(in_shape), _int(out_shape[0]), _has_bias(attrs)
+    n, bias = _int(out_shape[-1]), _has_bias(attrs)
+    if attrs.get("tie") is not None:  # the embedding's table is the weight: counted there
+        return count("tied weight (counted at the embedding)" + (" + n_out" if bias else ""),
+                     [(n,) if bias else (0,)])
+    fin = _int(in_shape[-1]) if len(in_shape) == 2 else numel(in_shape)
     return count("n_out x n_in" + (" + n_out" if bias else ""), [(n, fin), (n,) if bias else ()])
 
 
 def _fc_macs(attrs, in_shape, out_shape) -> Count:
+    if len(in_shape) == 2:  # the same linear map at every token
+        n_tok, d = (_int(x) for x in in_shape)
+        return count("N x n_out x D (at each token)", [(n_tok, _int(out_shape[-1]), d)])
     return count("n_out x n_in", [(_int(out_shape[0]), numel(in_shape))])
 
 
@@ -594,6 +695,8 @@ def _bn_params(attrs, in_shape, out_shape) -> Count:
 
 
 def _layernorm_params(attrs, in_shape, out_shape) -> Count:
+    if len(out_shape) == 2:
+        return count("2 x D (gamma, beta)", [(2, _int(out_shape[1]))])
     return count("2 x C (gamma, beta)", [(2, _int(out_shape[0]))])
 
 
@@ -604,6 +707,8 @@ def _instancenorm_params(attrs, in_shape, out_shape) -> Count:
 
 
 def _layer_scale_params(attrs, in_shape, out_shape) -> Count:
+    if len(out_shape) == 2:
+        return count("D (gamma)", [(_int(out_shape[1]),)])
     return count("C (gamma)", [(_int(out_shape[0]),)])
 
 
@@ -660,6 +765,9 @@ def _derive_adaptive(node) -> list:
 
 
 def _derive_fc(node) -> list:
+    if len(node.out_shape) == 2:
+        n, d = node.out_shape
+        return [Note(f"{d} output features at each of the {n} tokens (from {node.in_shapes[0][1]})")]
     return [Note(f"{node.out_shape[0]} output features (from {numel(node.in_shapes[0])} inputs)")]
 
 
@@ -823,17 +931,47 @@ def flat_features(name: str, shape: Shape, per_position: str = "") -> Num:
 
 
 def _fc(attrs, shape):
+    if attrs.get("tie") is not None:
+        _check_tie(attrs, shape)
+    if len(shape) == 2:  # nn.Linear maps the last dimension: every token alike
+        out = (shape[0], attrs["n"])
+        params = _fc_params(attrs, shape, out).value
+        macs = _fc_macs(attrs, shape, out).value
+        return Inferred(out, params, macs, derived={"in_features": shape[1]})
     fin = flat_features("fc", shape, f"pointwise_fc {attrs['n'].value}")
     out = (attrs["n"],)
     params = _fc_params(attrs, shape, out).value
     return Inferred(out, params, _fc_macs(attrs, shape, out).value, derived={"in_features": fin})
 
 
+def _check_tie(attrs, shape) -> None:
+    """`fc n tie=emb` reuses emb's V x D table as its n x D weight: emb must be an embedding's
+    output, with V = n and D = the features fc reads."""
+    tie = attrs["tie"]
+    table = tie.node
+    if table.op != "embedding":
+        raise ShapeError(
+            f"fc: tie={tie.name} names the output of {table.op}, not of an embedding",
+            hint=f"name the embedding's own output: `{tie.name} = embedding D`",
+        )
+    vocab, dim = _int(table.attrs["vocab"]), _int(table.attrs["d"])
+    d_in = _int(shape[-1])
+    if _int(attrs["n"]) != vocab or d_in != dim:
+        raise ShapeError(
+            f"fc {_int(attrs['n'])} on {d_in} features cannot share {tie.name}'s table of "
+            f"{vocab} x {dim}",
+            hint=f"a tied output layer is fc {vocab} on {dim} features (the embedding's rows "
+            "and width)",
+        )
+
+
 def _flatten(attrs, shape):
     if len(shape) == 1:
         return Inferred(shape)
-    c, h, w = shape
-    return Inferred((c * h * w,))
+    out = shape[0]
+    for d in shape[1:]:
+        out = out * d
+    return Inferred((out,))
 
 
 def _bn(attrs, shape):
@@ -843,7 +981,8 @@ def _bn(attrs, shape):
 
 
 def _layernorm(attrs, shape):
-    c = shape[0]  # normalised over the channels at each position, or over the features
+    # over the channels at each position, over the features, or over D at each token
+    c = shape[-1] if len(shape) == 2 else shape[0]
     params = _layernorm_params(attrs, shape, shape).value
     return Inferred(shape, params, derived={"num_features": c})
 
@@ -880,7 +1019,8 @@ def _instancenorm(attrs, shape):
 
 
 def _layer_scale(attrs, shape):
-    c = shape[0]  # one learnable factor per channel (or per feature of a flat tensor)
+    # one learnable factor per channel (per feature of a flat tensor, per D of tokens)
+    c = shape[-1] if len(shape) == 2 else shape[0]
     return Inferred(shape, _layer_scale_params(attrs, shape, shape).value, derived={"channels": c})
 
 
@@ -1206,10 +1346,16 @@ _add(
 _add(
     LayerSpec(
         "fc",
-        "fully connected layer (Linear / Dense). Needs a flat input or C x 1 x 1.",
+        "fully connected layer (Linear / Dense). Needs a flat input or C x 1 x 1; on tokens, "
+        "the same map at every token.",
         "linear",
         _fc,
-        (ArgSpec("n", "count", REQUIRED, "output features", ("out",)), _BIAS, _ACT),
+        (
+            ArgSpec("n", "count", REQUIRED, "output features", ("out",)),
+            _BIAS,
+            _ACT,
+            ArgSpec("tie", "tie", None, "share an embedding's table: tie=<its output's name>"),
+        ),
         positional=("n",),
         aliases=("dense", "linear"),
         traits=frozenset({FRESH, READS_FLAT}),
@@ -1377,11 +1523,21 @@ for _name, _doc, _traits in (
     ("relu6", "min(max(x, 0), 6)", frozenset({IN_PLACE, NON_NEGATIVE})),
     ("sigmoid", "1 / (1 + exp(-x))", _POSITIVE),
     ("tanh", "hyperbolic tangent", frozenset()),
-    ("gelu", "Gaussian error linear unit (exact erf form)", frozenset()),
     ("hardswish", "x * relu6(x + 3) / 6", frozenset({IN_PLACE})),
     ("hardsigmoid", "relu6(x + 3) / 6", frozenset({IN_PLACE, NON_NEGATIVE})),
 ):
     _add(LayerSpec(_name, f"activation: {_doc}.", "activation", _same, traits=_traits | {MINOR}))
+_add(
+    LayerSpec(
+        "gelu",
+        "activation: Gaussian error linear unit, x * Phi(x) (exact erf form; approximate=true: "
+        "the tanh form, GPT-2's gelu_new).",
+        "activation",
+        _same,
+        (ArgSpec("approximate", "bool", False, "the tanh approximation"),),
+        traits=frozenset({MINOR}),
+    )
+)
 _add(
     LayerSpec(
         "silu",
@@ -1950,3 +2106,7 @@ def merge_mismatch_hint(op: str, shapes: list[Shape]) -> str:
             f"downsample the larger branch to match{stride}, e.g. a strided 1x1 conv"
         )
     return f"every branch of {op} must have the same shape"
+
+
+# the token layers register themselves into CATALOGUE (and widen the token-wise ops above)
+from . import layers_tokens  # noqa: E402, F401

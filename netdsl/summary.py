@@ -71,9 +71,12 @@ def summary_table(net: Network, depth: int | None = None) -> str:
         f"params: {net.total_params:,}  (BatchNorm running statistics, not counted: "
         f"{net.total_buffers:,})"
     )
-    lines.append(
-        f"MACs:   {net.total_macs:,}  (conv and linear multiply-accumulates, batch 1, eval path)"
+    counted = (
+        "conv, linear and attention"
+        if any(n.op == "attention" for n in net.nodes())
+        else "conv and linear"
     )
+    lines.append(f"MACs:   {net.total_macs:,}  ({counted} multiply-accumulates, batch 1, eval path)")
     outs = "; ".join(
         f"{o.name} {fmt_shape(o.node.out_shape)}" + (" (train only)" if o.train_only else "")
         for o in net.outputs
