@@ -673,8 +673,10 @@ def _sepconv_macs(attrs, in_shape, out_shape) -> Count:
 def _fc_params(attrs, in_shape, out_shape) -> Count:
     n, bias = _int(out_shape[-1]), _has_bias(attrs)
     if attrs.get("tie") is not None:  # the embedding's table is the weight: counted there
-        return count("tied weight (counted at the embedding)" + (" + n_out" if bias else ""),
-                     [(n,) if bias else (0,)])
+        return count(
+            "tied weight (counted at the embedding)" + (" + n_out" if bias else ""),
+            [(n,) if bias else (0,)],
+        )
     fin = _int(in_shape[-1]) if len(in_shape) == 2 else numel(in_shape)
     return count("n_out x n_in" + (" + n_out" if bias else ""), [(n, fin), (n,) if bias else ()])
 
@@ -767,7 +769,9 @@ def _derive_adaptive(node) -> list:
 def _derive_fc(node) -> list:
     if len(node.out_shape) == 2:
         n, d = node.out_shape
-        return [Note(f"{d} output features at each of the {n} tokens (from {node.in_shapes[0][1]})")]
+        return [
+            Note(f"{d} output features at each of the {n} tokens (from {node.in_shapes[0][1]})")
+        ]
     return [Note(f"{node.out_shape[0]} output features (from {numel(node.in_shapes[0])} inputs)")]
 
 
@@ -2052,6 +2056,14 @@ def layer_names() -> list[str]:
 def merge_shape(op: str, shapes: list[Shape]) -> tuple[Shape, str | None]:
     """Output shape of a merge, or raise ShapeError explaining the mismatch."""
     first = shapes[0]
+    if any(isinstance(s, TokenIds) for s in shapes):
+        raise ShapeError(f"{op}: token ids cannot be merged", hint="merge after an `embedding`")
+    if len(first) == 2 and op == "concat" and all(len(s) == 2 for s in shapes):
+        raise ShapeError(
+            "concat: joining token sequences is not supported: "
+            + " vs ".join(fmt_shape(s) for s in shapes),
+            hint="tokens are joined by `add`; prepend learnt tokens with `cls_token n`",
+        )
     if any(len(s) != len(first) for s in shapes):
         raise ShapeError(
             f"{op}: cannot merge flat and image tensors: "

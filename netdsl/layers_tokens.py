@@ -84,8 +84,7 @@ def _image(attrs, shape):
         h = w
     if h.value * w.value != n.value:
         raise ShapeError(
-            f"image: a {h.value} x {w.value} grid holds {h.value * w.value} tokens, not "
-            f"{n.value}",
+            f"image: a {h.value} x {w.value} grid holds {h.value * w.value} tokens, not {n.value}",
             hint=f"h x w must be the number of tokens, {n.value}; a class token "
             "(cls_token) must be dropped first",
         )

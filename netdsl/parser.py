@@ -257,7 +257,11 @@ class _ToAst(Transformer_NonRecursive):
 
     # statements
     def input_stmt(self, meta, children):
-        name = str(children[0]) if isinstance(children[0], Token) and children[0].type == "NAME" else None
+        name = (
+            str(children[0])
+            if isinstance(children[0], Token) and children[0].type == "NAME"
+            else None
+        )
         rest = [c for c in children if not isinstance(c, Token)]  # shape [, vocab]
         return ast.InputStmt(self._span(meta), name, rest[0], rest[1] if len(rest) > 1 else None)
 

@@ -76,7 +76,9 @@ def summary_table(net: Network, depth: int | None = None) -> str:
         if any(n.op == "attention" for n in net.nodes())
         else "conv and linear"
     )
-    lines.append(f"MACs:   {net.total_macs:,}  ({counted} multiply-accumulates, batch 1, eval path)")
+    lines.append(
+        f"MACs:   {net.total_macs:,}  ({counted} multiply-accumulates, batch 1, eval path)"
+    )
     outs = "; ".join(
         f"{o.name} {fmt_shape(o.node.out_shape)}" + (" (train only)" if o.train_only else "")
         for o in net.outputs
