@@ -642,7 +642,7 @@ class Elaborator:
                 raise NetdslError(
                     "token ids are a sequence length and a vocabulary size, "
                     "e.g. input 1024 tokens of 50257",
-                    stmt.span,
+                    stmt.shape.span if len(dims) != 1 else stmt.vocab.span,
                 )
         if len(dims) not in (1, 2, 3) or not all(
             isinstance(d, Num)

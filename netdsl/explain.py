@@ -119,7 +119,7 @@ def step_text(step, style: _Style) -> tuple[str, str]:
 
 def rf_text(rf: Receptive | None, style: _Style) -> str:
     if rf is None:
-        return "n/a (flat input)"
+        return "n/a (no image input)"
     if rf.unknown:
         return rf.unknown
     approx = "~" if rf.approximate else ""
@@ -186,7 +186,7 @@ def memory_text(facts: LayerFacts, style: _Style) -> tuple[str, str]:
     text = f"{dims}{style.times}{BYTES} B = {human_bytes(m.bytes)}; training {m.train_bytes:,} B"
     if m.extra:
         text += f" (with {m.extra})"
-    formula = "C x H x W x 4 B" if len(shape) == 3 else "features x 4 B"
+    formula = {3: "C x H x W x 4 B", 2: "N x D x 4 B"}.get(len(shape), "features x 4 B")
     return style.formula(formula), text
 
 
@@ -383,11 +383,21 @@ def _formulas(analysis: Analysis):
                 yield count.formula
 
 
+def conventions(net: Network) -> str:
+    """CONVENTIONS, with attention's matrix products named where the network has attention."""
+    if not any(n.op == "attention" for n in net.nodes()):
+        return CONVENTIONS
+    return CONVENTIONS.replace(
+        "MACs = conv and linear multiply-accumulates",
+        "MACs = conv and linear multiply-accumulates plus attention's Q K^T and A V per head",
+    )
+
+
 def _text(analysis: Analysis, depth: int | None, targets: list | None) -> str:
     net = analysis.net
     t = _Text(analysis, depth, _Style(False))
     t.out(0, f"{net.name} ({net.path}): the arithmetic, layer by layer")
-    for line in _wrap(CONVENTIONS, 96):
+    for line in _wrap(conventions(net), 96):
         t.out(0, line)
     t.out(0, "")
     if targets is not None:
@@ -489,7 +499,7 @@ def _markdown(analysis: Analysis, depth: int | None, targets: list | None) -> st
     lines = [
         f"# {net.name}: the arithmetic, layer by layer",
         "",
-        CONVENTIONS,
+        conventions(net),
         "",
         md.HEADER,
         *md.rows,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from .errors import SourceSnapshot, Span
-from .symbolic import Expr, Num, Tup
+from .symbolic import Expr, Num, TokenIds, Tup
 
 
 class Node:
@@ -88,7 +88,8 @@ class Node:
 
     @property
     def out_shape(self) -> tuple[int, ...]:
-        return tuple(int(d.value) for d in self.shape)
+        dims = tuple(int(d.value) for d in self.shape)
+        return TokenIds(dims, self.shape.vocab) if isinstance(self.shape, TokenIds) else dims
 
     @property
     def in_channels(self) -> Num:

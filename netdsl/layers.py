@@ -32,27 +32,12 @@ from dataclasses import dataclass, field
 from . import habits
 from .errors import NetdslError, Span, did_you_mean
 from .records import record
-from .symbolic import Num, Tup
+from .symbolic import Num, TokenIds, Tup
 from .values import Fragment, kind_of
 
 REQUIRED = object()
 
 Shape = tuple  # tuple[Num, ...]
-
-
-class TokenIds(tuple):
-    """A sequence of N token ids, each below `vocab` (`input 1024 tokens of 50257`): integer
-    input that only an `embedding` reads."""
-
-    vocab: int
-
-    def __new__(cls, dims, vocab: int):
-        self = super().__new__(cls, dims)
-        self.vocab = vocab
-        return self
-
-    def __reduce__(self):
-        return (TokenIds, (tuple(self), self.vocab))
 
 
 def shape_kind(shape) -> str:
@@ -493,26 +478,25 @@ def check_input(spec, shape) -> None:
     if kind in spec.accepts:
         return
     name = spec.name
+    if spec.accepts == {"ids"}:
+        raise ShapeError(
+            f"{name} reads token ids, but got {fmt_shape(shape)}",
+            hint=f"{name} starts a language model: declare `input N tokens of V` and apply it "
+            "to the ids",
+            shows_input=True,
+        )
     if kind == "ids":
         raise ShapeError(
             f"{name} needs numbers, but the input is {fmt_shape(shape)}",
             hint=f"insert `embedding D` before {name} (each id to a learnt vector of D)",
             shows_input=True,
         )
-    if kind == "tokens":
-        if "image" in spec.accepts:
-            message, hint = _tokens_to_image(name, shape)
-            instead = {"gap": "token_pool mean", "gmp": "token_pool mean", "bn": "layernorm"}
-            if name in instead:
-                hint = f"on tokens, write `{instead[name]}`; or {hint}"
-            raise ShapeError(message, hint, shows_input=True)
-        n, d = (_int(x) for x in shape)
-        raise ShapeError(
-            f"{name} does not apply to a sequence of {n} tokens of {d}",
-            hint=f"insert `token_pool` (the class token) or `token_pool mean` before {name} "
-            f"(to {d} features)",
-            shows_input=True,
-        )
+    if kind == "tokens":  # every op reads images or tokens: this one, images
+        message, hint = _tokens_to_image(name, shape)
+        instead = {"gap": "token_pool mean", "gmp": "token_pool mean", "bn": "layernorm"}
+        if name in instead:
+            hint = f"on tokens, write `{instead[name]}`; or {hint}"
+        raise ShapeError(message, hint, shows_input=True)
     if kind == "image" and "tokens" in spec.accepts:
         c, h, w = (_int(x) for x in shape)
         raise ShapeError(
@@ -769,9 +753,8 @@ def _derive_adaptive(node) -> list:
 def _derive_fc(node) -> list:
     if len(node.out_shape) == 2:
         n, d = node.out_shape
-        return [
-            Note(f"{d} output features at each of the {n} tokens (from {node.in_shapes[0][1]})")
-        ]
+        d_in = _int(node.in_shapes[0][1])
+        return [Note(f"{d} output features at each of the {n} tokens (from {d_in})")]
     return [Note(f"{node.out_shape[0]} output features (from {numel(node.in_shapes[0])} inputs)")]
 
 

@@ -85,8 +85,7 @@ def _image(attrs, shape):
     if h.value * w.value != n.value:
         raise ShapeError(
             f"image: a {h.value} x {w.value} grid holds {h.value * w.value} tokens, not {n.value}",
-            hint=f"h x w must be the number of tokens, {n.value}; a class token "
-            "(cls_token) must be dropped first",
+            hint=f"h x w must be the number of tokens, {n.value}",
         )
     return Inferred((d, h, w), derived={"grid": (h, w)})
 
@@ -100,11 +99,11 @@ def _derive_image(node) -> list:
 def _patch_embed(attrs, shape):
     c, h, w = shape
     p = attrs["p"]
-    for axis, size in (("height", h), ("width", w)):
+    for axis, size, lines in (("height", h, "rows"), ("width", w, "columns")):
         if size.value % p.value:
             raise ShapeError(
                 f"patch_embed: the {axis} {size.value} is not a multiple of the patch size "
-                f"{p.value} (the last {size.value % p.value} would be dropped)",
+                f"{p.value} (its last {size.value % p.value} {lines} would be dropped)",
                 hint=f"choose a patch size dividing {size.value}, or resize the input",
             )
     n = (h // p) * (w // p)
@@ -216,6 +215,14 @@ def _attention_macs(attrs, in_shape, out_shape) -> Count:
     )
 
 
+def attention_products(node) -> int:
+    """The MACs of an attention node's Q K^T and A V (0 for any other node): 2 N^2 D."""
+    if node.op != "attention":
+        return 0
+    n, d = node.out_shape
+    return 2 * n * n * d
+
+
 def _derive_attention(node) -> list:
     n, d = node.out_shape
     h = int(node.value("heads"))
@@ -272,6 +279,7 @@ _add(
         _tokens,
         traits=frozenset({KEEPS_SIGN, VIEW}),
         derive=_derive_tokens,
+        derived=("channels",),
         accepts=frozenset({"image"}),
     )
 )
@@ -289,6 +297,7 @@ _add(
         positional=("h", "w"),
         traits=frozenset({KEEPS_SIGN}),
         derive=_derive_image,
+        derived=("grid",),
         accepts=_TOKENS,
     )
 )
@@ -326,6 +335,7 @@ _add(
         traits=frozenset({FRESH}),
         params=_cls_params,
         derive=_derive_cls_token,
+        derived=("dim",),
         accepts=_TOKENS,
     )
 )
@@ -341,6 +351,7 @@ _add(
         aliases=("position_embedding",),
         traits=frozenset({FRESH}),
         params=_pos_params,
+        derived=("tokens", "dim"),
         accepts=_TOKENS,
     )
 )
@@ -365,6 +376,7 @@ _add(
         receptive="global",
         derive=_derive_attention,
         named=("heads",),
+        derived=("dim", "head_dim"),
         accepts=_TOKENS,
     )
 )

@@ -4,18 +4,29 @@ from __future__ import annotations
 
 from .ir import Network, Node, Scope
 from .layers import TensorSize, fmt_shape
+from .layers_tokens import attention_products
+from .symbolic import TokenIds
 
 
 def summary_dict(net: Network) -> dict:
-    """The JSON object of `netdsl summary --json` (see DESIGN.md)."""
+    """The JSON object of `netdsl summary --json` (see DESIGN.md). `macs` includes attention's
+    matrix products; `attention_macs` says how much of it they are (DESIGN: no convention
+    mixed in silently). `vocab` gives the vocabulary of each token-id input."""
+    vocab = {
+        name: node.out_shape.vocab
+        for name, node in net.inputs.items()
+        if isinstance(node.out_shape, TokenIds)
+    }
     return {
         "network": net.name,
         "inputs": {name: list(node.out_shape) for name, node in net.inputs.items()},
+        **({"vocab": vocab} if vocab else {}),
         "outputs": {o.name: list(o.node.out_shape) for o in net.outputs},
         "train_outputs": [o.name for o in net.outputs if o.train_only],
         "params": net.total_params,
         "buffers": net.total_buffers,
         "macs": net.total_macs,
+        "attention_macs": sum(attention_products(n) for n in net.nodes() if not n.train_only),
         "layers": [
             {
                 "name": n.id,
@@ -23,6 +34,7 @@ def summary_dict(net: Network) -> dict:
                 "out_shape": list(n.out_shape),
                 "params": n.params,
                 "macs": n.macs,
+                **({"attention_macs": attention_products(n)} if n.op == "attention" else {}),
                 "source": str(n.span),
                 **({"train_only": True} if n.train_only else {}),
             }

@@ -576,3 +576,18 @@ class Tup:
 
     def __repr__(self) -> str:
         return f"Tup({self.value!r}, {self.expr.render()})"
+
+
+class TokenIds(tuple):
+    """A sequence of N token ids, each below `vocab` (`input 1024 tokens of 50257`): integer
+    input that only an `embedding` reads."""
+
+    vocab: int
+
+    def __new__(cls, dims, vocab: int):
+        self = super().__new__(cls, dims)
+        self.vocab = vocab
+        return self
+
+    def __reduce__(self):
+        return (TokenIds, (tuple(self), self.vocab))
