@@ -384,7 +384,7 @@ _add(
     LayerSpec(
         "token_pool",
         "tokens to features: the first token (cls, ViT's class token) or the mean of all.",
-        "pooling",
+        "pool",
         _token_pool,
         (ArgSpec("mode", "token_pool", "cls", "cls (the first token) or mean"),),
         positional=("mode",),

@@ -47,6 +47,8 @@ COLOURS = {
     "regularization": ("#eeeeee", "#888888"),
     "shape": ("#f4f4f4", "#888888"),
     "merge": ("#f7d6d9", "#b5535f"),
+    "attention": ("#d4efec", "#2f8f86"),
+    "tokens": ("#f3e6f0", "#9a5a8a"),
     "block": ("#d5dde8", "#4f6278"),
     "io": ("#3d4752", "#3d4752"),
 }
