@@ -50,10 +50,12 @@ from .symbolic import (
     Tup,
     UserCall,
     binary,
+    channels_of,
     compare,
     ifelse,
     num_compare,
     num_func,
+    with_channels,
 )
 from .train_config import build_train_config
 from .values import Fragment, kind_of
@@ -1908,9 +1910,10 @@ class Elaborator:
             it_ctx = inner_ctx.but(scope=it)
             out = self.apply(body_for(i, it_ctx), inner, it_ctx)
             it.output, it.out_shape = out.node, out.shape
-            outs.append(out.shape[0].expr)
+            outs.append(channels_of(out.shape).expr)
             current = TensorView(
-                out.node, _lift(out.shape, {channels: current.shape[0].expr}, keep_unmapped=True)
+                out.node,
+                _lift(out.shape, {channels: channels_of(current.shape).expr}, keep_unmapped=True),
             )
             it.result_shape = current.shape
         owner = _owner(ctx.scope)
@@ -1919,7 +1922,7 @@ class Elaborator:
             owner.frozen |= {s for s in it.frozen if s[0] not in "@#"}
             self._decides(owner, *self.structural.pop(id(it), ()))
         if outs:
-            closed = _repeat_closed_form(outs, channels, view.shape[0].expr, frag.count)
+            closed = _repeat_closed_form(outs, channels, channels_of(view.shape).expr, frag.count)
             if closed is not None and index is not None and index[0] in closed.symbols:
                 # channels set by the last iteration alone: the index is then stop - 1
                 closed = (
@@ -1928,11 +1931,11 @@ class Elaborator:
                     else None
                 )
             if closed is None:
-                c = current.shape[0].const()
+                c = channels_of(current.shape).const()
                 _freeze(owner, frag.count.expr, *outs)
             else:
-                c = Num(current.shape[0].value, closed)
-            current = TensorView(current.node, (c, *current.shape[1:]))
+                c = Num(channels_of(current.shape).value, closed)
+            current = TensorView(current.node, with_channels(current.shape, c))
         scope.output, scope.out_shape = current.node, current.shape
         scope.result_shape = current.shape
         return current
@@ -1976,7 +1979,7 @@ class Elaborator:
                 scope.external.append(outer.node)
             inner = TensorView(outer.node, _rebase(outer.shape, symbol))
             values[name] = TensorRef(inner, name, scope, v.span)
-            tensors[symbol] = outer.shape[0].expr
+            tensors[symbol] = channels_of(outer.shape).expr
         if tensors:
             scope.call_args = [
                 (k, scope.args[k or list(frag.values)[i]] if isinstance(a, TensorRef) else a)
@@ -2012,13 +2015,14 @@ class Elaborator:
                 hint="flatten nested repeats or brackets inside it",
             ) from None
         scope.output, scope.out_shape = out.node, out.shape
-        mapping = {"in_channels": view.shape[0].expr, **tensors}
+        mapping = {"in_channels": channels_of(view.shape).expr, **tensors}
         for name, v in frag.values.items():
             if isinstance(v, (Num, Tup)):
                 mapping[name] = v.expr
         caller = _owner(ctx.scope)
         lost = scope.frozen | (
-            out.shape[0].expr.symbols - mapping.keys() and out.shape[0].expr.symbols
+            channels_of(out.shape).expr.symbols - mapping.keys()
+            and channels_of(out.shape).expr.symbols
         )
         _freeze(caller, *(mapping[s] for s in lost if s in mapping))
         decided = self.structural.pop(id(scope), ())
@@ -2196,17 +2200,21 @@ def _tensor_symbol(bdef: ast.BlockDef, name: str) -> str:
 
 def _rebase(shape: tuple, symbol: str) -> tuple:
     """The shape as seen from inside a new scope: channels become a symbol."""
-    return (Num(shape[0].value, Sym(symbol)), *(d.const() for d in shape[1:]))
+    fixed = [d.const() for d in shape]
+    fixed = TokenIds(fixed, shape.vocab) if isinstance(shape, TokenIds) else tuple(fixed)
+    return with_channels(fixed, Num(channels_of(shape).value, Sym(symbol)))
 
 
 def _lift(shape: tuple, mapping: dict, keep_unmapped: bool = False) -> tuple:
     """A scope's output shape in its parent's terms."""
-    c = shape[0]
+    c = channels_of(shape)
     if keep_unmapped or c.expr.symbols <= mapping.keys():
         c = Num(c.value, c.expr.subst(mapping))
     else:
         c = c.const()
-    return (c, *(d.const() for d in shape[1:]))
+    fixed = [d.const() for d in shape]
+    fixed = TokenIds(fixed, shape.vocab) if isinstance(shape, TokenIds) else tuple(fixed)
+    return with_channels(fixed, c)
 
 
 def _repeat_closed_form(outs: list, channels: str, in_expr, count: Num):

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from .errors import SourceSnapshot, Span
-from .symbolic import Expr, Num, TokenIds, Tup
+from .symbolic import Expr, Num, TokenIds, Tup, channels_of
 
 
 class Node:
@@ -93,7 +93,7 @@ class Node:
 
     @property
     def in_channels(self) -> Num:
-        return self.in_shapes[0][0]
+        return channels_of(self.in_shapes[0])
 
     def value(self, attr: str):
         """The concrete value of an attribute (ints, floats, bools, tuples, strings)."""

@@ -10,13 +10,14 @@ from .symbolic import TokenIds
 
 def summary_dict(net: Network) -> dict:
     """The JSON object of `netdsl summary --json` (see DESIGN.md). `macs` includes attention's
-    matrix products; `attention_macs` says how much of it they are (DESIGN: no convention
-    mixed in silently). `vocab` gives the vocabulary of each token-id input."""
+    matrix products; `attention_macs` (present when there is attention) says how much of it
+    they are (DESIGN: no convention mixed in silently). `vocab` gives the vocabulary of each token-id input."""
     vocab = {
         name: node.out_shape.vocab
         for name, node in net.inputs.items()
         if isinstance(node.out_shape, TokenIds)
     }
+    attention = sum(attention_products(n) for n in net.nodes() if not n.train_only)
     return {
         "network": net.name,
         "inputs": {name: list(node.out_shape) for name, node in net.inputs.items()},
@@ -26,7 +27,7 @@ def summary_dict(net: Network) -> dict:
         "params": net.total_params,
         "buffers": net.total_buffers,
         "macs": net.total_macs,
-        "attention_macs": sum(attention_products(n) for n in net.nodes() if not n.train_only),
+        **({"attention_macs": attention} if attention else {}),
         "layers": [
             {
                 "name": n.id,

@@ -591,3 +591,21 @@ class TokenIds(tuple):
 
     def __reduce__(self):
         return (TokenIds, (tuple(self), self.vocab))
+
+
+def channel_axis(shape) -> int:
+    """The dimension a block sees as its input's channels, kept symbolic (`in_channels`)
+    across blocks: C of an image, F of a flat tensor, D of a token sequence. The others
+    (H, W; the N of a sequence) are fixed sizes."""
+    return 1 if len(shape) == 2 and not isinstance(shape, TokenIds) else 0
+
+
+def channels_of(shape):
+    return shape[channel_axis(shape)]
+
+
+def with_channels(shape, channels) -> tuple:
+    """`shape` with its channel dimension replaced (a TokenIds stays one)."""
+    axis = channel_axis(shape)
+    dims = (*shape[:axis], channels, *shape[axis + 1 :])
+    return TokenIds(dims, shape.vocab) if isinstance(shape, TokenIds) else dims

@@ -36,7 +36,7 @@ from ..ir import Network, Node, NumericFunction, Scope, TensorArg
 from ..layers import FRESH, MERGES, fmt_shape, traits
 from ..names import class_name
 from ..resources import helper_names
-from ..symbolic import BoolOp, Cmp, Const, Expr, Local, Not, Num, Sym, Tup
+from ..symbolic import BoolOp, Cmp, Const, Expr, Local, Not, Num, Sym, Tup, channels_of
 from . import format as fmt
 from .templates import render
 
@@ -162,7 +162,7 @@ class Unit:
             return base + ("param", self.param)
         if self.kind == "layer":  # the input's channels size the weights (not an attribute)
             channels = tuple(
-                render_expr(shape[0]) if shape else None for shape in self.node.in_shapes
+                render_expr(channels_of(shape)) if shape else None for shape in self.node.in_shapes
             )
             return base + (self.node.op, _attrs_key(self.node), channels)
         if self.kind == "merge":
@@ -495,7 +495,7 @@ class ModelBuilder:
         sig = self.net.blocks[scope.block]
         # a tensor parameter's channels come first, after in_channels (as the call passes them)
         params = [
-            Param(arg.symbol, value=arg.shape[0].value, tensor=_var(name))
+            Param(arg.symbol, value=channels_of(arg.shape).value, tensor=_var(name))
             for name, arg in tensor_args(scope)
         ]
         for name, default in sig.params:
@@ -603,8 +603,8 @@ class ModelBuilder:
     def _call_args(self, scope: Scope, cls: ClassModel) -> list:
         args = []
         if cls.uses_in_channels:
-            args.append((None, scope.in_shape[0].expr))
-        args += [(None, arg.shape[0].expr) for _, arg in tensor_args(scope)]
+            args.append((None, channels_of(scope.in_shape).expr))
+        args += [(None, channels_of(arg.shape).expr) for _, arg in tensor_args(scope)]
         params = {p.name for p in cls.params}  # other layer-valued arguments are baked in
         layer_params = {p.symbol: p.name for p in cls.params if p.layer}
         order = list(scope.args)  # the block's parameters, in order
@@ -629,7 +629,7 @@ class ModelBuilder:
     def _repeat(self, scope: Scope, parent: Scope, owner: Scope, common: dict) -> Unit:
         loop_var = _loop_symbol(scope)
         bodies = [self._body(it, parent, owner, common["attr"], loop_var) for it in scope.children]
-        updates = {render_expr(it.out_shape[0].expr) for it in scope.children}
+        updates = {render_expr(channels_of(it.out_shape).expr) for it in scope.children}
         uniform = len({b.key() for b in bodies}) <= 1 and len(updates) <= 1
         count = scope.count.expr
         index = None
@@ -641,21 +641,21 @@ class ModelBuilder:
             # giving each iteration its own input channels (and index).
             units = []
             for i, (b, it) in enumerate(zip(bodies, scope.children)):
-                mapping = {loop_var: it.in_shape[0].expr}
+                mapping = {loop_var: channels_of(it.in_shape).expr}
                 if index is not None:
                     mapping[index[0]] = Const(scope.index[1].value + i)
                     if i:  # its input channels: what the previous iteration (index) made
                         previous = {index[0]: Const(scope.index[1].value + i - 1)}
-                        mapping[loop_var] = it.in_shape[0].expr.subst(previous)
+                        mapping[loop_var] = channels_of(it.in_shape).expr.subst(previous)
                 units.append(_as_unit(subst_body(b, mapping), str(i)))
             return Unit("module", body=Body("chain", units=units), **common)
-        update = scope.children[0].out_shape[0].expr if scope.children else None
+        update = channels_of(scope.children[0].out_shape).expr if scope.children else None
         for other in bodies[1:]:  # one body stands for every iteration
             _absorb_body(bodies[0], other)
         return Unit(
             "repeat",
             count=count,
-            init=scope.in_shape[0].expr,
+            init=channels_of(scope.in_shape).expr,
             update=update,
             loop_var=loop_var,
             body=bodies[0] if bodies else None,
@@ -942,8 +942,8 @@ def _equalities(units: list[Unit]) -> list[tuple[Expr, Expr]]:
                 if isinstance(child, Scope) and child.kind == "cond":
                     facts(child.cond.expr, child.taken)
             mapping = {k: expr_of(v) for k, v in u.scope.args.items() if isinstance(v, Num)}
-            mapping["in_channels"] = u.scope.in_shape[0].expr
-            mapping.update((a.symbol, a.shape[0].expr) for _, a in tensor_args(u.scope))
+            mapping["in_channels"] = channels_of(u.scope.in_shape).expr
+            mapping.update((a.symbol, channels_of(a.shape).expr) for _, a in tensor_args(u.scope))
             found[start:] = [(a.subst(mapping), b.subst(mapping)) for a, b in found[start:]]
     # facts about a loop's variables hold in one iteration only
     return [
@@ -1335,7 +1335,7 @@ def _walk_exprs(units: list[Unit]):
                 if isinstance(v, (Num, Tup)):
                     yield v.expr
             for shape in u.node.in_shapes:
-                yield shape[0].expr
+                yield channels_of(shape).expr
         elif u.kind == "call":
             for _, e in u.args:
                 yield e
