@@ -666,7 +666,7 @@ class Elaborator:
             check_identifier(stmt.name, stmt.span, "input")
         if name in state.inputs or name in env.values:
             raise NetdslError(f"'{name}' is already defined", stmt.span)
-        shape = TokenIds(dims, vocab.value) if vocab is not None else tuple(dims)
+        shape = TokenIds(dims, vocab.value, vocab) if vocab is not None else tuple(dims)
         node = self._node("input", {}, [], [], shape, stmt.span, ctx)
         node.var = node.label = name
         state.inputs[name] = node

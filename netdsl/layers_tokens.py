@@ -245,10 +245,10 @@ def _derive_token_pool(node) -> list:
 
 
 def _embedding(attrs, shape):
-    vocab = getattr(shape, "vocab", None)
+    vocab = shape.vocab
     v = attrs["vocab"]
-    if v is None:
-        v = Num(vocab)
+    if v is None:  # the input's, as written (`of vocab` builds other vocabularies)
+        v = shape.traced if shape.traced is not None else Num(vocab)
     elif v.value < vocab:
         raise ShapeError(
             f"embedding: a table of {v.value} rows, but the ids go up to {vocab - 1}",

@@ -36,6 +36,7 @@ RESERVED = {
     "typing",
     "build_model",
     "INPUT_SHAPE",
+    "VOCAB_SIZE",
 }
 # A block's parameters sit beside its input tensor, `x` (Keras: `def block(x, c, name=None)`),
 # and a network's are build_model's keywords beside its variables; repeat indices and

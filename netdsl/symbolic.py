@@ -583,14 +583,15 @@ class TokenIds(tuple):
     input that only an `embedding` reads."""
 
     vocab: int
+    traced: Num | None  # the vocabulary as written (`of vocab`: a network parameter), if known
 
-    def __new__(cls, dims, vocab: int):
+    def __new__(cls, dims, vocab: int, traced: Num | None = None):
         self = super().__new__(cls, dims)
-        self.vocab = vocab
+        self.vocab, self.traced = vocab, traced
         return self
 
     def __reduce__(self):
-        return (TokenIds, (tuple(self), self.vocab))
+        return (TokenIds, (tuple(self), self.vocab, self.traced))
 
 
 def channel_axis(shape) -> int:

@@ -31,11 +31,12 @@ class Case:
     macs: int = 0
     buffers: int = 0
     torch: Callable | None = None  # builds the equivalent torch module
+    vocab: int | None = None  # the input is token ids below it: `input N tokens of vocab`
 
 
-def run(text: str, shape: tuple):
+def run(text: str, shape: tuple, vocab: int | None = None):
     """The single node a one-layer network creates."""
-    dims = "x".join(map(str, shape))
+    dims = "x".join(map(str, shape)) + (f" tokens of {vocab}" if vocab is not None else "")
     net = compile_text(f"network t:\n    input {dims}\n    {text}\n", "layer.net")
     (node,) = [n for n in net.nodes() if n.op != "input"]
     return node
@@ -601,6 +602,191 @@ def pixel_shuffle_case(rng) -> Case:
     )
 
 
+# ---- token layers: sequences (N, D), batch first as PyTorch's (B, N, D) --------------------
+
+
+def _module(name, forward, **parameters):
+    """A torch module from a forward function (PyTorch has no nn class for these reshapes);
+    `parameters`: name -> shape of each learnt tensor, registered in that order."""
+
+    def build(nn):
+        torch = need("torch")
+        module = type(name, (nn.Module,), {"forward": lambda self, x: forward(self, x)})()
+        for key, shape in parameters.items():
+            setattr(module, key, nn.Parameter(torch.randn(shape)))
+        return module
+
+    return build
+
+
+def tokens_case(rng) -> Case:
+    c, h, w = rng.randint(1, 8), rng.randint(1, 6), rng.randint(1, 6)
+    return Case(
+        "tokens",
+        (c, h, w),
+        (h * w, c),
+        torch=_module("Tokens", lambda self, x: x.flatten(2).transpose(1, 2)),
+    )
+
+
+def image_case(rng) -> Case:
+    d, h, w = rng.randint(1, 8), rng.randint(1, 6), rng.randint(1, 6)
+    if h == w and rng.random() < 0.5:
+        text = rng.choice(["image", f"image {h}"])
+    else:
+        text = rng.choice([f"image {h} {w}", f"image h={h} w={w}", f"image {h} w={w}"])
+
+    def forward(self, x):
+        return x.transpose(1, 2).reshape(x.shape[0], d, h, w)
+
+    return Case(text, (h * w, d), (d, h, w), torch=_module("ToImage", forward))
+
+
+def patch_embed_case(rng) -> Case:
+    c, d, p = rng.randint(1, 4), rng.randint(1, 16), rng.randint(1, 4)
+    gh, gw = rng.randint(1, 5), rng.randint(1, 5)
+    bias = rng.random() < 0.7
+    text = rng.choice(
+        [f"patch_embed {d} {p}", f"patch_embed d={d} p={p}", f"patch_embed {d} patch={p}"]
+    )
+    text += "" if bias else " bias=false"
+    n = gh * gw
+
+    def torch(nn):  # torchvision's conv_proj, then its reshape and permute
+        conv = nn.Conv2d(c, d, kernel_size=p, stride=p, bias=bias)
+        return nn.Sequential(
+            conv, _module("Tokens", lambda self, x: x.flatten(2).transpose(1, 2))(nn)
+        )
+
+    return Case(
+        text,
+        (c, gh * p, gw * p),
+        (n, d),
+        d * p * p * c + (d if bias else 0),
+        n * d * p * p * c,
+        torch=torch,
+    )
+
+
+def cls_token_case(rng) -> Case:
+    n, d, k = rng.randint(1, 10), rng.randint(1, 16), rng.choice([1, 1, 1, 2, 4])
+    name = rng.choice(["cls_token", "class_token"])
+    text = name if k == 1 and rng.random() < 0.5 else rng.choice([f"{name} {k}", f"{name} n={k}"])
+
+    def forward(self, x):
+        return need("torch").cat([self.token.expand(x.shape[0], -1, -1), x], dim=1)
+
+    return Case(
+        text, (n, d), (n + k, d), k * d, torch=_module("ClassToken", forward, token=(1, k, d))
+    )
+
+
+def pos_embed_case(rng) -> Case:
+    n, d = rng.randint(1, 12), rng.randint(1, 16)
+    name = rng.choice(["pos_embed", "position_embedding"])
+    text = rng.choice([name, f"{name} {n}", f"{name} n={n}"])
+    return Case(
+        text,
+        (n, d),
+        (n, d),
+        n * d,
+        torch=_module("PositionEmbedding", lambda self, x: x + self.embedding, embedding=(1, n, d)),
+    )
+
+
+def attention_case(rng) -> Case:
+    heads = rng.randint(1, 4)
+    head_dim, n = rng.randint(1, 6), rng.randint(1, 10)
+    d = heads * head_dim
+    bias, causal = rng.random() < 0.7, rng.random() < 0.3
+    dropout = rng.choice([0.0, 0.0, 0.1])
+    name = rng.choice(["attention", "attention", "mha", "self_attention"])
+    text = f"{name} {rng.choice([str(heads), f'heads={heads}', f'h={heads}'])}"
+    text += "" if bias else " bias=false"
+    text += "" if not causal else " causal=true"
+    text += "" if not dropout else f" dropout={dropout}"
+
+    def torch(nn):
+        torch = need("torch")
+
+        class Attention(nn.MultiheadAttention):
+            """nn.MultiheadAttention as self-attention on its unfused path (the weights'
+            matmuls, which flop_counter counts: see test_zoo_transformers.py)."""
+
+            def forward(self, x):
+                mask = torch.full((n, n), float("-inf")).triu(1) if causal else None
+                fast = torch.backends.mha.get_fastpath_enabled()
+                torch.backends.mha.set_fastpath_enabled(False)
+                try:
+                    return super().forward(x, x, x, need_weights=True, attn_mask=mask)[0]
+                finally:
+                    torch.backends.mha.set_fastpath_enabled(fast)
+
+        return Attention(d, heads, dropout=dropout, bias=bias, batch_first=True)
+
+    params = 4 * d * d + (4 * d if bias else 0)
+    macs = 4 * n * d * d + 2 * n * n * d  # projections; Q K^T and A V over all heads
+    return Case(text, (n, d), (n, d), params, macs, torch=torch)
+
+
+def token_pool_case(rng) -> Case:
+    n, d = rng.randint(1, 10), rng.randint(1, 16)
+    mode = rng.choice(["cls", "mean"])
+    text = rng.choice([f"token_pool {mode}", f"token_pool mode={mode}"])
+    if mode == "cls" and rng.random() < 0.5:
+        text = "token_pool"
+
+    def forward(self, x):
+        return x[:, 0] if mode == "cls" else x.mean(dim=1)
+
+    return Case(text, (n, d), (d,), torch=_module("TokenPool", forward))
+
+
+def embedding_case(rng) -> Case:
+    n, d, vocab = rng.randint(1, 12), rng.randint(1, 16), rng.randint(2, 50)
+    rows = vocab if rng.random() < 0.6 else vocab + rng.randint(1, 10)
+    text = f"embedding {rng.choice([str(d), f'd={d}', f'dim={d}'])}"
+    text += f" vocab={rows}" if rows != vocab or rng.random() < 0.3 else ""
+    return Case(text, (n,), (n, d), rows * d, torch=lambda nn: nn.Embedding(rows, d), vocab=vocab)
+
+
+def tokenwise_case(rng) -> Case:
+    """Layers that act on each token's D features (the last dimension) or on each value."""
+    n, d = rng.randint(1, 10), rng.randint(1, 16)
+    shape = (n, d)
+    kind = rng.choice(["fc", "layernorm", "softmax", "gelu", "layer_scale", "flatten", "act"])
+    if kind == "fc":
+        m, bias = rng.randint(1, 20), rng.random() < 0.5
+        return Case(
+            f"fc {m} bias={'true' if bias else 'false'}",
+            shape,
+            (n, m),
+            d * m + (m if bias else 0),
+            n * d * m,
+            torch=lambda nn: nn.Linear(d, m, bias),
+        )
+    if kind == "layernorm":
+        return Case(
+            "layernorm eps=1e-6", shape, shape, 2 * d, torch=lambda nn: nn.LayerNorm(d, 1e-6)
+        )
+    if kind == "softmax":  # over each token's features
+        return Case("softmax", shape, shape, torch=lambda nn: nn.Softmax(dim=-1))
+    if kind == "gelu":
+        tanh = rng.random() < 0.5
+        return Case(
+            f"gelu approximate={'true' if tanh else 'false'}",
+            shape,
+            shape,
+            torch=lambda nn: nn.GELU(approximate="tanh" if tanh else "none"),
+        )
+    if kind == "layer_scale":
+        return Case("layer_scale", shape, shape, d)
+    if kind == "flatten":
+        return Case("flatten", shape, (n * d,), torch=lambda nn: nn.Flatten())
+    name = rng.choice(sorted(_ACTIVATIONS))
+    return Case(name, shape, shape, torch=lambda nn: getattr(nn, _ACTIVATIONS[name])())
+
+
 GENERATORS = {
     "conv": conv_case,
     "conv_shorthand": conv_shorthand_case,
@@ -630,6 +816,15 @@ GENERATORS = {
     "conv_transpose": conv_transpose_case,
     "upsample": upsample_case,
     "pixel_shuffle": pixel_shuffle_case,
+    "tokens": tokens_case,
+    "image": image_case,
+    "patch_embed": patch_embed_case,
+    "cls_token": cls_token_case,
+    "pos_embed": pos_embed_case,
+    "attention": attention_case,
+    "token_pool": token_pool_case,
+    "embedding": embedding_case,
+    "tokenwise": tokenwise_case,
 }
 
 
@@ -644,7 +839,7 @@ def cases(kind: str) -> list[Case]:
 @pytest.mark.parametrize("kind", sorted(GENERATORS))
 def test_rule_matches_the_reference_formulas(kind):
     for case in cases(kind):
-        node = run(case.text, case.shape)
+        node = run(case.text, case.shape, case.vocab)
         got = (node.out_shape, node.params, node.macs, node.buffers)
         assert got == (case.out, case.params, case.macs, case.buffers), (
             f"{case.text} on {case.shape}"
@@ -661,9 +856,10 @@ def test_rule_matches_torch(kind):
         if case.torch is None:
             continue
         module = case.torch(torch.nn).eval()
-        node = run(case.text, case.shape)
+        node = run(case.text, case.shape, case.vocab)
+        x = torch.zeros(1, *case.shape, dtype=torch.long if case.vocab else torch.float)
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            y = module(torch.zeros(1, *case.shape))
+            y = module(x)
         where = f"{case.text} on {case.shape}"
         assert tuple(y.shape[1:]) == node.out_shape, where
         assert sum(p.numel() for p in module.parameters()) == node.params, where

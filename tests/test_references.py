@@ -14,17 +14,19 @@ from __future__ import annotations
 import pytest
 from backends import build_torch, randomise_batchnorm
 from test_zoo import FIGURES, VARIANTS, input_shape, net, reference_input
+from test_zoo_transformers import vit_state
 
 
-def assert_same_outputs(net, model, reference, batch: int = 2) -> None:
-    """Load `reference`'s weights by order into `model`; equal eval outputs (1e-4 of scale)."""
+def assert_same_outputs(net, model, reference, batch: int = 2, state=None) -> None:
+    """Load `reference`'s weights by order into `model` (its `state` if given: the same
+    tensors, some moved); equal eval outputs (1e-4 of scale)."""
     import torch
 
     from netdsl.weights import load_by_order
 
     reference.eval()
     randomise_batchnorm(reference)
-    load_by_order(model, reference)
+    load_by_order(model, reference if state is None else state)
     shape = next(iter(net.inputs.values())).out_shape
     x = torch.randn((batch, *shape), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -108,6 +110,9 @@ def segmentation(key: str):
 
 # keys that are not a tv.models builder: key -> a function of the torchvision module
 TORCHVISION_BUILDERS = {"fcn_resnet50": segmentation("fcn_resnet50")}
+# references whose state_dict is loaded in another order: key -> a function of the model
+# that returns its state (ViT: class_token moved to where the .net file creates it)
+TORCHVISION_STATES = dict.fromkeys(("vit_b_16", "vit_b_32", "vit_l_16"), vit_state)
 
 
 @pytest.mark.torchvision
@@ -131,4 +136,5 @@ def test_torchvision_weights_give_the_same_outputs(name, params, key):
         builder = getattr(tv.models, key.removesuffix("_aux"))
         reference = builder(weights=None, **TORCHVISION_ARGUMENTS.get(key, {}))
     assert not getattr(reference, "transform_input", False)
-    assert_same_outputs(network, model, reference, batch=1)
+    state = TORCHVISION_STATES[key](reference) if key in TORCHVISION_STATES else None
+    assert_same_outputs(network, model, reference, batch=1, state=state)

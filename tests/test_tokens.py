@@ -75,7 +75,7 @@ def test_gpt2_summary_json_counts_the_tied_table_once(capsys):
     report = json.loads(capsys.readouterr().out)
     reference = FIGURES["transformers_lib"]["GPT2LMHeadModel(GPT2Config())"]["params"]
     assert report["params"] == reference == 124_439_808
-    assert (report["inputs"], report["vocab"]) == ({"input": [1024]}, {"input": 50257})
+    assert (report["inputs"], report["vocab"]) == ({"idx": [1024]}, {"idx": 50257})
     head = report["layers"][-1]
     assert (head["op"], head["params"], head["out_shape"]) == ("fc", 0, [1024, 50257])
 

@@ -73,6 +73,8 @@ REFERENCES = {
     "densenet_bc_cifar": ("pytorchcv", "densenet100_k12_bc_cifar10"),
     "fractalnet": ("pytorchcv", "fractalnet_cifar10"),
     "fcn_resnet50": ("torchvision", "fcn_resnet50"),
+    "vit": ("torchvision", "vit_b_16"),
+    "gpt2": ("transformers_lib", "GPT2LMHeadModel(GPT2Config())"),
 }
 # (zoo file, its parameters) -> (source, key) of the model it reproduces: the rows above, and
 # the variants a file's parameters select (test_references.py loads each one's weights)
@@ -84,7 +86,14 @@ VARIANTS = {
     ("shufflenet_v2", (("width", 0.5),)): ("torchvision", "shufflenet_v2_x0_5"),
     ("shufflenet_v2", (("width", 1.5),)): ("torchvision", "shufflenet_v2_x1_5"),
     ("shufflenet_v2", (("width", 2.0),)): ("torchvision", "shufflenet_v2_x2_0"),
+    ("vit", (("patch", 32),)): ("torchvision", "vit_b_32"),
+    ("vit", (("dim", 1024), ("depth", 24), ("heads", 16), ("mlp", 4096))): (
+        "torchvision",
+        "vit_l_16",
+    ),
 }
+# how a source's models are named on a zoo file's Reference line
+SOURCE_PREFIX = {"keras_applications": "keras.applications.", "transformers_lib": "transformers."}
 # checked against their papers' own tables below
 PAPER_ONLY = {"zfnet", "vgg11_lrn", "vgg16_c", "nin", "highway", "resnet_cifar", "unet"}
 
@@ -144,6 +153,8 @@ def test_matches_reference_exactly(name, params, source, key):
     assert input_shape(network) == reference_input(ref)
     if source == "keras_applications":  # count_params() includes BatchNorm's moving statistics
         assert network.total_params + network.total_buffers == ref["params"]
+    elif "macs" not in ref:  # transformers publishes no MACs: parameters only
+        assert network.total_params == ref["params"]
     else:
         assert (network.total_params, network.total_macs) == (ref["params"], ref["macs"])
 
@@ -396,7 +407,7 @@ def test_headers_state_the_reference_figures():
             assert entry.header.expected_params == ref["params"], entry.name
             assert entry.header.with_buffers == (source == "keras_applications"), entry.name
             assert entry.header.expected_macs == ref.get("macs", entry.header.expected_macs)
-            prefix = {"keras_applications": "keras.applications."}.get(source, source + ".")
+            prefix = SOURCE_PREFIX.get(source, source + ".")
             assert entry.reference.startswith(prefix), entry.name
 
 

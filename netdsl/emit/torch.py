@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from ..errors import NetdslError
 from ..ir import Node
-from ..layers import IN_PLACE, READS_FLAT, traits, zeropad_sides
+from ..layers import IN_PLACE, READS_FLAT, shape_kind, traits, zeropad_sides
 from ..symbolic import Expr, Num, Sym
 from . import format as fmt
 from .base import (
@@ -72,6 +72,8 @@ class FileContext(FileHeader):
     main_class: str
     devices: str | None = None  # the DEVICES table of a placed network
     uses_functional: bool = False  # `from torch.nn import functional as F`
+    input_about: str = "(C, H, W) of one example"  # INPUT_SHAPE's comment
+    vocab: int | None = None  # VOCAB_SIZE: token-id inputs are below it
 
 
 def _class_code(cls: ClassText) -> list[str]:
@@ -437,6 +439,59 @@ def _helper(cls: str, arg: str):
     return emit
 
 
+# ---- token layers: (B, N, D) sequences, batch first as torchvision's VisionTransformer --------
+
+
+def _fc(c: _LayerCall):
+    # on tokens, nn.Linear maps the last dimension (each token's D features)
+    args = [c.e(c.a["in_features"]), c.e(c.a["n"])] + c.kw("bias", c.a["bias"], True)
+    return "nn.Linear", args
+
+
+def _softmax(c: _LayerCall):
+    # an image's or a flat tensor's channels are dimension 1; a token's features the last
+    return "nn.Softmax", ["dim=-1" if len(c.node.shape) == 2 else "dim=1"]
+
+
+def _gelu(c: _LayerCall):
+    return "nn.GELU", [] if is_default(c.a["approximate"], False) else ['approximate="tanh"']
+
+
+def _to_image(c: _LayerCall):
+    _, h, w = c.node.out_shape
+    return c.helper("ToImage"), [c.e(h), c.e(w)]
+
+
+def _patch_embed(c: _LayerCall):
+    a, e = c.a, c.e
+    args = [e(a["in_channels"]), e(a["d"]), e(a["p"])] + c.kw("bias", a["bias"], True)
+    return c.helper("PatchEmbed"), args
+
+
+def _cls_token(c: _LayerCall):
+    return c.helper("ClassToken"), [c.e(c.a["dim"])] + c.kw("n", c.a["n"], 1)
+
+
+def _pos_embed(c: _LayerCall):
+    return c.helper("PositionEmbedding"), [c.e(c.a["tokens"]), c.e(c.a["dim"])]
+
+
+def _attention(c: _LayerCall):
+    a, e = c.a, c.e
+    args = [e(a["dim"]), e(a["heads"])] + c.kw("dropout", a["dropout"], 0.0)
+    args += c.kw("bias", a["bias"], True) + c.kw("causal", a["causal"], False)
+    return c.helper("SelfAttention"), args
+
+
+def _token_pool(c: _LayerCall):
+    mode = c.a["mode"]
+    return c.helper("TokenPool"), [] if mode == "cls" else [f"mode={fmt.py_str(mode)}"]
+
+
+def _embedding(c: _LayerCall):
+    return "nn.Embedding", [c.e(c.a["vocab"]), c.e(c.a["d"])]
+
+
 LAYERS = {
     "conv": _conv,
     "dwconv": _dwconv,
@@ -447,10 +502,7 @@ LAYERS = {
     "gmp": _module("nn.AdaptiveMaxPool2d", "1"),
     "adaptive_avgpool": _with_arg("nn.AdaptiveAvgPool2d", "size"),
     "adaptive_maxpool": _with_arg("nn.AdaptiveMaxPool2d", "size"),
-    "fc": lambda c: (
-        "nn.Linear",
-        [c.e(c.a["in_features"]), c.e(c.a["n"])] + c.kw("bias", c.a["bias"], True),
-    ),
+    "fc": _fc,
     "flatten": _module("nn.Flatten"),
     "bn": _bn,
     "layernorm": _layernorm,
@@ -471,17 +523,25 @@ LAYERS = {
     "pixel_unshuffle": _with_arg("nn.PixelUnshuffle", "r"),
     "shuffle": _with_arg("nn.ChannelShuffle", "g"),
     "scale": _helper("Scale", "s"),
-    "softmax": _module("nn.Softmax", "dim=1"),
+    "softmax": _softmax,
     "relu": _module("nn.ReLU"),
     "relu6": _module("nn.ReLU6"),
     "sigmoid": _module("nn.Sigmoid"),
     "tanh": _module("nn.Tanh"),
-    "gelu": _module("nn.GELU"),
+    "gelu": _gelu,
     "silu": _module("nn.SiLU"),
     "hardswish": _module("nn.Hardswish"),
     "hardsigmoid": _module("nn.Hardsigmoid"),
     "leaky_relu": _with_arg("nn.LeakyReLU", "slope", "negative_slope", 0.01),
     "elu": _with_arg("nn.ELU", "alpha", "alpha", 1.0),
+    "tokens": lambda c: (c.helper("Tokens"), []),
+    "image": _to_image,
+    "patch_embed": _patch_embed,
+    "cls_token": _cls_token,
+    "pos_embed": _pos_embed,
+    "attention": _attention,
+    "token_pool": _token_pool,
+    "embedding": _embedding,
 }
 
 
@@ -526,7 +586,11 @@ class TorchEmitter(Emitter):
         self.facts = _Facts(program.classes)
         self.devices: set[str] = set()
         self.parts = anonymous_parts(program)
+        self.tied: set[int] = set()  # the fc nodes whose weight is an embedding's
         classes = [self._class(c) for c in program.classes]
+        for node in net.nodes():  # a tie inside a repeat, or across two classes
+            if node.op == "fc" and node.attrs.get("tie") is not None and id(node) not in self.tied:
+                raise _untied(node)
         main = program.main
         builder_params = [self._param_text(p) for p in main.params]
         call_args = [f"{p.name}={p.name}" for p in main.params]
@@ -552,6 +616,7 @@ class TorchEmitter(Emitter):
             main_class=main.name,
             devices=devices,
             uses_functional=self.uses_functional,
+            **_input_facts(net),
         )
 
     def _param_text(self, p) -> str:
@@ -576,6 +641,7 @@ class TorchEmitter(Emitter):
         init: list[str] = []
         for unit in cls.units:
             init += self._init_unit(unit, scope)
+        init += self._ties(cls)
         forward = self._forward(cls, scope)
         # the constructor's head comes last: it depends on what the body used
         params = ["self"]
@@ -631,6 +697,36 @@ class TorchEmitter(Emitter):
                 )
             )[4:]
         return ClassText(cls.name, self._doc(cls), signature, init, forward_sig, forward, cls.kind)
+
+    def _ties(self, cls: ClassModel) -> list[str]:
+        """`self.lm_head.weight = self.wte.weight`: an fc whose weight is an embedding's
+        table (`fc n tie=wte`), both modules of this class (GPT-2's tied embeddings)."""
+        pad = fmt.INDENT * BODY
+        lines = []
+        for unit in cls.units:
+            if unit.kind != "layer" or unit.param or unit.node.attrs.get("tie") is None:
+                continue
+            sources = set()
+            for node, owner in unit.items:
+                tie = node.attrs["tie"]
+                source = next(
+                    (
+                        u
+                        for u in cls.units
+                        if u.kind == "layer"
+                        and not u.param
+                        and any(n is tie.node and o is owner for n, o in u.items)
+                    ),
+                    None,
+                )
+                if source is None:
+                    raise _untied(node)
+                sources.add(source.attr)
+            if len(sources) != 1:  # instances tied to different modules of the class
+                raise _untied(unit.node)
+            self.tied.update(id(node) for node, _ in unit.items)
+            lines.append(f"{pad}self.{unit.attr}.weight = self.{sources.pop()}.weight  # tied")
+        return lines
 
     def _doc(self, cls: ClassModel) -> list[str]:
         if cls.kind == "network":
@@ -708,10 +804,22 @@ class TorchEmitter(Emitter):
                 )
         if not uses_loop and body.kind != "chain":
             func, args, item_suffix = self._body_ctor(body, scope, BODY + 1, inner)
-            item = fmt.nested_call(func, args, BODY + 1) + item_suffix
-            return fmt.statement(
-                target, "nn.Sequential", [f"*[{item} for {var} in {iterable}]"], BODY, suffix=suffix
-            )
+            one = f"*[{fmt.call(func, args)}{item_suffix} for {var} in {iterable}]"
+            if len(fmt.INDENT * (BODY + 1) + one) + 1 <= fmt.LINE:
+                return fmt.statement(target, "nn.Sequential", [one], BODY, suffix=suffix)
+            # the comprehension split as ruff splits it: the item, then its `for`
+            inner_pad = fmt.INDENT * (BODY + 2)
+            item = fmt.call(func, args) + item_suffix
+            if len(inner_pad + item) > fmt.LINE:
+                item = fmt.nested_call(func, args, BODY + 1) + item_suffix
+            return [
+                f"{pad}{target}nn.Sequential(",
+                f"{pad}{fmt.INDENT}*[",
+                f"{inner_pad}{item}",
+                f"{inner_pad}for {var} in {iterable}",
+                f"{pad}{fmt.INDENT}],",
+                f"{pad}){suffix}",
+            ]
         lines = [
             f"{pad}layers = []" if scope.declared_layers else f"{pad}layers: list[nn.Module] = []"
         ]
@@ -968,6 +1076,32 @@ class TorchEmitter(Emitter):
 
 
 # ---- helpers -----------------------------------------------------------------------
+
+
+_INPUT_ABOUT = {
+    "image": "(C, H, W) of one example",
+    "tokens": "(N, D) tokens of one example",
+    "flat": "(F,) of one example",
+    "ids": "(N,) token ids of one example",
+}
+
+
+def _input_facts(net) -> dict:
+    """INPUT_SHAPE's comment and, for token ids, the vocabulary (the first input's)."""
+    shape = next(iter(net.inputs.values())).out_shape
+    kind = shape_kind(shape)
+    return {"input_about": _INPUT_ABOUT[kind], "vocab": shape.vocab if kind == "ids" else None}
+
+
+def _untied(node: Node) -> NetdslError:
+    tie = node.attrs["tie"]
+    return NetdslError(
+        f"the torch backend cannot tie this fc to `{tie.name}`: the embedding and the fc "
+        "must be modules of one class (`self.fc.weight = self.embedding.weight`)",
+        node.span,
+        hint="write the embedding and `fc ... tie=` in the same block, or both in the "
+        "network, outside repeats and conditionals",
+    )
 
 
 def _safe_var(name: str) -> str:
