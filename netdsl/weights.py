@@ -351,14 +351,71 @@ def _depthwise(module, layer):
     return weight.reshape(channels, out // channels, kh, kw).transpose(2, 3, 0, 1)
 
 
+def _token(module, layer) -> list:
+    """ClassToken's (1, n, D) tokens: batch first in both."""
+    return [_array(module.token)]
+
+
+def _position(module, layer) -> list:
+    """PositionEmbedding's (1, N, D) vectors: batch first in both."""
+    return [_array(module.embedding)]
+
+
+def _attention(module, layer) -> list:
+    """nn.MultiheadAttention -> Keras' MultiHeadAttention.
+
+    PyTorch stacks the query, key and value projections in in_proj_weight (3D, D) (rows of
+    head h: h * D/h ... (h + 1) * D/h - 1 of each) and in_proj_bias (3D); Keras keeps each
+    as an EinsumDense of kernel (D, heads, D/h) and bias (heads, D/h). The output
+    projection out_proj (D, D) is Keras' (heads, D/h, D) kernel and (D,) bias.
+    """
+    d, heads = module.embed_dim, module.num_heads
+    head = d // heads
+    if not module._qkv_same_embed_dim or module.bias_k is not None:
+        raise ValueError(
+            f"PyTorch module {type(module).__name__} projects keys or values from other "
+            f"widths than D = {d}; Keras layer '{layer.name}' is self-attention"
+        )
+    weight = _array(module.in_proj_weight)
+    bias = None if module.in_proj_bias is None else _array(module.in_proj_bias)
+    values = []
+    for i in range(3):  # query, key, value
+        values.append(weight[i * d : (i + 1) * d].T.reshape(d, heads, head))
+        if bias is not None:
+            values.append(bias[i * d : (i + 1) * d].reshape(heads, head))
+    out = module.out_proj
+    values.append(_array(out.weight).T.reshape(heads, head, d))
+    return values + _bias(out)
+
+
+def _embedding(module, layer) -> list:
+    """The (V, D) table: a row per id in both (ReversibleEmbedding's too, whose reverse
+    call is a tied fc's weight)."""
+    return [_array(module.weight)]
+
+
+def _tied_bias(module, layer) -> list:
+    """A tied fc (`fc n tie=emb`): its weight is the embedding's table, copied there; only
+    its bias is its own (the Keras Bias helper after the embedding's reverse call)."""
+    return _bias(module)
+
+
 # ops that become the same Keras class share one conversion (the per-position Linear is a
-# Dense on the channels-last axis; instance norm a GroupNormalization with a group a channel)
+# Dense on the channels-last axis; instance norm a GroupNormalization with a group a channel;
+# patch_embed's projection a Conv2D)
+_CONV = Conversion("Conv2D", ("Conv2d",), _conv)
 _DENSE = Conversion("Dense", ("Linear",), _fc)
 _GROUP_NORMALIZATION = Conversion("GroupNormalization", ("GroupNorm", "_InstanceNorm"), _groupnorm)
+_EMBEDDING = Conversion("Embedding", ("Embedding",), _embedding)
+# further Keras classes of ops above: an embedding whose table an fc reuses, that fc's bias
+_ALSO = (
+    Conversion("ReversibleEmbedding", ("Embedding",), _embedding),
+    Conversion("Bias", ("Linear",), _tied_bias),
+)
 
 # catalogue op -> its conversion: every op with weights has one (tests/test_weights.py)
 CONVERSIONS: dict[str, Conversion] = {
-    "conv": Conversion("Conv2D", ("Conv2d",), _conv),
+    "conv": _CONV,
     "conv_transpose": Conversion("Conv2DTranspose", ("ConvTranspose2d",), _conv_transpose),
     "dwconv": Conversion("DepthwiseConv2D", ("Conv2d",), _dwconv),
     "sepconv": Conversion("SeparableConv2D", ("SeparableConv2d",), _sepconv),
@@ -369,10 +426,15 @@ CONVERSIONS: dict[str, Conversion] = {
     "groupnorm": _GROUP_NORMALIZATION,
     "instancenorm": _GROUP_NORMALIZATION,
     "layer_scale": Conversion("LayerScale", ("LayerScale",), _layer_scale),
+    "patch_embed": _CONV,  # the generated PatchEmbed is a Conv2d
+    "cls_token": Conversion("ClassToken", ("ClassToken",), _token),
+    "pos_embed": Conversion("PositionEmbedding", ("PositionEmbedding",), _position),
+    "attention": Conversion("SelfAttention", ("MultiheadAttention",), _attention),
+    "embedding": _EMBEDDING,
 }
 
-_BY_KERAS = {c.keras: op for op, c in CONVERSIONS.items()}
-_TORCH_TYPES = frozenset(t for c in CONVERSIONS.values() for t in c.torch)
+_BY_KERAS = {c.keras: c for c in (*CONVERSIONS.values(), *_ALSO)}
+_TORCH_TYPES = frozenset(t for c in _BY_KERAS.values() for t in c.torch)
 
 
 def torch_to_keras(torch_model, keras_model) -> dict[str, str]:
@@ -399,7 +461,12 @@ def torch_to_keras(torch_model, keras_model) -> dict[str, str]:
     Layouts are converted on the way, one entry of CONVERSIONS per catalogue op:
     Conv2D OIHW -> HWIO, DepthwiseConv2D (C*m, 1, kh, kw) -> (kh, kw, C, m),
     SeparableConv2D from the SeparableConv2d helper's two convs, Dense (out, in)
-    -> (in, out), BatchNormalization gamma, beta, moving mean and variance.
+    -> (in, out), BatchNormalization gamma, beta, moving mean and variance;
+    nn.MultiheadAttention's stacked in_proj (3D, D) -> MultiHeadAttention's query,
+    key and value kernels (D, heads, D/heads), out_proj -> its (heads, D/heads, D)
+    output kernel. A tied fc (`fc n tie=emb`, its weight the embedding's Parameter)
+    has no weight of its own on the Keras side: the ReversibleEmbedding holds the
+    table, and only a bias (the Bias helper) is copied.
 
     A Keras model built with `build_model(training_outputs=True)` receives the
     train-time heads' weights too; the eval model receives those of the eval path
@@ -418,7 +485,7 @@ def torch_to_keras(torch_model, keras_model) -> dict[str, str]:
     for layer in layers:
         path, module = pairs[layer.name]
         kind = type(layer).__name__
-        conversion = CONVERSIONS[_BY_KERAS[kind]]
+        conversion = _BY_KERAS[kind]
         source = type(module).__name__
         if not _is_a(module, conversion.torch):
             raise ValueError(
@@ -606,13 +673,19 @@ def _count_targets(module) -> int:
     return sum(1 for _ in _targets(module))
 
 
-def _targets(module, path: str = ""):
-    """(path, module) of every module that CONVERSIONS maps, in registration order."""
+def _targets(module, path: str = "", seen: set | None = None):
+    """(path, module) of every module that CONVERSIONS maps, in registration order; not a
+    module whose weights all belong to one before it (a tied fc without a bias: its weight
+    is the embedding's table, which Keras' ReversibleEmbedding holds and reuses)."""
+    seen = set() if seen is None else seen
     if _is_target(module):
-        yield path, module
+        own = [id(p) for p in module.parameters()]
+        if not own or not set(own) <= seen:
+            seen.update(own)
+            yield path, module
         return
     for name, child in module.named_children():
-        yield from _targets(child, f"{path}.{name}" if path else name)
+        yield from _targets(child, f"{path}.{name}" if path else name, seen)
 
 
 def _check_torch_modules(module, path: str = "") -> None:
@@ -704,9 +777,13 @@ def _keras_weighted_layers(model) -> list:
         history = tensor._keras_history
         roots.append(history.operation._inbound_nodes[history.node_index])
     result = []
+    seen: set[int] = set()  # a layer called twice (a tied embedding) is listed once
     for node in _depth_first(roots, inputs_of):
         layer = node.operation
         kind = type(layer).__name__
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
         if kind in _BY_KERAS:
             result.append(layer)
         elif layer.weights:

@@ -62,8 +62,10 @@ def layer_shapes(model, module: types.ModuleType, run) -> list[tuple]:
     """(module path, class, output shape) of every layer module, in execution order."""
     nn = need("torch").nn
     helpers = tuple(
-        getattr(module, h) for h in ("SeparableConv2d", "DropPath", "Scale") if hasattr(module, h)
-    )
+        getattr(module, h)
+        for h in ("SeparableConv2d", "DropPath", "Scale", "SelfAttention")
+        if hasattr(module, h)
+    )  # (SelfAttention's out_proj is a weight holder, never called as a module)
     inside_helpers = {
         id(c) for m in model.modules() if isinstance(m, helpers) for c in m.modules() if c is not m
     }
@@ -84,6 +86,17 @@ def layer_shapes(model, module: types.ModuleType, run) -> list[tuple]:
         for h in handles:
             h.remove()
     return seen
+
+
+def example_input(node, batch: int, generator=None):
+    """A random batch for the input `node`: normal values, or token ids below its
+    vocabulary (an input written `1024 tokens of 50257`)."""
+    torch = need("torch")
+    shape = (batch, *node.out_shape)
+    vocab = getattr(node.out_shape, "vocab", None)
+    if vocab is not None:
+        return torch.randint(vocab, shape, generator=generator)
+    return torch.randn(shape, generator=generator)
 
 
 def build_torch(net, source: str | None = None, **params):
@@ -114,7 +127,7 @@ def check_torch(net, backward: bool = False, source: str | None = None, **params
     assert got_buffers == net.total_buffers, (
         f"buffers: inferred {net.total_buffers:,}, PyTorch {got_buffers:,}"
     )
-    inputs = [torch.randn(1, *node.out_shape) for node in net.inputs.values()]
+    inputs = [example_input(node, 1) for node in net.inputs.values()]
 
     def run():
         with torch.no_grad():
@@ -146,7 +159,7 @@ def check_torch(net, backward: bool = False, source: str | None = None, **params
     train_outputs = [o for o in net.outputs if o.train_only]
     if train_outputs or backward:
         model.train()
-        batch = [torch.randn(2, *x.shape[1:]) for x in inputs]
+        batch = [example_input(node, 2) for node in net.inputs.values()]
         result = model(*batch)
         if train_outputs:
             assert isinstance(result, tuple) and len(result) == len(net.outputs)
@@ -180,6 +193,19 @@ def randomise_batchnorm(model, seed: int = 1) -> None:
                     module.weight.copy_(uniform(0.8, 1.2))
                 if module.bias is not None:
                     module.bias.copy_(uniform(-0.1, 0.1))
+
+
+def randomise_token_weights(model, seed: int = 2) -> None:
+    """The weights that token layers start at zero (class tokens, attention biases) drawn
+    at random, so a wrong layout or a dropped weight shows in the outputs."""
+    torch = need("torch")
+    generator = torch.Generator().manual_seed(seed)
+    names = ("ClassToken", "MultiheadAttention")
+    for module in model.modules():
+        if any(cls.__name__ in names for cls in type(module).__mro__):
+            with torch.no_grad():
+                for parameter in module.parameters():
+                    parameter.copy_(0.1 * torch.randn(parameter.shape, generator=generator))
 
 
 # ---- Keras ----------------------------------------------------------------------------------
@@ -217,6 +243,16 @@ def check_keras_model(net, model) -> None:
         f"Keras {model.count_params():,}"
     )
     for node in net.nodes():
+        tie = node.attrs.get("tie")
+        if tie is not None and not node.value("bias"):
+            # a tied fc without a bias is the embedding's layer called again (reverse=True,
+            # its table transposed): no layer of its own; its output is that second call's
+            layer = model.get_layer(keras_name(tie.node))
+            got = {tuple(n.output_tensors[0].shape[1:]) for n in layer._inbound_nodes[1:]}
+            assert node.out_shape in got, (
+                f"{node.id} (tied fc): inferred {node.out_shape}, Keras {got}"
+            )
+            continue
         layer = model.get_layer(keras_name(node))
         got = tuple(layer.output.shape[1:])
         assert got == nhwc(node.out_shape), (
@@ -245,13 +281,11 @@ def compare_outputs(net, torch_model, keras_model, tolerance: float = 1e-4) -> f
         else keras_model
     )
     generator = torch.Generator().manual_seed(0)
-    inputs = [
-        torch.randn((2, *node.out_shape), generator=generator) for node in net.inputs.values()
-    ]
+    inputs = [example_input(node, 2, generator) for node in net.inputs.values()]
     with torch.no_grad():
         expected = torch_model(*inputs)
     expected = (expected[0] if isinstance(expected, tuple) else expected).numpy()
-    feed = [x.numpy().transpose(0, 2, 3, 1) if x.dim() == 4 else x.numpy() for x in inputs]
+    feed = [keras_input(x) for x in inputs]
     got = keras.ops.convert_to_numpy(main(feed if len(feed) > 1 else feed[0], training=False))
     if expected.ndim == 4:
         expected = expected.transpose(0, 2, 3, 1)
@@ -262,6 +296,13 @@ def compare_outputs(net, torch_model, keras_model, tolerance: float = 1e-4) -> f
     if difference > bound:
         difference = _error_beside_float32_rounding(torch_model, inputs, expected, got, bound)
     return difference / max(scale, 1e-6)
+
+
+def keras_input(x):
+    """A PyTorch input as the Keras model takes it: an image NHWC, token ids int32."""
+    if x.dim() == 4:
+        return x.numpy().transpose(0, 2, 3, 1)
+    return x.numpy() if x.is_floating_point() else x.numpy().astype("int32")
 
 
 def _error_beside_float32_rounding(torch_model, inputs, expected, got, bound: float) -> float:
@@ -279,7 +320,8 @@ def _error_beside_float32_rounding(torch_model, inputs, expected, got, bound: fl
     import torch
 
     with torch.no_grad():
-        exact = copy.deepcopy(torch_model).double()(*[x.double() for x in inputs])
+        floats = [x.double() if x.is_floating_point() else x for x in inputs]  # (not ids)
+        exact = copy.deepcopy(torch_model).double()(*floats)
     exact = (exact[0] if isinstance(exact, tuple) else exact).numpy()
     if exact.ndim == 4:
         exact = exact.transpose(0, 2, 3, 1)
@@ -314,4 +356,5 @@ def check_backends(net, keras: bool = True, values: bool = True, backward: bool 
     if keras:
         if values:
             randomise_batchnorm(torch_model)
+            randomise_token_weights(torch_model)
         check_keras(net, torch_model if values else None)

@@ -39,7 +39,13 @@ fit, merged branches agree, channel counts divide their groups. Programs mix
   `tnest`, which passes its tensor on and calls `cell(in, c)`), called on named values
   of the current height and width (or the network's `in`), often several in a row;
 * named values, several outputs (eval and train-time, tapped or computed), and
-  flat tails (fc, bn, merges of flat tensors) or flat inputs.
+  flat tails (fc, bn, merges of flat tensors) or flat inputs;
+* token sequences: an image cut into patches (`patch_embed`) or read as tokens
+  (`tokens`), token-id inputs (`input N tokens of V` + `embedding`), then class tokens,
+  position embeddings, self-attention (heads dividing D, with or without bias, causal),
+  fc / layernorm / layer_scale / activations per token, residual and merged branches of
+  tokens, a generated encoder block, back to an image (`image h w`) when the tokens still
+  fill the grid, and a head that pools the tokens or a tied output layer.
 """
 
 from __future__ import annotations
@@ -976,6 +982,117 @@ def _flat_tail(draw, features: int) -> tuple[str, int]:
     return " + ".join(terms), features
 
 
+TOKEN_BLOCK = """\
+block tenc(h, m=2, causal=false) =
+    add(id, layernorm + attention h causal=causal) + add(id, layernorm + fc (m * in.d) + gelu + fc in.d)
+"""
+
+
+def _heads(draw, d: int) -> int:
+    return draw(st.sampled_from([h for h in range(1, min(d, 8) + 1) if d % h == 0]))
+
+
+@st.composite
+def _token_terms(draw, n: int, d: int, causal_only: bool = False) -> tuple[list[str], int, int]:
+    """Layers on N tokens of D; returns (terms, N, D). Causal attention only with
+    `causal_only` (a language model), where nothing is prepended either."""
+    terms = []
+    for _ in range(draw(st.integers(1, 5))):
+        kind = draw(
+            st.sampled_from(
+                ["attention", "fc", "norm", "act", "residual", "merge", "block", "cls", "pos"]
+            )
+        )
+        if kind == "attention":
+            h = _heads(draw, d)
+            extra = draw(st.sampled_from(["", " bias=false", " dropout=0.1"]))
+            causal = " causal=true" if causal_only or draw(st.integers(0, 3)) == 0 else ""
+            terms.append(f"attention {h}{extra}{causal}")
+        elif kind == "fc":
+            d = draw(st.integers(1, 24))
+            terms.append(f"fc {d}" + draw(st.sampled_from(["", " bias=false", " act=gelu"])))
+        elif kind == "norm":
+            terms.append(
+                draw(st.sampled_from(["layernorm", "layernorm eps=1e-6", "layer_scale 0.5"]))
+            )
+        elif kind == "act":
+            terms.append(
+                draw(
+                    st.sampled_from(
+                        [
+                            "gelu",
+                            "gelu approximate=true",
+                            "relu",
+                            "dropout 0.1",
+                            "drop_path 0.1",
+                            "softmax",
+                            "tanh",
+                            "scale 0.5",
+                        ]
+                    )
+                )
+            )
+        elif kind == "residual":
+            h = _heads(draw, d)
+            causal = " causal=true" if causal_only else ""
+            terms.append(f"add(id, layernorm + attention {h}{causal})")
+        elif kind == "merge":
+            op = draw(st.sampled_from(["add", "mul", "mean"]))
+            terms.append(f"{op}(fc {d}, id, fc {d} + sigmoid)")
+        elif kind == "block":
+            causal = ", causal=true" if causal_only else ""
+            terms.append(f"tenc({_heads(draw, d)}, {draw(st.integers(1, 3))}{causal})")
+        elif kind == "cls" and not causal_only:
+            k = draw(st.integers(1, 2))
+            terms.append(f"cls_token {k}" if k > 1 else "cls_token")
+            n += k
+        else:
+            terms.append(draw(st.sampled_from(["pos_embed", f"pos_embed {n}"])))
+    return terms, n, d
+
+
+@st.composite
+def _token_program(draw, header: str) -> str:
+    """An image cut into tokens, or token ids, through token layers to a head."""
+    lines = [PRELUDE + TOKEN_BLOCK, header]
+    if draw(st.integers(0, 2)) == 0:  # a language model
+        n, vocab, d = draw(st.integers(1, 12)), draw(st.integers(2, 40)), draw(st.integers(1, 16))
+        lines += [f"    input {n} tokens of {vocab}", f"    emb = embedding {d}"]
+        width = d  # a tied output layer reads the embedding's width
+        terms, n, d = draw(_token_terms(n, d, causal_only=True))
+        lines.append("    emb + " + " + ".join(terms))
+        if draw(st.booleans()):
+            lines.append(
+                f"    layernorm + fc {width} + fc {vocab} bias=false tie=emb"
+                if draw(st.booleans())
+                else f"    fc {width} + fc {vocab} tie=emb"
+            )
+        else:
+            lines.append("    token_pool mean + fc classes")
+        return "\n".join(lines) + "\n"
+    c, p = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    gh, gw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    lines.append(f"    input {c}x{gh * p}x{gw * p}")
+    if draw(st.booleans()):
+        d = draw(st.integers(1, 16))
+        start = f"patch_embed {d} {p}" + draw(st.sampled_from(["", " bias=false"]))
+    else:
+        d, start = c, "conv1 " + str(c) + " + maxpool " + str(p) if p > 1 else "tokens"
+        if start != "tokens":
+            start += " + tokens"
+    n = gh * gw
+    terms, n2, d = draw(_token_terms(n, d))
+    lines.append(f"    {start} + " + " + ".join(terms))
+    if n2 == n and draw(st.booleans()):  # back to an image, and on
+        lines.append(f"    image {gh} {gw} + conv3 {draw(st.integers(1, 6))} + tokens")
+    lines.append(
+        "    "
+        + draw(st.sampled_from(["token_pool", "token_pool mean", "flatten"]))
+        + " + fc classes"
+    )
+    return "\n".join(lines) + "\n"
+
+
 @st.composite
 def programs(draw, torch_only: bool = False) -> str:
     """The text of a random valid netdsl program.
@@ -995,6 +1112,8 @@ def programs(draw, torch_only: bool = False) -> str:
         )
     )
     uses_params = "width" in header
+    if draw(st.integers(0, 7)) == 0:  # tokens and attention
+        return draw(_token_program(header))
     if draw(st.integers(0, 9)) == 0:  # a flat input
         features = draw(st.integers(1, 24))
         tail, out = draw(_flat_tail(features))

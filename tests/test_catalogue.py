@@ -20,8 +20,9 @@ from netdsl.layers import CATALOGUE, MERGES, ops, spec_of
 OPS = ops()
 TOUR = """\
 network tour:
-    input 8x20x20
-    conv 16 k=3 p=same g=2 bias=false + bn + relu
+    input img 8x20x20
+    input ids 12 tokens of 40
+    a = img + conv 16 k=3 p=same g=2 bias=false + bn + relu
     + add(id, dwconv3 + bn eps=1e-3 scale=false + relu6)
     + concat(sepconv3 8 + leaky_relu 0.1, conv1 8 + elu, maxpool 3 s=1 p=1 + lrn)
     + mul(id, gap + conv1 32 + sigmoid)
@@ -37,6 +38,17 @@ network tour:
     + tanh + hardsigmoid + scale 0.5 + drop_path 0.1 + dropout 0.2
     + adaptive_avgpool (3, 3) + adaptive_maxpool 2 + gmp + flatten
     + fc 12 + concat(chunk(3, 0), channels(5, 11)) + layernorm + layer_scale 2.0 + softmax
+    # tokens: a small ViT, attention on an image's positions and back, a tied language model
+    v = img + patch_embed 16 4 + cls_token 2 + pos_embed 27 + dropout 0.1
+    + add(id, layernorm eps=1e-6 + attention 4 dropout=0.1 + drop_path 0.1)
+    + add(id, layernorm + fc 32 + gelu approximate=true + fc 16 + layer_scale 0.5)
+    + mean(scale 0.5, relu) + token_pool cls + fc 10
+    t = img + tokens + attention 2 bias=false causal=true + softmax + image 20 + conv1 4
+    + gap + flatten + fc 10
+    e = ids + embedding 16
+    w = e + mul(id, sigmoid) + attention 2 causal=true + fc 40 tie=e + token_pool mean + fc 10
+    f = e + layernorm + flatten + fc 10
+    add(a, v, t, w, f)
 """
 
 

@@ -26,7 +26,7 @@ import gc
 import importlib.util
 
 import pytest
-from backends import check_keras_model, randomise_batchnorm
+from backends import check_keras_model, example_input, keras_input, randomise_batchnorm
 from conftest import ARCHITECTURES, need
 
 from netdsl import compile_file
@@ -67,6 +67,9 @@ INPUTS = {
     "fcn_resnet50": (3, 67, 67),  # 9x9 maps, bilinear back to 67x67 (not a whole multiple)
 }
 DEFAULT_INPUT = (3, 48, 48)
+# networks of token ids (no image size to reduce): a small configuration instead; the
+# full-size GPT-2 is tests/test_tokens_cross_backend.py's slow test
+PARAMS = {"gpt2": {"context": 32, "vocab": 256, "dim": 64, "depth": 2, "heads": 2}}
 NATIVE = {
     "lenet5",
     "highway",
@@ -99,8 +102,8 @@ def test_torch_and_keras_agree(name, tmp_path):
     path = ARCHITECTURES / f"{name}.net"
     if not path.exists():
         pytest.skip(f"{path.name} is not in the zoo yet")
-    shape = None if name in NATIVE else INPUTS.get(name, DEFAULT_INPUT)
-    net = compile_file(path, input_shape=shape)
+    shape = None if name in NATIVE or name in PARAMS else INPUTS.get(name, DEFAULT_INPUT)
+    net = compile_file(path, params=PARAMS.get(name), input_shape=shape)
     torch_file, keras_file = tmp_path / f"{name}_torch.py", tmp_path / f"{name}_keras.py"
     torch_file.write_text(get_emitter("torch").emit_model(net))
     keras_file.write_text(get_emitter("keras").emit_model(net))
@@ -119,12 +122,10 @@ def test_torch_and_keras_agree(name, tmp_path):
         torch_to_keras(torch_model, model)
         main = keras.Model(model.input, model.outputs[0]) if aux else model
         generator = torch.Generator().manual_seed(0)
-        inputs = [
-            torch.randn((1, *node.out_shape), generator=generator) for node in net.inputs.values()
-        ]
+        inputs = [example_input(node, 1, generator) for node in net.inputs.values()]
         with torch.no_grad():
             expected = torch_model(*inputs).numpy()
-        feed = [x.numpy().transpose(0, 2, 3, 1) if x.dim() == 4 else x.numpy() for x in inputs]
+        feed = [keras_input(x) for x in inputs]  # NHWC images, int32 token ids
         got = keras.ops.convert_to_numpy(main(feed if len(feed) > 1 else feed[0], training=False))
         expected = expected.transpose(0, 2, 3, 1) if expected.ndim == 4 else expected
         assert got.shape == expected.shape

@@ -386,3 +386,121 @@ def test_a_condition_on_the_block_input_reads_the_block_input():
             "network n:\n    input 2x8x8\n    rb(2) + conv1 3 + rb(7) + gap + fc 2\n"
         )
     )
+
+
+# ---- tokens (issue 17) ----------------------------------------------------------------------
+
+SMALL_GPT = {"context": 32, "vocab": 256, "dim": 64, "depth": 2, "heads": 2}
+
+
+def test_token_networks_read_like_keras():
+    """Keras' own layers where they are exact: MultiHeadAttention (as self-attention), the
+    ReversibleEmbedding whose reverse call is the tied output layer, int32 token ids."""
+    gpt = keras_source(compile_file(ARCHITECTURES / "gpt2.net", params=SMALL_GPT))
+    assert 'inputs = keras.Input(shape=INPUT_SHAPE, dtype="int32", name=' in gpt
+    assert "INPUT_SHAPE = (32,)  # (N,) token ids of one example" in gpt
+    assert "VOCAB = 256" in gpt
+    assert "class SelfAttention(layers.MultiHeadAttention):" in gpt
+    assert "heads, out.shape[-1] // heads, dropout=p, causal=True" in gpt
+    assert 'wte_layer = layers.ReversibleEmbedding(vocab, dim, name="wte")' in gpt
+    assert "wte = wte_layer(idx)" in gpt
+    assert "wte_layer(hidden, reverse=True)  # 32x256: wte's table, transposed (tied)" in gpt
+    assert 'GELU(approximate=True, name=f"{name}_gelu")' in gpt
+    assert "keras.random.randint((1, *INPUT_SHAPE), 0, VOCAB)" in gpt
+    vit = keras_source(
+        compile_text(
+            "network vit(patch=16, dim=768):\n    input 3x224x224\n"
+            "    patch_embed dim patch + cls_token + pos_embed + token_pool cls + gelu\n"
+        )
+    )
+    assert 'layers.Conv2D(dim, patch, strides=patch, name="patch_embed_conv")(x)' in vit
+    assert 'layers.Reshape((-1, dim), name="patch_embed")(x)  # 196x768' in vit
+    assert 'x = ClassToken(name="cls_token")(x)  # 197x768' in vit
+    assert 'x = PositionEmbedding(name="pos_embed")(x)  # 197x768' in vit
+    assert 'x = FirstToken(name="token_pool")(x)  # 768' in vit
+    assert 'layers.Activation("gelu", name="gelu")' in vit  # the exact (erf) form
+
+
+def test_image_and_tokens_are_reshapes_in_pytorch_order():
+    source = keras_source(
+        compile_text(
+            "network n:\n    input 3x4x6\n    tokens + fc 8 + image 2 + conv1 4 + tokens\n"
+            "    + token_pool mean\n"
+        )
+    )
+    assert 'layers.Reshape((-1, 3), name="tokens1")' in source
+    assert 'layers.Reshape((2, 12, -1), name="image")' in source
+    assert 'layers.GlobalAveragePooling1D(name="token_pool")' in source
+
+
+def test_a_tied_fc_with_a_bias_adds_its_own():
+    source = keras_source(
+        compile_text(
+            "network n:\n    input 8 tokens of 20\n    e = embedding 4\n    e + fc 20 tie=e\n"
+        )
+    )
+    assert '    e_layer = layers.ReversibleEmbedding(20, 4, name="embedding")\n' in source
+    assert "    e = e_layer(e, reverse=True)  # embedding's table, transposed (tied)\n" in source
+    assert '    e = Bias(name="fc")(e)  # 8x20\n' in source
+    assert "class Bias(layers.Layer):" in source
+
+
+@pytest.mark.slow
+def test_token_models_run_and_train_with_the_torch_backend(tmp_path):
+    """A small GPT (causal attention, tied output) and a small ViT build, run, train a step
+    and run as scripts (`python model.py`: token ids for the example) with KERAS_BACKEND=torch."""
+    need("torch")
+    need("keras")
+    gpt = compile_file(ARCHITECTURES / "gpt2.net", params=SMALL_GPT)
+    vit = compile_file(
+        ARCHITECTURES / "vit.net",
+        params={"dim": 32, "depth": 1, "heads": 4, "mlp": 64, "classes": 5},
+        input_shape=(3, 32, 32),
+    )
+    (tmp_path / "gpt.py").write_text(keras_source(gpt))
+    (tmp_path / "vit.py").write_text(keras_source(vit))
+    script = textwrap.dedent("""
+        import numpy as np, keras, gpt, vit
+        assert keras.config.backend() == "torch"
+        rng = np.random.default_rng(0)
+        model = gpt.build_model()
+        ids = rng.integers(0, 256, (2, 32)).astype("int32")
+        y = keras.ops.convert_to_numpy(model(ids, training=False))
+        assert y.shape == (2, 32, 256) and np.isfinite(y).all()
+        model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.train_on_batch(ids, rng.integers(0, 256, (2, 32)))
+        print("gpt", model.count_params())
+        model = vit.build_model()
+        x = rng.standard_normal((2, 32, 32, 3)).astype("float32")
+        model.compile(optimizer="sgd", loss="mse")
+        model.train_on_batch(x, np.zeros((2, 5), "float32"))
+        print("vit", model.count_params())
+    """)
+    env = dict(os.environ, KERAS_BACKEND="torch", PYTHONPATH=str(tmp_path))
+    runs = [[sys.executable, "-c", script], [sys.executable, "gpt.py"]]
+    outputs = []
+    for command in runs:
+        done = subprocess.run(
+            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        outputs.append(done.stdout)
+    assert f"gpt {gpt.total_params}" in outputs[0] and f"vit {vit.total_params}" in outputs[0]
+    assert "gpt2: 118,528 parameters, output (1, 32, 256)" in outputs[1]
+
+
+@pytest.mark.parametrize(
+    ("line", "column", "message"),
+    [
+        ("e + [add(id, fc 20 tie=e + fc 4)]*2", 18, "cannot tie this fc to `e`"),
+        ("e + fc 20 tie=e bias=b", 9, "cannot tie an fc whose bias is an expression"),
+    ],
+)
+def test_a_tie_keras_cannot_write_is_a_located_error(line, column, message):
+    net = compile_text(
+        f"network n(b=true):\n    input 8 tokens of 20\n    e = embedding 4\n    {line}\n"
+    )
+    with pytest.raises(NetdslError) as info:
+        keras_source(net)
+    assert message in str(info.value)
+    assert (info.value.span.line, info.value.span.column) == (4, column)

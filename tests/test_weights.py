@@ -388,3 +388,36 @@ def test_load_by_order_keeps_equal_modules_in_order_around_a_moved_one():
     x = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert all(torch.equal(a, b) for a, b in zip(ours(x), reference(x)))
+
+
+# ---- tokens: the tied output layer ----------------------------------------------------------
+
+TIED = "network lm:\n    input 8 tokens of 20\n    e = embedding 4\n    e + tanh + fc 20 tie=e{}\n"
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_a_tied_fc_takes_the_table_from_the_embedding(bias):
+    """PyTorch's tied Linear shares the embedding's Parameter; Keras' ReversibleEmbedding
+    holds the table once and its reverse call is the fc. Only the fc's bias (the Keras Bias
+    helper) is the fc's own."""
+    net, mapping, difference = crossed(TIED.format("" if bias else " bias=false"))
+    assert difference <= 1e-4
+    assert mapping == (
+        {"embedding": "embedding", "fc": "fc"} if bias else {"embedding": "embedding"}
+    )
+
+
+def test_an_untied_pytorch_fc_is_not_taken_for_a_tied_one():
+    """The fc's weight is left out of the Keras model only where PyTorch's IS the embedding's."""
+    keras = need("keras")
+    from netdsl.weights import torch_to_keras
+
+    _, torch_model = build_torch(compile_text(TIED.replace(" tie=e", "").format(" bias=false")))
+    _, keras_model = build_keras(compile_text(TIED.format(" bias=false")))
+    try:
+        with pytest.raises(ValueError, match="PyTorch module 'fc' .* no Keras counterpart"):
+            torch_to_keras(torch_model, keras_model)
+    finally:
+        del keras_model
+        keras.backend.clear_session()
+        gc.collect()

@@ -28,6 +28,12 @@ computes, on channels-last tensors:
 * BatchNormalization: PyTorch's epsilon, and momentum = 1 - PyTorch's momentum.
 * placement (@gpu/@cpu) has no per-layer equivalent on every Keras backend: it is
   noted in the module docstring and the layers' comments, not dropped silently.
+* token sequences are (batch, N, D), PyTorch's batch-first layout: `tokens` and
+  `image` are Reshapes (NHWC's row-major positions are PyTorch's flatten(2) order),
+  `patch_embed` a Conv2D with kernel = stride = p then a Reshape, `attention` Keras'
+  MultiHeadAttention called as self-attention (a `SelfAttention` subclass; causal:
+  its causal mask), token ids an int32 input. A tied `fc n tie=emb` is the
+  embedding's `ReversibleEmbedding` called again with reverse=True: one table.
 * train-time outputs (auxiliary classifiers): `build_model()` returns the eval model;
   `build_model(training_outputs=True)` also builds the heads and returns them as extra
   outputs after the main one, for training with their loss weights.
@@ -46,9 +52,21 @@ from functools import cache
 
 from ..errors import NetdslError
 from ..ir import Node
-from ..layers import TensorSize, pair, spec_of, zeropad_sides
+from ..layers import TensorSize, pair, shape_kind, spec_of, zeropad_sides
 from ..resources import helper_names, templates_dir
-from ..symbolic import BoolOp, Cmp, Const, Expr, Not, Num, Sym, Tup, binary
+from ..symbolic import (
+    BoolOp,
+    Cmp,
+    Const,
+    Expr,
+    Not,
+    Num,
+    Sym,
+    Tup,
+    binary,
+    channel_axis,
+    channels_of,
+)
 from . import format as fmt
 from .base import (
     Body,
@@ -82,6 +100,8 @@ from .padding import (
 
 INDENT = fmt.INDENT
 LINE = fmt.LINE
+# trailers of a layer call that are not its input: a kept embedding layer, and its reuse
+_TABLE, _TIED = "<table>", "<tied>"
 
 # names the generated module defines or imports, and build_model's own: variables and
 # functions avoid them
@@ -120,6 +140,9 @@ class FileContext(FileHeader):
     builder_doc: list[str]
     builder_body: list[str]
     outputs: int
+    input_comment: str
+    vocab: int | None  # the input's vocabulary where it is token ids
+    vocabs: str | None  # {input: vocabulary} of the inputs that are token ids, for several
 
 
 @cache
@@ -127,6 +150,25 @@ def _uses_ops(helper: str) -> bool:
     """Whether a helper computes with keras.ops (the file then imports it)."""
     text = (templates_dir() / "keras" / "helpers" / f"{helper}.py.j2").read_text("utf-8")
     return "ops." in text
+
+
+def _ids(node: Node) -> bool:
+    """Whether an input holds token ids (integers below a vocabulary)."""
+    return shape_kind(node.out_shape) == "ids"
+
+
+def _input_text(net) -> dict:
+    """The comment on INPUT_SHAPE, and the vocabularies of inputs that are token ids."""
+    first_name, first = next(iter(net.inputs.items()))
+    comment = {
+        "ids": "(N,) token ids of one example",
+        "tokens": "(N, D) tokens of one example",
+    }.get(shape_kind(first.out_shape), "(H, W, C) of one example")
+    vocabs = {name: n.out_shape.vocab for name, n in net.inputs.items() if _ids(n)}
+    if len(net.inputs) > 1:
+        text = ", ".join(f"{fmt.py_str(k)}: {v}" for k, v in vocabs.items())
+        return dict(input_comment=comment, vocab=None, vocabs=text or None)
+    return dict(input_comment=comment, vocab=vocabs.get(first_name), vocabs=None)
 
 
 def keras_name(node: Node) -> str:
@@ -190,6 +232,10 @@ class _Writer:
         self.functions: dict[int, str] = {}
         self._param_names: dict[int, dict[str, str]] = {}
         self.var_names = self._all_variables()
+        # embeddings whose table an fc reuses (`fc n tie=emb`)
+        self._tied = {
+            id(n.attrs["tie"].node) for n in self.net.nodes() if n.attrs.get("tie") is not None
+        }
         reserved = set(_MODULE_NAMES) | self.var_names | _AMBIGUOUS
         taken = set(reserved)
         for cls in program.classes:
@@ -317,6 +363,7 @@ class _Writer:
             builder_doc=doc,
             builder_body=body,
             outputs=n_outputs,
+            **_input_text(net),
         )
 
     # -- functions ---------------------------------------------------------------------------
@@ -367,15 +414,20 @@ class _Writer:
         node_inputs = list(net.inputs.items())
         input_vars = cls.inputs
         if len(node_inputs) == 1:
-            (input_name, _), var = node_inputs[0], input_vars[0]
-            body.append(f'{pad}inputs = keras.Input(shape=INPUT_SHAPE, name="{input_name}")')
+            (input_name, node), var = node_inputs[0], input_vars[0]
+            dtype = ', dtype="int32"' if _ids(node) else ""  # token ids
+            body += fmt.assignment(
+                "inputs", f'keras.Input(shape=INPUT_SHAPE{dtype}, name="{input_name}")', 1
+            )
             body.append(f"{pad}{fn.var(var)} = inputs")
             self._register(net.inputs[input_name], "")
         else:
             for (input_name, node), var in zip(node_inputs, input_vars):
-                body.append(
-                    f"{pad}{fn.var(var)} = keras.Input(shape=INPUT_SHAPES"
-                    f'["{input_name}"], name="{input_name}")'
+                dtype = ', dtype="int32"' if _ids(node) else ""
+                body += fmt.assignment(
+                    fn.var(var),
+                    f'keras.Input(shape=INPUT_SHAPES["{input_name}"]{dtype}, name="{input_name}")',
+                    1,
                 )
                 self._register(node, "")
             body.append(f"{pad}inputs = [{', '.join(fn.var(v) for v in input_vars)}]")
@@ -418,6 +470,10 @@ class _Writer:
             self._records[key] = sorted(unit.items, key=lambda item: self._order[id(item[0])])
         return self._records[key]
 
+    def tied(self, nodes: list[Node]) -> bool:
+        """Whether an fc reuses the table of one of these embedding nodes."""
+        return any(id(n) in self._tied for n in nodes)
+
     def nonneg(self, node: Node) -> bool:
         return non_negative(node, self.nonneg_memo)
 
@@ -454,6 +510,7 @@ class _Function:
         self.channel_vars.update((name, name) for name in self.tensor_channels)
         self.taken |= {self.var(v) for v in cls.inputs}
         self.loop_depth = 0
+        self.tables: dict[int, str] = {}  # id of a tied embedding node -> its layer's variable
 
     # -- names ---------------------------------------------------------------------------------
 
@@ -622,7 +679,7 @@ class _Function:
         for i, d in enumerate(first_shape):
             if len({values[i] for values, _, _ in shapes}) == 1:
                 dims.append(str(d.value))
-            elif i == 0:
+            elif i == channel_axis(first_shape):  # C, or a token's D
                 e = d.expr.subst(self.renames) if self.renames else d.expr
                 # a loop's iteration channels read as C
                 e = e.subst({s: Sym("C") for s in e.symbols if is_loop_symbol(s)})
@@ -672,10 +729,27 @@ class _Function:
         current = inp
         comment = self._comment(unit)
         for i, (func, args, suffix, trailer) in enumerate(calls):
+            last = i == len(calls) - 1
+            if trailer == _TIED:  # an embedding's table, transposed: its layer, called again
+                lines += self._tied(nodes, current, out, ctx.indent, comment if last else "")
+                current = out
+                continue
             for n in nodes:
                 self.w._register(n, suffix)
             name = self.name_text(ctx.prefix, local + suffix if local else suffix.lstrip("_"))
-            last = i == len(calls) - 1
+            if trailer == _TABLE:  # the layer object is kept: a tied fc calls it again
+                table = fresh_name(f"{out}_layer", self.taken, numbered=True)
+                self.taken.add(table)
+                for n in nodes:
+                    self.tables[id(n)] = table
+                lines += _call_statement(table, func, args + [f"name={name}"], ctx.indent, "")
+                lines += fmt.with_comment(
+                    [f"{INDENT * ctx.indent}{out} = {table}({current})"],
+                    comment if last else "",
+                    ctx.indent,
+                )
+                current = out
+                continue
             lines += _statement(
                 out,
                 func,
@@ -686,6 +760,23 @@ class _Function:
             )
             current = out
         return lines
+
+    def _tied(self, nodes: list[Node], inp: str, out: str, indent: int, comment: str) -> list[str]:
+        """`fc n tie=emb`: the embedding's layer projecting back (its table transposed)."""
+        tables = {self.tables.get(id(n.attrs["tie"].node)) for n in nodes}
+        if len(tables) != 1 or None in tables:
+            name = nodes[0].attrs["tie"].name
+            raise NetdslError(
+                f"the keras backend cannot tie this fc to `{name}`: the fc must be written "
+                "in the function that calls the embedding's layer (`emb(x, reverse=True)`)",
+                nodes[0].span,
+                hint="write the embedding and `fc ... tie=` in the same block, or both in the "
+                "network, outside repeats",
+            )
+        (table,) = tables
+        statement = f"{INDENT * indent}{out} = {table}({inp}, reverse=True)"
+        note = f"{keras_name(nodes[0].attrs['tie'].node)}'s table, transposed (tied)"
+        return fmt.with_comment([statement], f"{comment}: {note}" if comment else note, indent)
 
     def _kw(self, name: str, value, default, **ctx) -> list[str]:
         if is_default(value, default):
@@ -719,7 +810,9 @@ class _Function:
         inp = ins[0]
         args = list(ins)  # the input, then the block's tensor parameters
         call_args = _call_values(cls, unit.args)
-        in_channels = unit.scope.in_shape[0].expr if unit.scope and unit.scope.in_shape else None
+        in_channels = (
+            channels_of(unit.scope.in_shape).expr if unit.scope and unit.scope.in_shape else None
+        )
         renamed = self.w.param_names(cls)
         for keyword_, value in call_args:
             text = self.arg_text(value, in_var=inp, in_channels=in_channels)
@@ -756,7 +849,7 @@ class _Function:
 
     def repeat(self, unit: Unit, ctx: _Ctx, inp: str, out: str, local: str) -> list[str]:
         pad = INDENT * ctx.indent
-        in_channels = unit.scope.in_shape[0].expr if unit.scope.in_shape else None
+        in_channels = channels_of(unit.scope.in_shape).expr if unit.scope.in_shape else None
         count = self.expr(unit.count, in_var=inp, in_channels=in_channels)
         lines: list[str] = []
         if inp != out:
@@ -798,7 +891,7 @@ class _Function:
 
     def cond(self, unit: Unit, ctx: _Ctx, inp: str, out: str, local: str) -> list[str]:
         pad = INDENT * ctx.indent
-        in_channels = unit.scope.in_shape[0].expr if unit.scope.in_shape else None
+        in_channels = channels_of(unit.scope.in_shape).expr if unit.scope.in_shape else None
         prefix = ctx.prefix + ((("lit", local),) if local else ())
         inner = _Ctx(prefix, ctx.indent + 1)
         cond = unit.cond
@@ -823,7 +916,9 @@ class _Function:
         return lines + self._body(body, same, inp, out, in_channels, self._comment(unit))
 
     def module(self, unit: Unit, ctx: _Ctx, inp: str, out: str, local: str) -> list[str]:
-        in_channels = unit.scope.in_shape[0].expr if unit.scope and unit.scope.in_shape else None
+        in_channels = (
+            channels_of(unit.scope.in_shape).expr if unit.scope and unit.scope.in_shape else None
+        )
         if unit.scope is not None and unit.scope.kind == "repeat":
             # iterations that differ: written out one after another
             lines: list[str] = []
@@ -854,7 +949,7 @@ def _call_values(cls: ClassModel, args: list) -> list:
 
 
 def _ratio(shapes: list, i: int) -> str:
-    letter = "HW"[i - 1] if i <= 2 else "?"
+    letter = "N" if len(shapes[0][0]) < 3 else "HW"[i - 1] if i <= 2 else "?"
     pairs = set()
     for values, _, owner in shapes:
         if not owner.in_shape or len(owner.in_shape) <= i:
@@ -886,7 +981,7 @@ class _LayerCall:
         self.a = node.attrs
         self.inp = inp
         self.like = like  # the variable of the tensor a `size=x` reads (its static shape)
-        self.channels = node.in_shapes[0][0].expr if node.in_shapes else None
+        self.channels = channels_of(node.in_shapes[0]).expr if node.in_shapes else None
 
     def e(self, value) -> str:
         return self.fn.expr(value, in_var=self.inp, in_channels=self.channels)
@@ -1043,6 +1138,17 @@ def _adaptive_pool(c: _LayerCall) -> list:
 
 
 def _fc(c: _LayerCall) -> list:
+    if c.a.get("tie") is not None:  # the embedding's table, transposed; a bias of its own
+        if is_default(c.a["bias"], False):
+            return [("", [], "", _TIED)]
+        if not is_default(c.a["bias"], True):
+            raise NetdslError(
+                "the keras backend cannot tie an fc whose bias is an expression: its bias is "
+                "a layer of its own, there or not",
+                c.node.span,
+                hint="write bias=true or bias=false; the torch target supports it",
+            )
+        return [("", [], "", _TIED), (c.helper("Bias"), [], "", None)]
     calls = []
     if len(c.node.in_shapes[0]) == 3:
         calls.append(("layers.Flatten", [], "_flatten", None))
@@ -1053,7 +1159,7 @@ def _fc(c: _LayerCall) -> list:
 
 
 def _flatten(c: _LayerCall) -> list:
-    if len(c.node.in_shapes[0]) == 1:
+    if len(c.node.in_shapes[0]) < 3:  # features, or tokens (N, D): n * D + d in both
         return [("layers.Flatten", [], "", None)]
     calls = []
     if any(n.in_shapes[0][1].value * n.in_shapes[0][2].value > 1 for n in c.nodes):
@@ -1189,6 +1295,88 @@ def _upsample(c: _LayerCall) -> list:
     return [("layers.Resizing", [e(h), e(w), *nearest], "", None)]
 
 
+# ---- tokens: (batch, N, D), PyTorch's batch-first layout, so no layout change --------------
+
+
+def _tokens(c: _LayerCall) -> list:
+    """(H, W, C) to (H x W, C): NHWC's row-major positions are PyTorch's flatten(2) order."""
+    return [("layers.Reshape", [f"(-1, {c.e(c.channels)})"], "", None)]
+
+
+def _image(c: _LayerCall) -> list:
+    """(N, D) to (h, w, D): token i * w + j to row i, column j (PyTorch's transpose(1, 2)
+    and reshape to D x h x w)."""
+    a, e, inp = c.a, c.e, c.inp
+    grids = {tuple(n.out_shape[1:]) for n in c.nodes}
+    same = len(grids) == 1
+    ((h, w),) = grids if same else ((None, None),)
+    if a["h"] is not None:
+        h_text = e(a["h"])
+    elif same:
+        h_text = str(h)
+    elif a["w"] is not None:
+        h_text = e(a["w"])  # (h = w where only w is given)
+    else:
+        h_text = f"round({inp}.shape[1] ** 0.5)"  # a square grid
+    if a["w"] is not None:
+        w_text = e(a["w"])
+    elif same:
+        w_text = str(w)
+    else:
+        w_text = f"{inp}.shape[1] // {h_text}"
+    return [("layers.Reshape", [f"({h_text}, {w_text}, -1)"], "", None)]
+
+
+def _patch_embed(c: _LayerCall) -> list:
+    """A conv with kernel = stride = p, then its positions as tokens (torchvision's
+    conv_proj, then flatten(2).transpose(1, 2))."""
+    a, e = c.a, c.e
+    args = [e(a["d"]), e(a["p"]), f"strides={e(a['p'])}"]
+    if not is_default(a["bias"], True):
+        args.append(f"use_bias={e(a['bias'])}")
+    return [
+        ("layers.Conv2D", args, "_conv", None),
+        ("layers.Reshape", [f"(-1, {e(a['d'])})"], "", None),
+    ]
+
+
+def _attention(c: _LayerCall) -> list:
+    """Keras' MultiHeadAttention on (x, x, x): the same projections, scaling, softmax and
+    dropout as nn.MultiheadAttention (weights converted by netdsl.weights)."""
+    a, e = c.a, c.e
+    heads = e(a["heads"])
+    dims = {int(n.in_shapes[0][1].value) for n in c.nodes}
+    if heads.isdigit() and len(dims) == 1:
+        key_dim = str(dims.pop() // int(heads))
+    else:  # D / heads, D read from the tokens
+        key_dim = f"{c.inp}.shape[-1] // {heads}"
+    args = [heads, key_dim]
+    args += c.kw("dropout", a["dropout"], 0.0)
+    args += c.kw("use_bias", a["bias"], True)
+    args += c.kw("causal", a["causal"], False)
+    return [(c.helper("SelfAttention"), args, "", None)]
+
+
+def _token_pool(c: _LayerCall) -> list:
+    if c.a["mode"] == "mean":
+        return [("layers.GlobalAveragePooling1D", [], "", None)]
+    return [(c.helper("FirstToken"), [], "", None)]
+
+
+def _gelu(c: _LayerCall) -> list:
+    if is_default(c.a["approximate"], False):
+        return [("layers.Activation", ['"gelu"'], "", None)]
+    return [(c.helper("GELU"), [f"approximate={c.e(c.a['approximate'])}"], "", None)]
+
+
+def _embedding(c: _LayerCall) -> list:
+    a, e = c.a, c.e
+    args = [e(a["vocab"]), e(a["d"])]
+    if c.fn.w.tied(c.nodes):  # an fc projects back with its table: the layer is kept
+        return [("layers.ReversibleEmbedding", args, "", _TABLE)]
+    return [("layers.Embedding", args, "", None)]
+
+
 LAYERS = {
     "conv": _conv,
     "dwconv": _conv,
@@ -1233,10 +1421,18 @@ LAYERS = {
     "elu": _with_arg("layers.ELU", "alpha", "alpha", 1.0),
     "sigmoid": _activation("sigmoid"),
     "tanh": _activation("tanh"),
-    "gelu": _activation("gelu"),
+    "gelu": _gelu,
     "silu": _activation("silu"),
     "hardswish": _activation("hard_swish"),
     "hardsigmoid": _activation("hard_sigmoid"),
+    "tokens": _tokens,
+    "image": _image,
+    "patch_embed": _patch_embed,
+    "cls_token": lambda c: [(c.helper("ClassToken"), c.kw("n", c.a["n"], 1), "", None)],
+    "pos_embed": lambda c: [(c.helper("PositionEmbedding"), [], "", None)],
+    "attention": _attention,
+    "token_pool": _token_pool,
+    "embedding": _embedding,
 }
 MERGES = {  # merge op -> (layer class, arguments)
     "concat": ("layers.Concatenate", ["axis=-1"]),
