@@ -58,8 +58,75 @@ def test_data_sources():
     assert common.data_source("synthetic") == ("synthetic", "")
     assert common.data_source("digits") == ("digits", "")
     assert common.data_source("imagefolder:/data/a:b") == ("imagefolder", "/data/a:b")
-    with exits("error: unknown --data 'mnist': synthetic, digits or imagefolder:PATH"):
+    assert common.data_source("text:book.txt") == ("text", "book.txt")
+    message = "error: unknown --data 'mnist': synthetic, digits, imagefolder:PATH or text:PATH"
+    with exits(message):
         common.data_source("mnist")
+
+
+def test_data_sources_the_network_cannot_take():
+    common.check_data("text", 256, language_model=True)
+    common.check_data("synthetic", 256, language_model=False)  # ids to a classifier
+    common.check_data("digits", None, language_model=False)
+    with exits(
+        r"error: --data text trains a language model: token ids in \(`input N tokens of "
+        r"V`\) and next-token logits out \(N x V\)"
+    ):
+        common.check_data("text", None, language_model=False)
+    with exits("error: --data digits gives images, but the input is token ids"):
+        common.check_data("digits", 256, language_model=True)
+    with exits("error: --data imagefolder gives images, but the input is token ids"):
+        common.check_data("imagefolder", 50257, language_model=False)
+
+
+# ---- --data text: bytes as token ids -------------------------------------------------------
+
+
+def test_a_text_is_its_bytes_the_last_tenth_held_out(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_bytes(bytes(range(256)) * 4)  # 1,024 bytes
+    train, held = common.text_bytes(str(path), 8, 256)
+    assert (len(train), len(held)) == (922, 102)
+    assert train + held == path.read_bytes()
+    path.write_bytes("naïve ".encode() * 3)  # 21 bytes: a tenth is no window of 9
+    assert common.text_bytes(str(path), 8, 50257) == (path.read_bytes(), b"")
+
+
+def test_text_mistakes(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_bytes(b"12345678")
+    with exits(
+        "error: --data text reads bytes, token ids 0..255, but the input's vocabulary "
+        "is 100: recompile with a vocabulary of at least 256"
+    ):
+        common.text_bytes(str(path), 4, 100)
+    with exits(f"error: --data text: {path} has 8 bytes, fewer than one window of 9"):
+        common.text_bytes(str(path), 8, 256)
+    missing = tmp_path / "none.txt"
+    with exits(f"error: --data text: cannot read {missing}: No such file or directory"):
+        common.text_bytes(str(missing), 8, 256)
+
+
+def test_windows_overlap_by_one_id():
+    # ids 0..16 in windows of 4 + 1: 0-4, 4-8, 8-12, 12-16
+    assert common.windows(17, 4) == 4
+    assert common.windows(16, 4) == 3 and common.windows(5, 4) == 1
+    assert common.windows(4, 4) == 0 and common.windows(0, 4) == 0
+
+
+def test_decode_bytes_a_model_wrote():
+    assert common.decode(list("naïve".encode())) == "naïve"
+    assert common.decode([104, 105, 0xC3]) == "hi\ufffd"  # half a character
+
+
+def test_a_model_that_sees_ahead_is_noted(capsys):
+    common.note_not_causal(True)
+    assert capsys.readouterr().err == ""
+    common.note_not_causal(False)
+    assert capsys.readouterr().err == (
+        "note: some layer lets a position see later ones (an attention without "
+        "causal=true): the model can read the next token it is asked to predict\n"
+    )
 
 
 def test_image_folders_train_and_val_or_the_folder_alone(tmp_path):
@@ -115,6 +182,18 @@ def test_batch_augmentations_from_the_recipe():
     note = "note: the recipe's cutout needs image inputs: not done"
     assert common.batch_augmentations(augment, None) == (None, 0.2, note)
     assert common.batch_augmentations([("cutout",)], (1, 1)) == (1, None, None)
+
+
+def test_batch_augmentations_cannot_apply_to_token_ids():
+    note = "note: the recipe's cutout and mixup cannot apply to token ids: not done"
+    assert common.batch_augmentations([("cutout",), ("mixup",)], None, True) == (
+        None,
+        None,
+        note,
+    )
+    note = "note: the recipe's mixup cannot apply to token ids: not done"
+    assert common.batch_augmentations([("mixup", 0.4)], None, True) == (None, None, note)
+    assert common.batch_augmentations([("hflip",)], None, True) == (None, None, None)
 
 
 def test_describe_augmentations():

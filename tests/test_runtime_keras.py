@@ -13,6 +13,7 @@ import pytest
 from conftest import compile_text, need
 from test_keras_train import images
 from test_runtime_common import TINY, load_header, stand_ins
+from test_runtime_torch import LM
 
 keras = need("keras")
 np = need("numpy")
@@ -78,9 +79,9 @@ def test_targets_are_one_hot_for_every_output():
 
 def test_the_recipes_schedule_with_warmup(header):
     a = rk.parse_args([])
-    callback = rk.schedule_callback(a, "loss")
+    callback = rk.schedule_callback(a, "loss", a.epochs)
     rates = [callback.schedule(epoch, 0.0) for epoch in range(3)]
-    assert rates == pytest.approx([0.01, 0.05, 0.025])
+    assert rates == pytest.approx([0.01, 0.1, 0.05])  # as the PyTorch script's
 
 
 def test_the_recipes_optimizer_and_its_l2(header, monkeypatch):
@@ -117,3 +118,67 @@ def test_epoch_record_and_stop_after(tmp_path, header):
     assert not stop.model.stop_training
     stop.on_train_batch_end(1)
     assert stop.model.stop_training
+
+
+# ---- token ids: language models -----------------------------------------------------------
+
+
+@pytest.fixture
+def lm(tmp_path, monkeypatch):
+    """The runtime's header names set to train.py's for test_runtime_torch.LM."""
+    names = load_header("keras", compile_text(LM), tmp_path, "lm_keras")
+    for name in stand_ins("keras_train"):
+        monkeypatch.setattr(rk, name, names[name])
+    return names
+
+
+def test_a_text_in_windows_each_target_the_next_byte(lm, tmp_path):
+    assert (rk.VOCAB, rk.LANGUAGE_MODEL, rk.CAUSAL) == (256, True, True)
+    path = tmp_path / "t.txt"
+    path.write_bytes(bytes(range(200)))  # 180 to train on, 20 held out
+    a = rk.parse_args(["--data", f"text:{path}"])
+    (x, y), (tx, ty), classes = rk.text_windows(a, "text", str(path), 8)
+    assert (x.shape, y.shape, tx.shape, classes) == ((22, 8), (22, 8), (2, 8), 256)
+    assert x.dtype == y.dtype == np.int32
+    assert x[1].tolist() == list(range(8, 16)) and y[1].tolist() == list(range(9, 17))
+    assert ty[1].tolist() == list(range(189, 197))
+    assert rk.targets(y, classes, 1) is y  # ids, not one-hot
+    (x, y), test, _ = rk.text_windows(rk.parse_args(["--samples", "5"]), "synthetic", "", 8)
+    assert x.shape == (5, 8) and test is None and np.array_equal(x[:, 1:], y[:, :-1])
+
+
+def test_a_language_model_compiles_with_a_loss_per_position(lm):
+    a = rk.parse_args([])
+    model = rk.build((8,), 256)
+    rk.compile_model(model, a, 256)
+    assert isinstance(model.loss, keras.losses.SparseCategoricalCrossentropy)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (2, 8)), rng.integers(0, 256, (2, 8))
+    logits = keras.ops.convert_to_numpy(model(x))
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    expected = -np.take_along_axis(log_p, y[..., None], -1).mean()
+    assert float(model.evaluate(x, y, verbose=0, return_dict=True)["loss"]) == (
+        pytest.approx(expected, rel=1e-4)
+    )
+
+
+def test_a_language_models_schedule_counts_steps(lm):
+    """cosine over the steps of all epochs, after a warm-up of --warmup steps."""
+    a = rk.parse_args(["--warmup", "2", "--lr", "1.0"])
+    callback = rk.schedule_callback(a, "loss", 4, first_step=0)
+    callback.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    callback.model.optimizer = keras.optimizers.SGD(1.0)
+    seen = []
+    for batch in range(4):
+        callback.on_train_batch_begin(batch)
+        seen.append(float(callback.model.optimizer.learning_rate))
+    assert seen == pytest.approx([0.1, 0.55, 1.0, 0.8535534])  # as PyTorch's
+    assert rk.schedule_callback(a, "loss", 4, first_step=3).step == 3  # resumed
+
+
+def test_greedy_generation_takes_the_most_likely_next_id(lm):
+    def echo(x, training=False):  # predicts the id after its last input, plus one
+        return np.eye(256)[(np.asarray(x) + 1) % 256]
+
+    assert rk.generate(echo, np.arange(8, dtype=np.uint8), 5) == [8, 9, 10, 11, 12]

@@ -7,8 +7,10 @@ generated scripts end to end (torchrun, digits, resume).
 
 from __future__ import annotations
 
+import math
 import os
 import random
+import re
 
 import pytest
 from conftest import compile_text, need
@@ -171,7 +173,7 @@ def test_the_recipes_schedule_per_epoch(header, monkeypatch, schedule, rates):
     header()
     monkeypatch.setitem(rt.RECIPE, "schedule", schedule)
     optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), 1.0)
-    scheduler = rt.make_scheduler(args("--epochs", "2"), optimizer)
+    scheduler = rt.make_scheduler(args("--epochs", "2"), optimizer, 2)
     if rates is None:
         assert scheduler is None
         return
@@ -181,6 +183,20 @@ def test_the_recipes_schedule_per_epoch(header, monkeypatch, schedule, rates):
         optimizer.step()
         scheduler.step()
     assert seen == pytest.approx(rates)
+
+
+def test_a_language_models_schedule_counts_steps(header, monkeypatch):
+    """cosine over the steps of all epochs, after a warm-up of --warmup steps."""
+    header()
+    monkeypatch.setitem(rt.RECIPE, "schedule", {"name": "cosine", "warmup": 2000})
+    optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), 1.0)
+    scheduler = rt.make_scheduler(args("--warmup", "2"), optimizer, 4)
+    seen = []
+    for _ in range(7):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert seen == pytest.approx([0.1, 0.55, 1.0, 0.8535534, 0.5, 0.1464466, 0.0])
 
 
 # ---- checkpoints ---------------------------------------------------------------------------
@@ -246,3 +262,178 @@ def test_main_trains_checkpoints_and_resumes(header, tmp_path, capsys):
     assert f"saved {checkpoint} at step 8 (end of epoch 2)" in out
     state = torch.load(checkpoint, weights_only=False)
     assert (state["step"], state["epoch"], state["batch"]) == (8, 2, 0)
+
+
+# ---- token ids: language models -----------------------------------------------------------
+
+# next-token logits over the input's own vocabulary: train.py's language-model mode
+LM = """
+block ffn(d) = layernorm + fc d
+network lm(context=8, vocab=256):
+    input context tokens of vocab
+    wte = embedding 16
+    wte + pos_embed + add(id, layernorm + attention 2 causal=true) + add(id, ffn(16))
+    + fc vocab bias=false tie=wte
+
+train:
+    optimizer adamw lr=1e-2
+    schedule cosine warmup=1000
+    batch_size 4
+    epochs 2
+    augment mixup
+"""
+
+
+def test_the_header_says_whether_the_network_is_a_language_model(header):
+    header(LM, "lm_torch")
+    assert (rt.VOCAB, rt.LANGUAGE_MODEL, rt.CAUSAL) == (256, True, True)
+    header(LM.replace(" causal=true", ""), "lm_ahead")
+    assert (rt.VOCAB, rt.LANGUAGE_MODEL, rt.CAUSAL) == (256, True, False)
+    classifier = LM.replace("+ fc vocab bias=false tie=wte", "+ token_pool mean + fc 5")
+    header(classifier, "ids_classifier")
+    assert (rt.VOCAB, rt.LANGUAGE_MODEL, rt.OUTPUT_FEATURES) == (256, False, 5)
+    header()
+    assert (rt.VOCAB, rt.LANGUAGE_MODEL) == (None, False)
+
+
+def test_a_text_in_windows_each_target_the_next_byte(header, tmp_path):
+    header(LM, "lm_torch")
+    path = tmp_path / "t.txt"
+    path.write_bytes(bytes(range(200)))  # 180 to train on, 20 held out
+    train, test, classes = rt.datasets_for(args("--data", f"text:{path}"), (8,))
+    assert (len(train), len(test), classes) == (22, 2, 256)  # (180 - 1) // 8, (20 - 1) // 8
+    x, y = train[1]
+    assert x.tolist() == list(range(8, 16)) and y.tolist() == list(range(9, 17))
+    assert x.dtype == y.dtype == torch.long
+    assert test[1][1].tolist() == list(range(189, 197))
+    with pytest.raises(SystemExit, match="error: --data digits gives images"):
+        rt.datasets_for(args("--data", "digits"), (8,))
+
+
+def test_synthetic_token_ids(header):
+    header(LM, "lm_torch")
+    train, test, classes = rt.datasets_for(args("--samples", "5"), (8,))
+    assert (len(train), test, classes) == (5, None, 256)
+    x, y = train[4]
+    assert torch.equal(x[1:], y[:-1]) and 0 <= int(x.min()) and int(x.max()) < 256
+    header(LM.replace("+ fc vocab bias=false tie=wte", "+ token_pool mean + fc 5"), "idc")
+    train, _, classes = rt.datasets_for(args("--samples", "5"), (8,))
+    x, y = train[0]
+    assert (x.dtype, x.shape, classes) == (torch.long, (8,), 5) and 0 <= int(y) < 5
+
+
+def test_the_loss_is_the_mean_over_every_position(header):
+    header(LM, "lm_torch")
+    torch.manual_seed(0)
+    logits, targets = torch.randn(2, 8, 256), torch.randint(0, 256, (2, 8))
+    each = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+    assert each.shape == (2, 8)
+    assert torch.allclose(rt.Loss(0.0, 0.0)(logits, targets), each.mean())
+
+
+def test_a_language_model_builds_with_its_own_vocabulary(header):
+    header(LM, "lm_torch")
+    model = rt.build(args(), rt.Runtime("cpu"), (8,), 256)
+    assert model(torch.zeros(2, 8, dtype=torch.long)).shape == (2, 8, 256)
+
+
+def test_greedy_generation_takes_the_most_likely_next_id(header):
+    header(LM, "lm_torch")
+    a = args()
+
+    class Echo(torch.nn.Module):  # predicts the id after its last input, plus one
+        def forward(self, x):
+            return torch.nn.functional.one_hot((x + 1) % 256, 256).float()
+
+    prompt = torch.arange(8, dtype=torch.uint8)
+    assert rt.generate(Echo(), prompt, 5, rt.Runtime("cpu"), a) == [8, 9, 10, 11, 12]
+
+
+def test_evaluation_counts_tokens(header, tmp_path):
+    header(LM, "lm_torch")
+    path = tmp_path / "t.txt"
+    path.write_bytes(b"abcdefgh" * 40)
+    a = args("--data", f"text:{path}")
+    train, test, _ = rt.datasets_for(a, (8,))
+    _, _, loader = rt.data_loaders(a, rt.Runtime("cpu"), train, test, 4)
+    torch.manual_seed(0)
+    model = rt.build(a, rt.Runtime("cpu"), (8,), 256)
+    loss, accuracy = rt.evaluate(model, loader, rt.Runtime("cpu"), a)
+    x, y = next(iter(torch.utils.data.DataLoader(test, batch_size=len(test))))
+    with torch.no_grad():
+        out = model(x)
+    assert loss == pytest.approx(float(rt.Loss(0.0, 0.0)(out, y)), rel=1e-5)
+    assert accuracy == pytest.approx(float((out.argmax(-1) == y).float().mean()))
+
+
+# ---- FSDP ------------------------------------------------------------------------------------
+
+
+def test_fsdp_shards_the_outermost_blocks(header):
+    header(LM, "lm_torch")
+    model = rt.build(args(), rt.Runtime("cpu"), (8,), 256)
+    # the ffn blocks; not PositionEmbedding (a parameter of its own) nor SelfAttention
+    # (an nn.MultiheadAttention), which the model file defines too
+    assert [type(b).__name__ for b in rt.fsdp_blocks(model)] == ["Ffn"]
+    header(
+        "block unit(c) = conv3 c + relu\nblock stage(c) = unit(c) + unit(c)\n"
+        "network deep(classes=3):\n    input 3x8x8\n"
+        "    stage(4) + maxpool2 + stage(8) + gap + fc classes\n",
+        "deep_torch",
+    )
+    model = rt.build(args(), rt.Runtime("cpu"), (3, 8, 8), 3)
+    assert [type(b).__name__ for b in rt.fsdp_blocks(model)] == ["Stage", "Stage"]
+
+
+def test_fsdp_refuses_one_process_and_placed_models(header, monkeypatch):
+    header(LM, "lm_torch")
+    model = rt.build(args(), rt.Runtime("cpu"), (8,), 256)
+    with pytest.raises(SystemExit, match=r"^error: --fsdp shards the model across"):
+        rt.shard(model, rt.Runtime("cpu"))
+    runtime = rt.Runtime("cpu")
+    runtime.distributed = True
+    monkeypatch.setattr(rt, "PLACED", True)
+    with pytest.raises(SystemExit, match=r"^error: --fsdp cannot shard a model whose"):
+        rt.shard(model, runtime)
+
+
+def test_a_view_a_sharded_block_returns_is_copied():
+    x = torch.ones(2, 3)
+    view, fresh = x.view(6), x + 1
+    copied = rt.copy_view(None, (), view)
+    assert copied is not None and not copied._is_view() and torch.equal(copied, view)
+    assert rt.copy_view(None, (), fresh) is None
+
+
+def test_an_optimizer_state_keyed_by_name():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    optimizer = torch.optim.SGD(model.parameters(), 0.1, momentum=0.9)
+    model(torch.ones(1, 2)).sum().backward()
+    optimizer.step()
+    names = [name for name, _ in model.named_parameters()]
+    named = rt.by_name(optimizer.state_dict(), names)
+    assert list(named["state"]) == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    assert named["param_groups"][0]["params"] == names
+    assert named["param_groups"][0]["lr"] == 0.1
+    assert torch.equal(named["state"]["1.bias"]["momentum_buffer"], model[1].bias.grad)
+
+
+@pytest.mark.slow
+def test_main_trains_a_language_model_on_a_text(header, tmp_path, capsys):
+    header(LM, "lm_torch")
+    path = tmp_path / "t.txt"
+    path.write_bytes(b"the cat sat on the mat. " * 40)  # 960 bytes: 864 + 96
+    checkpoint = str(tmp_path / "lm.pt")
+    argv = ["--device", "cpu", "--data", f"text:{path}", "--checkpoint", checkpoint]
+    rt.main([*argv, "--epochs", "1", "--sample", "12", "--log-every", "1"])
+    out = capsys.readouterr()
+    assert f"text:{path} data, 107 windows of 8 + 1 ids; batch 4, adamw lr 0.01" in out.out
+    assert "note: the recipe's mixup cannot apply to token ids: not done" in out.out
+    assert re.search(r"step 26 loss [\d.]+ ppl [\d.]+ acc [\d.]+% \d+ tok/s", out.err)
+    figures = r"test loss ([\d.]+) \(perplexity ([\d.]+)\), test accuracy [\d.]+%"
+    loss, perplexity = map(float, re.search(figures, out.out).groups())
+    assert perplexity == pytest.approx(math.exp(loss), rel=1e-3)
+    assert re.search(r"sample after 'the cat ':\n  '.{1,12}'\n", out.out)  # the prompt
+    state = torch.load(checkpoint, weights_only=False)
+    # the schedule counts steps: 26 of the 1,000 of warm-up, 0.1 of the rate at first
+    assert state["scheduler"]["_schedulers"][0]["last_epoch"] == 26

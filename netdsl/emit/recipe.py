@@ -22,6 +22,7 @@ from importlib import resources
 from .. import __version__
 from ..errors import NetdslError
 from ..ir import Network
+from ..layers import shape_kind
 from ..runtime import COPY_MARK
 from . import format as fmt
 
@@ -98,6 +99,9 @@ class ScriptContext:
     output_features: int
     softmax_output: bool
     aux_outputs: int
+    vocab: int | None  # the input is token ids below this (None: it is not)
+    language_model: bool  # token ids in, next-token logits (N x vocab) out
+    causal: bool  # no position can see a later one (every attention is causal)
     imports: list[str]  # the import block, blank lines between its groups
     runtime: str  # netdsl's runtime, below the header
 
@@ -125,9 +129,25 @@ def script_fields(
         "output_features": main.out_shape[0] if len(main.out_shape) == 1 else 0,
         "softmax_output": main.op == "softmax",
         "aux_outputs": sum(1 for o in net.outputs if o.train_only),
+        **token_fields(net),
         "imports": import_block(modules, model_imports),
         "runtime": runtime_text(modules),
     }
+
+
+def token_fields(net: Network) -> dict:
+    """vocab, language_model and causal: whether train.py trains the network as a
+    language model (token ids in, logits over the same vocabulary at each position out:
+    the targets are the inputs shifted by one), and whether that is sound (no position
+    sees the later ones it is asked to predict)."""
+    first = next(iter(net.inputs.values()))
+    vocab = first.shape.vocab if shape_kind(first.shape) == "ids" else None
+    out = net.main_output.node.out_shape
+    language_model = vocab is not None and out == (first.out_shape[0], vocab)
+    causal = all(
+        n.op != "image" and (n.op != "attention" or n.value("causal")) for n in net.nodes()
+    )
+    return {"vocab": vocab, "language_model": language_model, "causal": causal}
 
 
 def check_model_module(name: str, imported: set[str]) -> None:

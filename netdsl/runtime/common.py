@@ -35,12 +35,28 @@ def input_shape(
 
 
 def data_source(data: str) -> tuple[str, str]:
-    """--data's kind (synthetic, digits or imagefolder) and imagefolder's PATH."""
+    """--data's kind (synthetic, digits, imagefolder or text) and the PATH of the last
+    two."""
     if data in ("synthetic", "digits"):
         return data, ""
-    if data.startswith("imagefolder:"):
-        return "imagefolder", data.split(":", 1)[1]
-    sys.exit(f"error: unknown --data {data!r}: synthetic, digits or imagefolder:PATH")
+    for kind in ("imagefolder", "text"):
+        if data.startswith(f"{kind}:"):
+            return kind, data.split(":", 1)[1]
+    sys.exit(
+        f"error: unknown --data {data!r}: synthetic, digits, imagefolder:PATH or "
+        "text:PATH"
+    )
+
+
+def check_data(kind: str, vocab: int | None, language_model: bool) -> None:
+    """Refuse a data source the network's input or output cannot take."""
+    if kind == "text" and not language_model:
+        sys.exit(
+            "error: --data text trains a language model: token ids in (`input N tokens "
+            "of V`) and next-token logits out (N x V)"
+        )
+    if kind in ("digits", "imagefolder") and vocab is not None:
+        sys.exit(f"error: --data {kind} gives images, but the input is token ids")
 
 
 def digits_split():
@@ -66,6 +82,54 @@ def image_folders(path: str) -> tuple[str, str | None]:
     if not os.path.isdir(train_dir):
         train_dir, val_dir = path, ""
     return train_dir, val_dir if os.path.isdir(val_dir) else None
+
+
+# ---- text: bytes as token ids, for language models ------------------------------------
+
+
+def text_bytes(path: str, context: int, vocab: int) -> tuple[bytes, bytes]:
+    """--data text:PATH's bytes, each a token id (0..255; no tokenizer, no download): the
+    training part, and the last tenth held out for testing (empty when that tenth is
+    shorter than one window of context + 1 bytes)."""
+    if vocab < 256:
+        sys.exit(
+            f"error: --data text reads bytes, token ids 0..255, but the input's "
+            f"vocabulary is {vocab}: recompile with a vocabulary of at least 256"
+        )
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        sys.exit(f"error: --data text: cannot read {path}: {e.strerror}")
+    held = len(data) // 10
+    if held < context + 1:
+        held = 0
+    if len(data) - held < context + 1:
+        sys.exit(
+            f"error: --data text: {path} has {len(data)} bytes, fewer than one window "
+            f"of {context + 1}"
+        )
+    return data[: len(data) - held], data[len(data) - held :]
+
+
+def windows(length: int, context: int) -> int:
+    """How many windows of context + 1 ids, each starting where the previous one's
+    inputs end (its last id is the next one's first), a text of `length` ids gives."""
+    return max(0, (length - 1) // context)
+
+
+def decode(ids: list[int]) -> str:
+    """Bytes back to text (invalid UTF-8, as a model may write it, shown as U+FFFD)."""
+    return bytes(ids).decode("utf-8", errors="replace")
+
+
+def note_not_causal(causal: bool) -> None:
+    if not causal:
+        print(
+            "note: some layer lets a position see later ones (an attention without "
+            "causal=true): the model can read the next token it is asked to predict",
+            file=sys.stderr,
+        )
 
 
 def note_not_implemented(items: list[str]) -> None:
@@ -103,16 +167,25 @@ def augment_argument(augment: list, name: str, key: str, default):
     return None
 
 
-def batch_augmentations(augment: list, image_size: tuple[int, ...] | None):
+def batch_augmentations(
+    augment: list, image_size: tuple[int, ...] | None, token_ids: bool = False
+):
     """(cutout's size, mixup's alpha, a note or None) from the recipe's augment list: a
     size or alpha is None when the recipe does not use that augmentation. Cutout needs
-    images (`image_size` is their height and width; None for other inputs): without
-    them it is not done, and the note says so."""
+    images (`image_size` is their height and width; None for other inputs), mixup
+    inputs that can be blended (not `token_ids`): without them they are not done, and
+    the note says so."""
     side = max(1, min(image_size) // 2) if image_size else 1  # cutout's default
     cutout_size = augment_argument(augment, "cutout", "size", side)
     mixup_alpha = augment_argument(augment, "mixup", "alpha", 0.2)
     note = None
-    if cutout_size and not image_size:
+    if token_ids and (cutout_size or mixup_alpha):
+        names = " and ".join(
+            n for n, v in [("cutout", cutout_size), ("mixup", mixup_alpha)] if v
+        )
+        note = f"note: the recipe's {names} cannot apply to token ids: not done"
+        cutout_size = mixup_alpha = None
+    elif cutout_size and not image_size:
         note = "note: the recipe's cutout needs image inputs: not done"
         cutout_size = None
     return cutout_size, mixup_alpha, note

@@ -19,13 +19,18 @@ import numpy as np
 
 from .common import (
     batch_augmentations,
+    check_data,
     data_source,
+    decode,
     describe_augmentations,
     digits_split,
     image_folders,
     input_shape,
     model_arguments,
+    note_not_causal,
     note_not_implemented,
+    text_bytes,
+    windows,
 )
 
 # ---- stand-ins for the names train.py's header defines -------------------------------
@@ -39,6 +44,9 @@ CLASSES_PARAM: str | None = None  # build_model's keyword for the class count
 OUTPUT_FEATURES = 0  # width of the main output
 SOFTMAX_OUTPUT = False  # the network ends in softmax: its outputs are not logits
 AUX_OUTPUTS = 0  # train-time outputs (auxiliary classifiers)
+VOCAB: int | None = None  # the input is token ids below this (None: it is not)
+LANGUAGE_MODEL = False  # ids in, next-token logits out (N x VOCAB)
+CAUSAL = True  # no position sees a later one
 
 
 def build_model(**kwargs) -> keras.Model:  # the model file's
@@ -62,7 +70,8 @@ def parse_args(argv=None):
     p.add_argument(
         "--data",
         default="synthetic",
-        help="synthetic | digits | imagefolder:PATH (PATH/train, PATH/val)",
+        help="synthetic | digits | imagefolder:PATH (PATH/train, PATH/val) | "
+        "text:PATH (a language model's text: its bytes are the token ids)",
     )
     p.add_argument("--samples", type=int, default=1024, help="synthetic examples")
     p.add_argument("--checkpoint", default=f"{NETWORK}.keras", metavar="PATH")
@@ -71,6 +80,19 @@ def parse_args(argv=None):
     p.add_argument("--input-size", metavar="HxW", help="train at another size")
     p.add_argument("--amp", action="store_true", help="mixed precision (mixed_float16)")
     p.add_argument("--verbose", type=int, help="Keras' verbosity: 0, 1 (bar) or 2")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        help="warm-up length: epochs, or optimizer steps for a language model "
+        "(default: the recipe's)",
+    )
+    p.add_argument(
+        "--sample",
+        type=int,
+        default=48,
+        metavar="BYTES",
+        help="--data text: bytes to write after training, greedily (0: none)",
+    )
     return p.parse_args(argv)
 
 
@@ -78,11 +100,36 @@ def parse_args(argv=None):
 
 
 def synthetic(args, shape, classes):
-    """Random inputs with random labels (a fixed seed)."""
+    """Random inputs (token ids below VOCAB, when they are) with random labels (a
+    fixed seed)."""
     rng = np.random.default_rng(args.seed)
-    x = rng.standard_normal((args.samples, *shape), dtype=np.float32)
+    if VOCAB is None:
+        x = rng.standard_normal((args.samples, *shape), dtype=np.float32)
+    else:
+        x = rng.integers(0, VOCAB, (args.samples, *shape)).astype("int32")
     y = rng.integers(0, classes, args.samples)
     return (x, y), None, classes
+
+
+def token_windows(ids, context):
+    """A text's windows of context + 1 ids, each starting where the previous one's
+    inputs end: (inputs, targets), the targets each position's next id."""
+    count = windows(len(ids), context)
+    starts = np.arange(count)[:, None] * context
+    x = ids[starts + np.arange(context)].astype("int32")
+    return x, ids[starts + np.arange(1, context + 1)].astype("int32")
+
+
+def text_windows(args, kind, path, context):
+    """A language model's data: --data text:PATH's bytes (the last tenth held out for
+    testing), or random ids (synthetic)."""
+    if kind == "synthetic":
+        rng = np.random.default_rng(args.seed)
+        ids = rng.integers(0, VOCAB, args.samples * context + 1)
+        return token_windows(ids, context), None, VOCAB
+    train, held = text_bytes(path, context, VOCAB)
+    test = token_windows(np.frombuffer(held, np.uint8), context) if held else None
+    return token_windows(np.frombuffer(train, np.uint8), context), test, VOCAB
 
 
 def digits(shape):
@@ -253,7 +300,9 @@ def distribution():
 
 
 def build(shape, classes):
-    kwargs = model_arguments(classes, CLASSES_PARAM, OUTPUT_FEATURES)
+    kwargs = {}
+    if not LANGUAGE_MODEL:  # a language model's classes are its vocabulary
+        kwargs = model_arguments(classes, CLASSES_PARAM, OUTPUT_FEATURES)
     if AUX_OUTPUTS:
         kwargs["training_outputs"] = True
     if shape != tuple(INPUT_SHAPE):
@@ -303,9 +352,13 @@ def add_weight_decay(model, args):
         variable.regularizer = keras.regularizers.L2(args.weight_decay / 2)
 
 
-def schedule_callback(args, monitor):
-    """The recipe's schedule, applied once per epoch (None: a constant rate)."""
+def schedule_callback(args, monitor, length, first_step=None):
+    """The recipe's schedule over `length` epochs, applied once per epoch (None: a
+    constant rate); with `first_step` (a language model's, whose schedule counts
+    optimizer steps, the warm-up too) over `length` steps, applied before every one."""
     s = dict(RECIPE["schedule"])
+    if args.warmup is not None:
+        s["warmup"] = args.warmup
     name = s.pop("name")
     base = args.lr
     if name == "plateau":
@@ -330,7 +383,7 @@ def schedule_callback(args, monitor):
 
         def rate(epoch):
             low = s.get("min_lr", 0.0)
-            cosine = (1 + math.cos(math.pi * epoch / args.epochs)) / 2
+            cosine = (1 + math.cos(math.pi * epoch / length)) / 2
             return low + (base - low) * cosine
 
     elif name == "exponential":
@@ -343,14 +396,37 @@ def schedule_callback(args, monitor):
     warmup = s.get("warmup", 0)
 
     def scheduled(epoch, lr):
-        if epoch < warmup:  # linear from a tenth of the rate
-            return rate(epoch) * (0.1 + 0.9 * epoch / warmup)
-        return rate(epoch)
+        # as the PyTorch script's: linear from a tenth of the rate, then the schedule
+        # from its start (torch's LinearLR, then its own, in a SequentialLR)
+        if epoch < warmup:
+            return rate(0) * (0.1 + 0.9 * epoch / warmup)
+        return rate(epoch - warmup)
 
+    if first_step is not None:
+        return StepSchedule(scheduled, first_step)
     return keras.callbacks.LearningRateScheduler(scheduled)
 
 
+class StepSchedule(keras.callbacks.Callback):
+    """Sets the learning rate before every optimizer step, to `rate(step, None)`."""
+
+    def __init__(self, rate, step):
+        super().__init__()
+        self.rate = rate
+        self.step = step  # the next optimizer step
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.model.optimizer.learning_rate = self.rate(self.step, None)
+        self.step += 1
+
+
 def compile_model(model, args, classes):
+    if LANGUAGE_MODEL:  # each position's next id: an integer target, not one-hot
+        loss = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=not SOFTMAX_OUTPUT
+        )
+        model.compile(optimizer=make_optimizer(args), loss=loss, metrics=["accuracy"])
+        return
     loss = keras.losses.CategoricalCrossentropy(
         from_logits=not SOFTMAX_OUTPUT, label_smoothing=RECIPE["label_smoothing"]
     )
@@ -368,7 +444,10 @@ def compile_model(model, args, classes):
 
 
 def targets(y, classes, outputs):
-    """One-hot labels, repeated for every output of the model."""
+    """One-hot labels, repeated for every output of the model (a language model's
+    targets stay ids)."""
+    if LANGUAGE_MODEL:
+        return y
     y = keras.utils.to_categorical(y, classes)
     return tuple([y] * outputs) if outputs > 1 else y
 
@@ -411,7 +490,10 @@ def main(argv=None):
     if args.batch_size % replicas:
         sys.exit(f"error: --batch-size {args.batch_size} cannot split {replicas} ways")
     kind, path = data_source(args.data)
-    if kind == "synthetic":
+    check_data(kind, VOCAB, LANGUAGE_MODEL)
+    if LANGUAGE_MODEL:
+        train, test, classes = text_windows(args, kind, path, shape[0])
+    elif kind == "synthetic":
         train, test, classes = synthetic(args, shape, OUTPUT_FEATURES or 10)
     elif kind == "digits":
         train, test, classes = digits(shape)
@@ -449,7 +531,9 @@ def main(argv=None):
     if per_epoch < 1:
         sys.exit("error: the training set is empty")
     image_size = shape[:2] if len(shape) == 3 else None
-    cutout_size, mixup_alpha, note = batch_augmentations(RECIPE["augment"], image_size)
+    cutout_size, mixup_alpha, note = batch_augmentations(
+        RECIPE["augment"], image_size, token_ids=VOCAB is not None
+    )
     if note:
         print(note, file=sys.stderr)
     if cutout_size or mixup_alpha:
@@ -475,13 +559,25 @@ def main(argv=None):
             steps_per_epoch = args.steps
         epochs = min(epochs, initial_epoch + math.ceil(args.steps / per_epoch))
         callbacks.append(StopAfter(args.steps))
-    schedule = schedule_callback(args, "val_loss" if validation is not None else "loss")
+    monitor = "val_loss" if validation is not None else "loss"
+    if LANGUAGE_MODEL:  # its schedule counts optimizer steps (--steps stops it early)
+        first = initial_epoch * per_epoch
+        schedule = schedule_callback(args, monitor, args.epochs * per_epoch, first)
+    else:
+        schedule = schedule_callback(args, monitor, args.epochs)
     if schedule is not None:
         callbacks.append(schedule)
     params = model.count_params()
     size = "x".join(str(s) for s in shape)
     where = f"{replicas} replicas" if replicas > 1 else keras.config.backend()
+    if LANGUAGE_MODEL:
+        size = f"{len(train[0])} windows of {shape[0]} + 1 ids"
     print(f"{NETWORK}: {params:,} parameters; {args.data} data of {size}; {where}")
+    if LANGUAGE_MODEL:
+        note_not_causal(CAUSAL)
+        if RECIPE["label_smoothing"]:  # Keras' sparse cross-entropy has none
+            smoothing = RECIPE["label_smoothing"]
+            note_not_implemented([f"label_smoothing {smoothing} (on token ids)"])
     if cutout_size or mixup_alpha:
         print(describe_augmentations(cutout_size, mixup_alpha))
     verbose = args.verbose
@@ -507,7 +603,32 @@ def main(argv=None):
         else:
             results = model.evaluate(validation, verbose=0, return_dict=True)
         accuracy = next(v for k, v in results.items() if k.endswith("accuracy"))
+        if (
+            LANGUAGE_MODEL
+        ):  # per token: the loss in nats, its exponential the perplexity
+            loss = results["loss"]
+            perplexity = math.exp(min(loss, 50))
+            print(f"test loss {loss:.4f} (perplexity {perplexity:.2f})")
         print(f"test accuracy {accuracy:.2%}")
+    if LANGUAGE_MODEL and kind == "text" and args.sample > 0:
+        text = test if test is not None else train
+        prompt = text[0][0]  # the test text's first window
+        sample = generate(model, prompt, args.sample)
+        print(f"sample after {decode(prompt[-24:].tolist())!r}:")
+        print(f"  {decode(sample)!r}")
+
+
+def generate(model, prompt, count):
+    """`count` ids after `prompt` (a context's worth), each the language model's most
+    likely next one after the context ids before it (greedy decoding)."""
+    ids = [int(i) for i in prompt]
+    context = len(ids)
+    for _ in range(count):
+        x = np.array([ids[-context:]], dtype="int32")
+        out = model(x, training=False)
+        out = out[0] if isinstance(out, (list, tuple)) else out
+        ids.append(int(np.argmax(keras.ops.convert_to_numpy(out)[0, -1])))
+    return ids[context:]
 
 
 def targets_tf(y, classes, outputs):

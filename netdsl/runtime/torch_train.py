@@ -15,6 +15,7 @@ import random
 import sys
 import tempfile
 import time
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -30,13 +31,18 @@ from torch.utils.data import (
 
 from .common import (
     batch_augmentations,
+    check_data,
     data_source,
+    decode,
     describe_augmentations,
     digits_split,
     image_folders,
     input_shape,
     model_arguments,
+    note_not_causal,
     note_not_implemented,
+    text_bytes,
+    windows,
 )
 
 # ---- stand-ins for the names train.py's header defines -------------------------------
@@ -48,6 +54,9 @@ CLASSES_PARAM: str | None = None  # build_model's keyword for the class count
 OUTPUT_FEATURES = 0  # width of the main output
 SOFTMAX_OUTPUT = False  # the network ends in softmax: train on its log
 AUX_OUTPUTS = 0  # train-time outputs (auxiliary classifiers) in training mode
+VOCAB: int | None = None  # the input is token ids below this (None: it is not)
+LANGUAGE_MODEL = False  # ids in, next-token logits out (N x VOCAB)
+CAUSAL = True  # no position sees a later one
 PLACED = False  # parts of the model are pinned to devices (@gpu/@cpu)
 DEVICES: dict[str, str] = {}  # the model file's: the devices of its placed parts
 DEVICES_PARAM: str | None = None  # build_model's keyword for the device map
@@ -86,7 +95,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--data",
         default="synthetic",
-        help="synthetic | digits | imagefolder:PATH (PATH/train, PATH/val)",
+        help="synthetic | digits | imagefolder:PATH (PATH/train, PATH/val) | "
+        "text:PATH (a language model's text: its bytes are the token ids)",
     )
     p.add_argument(
         "--samples", type=int, default=1024, help="size of the synthetic set"
@@ -99,6 +109,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument(
+        "--fsdp",
+        action="store_true",
+        help="under torchrun: shard parameters, gradients and optimizer state across "
+        "the processes (FSDP2) instead of replicating the model (DDP)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        help="warm-up length: epochs, or optimizer steps for a language model "
+        "(default: the recipe's)",
+    )
+    p.add_argument(
+        "--sample",
+        type=int,
+        default=48,
+        metavar="BYTES",
+        help="--data text: bytes to write after training, greedily (0: none)",
+    )
     p.add_argument("--checkpoint", default=f"{NETWORK}.pt", metavar="PATH")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument("--seed", type=int, default=0)
@@ -155,6 +184,14 @@ class Runtime:
         dist.all_reduce(t)
         return t.tolist()
 
+    def most(self, value: int) -> int:
+        """The largest of the processes' values."""
+        if not self.distributed:
+            return value
+        t = torch.tensor([value], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t.item())
+
     def close(self) -> None:
         """Leave the job together: a process that destroys its group while another still
         works (rank 0 saving the last checkpoint) can abort the other's gloo threads."""
@@ -186,13 +223,23 @@ def device_map(runtime: Runtime) -> dict[str, str] | None:
 
 
 class SyntheticImages(Dataset):
-    """Random inputs with random labels, the same for every epoch and process."""
+    """Random inputs (token ids below `vocab`, when given) with random labels, the same
+    for every epoch and process."""
 
     def __init__(
-        self, samples: int, shape: tuple[int, ...], classes: int, seed: int
+        self,
+        samples: int,
+        shape: tuple[int, ...],
+        classes: int,
+        seed: int,
+        vocab: int | None = None,
     ) -> None:
         g = torch.Generator().manual_seed(seed)
-        self.bank = torch.randn((min(samples, 64), *shape), generator=g)
+        size = (min(samples, 64), *shape)
+        if vocab is None:
+            self.bank = torch.randn(size, generator=g)
+        else:
+            self.bank = torch.randint(0, vocab, size, generator=g)
         self.labels = torch.randint(0, classes, (samples,), generator=g)
 
     def __len__(self) -> int:
@@ -200,6 +247,43 @@ class SyntheticImages(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         return self.bank[index % len(self.bank)], self.labels[index]
+
+
+class TokenWindows(Dataset):
+    """A text's windows of context + 1 ids, each starting where the previous one's
+    inputs end: its first context ids are the input, its last context ids the targets
+    (each position's next id)."""
+
+    def __init__(self, ids: Tensor, context: int) -> None:
+        self.ids = ids
+        self.context = context
+
+    def __len__(self) -> int:
+        return windows(len(self.ids), self.context)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        start = index * self.context
+        window = self.ids[start : start + self.context + 1].long()
+        return window[:-1], window[1:]
+
+
+def text_windows(
+    args: argparse.Namespace, kind: str, path: str, context: int
+) -> tuple[TokenWindows, TokenWindows | None, int]:
+    """A language model's data: --data text:PATH's bytes (the last tenth held out for
+    testing), or random ids (synthetic)."""
+    assert VOCAB is not None
+    if kind == "synthetic":
+        g = torch.Generator().manual_seed(args.seed)
+        ids = torch.randint(0, VOCAB, (args.samples * context + 1,), generator=g)
+        return TokenWindows(ids, context), None, VOCAB
+    train, held = text_bytes(path, context, VOCAB)
+    test = TokenWindows(byte_ids(held), context) if held else None
+    return TokenWindows(byte_ids(train), context), test, VOCAB
+
+
+def byte_ids(data: bytes) -> Tensor:
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
 def digits(shape: tuple[int, ...]) -> tuple[Dataset, Dataset, int]:
@@ -270,9 +354,13 @@ def image_folder(
 def datasets_for(args: argparse.Namespace, shape: tuple[int, ...]):
     """(train set, test set or None, number of classes)."""
     kind, path = data_source(args.data)
+    check_data(kind, VOCAB, LANGUAGE_MODEL)
+    if LANGUAGE_MODEL:
+        return text_windows(args, kind, path, shape[0])
     if kind == "synthetic":
         classes = OUTPUT_FEATURES or 10
-        return SyntheticImages(args.samples, shape, classes, args.seed), None, classes
+        train = SyntheticImages(args.samples, shape, classes, args.seed, VOCAB)
+        return train, None, classes
     if kind == "digits":
         return digits(shape)
     return image_folder(path, shape)
@@ -317,6 +405,10 @@ def data_loaders(
         "num_workers": workers,
         "pin_memory": runtime.device.type == "cuda",
         "persistent_workers": workers > 0,
+        # each new pass over a loader draws a seed (its workers') from this generator,
+        # not from the one that dropout draws from: a resumed run's dropout then draws
+        # what the uninterrupted run's would have
+        "generator": torch.Generator().manual_seed(args.seed),
     }
     loader = DataLoader(train_set, sampler=sampler, drop_last=True, **loader_options)
     test_loader = None
@@ -364,7 +456,9 @@ def mixup(
 
 
 def build(args, runtime: Runtime, shape: tuple[int, ...], classes: int) -> nn.Module:
-    kwargs = model_arguments(classes, CLASSES_PARAM, OUTPUT_FEATURES)
+    kwargs = {}
+    if not LANGUAGE_MODEL:  # a language model's classes are its vocabulary
+        kwargs = model_arguments(classes, CLASSES_PARAM, OUTPUT_FEATURES)
     devices = device_map(runtime)
     if devices is not None:
         kwargs[DEVICES_PARAM] = devices
@@ -375,7 +469,8 @@ def build(args, runtime: Runtime, shape: tuple[int, ...], classes: int) -> nn.Mo
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
     model.eval()
-    probe = torch.zeros((1, *shape), device=runtime.device)
+    dtype = torch.long if VOCAB is not None else torch.float32
+    probe = torch.zeros((1, *shape), dtype=dtype, device=runtime.device)
     try:
         with torch.no_grad():
             model(probe)
@@ -386,6 +481,73 @@ def build(args, runtime: Runtime, shape: tuple[int, ...], classes: int) -> nn.Mo
             f"{'x'.join(str(s) for s in INPUT_SHAPE)}: recompile with netdsl's --input {size}"
         )
     return model
+
+
+def shard(model: nn.Module, runtime: Runtime) -> int:
+    """FSDP2: shard each of the model's outermost blocks (see fsdp_blocks), then the
+    model itself, across the processes. Each process keeps 1/world of every parameter,
+    gradient and optimizer state, and gathers a block's parameters only while it runs.
+    The number of blocks sharded."""
+    if not runtime.distributed:
+        sys.exit(
+            "error: --fsdp shards the model across processes: run train.py under "
+            "torchrun --nproc_per_node=N (N of 2 or more)"
+        )
+    if PLACED:
+        sys.exit(
+            "error: --fsdp cannot shard a model whose parts are pinned (@gpu/@cpu)"
+        )
+    try:
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+    except ImportError:
+        sys.exit("error: --fsdp needs PyTorch's FSDP2 (torch 2.6 or later)")
+    mesh = init_device_mesh(runtime.device.type, (runtime.world,))
+    blocks = fsdp_blocks(model)
+    for block in blocks:
+        fully_shard(block, mesh=mesh)
+        block.register_forward_hook(copy_view)
+    fully_shard(model, mesh=mesh)
+    # what FSDP warns of, copy_view prevents
+    warnings.filterwarnings("ignore", "FSDP2-wrapped module .* returned a view tensor")
+    return len(blocks)
+
+
+def copy_view(module: nn.Module, inputs, output):
+    """A sharded block's output, copied when it is a view (a linear layer's on tokens):
+    an in-place op on the view (the model's `out += x`) would drop the hook by which
+    FSDP gathers the block's parameters again for the backward pass."""
+    if isinstance(output, Tensor) and output._is_view():
+        return output.clone()
+    return None
+
+
+def fsdp_blocks(model: nn.Module) -> list[nn.Module]:
+    """The model's outermost blocks with parameters: the instances, not inside another
+    one, of the classes its file defines that hold modules of their own (a GPT's
+    decoder blocks, a ResNet's stages), leaving out its layers (a position embedding
+    holds a parameter, SelfAttention is an nn.MultiheadAttention)."""
+    home = type(model).__module__
+
+    def is_block(module: nn.Module) -> bool:
+        bases = type(module).__mro__[1:]
+        layer = any(
+            b.__module__.startswith("torch.") for b in bases if b is not nn.Module
+        )
+        has_modules = next(module.children(), None) is not None
+        return type(module).__module__ == home and not layer and has_modules
+
+    blocks: list[nn.Module] = []
+
+    def visit(module: nn.Module) -> None:
+        for child in module.children():
+            if is_block(child):
+                blocks.append(child)
+            else:  # nn.Sequential, nn.ModuleList, a layer: look inside
+                visit(child)
+
+    visit(model)
+    return [b for b in blocks if next(b.parameters(), None) is not None]
 
 
 def default_lr(batch_size: int) -> float:
@@ -429,9 +591,13 @@ def make_optimizer(args, model: nn.Module) -> torch.optim.Optimizer:
     )
 
 
-def make_scheduler(args, optimizer: torch.optim.Optimizer):
-    """The recipe's schedule, stepped once per epoch (None: a constant rate)."""
+def make_scheduler(args, optimizer: torch.optim.Optimizer, length: int):
+    """The recipe's schedule over `length` epochs, stepped once per epoch (None: a
+    constant rate); a language model's counts optimizer steps, `length` of them (the
+    warm-up too, as GPT's recipes count it), and is stepped after every one."""
     s = dict(RECIPE["schedule"])
+    if args.warmup is not None:
+        s["warmup"] = args.warmup
     sched = torch.optim.lr_scheduler
     name = s.pop("name")
     if name == "step":
@@ -440,9 +606,7 @@ def make_scheduler(args, optimizer: torch.optim.Optimizer):
         milestones = list(s.get("milestones", ()))
         main = sched.MultiStepLR(optimizer, milestones, gamma=s.get("gamma", 0.1))
     elif name == "cosine":
-        main = sched.CosineAnnealingLR(
-            optimizer, args.epochs, eta_min=s.get("min_lr", 0.0)
-        )
+        main = sched.CosineAnnealingLR(optimizer, length, eta_min=s.get("min_lr", 0.0))
     elif name == "exponential":
         main = sched.ExponentialLR(optimizer, s.get("gamma", 0.97))
     elif name == "plateau":
@@ -469,6 +633,8 @@ class Loss(nn.Module):
         self.ce = nn.CrossEntropyLoss(label_smoothing=smoothing)
 
     def one(self, output: Tensor, target: Tensor) -> Tensor:
+        if output.dim() == 3:  # a language model's: every position predicts its next id
+            output, target = output.flatten(0, 1), target.flatten()
         if SOFTMAX_OUTPUT:  # probabilities: their log is its own log-softmax
             return self.ce(output.float().clamp_min(1e-12).log(), target)
         return self.ce(output.float(), target)
@@ -555,12 +721,23 @@ def training_state(
     args: argparse.Namespace,
 ) -> dict:
     """What a checkpoint holds; `position` is (optimizer steps, the epoch in progress,
-    its batches done)."""
+    its batches done). Under --fsdp every process must call it: the full model and
+    optimizer state are gathered from their shards (onto rank 0's CPU)."""
     step, epoch, done = position
+    if args.fsdp:
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        model_state, optimizer_state = get_state_dict(model, optimizer, options=options)
+    else:
+        model_state, optimizer_state = model.state_dict(), optimizer.state_dict()
     return {
         "network": NETWORK,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "model": model_state,
+        "optimizer": optimizer_state,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "scaler": scaler.state_dict(),
         "step": step,
@@ -578,14 +755,35 @@ def resume(
     scheduler,
     scaler: torch.amp.GradScaler,
     device: torch.device,
+    fsdp: bool = False,
 ) -> tuple[int, int, int]:
     """Load a checkpoint into the model, optimizer, scheduler and scaler and restore
-    the RNG states: the (step, epoch, batch) position to continue from."""
+    the RNG states: the (step, epoch, batch) position to continue from. A checkpoint
+    written under --fsdp (its optimizer state keyed by parameter name) resumes with or
+    without it, and one written without it under it."""
     if not os.path.exists(path):
         sys.exit(f"error: --resume: no checkpoint at {path}")
     state = torch.load(path, map_location=device, weights_only=False)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    if fsdp or state["args"].get("fsdp"):
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_state_dict,
+        )
+
+        optimizer_state = state["optimizer"]
+        if not state["args"].get("fsdp"):  # keyed by position: by name, as FSDP's
+            names = [name for name, _ in model.named_parameters()]
+            optimizer_state = by_name(optimizer_state, names)
+        set_state_dict(
+            model,
+            optimizer,
+            model_state_dict=state["model"],
+            optim_state_dict=optimizer_state,
+            options=StateDictOptions(full_state_dict=True),
+        )
+    else:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
@@ -593,21 +791,57 @@ def resume(
     return state["step"], state["epoch"], state["batch"]
 
 
+def by_name(state: dict, names: list[str]) -> dict:
+    """An optimizer's state keyed by its parameters' positions (optimizer.state_dict())
+    keyed by their names instead, as FSDP's full state is."""
+    return {
+        "state": {names[i]: value for i, value in state["state"].items()},
+        "param_groups": [
+            {**group, "params": [names[i] for i in group["params"]]}
+            for group in state["param_groups"]
+        ],
+    }
+
+
 def evaluate(model: nn.Module, loader, runtime: Runtime, args) -> tuple[float, float]:
-    """(mean loss, accuracy) over the whole test set, summed over all processes."""
+    """(mean loss, accuracy) over the whole test set, summed over all processes (a
+    language model's: per token)."""
     model.eval()
     loss_sum = correct = total = 0.0
     criterion = Loss(0.0, 0.0)
+    # under FSDP every process runs as many batches (each gathers parameters): those
+    # with fewer run the test set's first input until they have run as many
+    missing = runtime.most(len(loader)) - len(loader) if args.fsdp else 0
     with torch.no_grad():
         for x, y in loader:
             x, y = to_device(x, y, runtime, args)
             with autocast(runtime, args):
                 out = model(x)
-            loss_sum += criterion(out, y).item() * len(y)
-            correct += (out.argmax(1) == y.to(out.device)).sum().item()
-            total += len(y)
+            loss_sum += criterion(out, y).item() * y.numel()
+            correct += (out.argmax(-1) == y.to(out.device)).sum().item()
+            total += y.numel()
+        for _ in range(missing):
+            probe = loader.dataset.dataset[0][0].unsqueeze(0)
+            with autocast(runtime, args):
+                model(probe.to(runtime.device))
     loss_sum, correct, total = runtime.sum(loss_sum, correct, total)
     return loss_sum / max(total, 1), correct / max(total, 1)
+
+
+def generate(model: nn.Module, prompt: Tensor, count: int, runtime: Runtime, args):
+    """`count` ids after `prompt` (a context's worth), each the language model's most
+    likely next one after the context ids before it (greedy decoding)."""
+    model.eval()
+    ids = prompt.long().tolist()
+    context = len(ids)
+    with torch.no_grad():
+        for _ in range(count):
+            x = torch.tensor([ids[-context:]], device=runtime.device)
+            with autocast(runtime, args):
+                out = model(x)
+            out = out[0] if isinstance(out, tuple) else out
+            ids.append(int(out[0, -1].argmax()))
+    return ids[context:]
 
 
 def to_device(x: Tensor, y: Tensor, runtime: Runtime, args) -> tuple[Tensor, Tensor]:
@@ -618,8 +852,18 @@ def to_device(x: Tensor, y: Tensor, runtime: Runtime, args) -> tuple[Tensor, Ten
 
 
 def autocast(runtime: Runtime, args):
-    dtype = torch.float16 if runtime.device.type == "cuda" else torch.bfloat16
+    """fp16 on CUDA (with a GradScaler), bf16 on the CPU and under --fsdp (whose
+    sharded gradients the scaler does not handle)."""
+    fp16 = runtime.device.type == "cuda" and not args.fsdp
+    dtype = torch.float16 if fp16 else torch.bfloat16
     return torch.autocast(runtime.device.type, dtype=dtype, enabled=args.amp)
+
+
+def describe_data(args, train_set: Dataset, shape: tuple[int, ...]) -> str:
+    if LANGUAGE_MODEL:
+        return f"{args.data} data, {len(train_set)} windows of {shape[0]} + 1 ids"
+    size = "x".join(str(s) for s in shape)
+    return f"{args.data} data, {len(train_set)} examples of {size}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -643,22 +887,37 @@ def main(argv: list[str] | None = None) -> None:
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
         sys.exit(f"error: {len(train_set)} examples make no batch of {args.batch_size}")
+    total_steps = args.epochs * steps_per_epoch
+    if args.steps is not None:
+        total_steps = args.steps
+    blocks = shard(model, runtime) if args.fsdp else 0
 
     optimizer = make_optimizer(args, model)
-    scheduler = make_scheduler(args, optimizer)
+    # a language model's schedule counts optimizer steps (--steps stops it early)
+    length = args.epochs * steps_per_epoch if LANGUAGE_MODEL else args.epochs
+    scheduler = make_scheduler(args, optimizer, length)
+    plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    per_step = LANGUAGE_MODEL and scheduler is not None and not plateau
     scaler = torch.amp.GradScaler(
-        runtime.device.type, enabled=args.amp and runtime.device.type == "cuda"
+        runtime.device.type,
+        enabled=args.amp and runtime.device.type == "cuda" and not args.fsdp,
     )
     step = epoch = done = 0  # optimizer steps; the epoch in progress; its batches done
     if args.resume:
         step, epoch, done = resume(
-            args.checkpoint, model, optimizer, scheduler, scaler, runtime.device
+            args.checkpoint,
+            model,
+            optimizer,
+            scheduler,
+            scaler,
+            runtime.device,
+            args.fsdp,
         )
         runtime.log(
             f"resumed from {args.checkpoint} at step {step} (epoch {epoch + 1})"
         )
     net: nn.Module = model
-    if runtime.distributed:
+    if runtime.distributed and not args.fsdp:
         ids = [runtime.device.index] if runtime.device.type == "cuda" else None
         net = DistributedDataParallel(model, device_ids=None if PLACED else ids)
     if args.compile:
@@ -669,23 +928,28 @@ def main(argv: list[str] | None = None) -> None:
 
     def checkpoint() -> None:
         nonlocal saved
-        if not runtime.main or saved == step:
+        if saved == step or not (runtime.main or args.fsdp):
             return
         saved = step
         position = (step, epoch, done)
         state = training_state(model, optimizer, scheduler, scaler, position, args)
-        save_checkpoint(args.checkpoint, state)
+        if runtime.main:
+            save_checkpoint(args.checkpoint, state)
 
     where = f"{runtime.device}"
     if runtime.distributed:
-        where = f"{runtime.world} processes ({runtime.backend}), rank 0 on {where}"
+        how = f"FSDP over {blocks} blocks and the root, " if args.fsdp else ""
+        where = f"{runtime.world} processes ({how}{runtime.backend}), rank 0 on {where}"
     runtime.log(
-        f"{NETWORK}: {params:,} parameters; {args.data} data, {len(train_set)} examples of "
-        f"{'x'.join(str(s) for s in shape)}; batch {args.batch_size}, "
-        f"{RECIPE['optimizer']} lr {args.lr:g}; {where}"
+        f"{NETWORK}: {params:,} parameters; {describe_data(args, train_set, shape)}; "
+        f"batch {args.batch_size}, {RECIPE['optimizer']} lr {args.lr:g}; {where}"
     )
+    if LANGUAGE_MODEL:
+        note_not_causal(CAUSAL)
     image_size = shape[-2:] if len(shape) == 3 else None
-    cutout_size, mixup_alpha, note = batch_augmentations(RECIPE["augment"], image_size)
+    cutout_size, mixup_alpha, note = batch_augmentations(
+        RECIPE["augment"], image_size, token_ids=VOCAB is not None
+    )
     if note:
         runtime.log(note)
     if cutout_size or mixup_alpha:
@@ -693,14 +957,12 @@ def main(argv: list[str] | None = None) -> None:
     every = args.log_every or max(1, steps_per_epoch // 10)
     progress = Progress(runtime, every)
     accuracy = None
-    total_steps = args.epochs * steps_per_epoch
-    if args.steps is not None:
-        total_steps = args.steps
+    tested = -1  # the step of the last test
     while epoch < args.epochs and step < total_steps:
         net.train()
         sampler.set_epoch(epoch)
         sampler.skip = done * batch  # resuming part-way through an epoch
-        seen = correct = loss_sum = 0.0
+        seen = correct = loss_sum = 0.0  # examples (a language model's: tokens)
         started = time.perf_counter()
         for x, y in loader:
             x, y = to_device(x, y, runtime, args)
@@ -720,21 +982,29 @@ def main(argv: list[str] | None = None) -> None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+            if per_step:
+                scheduler.step()
             step += 1
             done += 1
             main_out = outputs[0] if isinstance(outputs, tuple) else outputs
-            seen += len(y)
-            loss_sum += loss.item() * len(y)
+            seen += y.numel()
+            loss_sum += loss.item() * y.numel()
             # under mixup a prediction is right when it is the label that makes up the
             # larger part of the blend (as Keras' accuracy counts it on blended labels)
             counted = y if lam >= 0.5 else other
-            correct += (main_out.argmax(1) == counted.to(main_out.device)).sum().item()
+            correct += (main_out.argmax(-1) == counted.to(main_out.device)).sum().item()
             rate = seen * runtime.world / (time.perf_counter() - started)
             bar = "=" * (20 * done // steps_per_epoch)
+            mean = loss_sum / seen
+            if LANGUAGE_MODEL:
+                figures = f"loss {mean:.4f} ppl {math.exp(min(mean, 50)):.2f} "
+                figures += f"acc {100 * correct / seen:.1f}% {rate:.0f} tok/s"
+            else:
+                figures = f"loss {mean:.4f} acc {100 * correct / seen:.1f}% "
+                figures += f"{rate:.0f} img/s"
             progress.update(
                 f"epoch {epoch + 1}/{args.epochs} [{bar:<20}] {done}/{steps_per_epoch} "
-                f"step {step} loss {loss_sum / seen:.4f} acc {100 * correct / seen:.1f}% "
-                f"{rate:.0f} img/s",
+                f"step {step} {figures}",
                 step,
                 last=done == steps_per_epoch or step == total_steps,
             )
@@ -747,17 +1017,36 @@ def main(argv: list[str] | None = None) -> None:
         metric = loss_sum / max(seen, 1)
         if test_loader is not None:
             metric, accuracy = evaluate(model, test_loader, runtime, args)
-            runtime.log(
-                f"epoch {epoch}: test loss {metric:.4f}, test accuracy {accuracy:.2%}"
-            )
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            tested = step
+            runtime.log(f"epoch {epoch}: {held_out_figures(metric, accuracy)}")
+        if plateau:
             scheduler.step(metric)
-        elif scheduler is not None:
+        elif scheduler is not None and not per_step:
             scheduler.step()
         checkpoint()
     checkpoint()
     position = f"epoch {epoch + 1}, batch {done}" if done else f"end of epoch {epoch}"
     runtime.log(f"saved {args.checkpoint} at step {step} ({position})")
-    if accuracy is not None:
+    if LANGUAGE_MODEL and test_loader is not None and tested != step:
+        metric, accuracy = evaluate(model, test_loader, runtime, args)
+        runtime.log(held_out_figures(metric, accuracy))
+    elif accuracy is not None:
         runtime.log(f"test accuracy {accuracy:.2%}")
+    write = LANGUAGE_MODEL and args.data.startswith("text:") and args.sample > 0
+    if write and (runtime.main or args.fsdp):  # under FSDP every process runs it
+        text = test_set if test_set is not None else train_set
+        prompt = text[0][0]  # the test text's first window
+        sample = generate(model, prompt, args.sample, runtime, args)
+        runtime.log(f"sample after {decode(prompt[-24:].tolist())!r}:")
+        runtime.log(f"  {decode(sample)!r}")
     runtime.close()
+
+
+def held_out_figures(loss: float, accuracy: float) -> str:
+    if LANGUAGE_MODEL:  # per token: the loss in nats, its exponential the perplexity
+        perplexity = math.exp(min(loss, 50))
+        return (
+            f"test loss {loss:.4f} (perplexity {perplexity:.2f}), "
+            f"test accuracy {accuracy:.2%}"
+        )
+    return f"test loss {loss:.4f}, test accuracy {accuracy:.2%}"
