@@ -28,6 +28,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .symbolic import TokenIds
+
 _NUMBER = r"(\d[\d,]*)"
 _EXPECTED = re.compile(
     rf"^{_NUMBER} params(?P<buffers>\s*\+\s*buffers)?\b.*?(?:{_NUMBER} MACs\b.*?)?"
@@ -79,7 +81,9 @@ def _int(text: str | None) -> int | None:
 
 
 def _shape(dims) -> str:
-    return "x".join(str(d) for d in dims)
+    """3x224x224; token ids as `1024 ids < 50257` (their vocabulary)."""
+    text = "x".join(str(d) for d in dims)
+    return f"{text} ids < {dims.vocab}" if isinstance(dims, TokenIds) else text
 
 
 def _continued(lines: list[str], start: int) -> str:
@@ -140,7 +144,7 @@ def entry(path: Path) -> Entry:
 
     header = read_header(path.read_text(encoding="utf-8"))
     net = compile_file(path)
-    shape = tuple(next(iter(net.inputs.values())).out_shape)
+    shape = next(iter(net.inputs.values())).out_shape
     return Entry(
         path.stem,
         str(path),
