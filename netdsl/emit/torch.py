@@ -183,6 +183,18 @@ class _ClassState:
     def __init__(self, cls: ClassModel, facts: _Facts) -> None:
         self.cls = cls
         self.renames = {k: Sym(v) for k, v in cls.renames.items()}
+        # a block on tokens takes its width as `dim` (torchvision's hidden_dim), not in_channels
+        self.channels = "in_channels"
+        taken = {p.name for p in cls.params} | {name for name, _ in cls.locals}
+        if (
+            cls.kind == "block"
+            and cls.in_shapes
+            and shape_kind(cls.in_shapes[0]) == "tokens"
+            and "in_channels" not in cls.renames
+            and "dim" not in taken
+        ):
+            self.channels = "dim"
+            self.renames["in_channels"] = Sym("dim")
         self.declared_layers = False
         self.network = cls.kind == "network"
         self.mixed = facts.mixed_cls(cls)
@@ -646,7 +658,7 @@ class TorchEmitter(Emitter):
         # the constructor's head comes last: it depends on what the body used
         params = ["self"]
         if cls.uses_in_channels:
-            params.append("in_channels: int")
+            params.append(f"{scope.channels}: int")
         params += [self._param_text(p) for p in cls.params]
         head = ["super().__init__()"]
         if cls.kind == "network":
