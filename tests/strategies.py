@@ -988,8 +988,14 @@ block tenc(h, m=2, causal=false) =
 """
 
 
-def _heads(draw, d: int) -> int:
-    return draw(st.sampled_from([h for h in range(1, min(d, 8) + 1) if d % h == 0]))
+def _heads(draw, d: int, n: int) -> int:
+    """A head count dividing D; not one feature a head with as many heads as tokens, which
+    the Keras target refuses (TensorFlow's keras.ops.add adds the biases along the tokens)."""
+    return draw(
+        st.sampled_from(
+            [h for h in range(1, min(d, 8) + 1) if d % h == 0 and not (h == d == n > 1)]
+        )
+    )
 
 
 @st.composite
@@ -1004,7 +1010,7 @@ def _token_terms(draw, n: int, d: int, causal_only: bool = False) -> tuple[list[
             )
         )
         if kind == "attention":
-            h = _heads(draw, d)
+            h = _heads(draw, d, n)
             extra = draw(st.sampled_from(["", " bias=false", " dropout=0.1"]))
             causal = " causal=true" if causal_only or draw(st.integers(0, 3)) == 0 else ""
             terms.append(f"attention {h}{extra}{causal}")
@@ -1033,7 +1039,7 @@ def _token_terms(draw, n: int, d: int, causal_only: bool = False) -> tuple[list[
                 )
             )
         elif kind == "residual":
-            h = _heads(draw, d)
+            h = _heads(draw, d, n)
             causal = " causal=true" if causal_only else ""
             terms.append(f"add(id, layernorm + attention {h}{causal})")
         elif kind == "merge":
@@ -1041,7 +1047,7 @@ def _token_terms(draw, n: int, d: int, causal_only: bool = False) -> tuple[list[
             terms.append(f"{op}(fc {d}, id, fc {d} + sigmoid)")
         elif kind == "block":
             causal = ", causal=true" if causal_only else ""
-            terms.append(f"tenc({_heads(draw, d)}, {draw(st.integers(1, 3))}{causal})")
+            terms.append(f"tenc({_heads(draw, d, n)}, {draw(st.integers(1, 3))}{causal})")
         elif kind == "cls" and not causal_only:
             k = draw(st.integers(1, 2))
             terms.append(f"cls_token {k}" if k > 1 else "cls_token")

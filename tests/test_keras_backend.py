@@ -504,3 +504,21 @@ def test_a_tie_keras_cannot_write_is_a_located_error(line, column, message):
         keras_source(net)
     assert message in str(info.value)
     assert (info.value.span.line, info.value.span.column) == (4, column)
+
+
+def test_one_feature_a_head_with_as_many_heads_as_tokens_is_refused_for_keras():
+    """Found by the deep run: keras.ops.add on TensorFlow (Keras 3.15) takes the (heads, 1)
+    bias of MultiHeadAttention's projections for a bias_add along the axis of that length,
+    the tokens', when each head has one feature and there are as many tokens as heads: the
+    outputs were 0.0043 off. netdsl refuses that case for Keras, located; neighbours build."""
+    net = compile_text("network n:\n    input 2x1x2\n    tokens + attention 2\n    token_pool\n")
+    with pytest.raises(NetdslError) as info:
+        keras_source(net)
+    assert "adds this attention's projection biases along the tokens" in str(info.value)
+    assert (info.value.span.line, info.value.span.column) == (3, 14)
+    for body in (
+        "tokens + attention 2 bias=false",
+        "tokens + attention 1",
+        "tokens + fc 4 + attention 2",
+    ):
+        keras_source(compile_text(f"network n:\n    input 2x1x2\n    {body}\n    token_pool\n"))

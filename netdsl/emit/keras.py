@@ -1344,6 +1344,18 @@ def _attention(c: _LayerCall) -> list:
     """Keras' MultiHeadAttention on (x, x, x): the same projections, scaling, softmax and
     dropout as nn.MultiheadAttention (weights converted by netdsl.weights)."""
     a, e = c.a, c.e
+    for n in c.nodes:
+        tokens, d = (int(x.value) for x in n.in_shapes[0])
+        if d == int(n.value("heads")) == tokens > 1 and n.value("bias") is not False:
+            # keras.ops.add on TensorFlow takes a (heads, 1) bias for a bias_add along the
+            # axis of that length: the tokens' (Keras 3.15's EinsumDense projections)
+            raise NetdslError(
+                "Keras (TensorFlow backend) adds this attention's projection biases along "
+                "the tokens: each head has one feature and there are as many tokens as heads",
+                n.span,
+                hint="use fewer heads (a head dim of 2 or more), or bias=false; the torch "
+                "target supports it",
+            )
     heads = e(a["heads"])
     dims = {int(n.in_shapes[0][1].value) for n in c.nodes}
     if heads.isdigit() and len(dims) == 1:
