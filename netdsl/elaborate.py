@@ -2200,9 +2200,7 @@ def _tensor_symbol(bdef: ast.BlockDef, name: str) -> str:
 
 def _rebase(shape: tuple, symbol: str) -> tuple:
     """The shape as seen from inside a new scope: channels become a symbol."""
-    fixed = [d.const() for d in shape]
-    fixed = TokenIds(fixed, shape.vocab) if isinstance(shape, TokenIds) else tuple(fixed)
-    return with_channels(fixed, Num(channels_of(shape).value, Sym(symbol)))
+    return with_channels(_fixed(shape), Num(channels_of(shape).value, Sym(symbol)))
 
 
 def _lift(shape: tuple, mapping: dict, keep_unmapped: bool = False) -> tuple:
@@ -2212,9 +2210,13 @@ def _lift(shape: tuple, mapping: dict, keep_unmapped: bool = False) -> tuple:
         c = Num(c.value, c.expr.subst(mapping))
     else:
         c = c.const()
+    return with_channels(_fixed(shape), c)
+
+
+def _fixed(shape: tuple) -> tuple:
+    """Every dimension a constant (token ids keep their vocabulary)."""
     fixed = [d.const() for d in shape]
-    fixed = TokenIds(fixed, shape.vocab) if isinstance(shape, TokenIds) else tuple(fixed)
-    return with_channels(fixed, c)
+    return TokenIds(fixed, shape.vocab) if isinstance(shape, TokenIds) else tuple(fixed)
 
 
 def _repeat_closed_form(outs: list, channels: str, in_expr, count: Num):

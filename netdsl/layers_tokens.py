@@ -413,27 +413,9 @@ _add(
     )
 )
 
-# ops that act on each value, or on the last dimension, read tokens as they are
-_TOKENWISE = (
-    "fc",
-    "layernorm",
-    "layer_scale",
-    "dropout",
-    "drop_path",
-    "flatten",
-    "scale",
-    "softmax",
-    "relu",
-    "relu6",
-    "sigmoid",
-    "tanh",
-    "gelu",
-    "silu",
-    "hardswish",
-    "hardsigmoid",
-    "leaky_relu",
-    "elu",
-)
+# ops that act on each value, or on the last dimension, read tokens as they are: these and
+# every activation
+_TOKENWISE = ("fc", "layernorm", "layer_scale", "dropout", "drop_path", "flatten", "scale")
 
 
 def _accept_tokens() -> None:
@@ -442,9 +424,9 @@ def _accept_tokens() -> None:
     from .layers import CATALOGUE
 
     widened = {}
-    for name in _TOKENWISE:
-        spec = CATALOGUE[name]
-        widened[id(spec)] = replace(spec, accepts=spec.accepts | _TOKENS)
+    for spec in CATALOGUE.values():
+        if spec.name in _TOKENWISE or spec.category == "activation":
+            widened[id(spec)] = replace(spec, accepts=spec.accepts | _TOKENS)
     for alias, spec in list(CATALOGUE.items()):
         if id(spec) in widened:
             CATALOGUE[alias] = widened[id(spec)]

@@ -138,6 +138,23 @@ def note_not_implemented(items: list[str]) -> None:
         print(f"note: the recipe's {item} is not done by train.py", file=sys.stderr)
 
 
+def schedule_and_sample_arguments(p) -> None:
+    """--warmup and --sample, the same in both scripts' command lines."""
+    p.add_argument(
+        "--warmup",
+        type=int,
+        help="warm-up length: epochs, or optimizer steps for a language model "
+        "(default: the recipe's)",
+    )
+    p.add_argument(
+        "--sample",
+        type=int,
+        default=48,
+        metavar="BYTES",
+        help="--data text: bytes to write after training, greedily (0: none)",
+    )
+
+
 def model_arguments(
     classes: int, classes_param: str | None, output_features: int
 ) -> dict:

@@ -29,6 +29,7 @@ from .common import (
     model_arguments,
     note_not_causal,
     note_not_implemented,
+    schedule_and_sample_arguments,
     text_bytes,
     windows,
 )
@@ -80,19 +81,7 @@ def parse_args(argv=None):
     p.add_argument("--input-size", metavar="HxW", help="train at another size")
     p.add_argument("--amp", action="store_true", help="mixed precision (mixed_float16)")
     p.add_argument("--verbose", type=int, help="Keras' verbosity: 0, 1 (bar) or 2")
-    p.add_argument(
-        "--warmup",
-        type=int,
-        help="warm-up length: epochs, or optimizer steps for a language model "
-        "(default: the recipe's)",
-    )
-    p.add_argument(
-        "--sample",
-        type=int,
-        default=48,
-        metavar="BYTES",
-        help="--data text: bytes to write after training, greedily (0: none)",
-    )
+    schedule_and_sample_arguments(p)
     return p.parse_args(argv)
 
 

@@ -41,6 +41,7 @@ from .common import (
     model_arguments,
     note_not_causal,
     note_not_implemented,
+    schedule_and_sample_arguments,
     text_bytes,
     windows,
 )
@@ -115,19 +116,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="under torchrun: shard parameters, gradients and optimizer state across "
         "the processes (FSDP2) instead of replicating the model (DDP)",
     )
-    p.add_argument(
-        "--warmup",
-        type=int,
-        help="warm-up length: epochs, or optimizer steps for a language model "
-        "(default: the recipe's)",
-    )
-    p.add_argument(
-        "--sample",
-        type=int,
-        default=48,
-        metavar="BYTES",
-        help="--data text: bytes to write after training, greedily (0: none)",
-    )
+    schedule_and_sample_arguments(p)
     p.add_argument("--checkpoint", default=f"{NETWORK}.pt", metavar="PATH")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument("--seed", type=int, default=0)
