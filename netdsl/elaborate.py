@@ -17,7 +17,7 @@ import copy
 import math
 from dataclasses import dataclass
 
-from . import ast, habits
+from . import ast, habits, initializers
 from .errors import NetdslError, Note, SourceSnapshot, Span, did_you_mean
 from .ir import BlockSignature, Network, Node, NumericFunction, Output, Scope, TensorArg
 from .layers import (
@@ -86,7 +86,7 @@ class TensorView:
 
 
 def _const(value):
-    if isinstance(value, (Num, Tup)):
+    if isinstance(value, (Num, Tup, initializers.Init)):
         return value.const()
     if isinstance(value, Fragment):
         return value.constified()
@@ -395,6 +395,9 @@ class Elaborator:
         # id(owner scope) -> the symbols that repeat counts and conditions there read, which
         # decide how many instances of each block there are (lifted to the caller on exit)
         self.structural: dict[int, set] = {}
+        # a network body's `defaults`: {layer: {arg: (value, span)}}, for every layer the
+        # network builds (a layer's own file's defaults, and its own arguments, win)
+        self.network_defaults: dict[str, dict] = {}
 
     # -- entry point --------------------------------------------------------------
 
@@ -490,6 +493,9 @@ class Elaborator:
         root.args = concrete
         env = Env(values, menv, None, root)
         ctx = Ctx(root)
+        self.network_defaults = self._defaults(
+            [s for s in ndef.body if isinstance(s, ast.Defaults)], env, ctx, constant=True
+        )
         state = _NetworkState()
         self._exec(ndef.body, env, ctx, None, state)
         if not state.inputs:
@@ -585,6 +591,15 @@ class Elaborator:
         return current
 
     def _stmt(self, stmt, env, ctx, current, state):
+        if isinstance(stmt, ast.Defaults):
+            if state is None:
+                raise NetdslError(
+                    "`defaults` belongs in a network or at the top of a file, not in a block",
+                    stmt.span,
+                    hint="a block's layers take the defaults of their file and of the network "
+                    "that uses them",
+                )
+            return current  # read before the body runs: see _network
         if isinstance(stmt, ast.InputStmt):
             if state is None:
                 raise NetdslError(
@@ -948,6 +963,8 @@ class Elaborator:
         found = env.menv.lookup_block(name)
         if found is not None:
             return self._bind_block(e, found[0], found[1], env, ctx)
+        if name in initializers.FAMILIES:
+            return self._initializer(e, env, ctx)
         layer = lookup(name)
         if layer is not None:
             return self._layer(e, layer, env, ctx)
@@ -968,6 +985,30 @@ class Elaborator:
         if hint is None and name.startswith(("conv", "maxpool", "avgpool")):
             hint = "shorthands take a number: conv3, maxpool2, ..."
         raise NetdslError(f"unknown layer, block or name '{name}'", e.span, hint=hint)
+
+    def _initializer(self, e: ast.Call, env, ctx) -> initializers.Init:
+        """`kaiming_normal(fan_out, relu)`, `normal(0, 0.01)`, `zeros`: a weight init. Its
+        words (fan_out, relu, uniform, ...) are words here, whatever they name elsewhere."""
+
+        def value(expr):
+            if isinstance(expr, ast.Name) and expr.id not in env.values:
+                if any(expr.id in words for words in initializers.WORDS.values()):
+                    return expr.id
+                try:
+                    v = self.eval(expr, env, ctx)
+                except NetdslError as err:
+                    if err.message.startswith("unknown layer, block or name"):
+                        return expr.id  # a misspelt word: `make` says which it may be
+                    raise
+            else:
+                v = self.eval(expr, env, ctx)
+            if isinstance(v, LayerFrag) and v.spec.name in initializers.NONLINEARITIES:
+                return v.spec.name  # `relu` the layer, as a word
+            return v
+
+        positional = [(value(a), a.span) for a in e.args]
+        keyword = [(k, value(v), s) for k, v, s in e.kwargs]
+        return initializers.make(e.name, positional, keyword, e.span)
 
     def _instances(self, e: ast.Call, env, ctx) -> Num:
         """index(B): inside an instance of block B, its position among the network's B
@@ -1206,7 +1247,10 @@ class Elaborator:
                     if sized
                     else _TENSOR_SIZES,
                 )
-        defaults = self._module_defaults(env.menv, ctx).get(spec.name)
+        defaults = {
+            **self.network_defaults.get(spec.name, {}),
+            **self._module_defaults(env.menv, ctx).get(spec.name, {}),
+        }
         attrs = spec.bind(
             args, kwargs, e.span, presets=presets, defaults=defaults, called_as=e.name
         )
@@ -1249,28 +1293,37 @@ class Elaborator:
 
     def _module_defaults(self, menv: ModuleEnv, ctx) -> dict:
         if menv.defaults_cache is None:
-            menv.defaults_cache = {}
-            env = Env({}, menv, None, ctx.scope)
-            for d in menv.module.defaults:
-                found = lookup(d.layer)
-                if found is None:
-                    raise NetdslError(
-                        f"defaults: unknown layer '{d.layer}'",
-                        d.span,
-                        hint=did_you_mean(d.layer, layer_names()),
-                    )
-                spec = found[0]
-                entry = menv.defaults_cache.setdefault(spec.name, {})
-                for key, value, span in d.kwargs:
-                    arg = spec.arg(key)
-                    if arg is None:
-                        raise NetdslError(
-                            f"{spec.name} has no argument '{key}'",
-                            span,
-                            hint=did_you_mean(key, [a.name for a in spec.args]),
-                        )
-                    entry[arg.name] = (self.eval(value, env, ctx), span)
+            menv.defaults_cache = {}  # `defaults conv act=relu` reads relu: no defaults there
+            menv.defaults_cache.update(
+                self._defaults(menv.module.defaults, Env({}, menv, None, ctx.scope), ctx)
+            )
         return menv.defaults_cache
+
+    def _defaults(self, statements, env: Env, ctx, constant: bool = False) -> dict:
+        """{layer: {argument: (value, span)}} of `defaults` statements. A network's are
+        constants: the blocks they reach do not see the network's parameters."""
+        table: dict = {}
+        for d in statements:
+            found = lookup(d.layer)
+            if found is None:
+                raise NetdslError(
+                    f"defaults: unknown layer '{d.layer}'",
+                    d.span,
+                    hint=did_you_mean(d.layer, layer_names()),
+                )
+            spec = found[0]
+            entry = table.setdefault(spec.name, {})
+            for key, value, span in d.kwargs:
+                arg = spec.arg(key)
+                if arg is None:
+                    raise NetdslError(
+                        f"{spec.name} has no argument '{key}'",
+                        span,
+                        hint=did_you_mean(key, [a.name for a in spec.args]),
+                    )
+                value = self._argument(value, arg, env, ctx)
+                entry[arg.name] = (_const(value) if constant else value, span)
+        return table
 
     def _given(self, e: ast.Call, what: str, params, signature: str, env, ctx, convert=None):
         """The arguments a call of a block or function gives, checked against its
@@ -1717,6 +1770,7 @@ class Elaborator:
             frag.called_as,
         )
         node.param = getattr(frag, "param", None)
+        initializers.check(node, frag.span)
         out = TensorView(node, inferred.shape)
         if act is not None:
             out = self.apply(act, out, ctx)

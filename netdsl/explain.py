@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from . import initializers
 from .analysis import (
     BYTES,
     Analysis,
@@ -287,6 +288,10 @@ class _Text:
                 rows.append(("", "", facts.params.note))
         if facts.macs is not None:
             rows.append(("MACs", st.formula(facts.macs.formula), st.count(facts.macs)))
+        for i, r in enumerate(initializers.resolve(node)):
+            init, drawn = initializers.explained(r)
+            written = r.tensor.role if init.startswith("=") else f"{r.tensor.role}: {init}"
+            rows.append(("init" if i == 0 else "", written, drawn))
         rf_formula = (
             "r + (k - 1) x j; j x s" if facts.rf and facts.rf.rule in ("window", "global") else ""
         )

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import habits
 from .errors import NetdslError, Span, did_you_mean
+from .initializers import TENSORS, Init
 from .records import record
 from .symbolic import Num, TokenIds, Tup
 from .values import Fragment, kind_of
@@ -396,6 +397,11 @@ _CHECKS: dict[str, tuple[Callable, str]] = {
         "a named tensor (its height and width are the size)",
     ),
     "token_pool": (lambda v: v in ("cls", "mean"), "cls (the first token) or mean"),
+    "init": (
+        lambda v: v is None or isinstance(v, Init) or _is_number(v),
+        "an initializer such as kaiming_normal(fan_out, relu), normal(0, 0.01) or zeros, "
+        "or a number",
+    ),
     "tie": (
         lambda v: v is None or type(v).__name__ == "Tie",
         "a named tensor made by an embedding (its table becomes this layer's weight)",
@@ -1152,7 +1158,24 @@ _CONV_TRAITS = frozenset({FRESH, WINDOWED})
 CATALOGUE: dict[str, LayerSpec] = {}
 
 
+_INIT_DOCS = {
+    "init": "how the weight starts: an initializer such as kaiming_normal(fan_out, relu)",
+    "bias_init": "how the bias starts: a number or an initializer such as normal(0, 0.01)",
+    "gamma_init": "the scale's starting value (gamma): a number or an initializer",
+    "beta_init": "the shift's starting value (beta): a number or an initializer",
+}
+
+
+def _with_inits(spec: LayerSpec) -> LayerSpec:
+    """A layer with weights takes an init keyword for each kind of tensor it has
+    (netdsl.initializers.TENSORS says which, and what each starts from unwritten)."""
+    keys = dict.fromkeys(t.arg for t in TENSORS.get(spec.name, ()))
+    extra = tuple(ArgSpec(k, "init", None, _INIT_DOCS[k]) for k in keys if not spec.arg(k))
+    return replace(spec, args=spec.args + extra) if extra else spec
+
+
 def _add(spec: LayerSpec) -> None:
+    spec = _with_inits(spec)
     for name in (spec.name, *spec.aliases):
         CATALOGUE[name] = spec
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import initializers
 from .ir import Network, Node, Scope
 from .layers import TensorSize, fmt_shape
 from .layers_tokens import attention_products
@@ -36,6 +37,7 @@ def summary_dict(net: Network) -> dict:
                 "params": n.params,
                 "macs": n.macs,
                 **({"attention_macs": attention_products(n)} if n.op == "attention" else {}),
+                **_inits(n),
                 "source": str(n.span),
                 **({"train_only": True} if n.train_only else {}),
             }
@@ -43,6 +45,13 @@ def summary_dict(net: Network) -> dict:
             if n.op != "input"
         ],
     }
+
+
+def _inits(node) -> dict:
+    """{"init": {tensor: init}} of a layer with weights: what each tensor starts from
+    (PyTorch's default where the program wrote none)."""
+    resolved = initializers.resolve(node)
+    return {"init": {r.tensor.role: str(r.init) for r in resolved}} if resolved else {}
 
 
 def _rows(scope: Scope, depth: int | None, level: int = 0):

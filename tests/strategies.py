@@ -198,7 +198,25 @@ def _spatial_layer(draw, state: _State, torch_only: bool = False) -> str:
     g = draw(st.sampled_from(groups))
     state.c = out
     bias = draw(st.sampled_from(["", " bias=false"]))
-    return f"conv {out} k={k} s={s} p={p} d={d} g={g}{bias}"
+    init = draw(_INITS) + (draw(_BIAS_INITS) if not bias else "")
+    return f"conv {out} k={k} s={s} p={p} d={d} g={g}{bias}{init}"
+
+
+# weight inits of moderate scale (the differential tests copy weights across anyway; these
+# make the backends emit and build every family)
+_INITS = st.sampled_from(
+    [""] * 6
+    + [
+        " init=kaiming_normal(fan_out, relu)",
+        " init=xavier_uniform",
+        " init=orthogonal",
+        " init=trunc_normal(std=0.05)",
+        " init=he_uniform",
+        " init=torch_default",
+        " init=variance_scaling(0.5, fan_avg, untruncated_normal)",
+    ]
+)
+_BIAS_INITS = st.sampled_from(["", "", "", " bias_init=0", " bias_init=normal(0, 0.01)"])
 
 
 @st.composite
@@ -754,7 +772,11 @@ def _term(draw, state: _State, depth: int, options: _Options | None = None) -> s
             )
         )
     if kind == "bn":
-        return draw(st.sampled_from(["bn", "bn", "bn eps=0.001 momentum=0.01", "bn scale=false"]))
+        return draw(
+            st.sampled_from(
+                ["bn", "bn", "bn eps=0.001 momentum=0.01", "bn scale=false", "bn gamma_init=0.5"]
+            )
+        )
     if kind == "block":
         which = draw(
             st.sampled_from(

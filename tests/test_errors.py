@@ -42,7 +42,7 @@ def test_syntax_error_report():
 
 def test_syntax_error_expected_one_of_in_netdsl_terms():
     assert report("network n:\n    input 3x8x8\n    conv 16 k=\n") == lines(
-        "err.net:3:15: syntax error: unexpected end of line; expected one of '(', '[', 'false', "
+        "err.net:3:15: syntax error: unexpected end of line; expected one of '(', '-', '[', 'false', "
         "'id', 'in', 'true', a call such as conv_bn(, a name, a number, a shape such as "
         '3x224x224, a string in "quotes"',
         "        conv 16 k=",
@@ -95,7 +95,7 @@ def test_unknown_argument_with_did_you_mean():
     )
     e = error(NET + "    conv3 16 zz=2\n")
     assert e.message == "conv3 has no argument 'zz'"
-    assert e.hint == "conv3 takes c, k, s, p, d, g, bias, act"
+    assert e.hint == "conv3 takes c, k, s, p, d, g, bias, act, init, bias_init"
     e = error(NET + "    relu inplace=true\n")
     assert (e.message, e.hint) == ("relu has no argument 'inplace'", "relu takes no arguments")
 
