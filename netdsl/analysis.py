@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import initializers
 from .ir import Network, Node, Scope
 from .layers import (
     IN_PLACE,
@@ -369,6 +370,9 @@ def layer_call(node: Node) -> str:
         elif spec.category == "pool" and name == "s":
             if value == node.value("k"):
                 continue
+        elif spec.arg(name).kind == "init":
+            if initializers.is_default(node, name):
+                continue  # `gamma_init=1`: what a BatchNorm's scale starts from anyway
         elif _is_default(value, spec.arg(name).default):
             continue
         parts.append(f"{name}={_value_text(value)}")

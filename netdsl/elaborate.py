@@ -1254,6 +1254,8 @@ class Elaborator:
         attrs = spec.bind(
             args, kwargs, e.span, presets=presets, defaults=defaults, called_as=e.name
         )
+        if attrs.get("tie") is not None and "init" not in (k for k, _, _ in kwargs):
+            attrs["init"] = None  # `defaults fc init=...` leaves a tied weight to its embedding
         return LayerFrag(spec, attrs, e.span, e.name)
 
     def _argument(self, expr, arg, env: Env, ctx):

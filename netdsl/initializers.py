@@ -25,7 +25,12 @@ from .symbolic import Num
 MODES = ("fan_in", "fan_out", "fan_avg")
 NONLINEARITIES = ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "selu")
 DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "normal", "uniform")
-WORDS = {"mode": MODES, "nonlinearity": NONLINEARITIES, "distribution": DISTRIBUTIONS}
+WORDS = {
+    "mode": MODES,
+    "fan": MODES[:2],  # Kaiming's: torch.nn.init has no fan_avg there
+    "nonlinearity": NONLINEARITIES,
+    "distribution": DISTRIBUTIONS,
+}
 
 # Keras' truncated normal keeps +-2 std; this rescales std so the kept part has the asked
 # variance (keras.initializers.VarianceScaling's constant)
@@ -42,7 +47,7 @@ class Param:
 _MEAN, _STD = Param("mean", "number", 0.0), Param("std", "positive", 1.0)
 _GAIN = Param("gain", "positive", 1.0)
 _KAIMING = (
-    Param("mode", "mode", "fan_in"),
+    Param("mode", "fan", "fan_in"),
     Param("nonlinearity", "nonlinearity", "leaky_relu"),
     Param("a", "number", 0.0),
 )
@@ -247,7 +252,10 @@ def _word_hint(family: str, params, word: str) -> str | None:
     words = [w for p in params for w in WORDS.get(p.kind, ())]
     if not words:
         return f"{family} takes numbers only"
-    return did_you_mean(word, words) or f"{family} takes the words {', '.join(words)}"
+    listed = f"{family} takes the words {', '.join(words)}"
+    if any(word in other for other in WORDS.values()):  # fan_avg: another family's word
+        return listed
+    return did_you_mean(word, words) or listed
 
 
 def _checked(family: str, p: Param, value, span: Span):
@@ -271,6 +279,18 @@ def _checked(family: str, p: Param, value, span: Span):
     return value
 
 
+def same(a: Init, b: Init) -> bool:
+    """Whether two inits draw the same, whatever the fans (`gamma_init=1` is `ones`)."""
+    return all(distribution(a, fi, fo) == distribution(b, fi, fo) for fi, fo in ((3, 5), (7, 2)))
+
+
+def is_default(node, arg: str) -> bool:
+    """Whether a layer's init argument says what its tensors start from anyway."""
+    value = coerce(node.attrs.get(arg))
+    tensors = [t for t in TENSORS.get(node.op, ()) if t.arg == arg]
+    return value is None or bool(tensors) and all(same(value, t.default) for t in tensors)
+
+
 def coerce(value) -> Init | None:
     """An `init=` argument as an Init: a number is a constant (`bias_init=-2`)."""
     if value is None or isinstance(value, Init):
@@ -287,9 +307,10 @@ class Tensor:
     keyword argument that sets it, and PyTorch's own init for it."""
 
     role: str  # "weight", "bias", "in_proj_weight", "depthwise.weight", ...
-    arg: str  # "init", "bias_init", "gamma_init", "beta_init"
-    default: Init
+    arg: str  # "init", "bias_init", "gamma_init", "beta_init", "out_init"
+    default: Init | None  # None: the layer's own argument is the value (layer_scale init=)
     bias: bool = False  # a bias (or a norm's shift): one value per output, no fans of its own
+    fallback: str | None = None  # the keyword it takes when its own is unwritten
 
 
 _TORCH = named("torch_default")
@@ -316,7 +337,8 @@ TENSORS: dict[str, tuple[Tensor, ...]] = {
     "attention": (
         Tensor("in_proj_weight", "init", named("xavier_uniform")),
         Tensor("in_proj_bias", "bias_init", _ZEROS, True),
-        Tensor("out_proj.weight", "init", _TORCH),
+        # GPT-2 scales its output projections apart: out_init (else init) sets them
+        Tensor("out_proj.weight", "out_init", _TORCH, fallback="init"),
         Tensor("out_proj.bias", "bias_init", _ZEROS, True),
     ),
     "cls_token": (Tensor("token", "init", _ZEROS),),
@@ -324,8 +346,9 @@ TENSORS: dict[str, tuple[Tensor, ...]] = {
         Tensor("embedding", "init", make("normal", [], [("std", Num(0.02), None)], None)),
     ),
     "embedding": (Tensor("weight", "init", named("normal")),),
+    "layer_scale": (Tensor("gamma", "init", None, True),),  # its init= is the starting value
 }
-INIT_ARGS = ("init", "bias_init", "gamma_init", "beta_init")
+INIT_ARGS = ("init", "bias_init", "gamma_init", "beta_init", "out_init")
 
 
 def _dims(shape) -> list[int]:
@@ -384,6 +407,8 @@ def torch_shape(node, role: str) -> tuple[int, ...] | None:
         return (1, out[0], out[1])
     if op == "embedding":
         return (int(a["vocab"].value), out[1])
+    if op == "layer_scale":  # (C, 1, 1) on an image, as torchvision's ConvNeXt
+        return (out[-1],) if len(out) < 3 else (out[0], 1, 1)
     return None
 
 
@@ -417,7 +442,13 @@ def resolve(node) -> list[Resolved]:
         shape = torch_shape(node, t.role)
         if shape is None:
             continue
+        if t.default is None:  # the layer starts it from its own argument
+            value = coerce(node.attrs[t.arg])
+            out.append(Resolved(t, value, torch_shape(node, t.role), (0, 0), False))
+            continue
         written = coerce(node.attrs.get(t.arg))
+        if written is None and t.fallback:
+            written = coerce(node.attrs.get(t.fallback))
         weight_shape = torch_shape(node, _weight_of(t.role)) if t.bias else shape
         f = fans(weight_shape) if weight_shape and len(weight_shape) >= 2 else (0, 0)
         out.append(Resolved(t, written or t.default, shape, f, written is not None))
@@ -552,10 +583,10 @@ def distribution(init: Init, fan_in: int, fan_out: int) -> Distribution:
         return Distribution("uniform", -math.sqrt(3) * std, math.sqrt(3) * std)
     scale, mode, dist = KERAS_NAMED.get(f) or (v("scale"), v("mode"), v("distribution"))
     fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
-    if dist == "truncated_normal":
+    if dist in ("truncated_normal", "normal"):  # Keras reads "normal" as truncated
         std = math.sqrt(scale / fan) / TRUNCATED_STD
         return Distribution("trunc_normal", 0.0, std, -2 * std, 2 * std)
-    if dist in ("untruncated_normal", "normal"):
+    if dist == "untruncated_normal":
         return Distribution("normal", 0.0, math.sqrt(scale / fan))
     limit = math.sqrt(3.0 * scale / fan)
     return Distribution("uniform", -limit, limit)
@@ -578,7 +609,8 @@ def explained(r: Resolved) -> tuple[str, str]:
         shown = {"fan_in": f"fan_in = {fi:,}", "fan_out": f"fan_out = {fo:,}"}
         text += ", " + ", ".join(shown[u] for u in uses)
     init = str(d) if r.init.family in ("constant", "zeros", "ones") else str(r.init)
-    return init, text + ("" if r.written else " (PyTorch's default)")
+    default = not r.written and r.tensor.default is not None
+    return init, text + (" (PyTorch's default)" if default else "")
 
 
 def _fans_read(init: Init) -> tuple[str, ...]:

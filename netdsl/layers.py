@@ -1163,6 +1163,7 @@ _INIT_DOCS = {
     "bias_init": "how the bias starts: a number or an initializer such as normal(0, 0.01)",
     "gamma_init": "the scale's starting value (gamma): a number or an initializer",
     "beta_init": "the shift's starting value (beta): a number or an initializer",
+    "out_init": "how the output projection's weight starts (default: as init says)",
 }
 
 

@@ -3,7 +3,8 @@
 Registered as a Pygments plugin (pyproject: `pygments.lexers` entry point):
 use `netdsl` or `net` as the language of a fenced block, or highlight any
 `*.net` file. The token rules mirror grammars/netdsl.lark; layer names come
-from the layer catalogue, so new layers highlight without touching this file.
+from the layer catalogue (and initializer families from netdsl.initializers), so new
+layers highlight without touching this file.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from pygments.token import (
     Whitespace,
 )
 
+from .initializers import FAMILIES, MODES
 from .layers import CATALOGUE, MERGES
 from .symbolic import FUNCTIONS, INSTANCE_FUNCTIONS
 
 KEYWORDS = ("if", "then", "else", "and", "or", "not", "as", "in", "output", "input")
-CONSTANTS = ("true", "false", "same", "valid", "none", "id")
+CONSTANTS = ("true", "false", "same", "valid", "none", "id", *MODES)
 LAYERS = tuple(sorted(CATALOGUE, key=len, reverse=True))
 _IDENT_END = r"(?![A-Za-z0-9_])"
 
@@ -71,6 +73,7 @@ class NetdslLexer(RegexLexer):
             (words(CONSTANTS, suffix=r"\b"), Keyword.Constant),
             (words(tuple(MERGES), suffix=r"(?=\s*\()"), Name.Builtin),
             (words((*FUNCTIONS, *INSTANCE_FUNCTIONS), suffix=r"(?=\s*\()"), Name.Builtin),
+            (words(tuple(FAMILIES), suffix=_IDENT_END), Name.Builtin),  # kaiming_normal(...)
             (r"(?:conv|dwconv|sepconv|maxpool|avgpool)[1-9][0-9]*" + _IDENT_END, Name.Builtin),
             (words(LAYERS, suffix=_IDENT_END), Name.Builtin),
             # shapes before numbers: 3x224x224, 1x7

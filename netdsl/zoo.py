@@ -14,7 +14,9 @@ so the claim can be listed and checked (`netdsl zoo --check`):
 * `Expected:` holds the reference's figures: `N params`, or `N params+buffers`
   where the reference is Keras (its count_params() includes BatchNorm's moving
   mean and variance, which netdsl counts as buffers); then optionally `M MACs`;
-  then `at CxHxW` (or `at F` for a flat input).
+  then `at CxHxW` (or `at F` for a flat input);
+* `Init:` names the initialisation the file states (its reference's, or its
+  paper's), up to the next field line.
 
 The header is the first run of `#` lines; other lines of it are free prose.
 docs/zoo.md is this module's `--markdown` output.
@@ -45,6 +47,7 @@ class Header:
     with_buffers: bool = False  # the expected count includes BatchNorm buffers (Keras)
     expected_macs: int | None = None
     expected_input: tuple[int, ...] | None = None
+    init: str = ""
     problems: tuple[str, ...] = ()
 
 
@@ -110,6 +113,8 @@ def read_header(text: str) -> Header:
     for i, line in enumerate(lines):
         if line.startswith("Reference:"):
             header.reference = line[len("Reference:") :].split(" — ")[0].strip().rstrip(".")
+        elif line.startswith("Init:"):
+            header.init = _continued(lines, i)[len("Init:") :].strip()
         elif line.startswith("Expected:"):
             value = _continued(lines, i)[len("Expected:") :].strip()
             m = _EXPECTED.match(value)
@@ -184,9 +189,11 @@ the tests) compiles every file and fails on any difference.
       # ResNet-50 — He et al., "Deep Residual Learning ..." (CVPR 2016), Table 1.
       # Reference: torchvision.models.resnet50 — how and why it departs from the paper.
       # Expected: 25,557,032 params, 4,089,184,256 MACs at 3x224x224.
+      # Init: torchvision's: every conv kaiming_normal(fan_out, relu), ...
 
   (`N params+buffers` for a Keras reference; `Reference: paper (...)` where
-  there is no library implementation.)
+  there is no library implementation.) The `Init:` line names the scheme the
+  file writes (`init=`, `defaults conv init=...`), listed below the table.
 
 Regenerate this page with `netdsl zoo --markdown > docs/zoo.md`; a test fails
 when it is stale.
@@ -206,7 +213,9 @@ def markdown(items: list[Entry]) -> str:
             f"{_shape(e.input)} | {e.params:,} | {e.buffers:,} | {e.macs:,} | "
             f"{reference}{mark} |"
         )
-    return MARKDOWN_INTRO + "\n" + "\n".join(rows) + "\n"
+    inits = ["## Initialisation", ""]
+    inits += [f"- **{e.name}**: {e.header.init or '(not stated)'}" for e in items]
+    return MARKDOWN_INTRO + "\n" + "\n".join(rows) + "\n\n" + "\n".join(inits) + "\n"
 
 
 def table(items: list[Entry]) -> str:

@@ -133,6 +133,8 @@ def test_zoo_networks_may_be_named_without_a_path(capsys):
 
 CONTRACT = {"network", "inputs", "outputs", "params", "macs", "layers"}
 LAYER_KEYS = {"name", "op", "out_shape", "params", "macs", "source"}
+# documented extras of a layer: what each tensor starts from (a layer with weights)
+LAYER_EXTRAS = {"init"}
 SOURCE = re.compile(r"^.+\.net:\d+:\d+$")
 
 
@@ -158,7 +160,8 @@ def test_summary_json_reports_torchvision_figures(capsys, path, name, params, ma
     assert d["inputs"] == {"input": [3, 224, 224]}
     assert d["outputs"] == {"output": [1000]} and d["train_outputs"] == []
     for layer in d["layers"]:
-        assert set(layer) == LAYER_KEYS, layer
+        assert LAYER_KEYS <= set(layer) <= LAYER_KEYS | LAYER_EXTRAS, layer
+        assert ("init" in layer) == (layer["params"] > 0), layer
         assert SOURCE.match(layer["source"]), layer
         assert all(isinstance(x, int) for x in layer["out_shape"])
     assert sum(layer["params"] for layer in d["layers"]) == params

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from .. import __version__
 from ..elaborate import is_layer_param
 from ..errors import NetdslError
+from ..initializers import Init
 from ..ir import Network, Node, NumericFunction, Scope, TensorArg
 from ..layers import FRESH, MERGES, fmt_shape, traits
 from ..names import class_name
@@ -338,6 +339,8 @@ def render_expr(e) -> str | None:
 def _attrs_key(node: Node) -> tuple:
     items = []
     for k, v in sorted(node.attrs.items()):
+        if isinstance(v, Init):  # by its arguments' expressions: `normal(0, s)` is one class
+            v = (v.family, tuple((n, render_expr(a)) for n, a in v.args))
         items.append((k, render_expr(v) if isinstance(v, (Num, Tup)) else repr(v)))
     return tuple(items)
 
@@ -1148,6 +1151,8 @@ def _subst_value(value, mapping: dict):
             [_subst_value(v, mapping) for v in value.items],
             value._expr.subst(mapping) if value._expr is not None else None,
         )
+    if isinstance(value, Init):
+        return Init(value.family, tuple((k, _subst_value(a, mapping)) for k, a in value.args))
     return value
 
 
@@ -1334,6 +1339,8 @@ def _walk_exprs(units: list[Unit]):
             for v in u.node.attrs.values():
                 if isinstance(v, (Num, Tup)):
                     yield v.expr
+                elif isinstance(v, Init):
+                    yield from (a.expr for _, a in v.args if isinstance(a, Num))
             for shape in u.node.in_shapes:
                 yield channels_of(shape).expr
         elif u.kind == "call":

@@ -34,6 +34,14 @@ computes, on channels-last tensors:
   MultiHeadAttention called as self-attention (a `SelfAttention` subclass; causal:
   its causal mask), token ids an int32 input. A tied `fc n tie=emb` is the
   embedding's `ReversibleEmbedding` called again with reverse=True: one table.
+* initial weights: every tensor starts from the distribution netdsl gives it
+  (netdsl.initializers.resolve: the init the file writes, else PyTorch's default), so
+  a layer whose PyTorch default is not Keras' own gets explicit initializers
+  (`kernel_initializer=keras.initializers.VarianceScaling(scale=1 / 3, ...)`, PyTorch's
+  U(+-1/sqrt(fan_in)); `bias_initializer=FanInUniform(...)`, its bias). Fans are
+  PyTorch's: where Keras counts a layout's otherwise (a depthwise kernel, an embedding
+  table, attention's projections) a generated helper draws with PyTorch's.
+  `build_model(seed=...)` seeds Keras first: the same weights on every run.
 * train-time outputs (auxiliary classifiers): `build_model()` returns the eval model;
   `build_model(training_outputs=True)` also builds the heads and returns them as extra
   outputs after the main one, for training with their loss weights.
@@ -45,12 +53,16 @@ express is a located NetdslError.
 
 from __future__ import annotations
 
+import ast
 import re
 import textwrap
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cache
 
+from .. import initializers
 from ..errors import NetdslError
+from ..initializers import Init
 from ..ir import Node
 from ..layers import TensorSize, pair, shape_kind, spec_of, zeropad_sides
 from ..resources import helper_names, templates_dir
@@ -260,6 +272,9 @@ class _Writer:
         def add(value) -> None:
             if isinstance(value, LayerArg):  # the block's layer parameter, passed on
                 found.update((value.param,) if value.param else ())
+            elif isinstance(value, Init):  # an init's numbers (`bias_init=b`)
+                for _, arg in value.args:
+                    add(arg)
             elif isinstance(value, (Num, Tup)):
                 found.update(value.expr.symbols)
             elif isinstance(value, Expr):
@@ -353,8 +368,10 @@ class _Writer:
                 84,
             )
         code = [*builder, *body, *(line for f in functions for line in (*f.signature, *f.body))]
+        header = file_header(net, self.helpers, _nchw_to_nhwc, code)
+        header["uses_math"] = header["uses_math"] or "TruncNormal" in self.helpers
         return FileContext(
-            **file_header(net, self.helpers, _nchw_to_nhwc, code),
+            **header,
             model_name=fmt.py_str(net.name),
             notes=notes,
             uses_ops=any(_uses_ops(h) for h in self.helpers),
@@ -398,8 +415,18 @@ class _Writer:
         params = [fn.param_text(p, hints=True) for p in cls.params]
         if train_outputs:
             params.append("training_outputs: bool = False")
+        # build_model's seed keyword: `seed`, unless the network has a parameter of that
+        # name (as the PyTorch target and train.py name it; it is read before any
+        # variable of the network's is assigned)
+        seed = fresh_name("seed", set(net.params))
+        params.append(f"{seed}: int | None = None")
         builder = fmt.statement("def build_model", "", params, 0, suffix=" -> keras.Model:")
         doc = ["Build the network; keyword arguments override the .net file's parameters."]
+        doc += [""] + textwrap.wrap(
+            f"Given {seed}, Keras' random generators are seeded first "
+            "(keras.utils.set_random_seed): the same initial weights on every run.",
+            84,
+        )
         if train_outputs:
             names = ", ".join(o[0] for o in train_outputs)
             doc += [""] + textwrap.wrap(
@@ -411,6 +438,10 @@ class _Writer:
             )
         body: list[str] = [INDENT + line for line in frozen_guard(net, 1)]
         pad = INDENT
+        body += [
+            f"{pad}if {seed} is not None:",
+            f"{pad}{INDENT}keras.utils.set_random_seed({seed})",
+        ]
         node_inputs = list(net.inputs.items())
         input_vars = cls.inputs
         if len(node_inputs) == 1:
@@ -1046,6 +1077,7 @@ def _conv(c: _LayerCall) -> list:
         args += kw("groups", a["g"], 1)
     if not is_default(a["bias"], True):
         args.append(f"use_bias={e(a['bias'])}")
+    args += _conv_inits(c)
     if subsample:
         # a dilated conv at stride 1, then every s-th position: the strided result
         return calls + [
@@ -1053,6 +1085,22 @@ def _conv(c: _LayerCall) -> list:
             ("layers.MaxPooling2D", ["1", f"strides={e(a['s'])}"], "", None),
         ]
     return calls + [(cls, args, "", None)]
+
+
+def _conv_inits(c: _LayerCall) -> list[str]:
+    a = c.a
+    if c.node.op == "conv":  # fan_in: in_channels / groups x kh x kw
+        fan_in = _times_area(binary("//", c.channels, expr_of(a["g"])), a["k"])
+        return _init_args(c, _WEIGHTED, fan_in)
+    depthwise = _Slot("depthwise_initializer", "depthwise")
+    if c.node.op == "dwconv":  # PyTorch's weight (C*m, 1, kh, kw): fan_in = kh x kw
+        return _init_args(c, {"weight": depthwise, "bias": _BIAS}, _times_area(Const(1), a["k"]))
+    slots = {  # sepconv: the pointwise conv's bias reads its fan_in, C*m
+        "depthwise.weight": depthwise,
+        "pointwise.weight": _Slot("pointwise_initializer"),
+        "pointwise.bias": _BIAS,
+    }
+    return _init_args(c, slots, binary("*", c.channels, expr_of(a["m"])))
 
 
 def _pool(c: _LayerCall) -> list:
@@ -1141,6 +1189,8 @@ def _fc(c: _LayerCall) -> list:
     if c.a.get("tie") is not None:  # the embedding's table, transposed; a bias of its own
         if is_default(c.a["bias"], False):
             return [("", [], "", _TIED)]
+        # its bias reads the table's fan_in, D (PyTorch's Linear weight is the (V, D) table)
+        bias = _init_args(c, {"bias": _Slot("initializer", "vector", _ZEROS)}, c.channels)
         if not is_default(c.a["bias"], True):
             raise NetdslError(
                 "the keras backend cannot tie an fc whose bias is an expression: its bias is "
@@ -1148,14 +1198,21 @@ def _fc(c: _LayerCall) -> list:
                 c.node.span,
                 hint="write bias=true or bias=false; the torch target supports it",
             )
-        return [("", [], "", _TIED), (c.helper("Bias"), [], "", None)]
+        return [("", [], "", _TIED), (c.helper("Bias"), bias, "", None)]
     calls = []
     if len(c.node.in_shapes[0]) == 3:
         calls.append(("layers.Flatten", [], "_flatten", None))
     args = [c.e(c.a["n"])]
     if not is_default(c.a["bias"], True):
         args.append(f"use_bias={c.e(c.a['bias'])}")
-    return calls + [("layers.Dense", args, "", None)]
+    fan_in = _flat_fan_in(c) if calls else c.channels  # (features, or a token's D)
+    return calls + [("layers.Dense", args + _init_args(c, _WEIGHTED, fan_in), "", None)]
+
+
+def _pointwise_fc(c: _LayerCall) -> list:
+    """Dense acts on the last axis: at every position of NHWC."""
+    args = [c.e(c.a["n"])] + c.kw("use_bias", c.a["bias"], True)
+    return [("layers.Dense", args + _init_args(c, _WEIGHTED, c.channels), "", None)]
 
 
 def _flatten(c: _LayerCall) -> list:
@@ -1173,7 +1230,12 @@ def _bn(c: _LayerCall) -> list:
     args = [f"epsilon={e(a['eps'])}", f"momentum={_momentum(a['momentum'], e)}"]
     if not is_default(a["scale"], True):
         args.append(f"scale={e(a['scale'])}")
-    return [("layers.BatchNormalization", args, "", None)]
+    return [("layers.BatchNormalization", args + _init_args(c, _NORM), "", None)]
+
+
+def _layernorm(c: _LayerCall) -> list:
+    args = [f"epsilon={c.e(c.a['eps'])}"] + _init_args(c, _NORM)
+    return [("layers.LayerNormalization", args, "", None)]
 
 
 def _momentum(m, e) -> str:
@@ -1185,7 +1247,7 @@ def _momentum(m, e) -> str:
 
 def _groupnorm(c: _LayerCall) -> list:
     args = [f"groups={c.e(c.a['g'])}", f"epsilon={c.e(c.a['eps'])}"]
-    return [("layers.GroupNormalization", args, "", None)]
+    return [("layers.GroupNormalization", args + _init_args(c, _NORM), "", None)]
 
 
 def _instancenorm(c: _LayerCall) -> list:
@@ -1194,7 +1256,7 @@ def _instancenorm(c: _LayerCall) -> list:
     args = [f"groups={e(a['num_features'])}", f"epsilon={e(a['eps'])}"]
     if not is_default(a["affine"], True):
         args += [f"center={e(a['affine'])}", f"scale={e(a['affine'])}"]
-    return [("layers.GroupNormalization", args, "", None)]
+    return [("layers.GroupNormalization", args + _init_args(c, _NORM), "", None)]
 
 
 def _lrn(c: _LayerCall) -> list:
@@ -1257,6 +1319,9 @@ def _conv_transpose(c: _LayerCall) -> list:
     args += kw("dilation_rate", a["d"], 1)
     if not is_default(a["bias"], True):
         args.append(f"use_bias={e(a['bias'])}")
+    # PyTorch's weight (c_in, c_out / g, kh, kw): fan_in = c_out / g x kh x kw
+    fan_in = _times_area(binary("//", expr_of(a["c"]), expr_of(a["g"])), a["k"])
+    args += _init_args(c, _WEIGHTED, fan_in)
     if same or all(pair_values(n.value("p")) == (0, 0) for n in c.nodes):
         return [("layers.Conv2DTranspose", args, "", None)]
     return [
@@ -1334,6 +1399,7 @@ def _patch_embed(c: _LayerCall) -> list:
     args = [e(a["d"]), e(a["p"]), f"strides={e(a['p'])}"]
     if not is_default(a["bias"], True):
         args.append(f"use_bias={e(a['bias'])}")
+    args += _init_args(c, _WEIGHTED, _times_area(c.channels, a["p"]))
     return [
         ("layers.Conv2D", args, "_conv", None),
         ("layers.Reshape", [f"(-1, {e(a['d'])})"], "", None),
@@ -1366,7 +1432,29 @@ def _attention(c: _LayerCall) -> list:
     args += c.kw("dropout", a["dropout"], 0.0)
     args += c.kw("use_bias", a["bias"], True)
     args += c.kw("causal", a["causal"], False)
+    # SelfAttention draws on PyTorch's shapes (in_proj (3D, D), out_proj (D, D)) and
+    # defaults to nn.MultiheadAttention's inits; its keywords are the DSL's: init sets both
+    # kernels unless out_init sets the output's, bias_init every bias
+    keywords = (
+        ("kernel_initializer", "init", "attention"),
+        ("output_kernel_initializer", "out_init", "attention"),
+        ("bias_initializer", "bias_init", "vector"),
+    )
+    for keyword, arg, layout in keywords:
+        written = initializers.coerce(a.get(arg))
+        if written is not None and c.node.in_shapes:
+            args.append(f"{keyword}={_initializer(c, written, layout, c.channels)}")
     return [(c.helper("SelfAttention"), args, "", None)]
+
+
+def _cls_token(c: _LayerCall) -> list:
+    args = c.kw("n", c.a["n"], 1) + _init_args(c, {"token": _Slot("initializer", "tokens", None)})
+    return [(c.helper("ClassToken"), args, "", None)]
+
+
+def _pos_embed(c: _LayerCall) -> list:
+    args = _init_args(c, {"embedding": _Slot("initializer", "tokens", None)})
+    return [(c.helper("PositionEmbedding"), args, "", None)]
 
 
 def _token_pool(c: _LayerCall) -> list:
@@ -1384,9 +1472,199 @@ def _gelu(c: _LayerCall) -> list:
 def _embedding(c: _LayerCall) -> list:
     a, e = c.a, c.e
     args = [e(a["vocab"]), e(a["d"])]
+    args += _init_args(c, {"weight": _Slot("embeddings_initializer", "embedding", _UNIFORM)})
     if c.fn.w.tied(c.nodes):  # an fc projects back with its table: the layer is kept
         return [("layers.ReversibleEmbedding", args, "", _TABLE)]
     return [("layers.Embedding", args, "", None)]
+
+
+# ---- initial weights: each tensor's init (netdsl.initializers) as Keras initializers ----------
+
+_K = "keras.initializers."
+_ZEROS, _ONES = initializers.named("zeros"), initializers.named("ones")
+_GLOROT = initializers.named("glorot_uniform")  # Keras' kernels' own
+_NAMED = {  # Keras' own spelling of Keras' named initializers
+    "glorot_uniform": "GlorotUniform",
+    "glorot_normal": "GlorotNormal",
+    "he_uniform": "HeUniform",
+    "he_normal": "HeNormal",
+    "lecun_uniform": "LecunUniform",
+    "lecun_normal": "LecunNormal",
+}
+# gain^2 of torch.nn.init.calculate_gain (leaky_relu's reads its slope a)
+_GAIN_SQUARED = {"linear": 1.0, "sigmoid": 1.0, "tanh": 25 / 9, "relu": 2.0, "selu": 9 / 16}
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """Where one of an op's tensors (a role of initializers.TENSORS) goes in Keras: the
+    keyword that sets it, the Keras layout (kernel: Keras counts PyTorch's fans;
+    depthwise, embedding, tokens: it does not; attention: SelfAttention draws on
+    PyTorch's shapes; vector), and the Keras layer's own init (None: the layer is a
+    netdsl helper whose default is PyTorch's)."""
+
+    keyword: str
+    layout: str = "kernel"
+    keras_default: Init | None = _GLOROT
+
+
+_KERNEL = _Slot("kernel_initializer")
+_BIAS = _Slot("bias_initializer", "vector", _ZEROS)
+_WEIGHTED = {"weight": _KERNEL, "bias": _BIAS}
+_UNIFORM = initializers.make("uniform", [(Num(-0.05), None), (Num(0.05), None)], [], None)
+_NORM = {
+    "weight": _Slot("gamma_initializer", "vector", _ONES),
+    "bias": _Slot("beta_initializer", "vector", _ZEROS),
+}
+
+
+def _init_args(c: _LayerCall, slots: dict[str, _Slot], fan_in: Expr | str | None = None) -> list:
+    """`kernel_initializer=...` and the like for the layer's tensors: each one's init where
+    the file writes it or the Keras layer would start otherwise. `fan_in` is the weight's
+    (PyTorch's count), for a bias that reads it (torch_default)."""
+    if not c.node.in_shapes:  # a stand-in for a layer value (activations: no weights)
+        return []
+    found: dict[str, initializers.Resolved] = {}
+    for n in c.nodes:  # (a bias=b may leave the first instance without its bias)
+        for r in initializers.resolve(n):
+            found.setdefault(r.tensor.role, r)
+    args: list[str] = []
+    for role, slot in slots.items():
+        r = found.get(role)
+        if r is None or (not r.written and (slot.keras_default in (None, r.init))):
+            continue
+        arg = f"{slot.keyword}={_initializer(c, r.init, slot.layout, fan_in)}"
+        if arg not in args:  # (attention: one keyword for both projections)
+            args.append(arg)
+    return args
+
+
+def _initializer(c: _LayerCall, init: Init, layout: str, fan_in: Expr | str | None) -> str:
+    """A Keras initializer drawing what `init` draws on a tensor of this layout."""
+    f, e = init.family, c.e
+    if f in ("zeros", "ones", "constant"):
+        value = init["value"] if f == "constant" else Num(0 if f == "zeros" else 1)
+        if value.is_const and not isinstance(value.value, bool) and value.value in (0, 1):
+            return f"{_K}{'Ones' if value.value == 1 else 'Zeros'}()"
+        return f"{_K}Constant({e(value)})"
+    if f == "normal":
+        args = [] if _is_zero(init["mean"]) else [f"mean={e(init['mean'])}"]
+        args.append(f"stddev={e(init['std'])}")
+        return f"{_K}RandomNormal({', '.join(args)})"
+    if f == "uniform":
+        return f"{_K}RandomUniform(minval={e(init['a'])}, maxval={e(init['b'])})"
+    if f == "trunc_normal":
+        mean, std, a, b = (init[k] for k in ("mean", "std", "a", "b"))
+        args = [] if _is_zero(mean) else [f"mean={e(mean)}"]
+        args.append(f"stddev={e(std)}")
+        bounds = (mean, std, a, b)
+        if all(x.is_const for x in bounds) and _two_std(*(float(x.value) for x in bounds)):
+            return f"{_K}TruncatedNormal({', '.join(args)})"  # (Keras cuts at 2 std)
+        args += [f"a={e(a)}", f"b={e(b)}"]
+        return f"{c.helper('TruncNormal')}({', '.join(args)})"
+    if f == "torch_default" and layout == "vector":  # a bias: U(+-1/sqrt(the weight's fan_in))
+        text = fan_in if isinstance(fan_in, str) else e(fan_in)
+        return f"{c.helper('FanInUniform')}({text})"
+    text = _fan_based(c, init)
+    if layout in ("depthwise", "embedding", "tokens"):  # Keras would count other fans
+        return f"{c.helper('TorchFans')}({text}, {fmt.py_str(layout)})"
+    return text
+
+
+def _is_zero(value: Num) -> bool:
+    return value.is_const and value.value == 0
+
+
+def _two_std(mean: float, std: float, a: float, b: float) -> bool:
+    """Whether [a, b] is mean +- 2 std, where Keras' TruncatedNormal redraws."""
+    return abs(a - (mean - 2 * std)) <= 1e-12 * std and abs(b - (mean + 2 * std)) <= 1e-12 * std
+
+
+def _fan_based(c: _LayerCall, init: Init) -> str:
+    """A family that reads the fans: Keras' VarianceScaling (or a named form of it), or
+    Orthogonal. Keras counts the fans of the layout it is given."""
+    f = init.family
+    if f in _NAMED:
+        return f"{_K}{_NAMED[f]}()"
+    if f == "orthogonal":
+        gain = init["gain"]
+        return f"{_K}Orthogonal({'' if _is_one(gain) else f'gain={c.e(gain)}'})"
+    if f == "torch_default":  # kaiming_uniform(a=sqrt(5)): U(+-1/sqrt(fan_in))
+        return _variance_scaling("1 / 3", "fan_in", "uniform")
+    if f == "variance_scaling":
+        word = init.value("distribution")
+        return _variance_scaling(c.e(init["scale"]), init.value("mode"), _keras_distribution(word))
+    if f in ("xavier_uniform", "xavier_normal"):
+        gain = init["gain"]
+        if f == "xavier_uniform" and _is_one(gain):
+            return f"{_K}GlorotUniform()"
+        scale = _squared(c, gain)
+        kind = "uniform" if f == "xavier_uniform" else "untruncated_normal"
+        return _variance_scaling(scale, "fan_avg", kind)
+    # kaiming_uniform, kaiming_normal
+    mode, nonlinearity, a = init.value("mode"), init.value("nonlinearity"), init["a"]
+    if nonlinearity == "leaky_relu":
+        if a.is_const:
+            scale = _number(2 / (1 + a.value**2))
+        else:
+            squared = binary("**", a.expr, Const(2))
+            scale = c.e(binary("/", Const(2), binary("+", Const(1), squared)))
+    else:
+        scale = _number(_GAIN_SQUARED[nonlinearity])
+    if f == "kaiming_uniform":
+        if mode == "fan_in" and scale == "2.0":
+            return f"{_K}HeUniform()"
+        return _variance_scaling(scale, mode, "uniform")
+    return _variance_scaling(scale, mode, "untruncated_normal")
+
+
+def _variance_scaling(scale: str, mode: str, distribution: str) -> str:
+    return f'{_K}VarianceScaling(scale={scale}, mode="{mode}", distribution="{distribution}")'
+
+
+@cache
+def _keras_distribution(word: str) -> str:
+    """The Keras word for what netdsl's variance_scaling(distribution=word) draws."""
+    init = initializers.make("variance_scaling", [], [("distribution", word, None)], None)
+    kind = initializers.distribution(init, 1, 1).kind
+    return {"normal": "untruncated_normal", "trunc_normal": "truncated_normal"}.get(kind, kind)
+
+
+def _is_one(value: Num) -> bool:
+    return value.is_const and value.value == 1
+
+
+def _squared(c: _LayerCall, value: Num) -> str:
+    if value.is_const:
+        return _number(float(value.value) ** 2)
+    return c.e(binary("**", value.expr, Const(2)))
+
+
+def _number(x: float) -> str:
+    """A float as the generated code writes it: 2.0, 0.5625, 1 / 3."""
+    text = repr(float(x))
+    if len(text) <= 8:
+        return text
+    fraction = Fraction(x).limit_denominator(100)
+    if fraction.denominator > 1 and abs(float(fraction) - x) <= 1e-15 * abs(x):
+        return f"{fraction.numerator} / {fraction.denominator}"
+    return text
+
+
+def _times_area(e: Expr, k) -> Expr:
+    """e x kh x kw, for a kernel size k (a number or a pair)."""
+    kh, kw = (expr_of(x) for x in k.items) if isinstance(k, Tup) else (expr_of(k),) * 2
+    return binary("*", binary("*", e, kh), kw)
+
+
+def _flat_fan_in(c: _LayerCall) -> Expr | str:
+    """C x H x W of an fc's image input: its features once flattened."""
+    dims = [expr_of(d) for d in c.node.in_shapes[0]]
+    total = binary("*", binary("*", dims[0], dims[1]), dims[2])
+    values = {tuple(int(d.value) for d in n.in_shapes[0]) for n in c.nodes}
+    if len(values) > 1 and not total.symbols:  # instances of other sizes: read the input
+        return " * ".join(f"{c.inp}.shape[{i}]" for i in (1, 2, 3))
+    return total
 
 
 LAYERS = {
@@ -1402,15 +1680,11 @@ LAYERS = {
     "fc": _fc,
     "flatten": _flatten,
     "bn": _bn,
-    "layernorm": lambda c: [
-        ("layers.LayerNormalization", [f"epsilon={c.e(c.a['eps'])}"], "", None)
-    ],
+    "layernorm": _layernorm,
     "groupnorm": _groupnorm,
     "instancenorm": _instancenorm,
     "layer_scale": _with_arg("LayerScale", "init", "init_value", 1e-6, helper=True),
-    "pointwise_fc": lambda c: [  # Dense acts on the last axis: at every position of NHWC
-        ("layers.Dense", [c.e(c.a["n"])] + c.kw("use_bias", c.a["bias"], True), "", None)
-    ],
+    "pointwise_fc": _pointwise_fc,
     "lrn": _lrn,
     "dropout": _with_arg("layers.Dropout", "p"),
     "drop_path": _with_arg("DropPath", "p", helper=True),
@@ -1440,8 +1714,8 @@ LAYERS = {
     "tokens": _tokens,
     "image": _image,
     "patch_embed": _patch_embed,
-    "cls_token": lambda c: [(c.helper("ClassToken"), c.kw("n", c.a["n"], 1), "", None)],
-    "pos_embed": lambda c: [(c.helper("PositionEmbedding"), [], "", None)],
+    "cls_token": _cls_token,
+    "pos_embed": _pos_embed,
     "attention": _attention,
     "token_pool": _token_pool,
     "embedding": _embedding,
@@ -1486,6 +1760,7 @@ def _statement(
         lines = [f"{pad}{target} = {func}(", joined, tail]
     else:
         # one argument per line; the trailing comma keeps ruff from joining them again
+        args = [_laid_out(arg, indent + 1) for arg in args]
         lines = [f"{pad}{target} = {func}(", *fmt.argument_lines(args, indent + 1), tail]
         if len(tail) > LINE:
             raise NetdslError(f"cannot lay out a statement for {func}: its inputs are too long")
@@ -1495,5 +1770,32 @@ def _statement(
 def _call_statement(
     target: str, func: str, args: list[str], indent: int, comment: str
 ) -> list[str]:
-    lines = fmt.statement(f"{target} = ", func, args, indent)
-    return fmt.with_comment(lines, comment, indent)
+    one = fmt.statement(f"{target} = ", func, args, indent)
+    if len(one) > 1 and any(len(line) > LINE for line in one):
+        one = fmt.statement(f"{target} = ", func, [_laid_out(a, indent + 1) for a in args], indent)
+    return fmt.with_comment(one, comment, indent)
+
+
+def _laid_out(arg: str, indent: int) -> str:
+    """An argument at `indent` levels, one per line: a call too long for the line (an
+    initializer: `kernel_initializer=keras.initializers.VarianceScaling(...)`) split
+    inside its brackets as ruff splits it (lines joined by newlines, for
+    fmt.argument_lines)."""
+    if len(INDENT * indent + arg) + 1 <= LINE:
+        return arg
+    keyword = re.match(r"[A-Za-z_]\w*=(?!=)", arg)
+    head = keyword.group(0) if keyword else ""
+    value = arg[len(head) :]
+    try:
+        node = ast.parse(value, mode="eval").body
+    except SyntaxError:
+        return arg
+    if not isinstance(node, ast.Call) or node.end_col_offset != len(value):
+        return arg
+    parts = [value[a.col_offset : a.end_col_offset] for a in (*node.args, *node.keywords)]
+    if not parts:
+        return arg
+    inner = [_laid_out(part, indent + 1) for part in parts]
+    # (the comma after it counts: fmt.argument_lines writes it)
+    lines = fmt.statement(head, value[: node.func.end_col_offset], inner, indent, suffix=",")
+    return "\n".join(lines).lstrip()[:-1]

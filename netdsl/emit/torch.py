@@ -12,6 +12,14 @@ A class whose parts sit on several devices ("mixed") is given the resolved
 `placement` (and its own default `device` when it has unannotated parts with
 weights), so it never needs a whole-module `.to()` that would undo the split.
 Networks without annotations get none of this.
+
+Initial weights (`init=`, `bias_init=`, ...): each class draws the written inits of the
+layers it builds itself at the end of its `__init__`, torchvision's way
+(`nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")`; one
+`for m in self.convs: if isinstance(m, nn.Conv2d): ...` over the modules of a repeat);
+the classes of its blocks draw theirs. An unwritten init needs no code: PyTorch (and
+each helper class) starts the tensor as netdsl.initializers.TENSORS says.
+`build_model(seed=...)` seeds torch first.
 """
 
 from __future__ import annotations
@@ -19,7 +27,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .. import initializers
 from ..errors import NetdslError
+from ..initializers import KERAS_NAMED, Init, Resolved
 from ..ir import Node
 from ..layers import IN_PLACE, READS_FLAT, shape_kind, traits, zeropad_sides
 from ..symbolic import Expr, Num, Sym
@@ -69,6 +79,7 @@ class FileContext(FileHeader):
     classes: list[ClassText]
     builder: list[str]
     builder_call: list[str]  # `return Main(...)`, laid out
+    seed: str  # build_model's keyword for the seed of the initial weights
     main_class: str
     devices: str | None = None  # the DEVICES table of a placed network
     uses_functional: bool = False  # `from torch.nn import functional as F`
@@ -206,6 +217,7 @@ class _ClassState:
         self._taken.add(self.home_attr)
         self.placement, self.home_param = facts.params[id(cls)]
         self.devices_param = fresh_name("devices", {p.name for p in cls.params})
+        self.loop_var = "m"  # the module of a loop over an nn.Sequential's (initial weights)
 
     def expr(self, value) -> str:
         e = expr_of(value) if not isinstance(value, Expr) else value
@@ -557,6 +569,84 @@ LAYERS = {
 }
 
 
+# ---- initial weights: a layer's written inits as torch.nn.init calls ----------------------
+
+# helper classes that are subclasses of a torch.nn class (`isinstance` sees them as one)
+_SUBCLASS_OF = {
+    "PatchEmbed": "nn.Conv2d",
+    "PointwiseLinear": "nn.Linear",
+    "LayerNorm2d": "nn.LayerNorm",
+    "BatchNorm1dNoScale": "nn.BatchNorm1d",
+    "BatchNorm2dNoScale": "nn.BatchNorm2d",
+    "SelfAttention": "nn.MultiheadAttention",
+}
+_MATH_HELPERS = {"variance_scaling_", "torch_default_bias_"}
+
+
+def _init_call(c: _LayerCall, r: Resolved, ref: str) -> tuple[str, list[str], str]:
+    """(function, arguments, comment) of the statement that draws tensor `r` of the
+    module `ref` from its written init: torch.nn.init's spelling of each family."""
+    init, family = r.init, r.init.family
+    tensor = f"{ref}.{r.tensor.role}"
+
+    def kw(name: str, default) -> list[str]:
+        value = init[name]
+        if isinstance(value, str):
+            return [] if value == default else [f"{name}={fmt.py_str(value)}"]
+        if value.is_const and value.value == default and not isinstance(value.value, bool):
+            return []
+        return [f"{name}={c.e(value)}"]
+
+    if family in ("zeros", "ones"):
+        return f"nn.init.{family}_", [tensor], ""
+    if family == "constant":
+        value = init["value"]
+        if value.is_const and value.value in (0, 1) and not isinstance(value.value, bool):
+            return f"nn.init.{('zeros', 'ones')[int(value.value)]}_", [tensor], ""
+        return "nn.init.constant_", [tensor, c.e(value)], ""
+    if family == "normal":
+        return "nn.init.normal_", [tensor, *kw("mean", 0), *kw("std", 1)], ""
+    if family == "uniform":
+        if kw("a", 0) or kw("b", 1):
+            return "nn.init.uniform_", [tensor, c.e(init["a"]), c.e(init["b"])], ""
+        return "nn.init.uniform_", [tensor], ""
+    if family == "trunc_normal":
+        args = [*kw("mean", 0), *kw("std", 1), *kw("a", -2), *kw("b", 2)]
+        return "nn.init.trunc_normal_", [tensor, *args], ""
+    if family in ("xavier_uniform", "xavier_normal", "orthogonal"):
+        return f"nn.init.{family}_", [tensor, *kw("gain", 1)], ""
+    if family in ("kaiming_uniform", "kaiming_normal"):
+        args = [*kw("a", 0), *kw("mode", "fan_in"), *kw("nonlinearity", "leaky_relu")]
+        return f"nn.init.{family}_", [tensor, *args], ""
+    if family == "torch_default":
+        if r.tensor.bias:  # U(+-1/sqrt(fan_in)) of its weight
+            weight = f"{ref}.{r.tensor.role.replace('bias', 'weight')}"
+            return c.helper("torch_default_bias_"), [tensor, weight], "PyTorch's default"
+        return "nn.init.kaiming_uniform_", [tensor, "a=math.sqrt(5)"], "PyTorch's default"
+    # Keras' VarianceScaling and its named forms (glorot_*, he_*, lecun_*)
+    if family in KERAS_NAMED:
+        scale, mode, dist = KERAS_NAMED[family]
+        args = [] if scale == 1 else [f"scale={scale!r}"]
+        args += [] if mode == "fan_in" else [f"mode={fmt.py_str(mode)}"]
+        args += [] if dist == "truncated_normal" else [f"distribution={fmt.py_str(dist)}"]
+        return c.helper("variance_scaling_"), [tensor, *args], f"Keras' {family}"
+    args = [*kw("scale", 1), *kw("mode", "fan_in"), *kw("distribution", "truncated_normal")]
+    return c.helper("variance_scaling_"), [tensor, *args], ""
+
+
+def _optional(node: Node, r: Resolved) -> str | None:
+    """The tensor, if a class parameter decides whether it exists (`bias=b`): its init
+    is then guarded by `if ... is not None`."""
+    a = node.attrs
+    if r.tensor.bias and node.op not in ("bn", "layernorm", "groupnorm", "instancenorm"):
+        flag = a.get("bias")
+    elif node.op == "instancenorm":
+        flag = a.get("affine")
+    else:
+        return None
+    return r.tensor.role if isinstance(flag, Num) and not flag.is_const else None
+
+
 # ---- merge -> forward statement (joins are expressions in forward, not modules) ---------
 
 
@@ -616,14 +706,19 @@ class TorchEmitter(Emitter):
             if len(names) == 1:
                 names[0] += ","  # a one-element tuple
             devices = "\n".join(fmt.statement("DEVICES = ", "", names, 0))
+        seed = fresh_name("seed", {p.name for p in main.params})
+        builder_params.append(f"{seed}: int | None = None")
         builder_sig = fmt.statement(
             "def build_model", "", builder_params, 0, suffix=f" -> {main.name}:"
         )
         code = [*builder_sig, *(line for c in classes for line in _class_code(c))]
+        header = file_header(net, self.helpers, code=code)
+        header["uses_math"] = header["uses_math"] or bool(self.helpers & _MATH_HELPERS)
         return FileContext(
-            **file_header(net, self.helpers, code=code),
+            **header,
             classes=classes,
             builder=builder_sig,
+            seed=seed,
             builder_call=fmt.statement("return ", main.name, call_args, 1),
             main_class=main.name,
             devices=devices,
@@ -654,6 +749,7 @@ class TorchEmitter(Emitter):
         for unit in cls.units:
             init += self._init_unit(unit, scope)
         init += self._ties(cls)
+        init += self._weight_inits(cls, scope)
         forward = self._forward(cls, scope)
         # the constructor's head comes last: it depends on what the body used
         params = ["self"]
@@ -968,6 +1064,145 @@ class TorchEmitter(Emitter):
             return name, ["inplace=True"] if in_place else []
         return self.LAYERS[unit.node.op](_LayerCall(self, unit, scope))
 
+    # -- initial weights -------------------------------------------------------------
+
+    def _weight_inits(self, cls: ClassModel, scope: _ClassState) -> list[str]:
+        """The written inits of the layers this class builds itself, after building them
+        (torchvision's way); the classes of its blocks initialise theirs."""
+        taken = {p.name for p in cls.params} | {name for name, _ in cls.locals}
+        taken |= {scope.channels, "layers", *scope.cls.renames.values()}
+        scope.loop_var = fresh_name("m", taken)
+        lines: list[str] = []
+        for unit in cls.units:
+            lines += self._unit_inits(unit, f"self.{unit.attr}", scope, BODY)
+        return lines
+
+    def _unit_inits(self, unit: Unit, ref: str, scope: _ClassState, indent: int) -> list[str]:
+        if unit.kind == "layer":
+            if unit.param or functional(unit.node):
+                return []
+            return self._layer_inits(unit, ref, scope, indent)
+        if unit.kind == "module":
+            return self._body_inits(unit.body, ref, scope, indent)
+        if unit.kind == "cond":
+            return self._cond_inits(unit, ref, scope, indent)
+        if unit.kind == "repeat":
+            return self._repeat_inits(unit, ref, scope, indent)
+        return []  # a call or a merge: a class of its own, or no weights
+
+    def _layer_inits(self, unit: Unit, ref: str, scope: _ClassState, indent: int) -> list[str]:
+        call = _LayerCall(self, unit, scope)
+        lines: list[str] = []
+        for r in initializers.resolve(unit.node):
+            if not r.written:
+                continue
+            func, args, comment = _init_call(call, r, ref)
+            optional = _optional(unit.node, r)
+            if optional is not None:  # `bias=b`: no bias where b is false
+                lines.append(f"{fmt.INDENT * indent}if {ref}.{optional} is not None:")
+                lines += fmt.with_comment(
+                    fmt.statement("", func, args, indent + 1), comment, indent + 1
+                )
+            else:
+                lines += fmt.with_comment(fmt.statement("", func, args, indent), comment, indent)
+        return lines
+
+    def _body_inits(self, body: Body, ref: str, scope: _ClassState, indent: int) -> list[str]:
+        if body.kind == "single":
+            return self._unit_inits(body.units[0], ref, scope, indent)
+        if body.kind == "chain":  # an nn.Sequential of the units' modules
+            lines = []
+            for i, u in enumerate(body.units):
+                lines += self._unit_inits(u, f"{ref}[{i}]", scope, indent)
+            return lines
+        return []  # identity, or a class of its own
+
+    def _cond_inits(self, unit: Unit, ref: str, scope: _ClassState, indent: int) -> list[str]:
+        pad = fmt.INDENT * indent
+        inits = {t: self._body_inits(b, ref, scope, indent + 1) for t, b in unit.branches.items()}
+        if len(inits) == 1:  # the other value is refused when the module is built
+            (lines,) = inits.values()
+            return [line.removeprefix(fmt.INDENT) for line in lines]
+        cond = scope.expr(unit.cond)
+        if inits[True] and inits[False]:
+            return [f"{pad}if {cond}:", *inits[True], f"{pad}else:", *inits[False]]
+        if inits[True]:
+            return [f"{pad}if {cond}:", *inits[True]]
+        if inits[False]:
+            return [f"{pad}if not ({cond}):", *inits[False]]
+        return []
+
+    def _repeat_inits(self, unit: Unit, ref: str, scope: _ClassState, indent: int) -> list[str]:
+        """The modules of a repeat's nn.Sequential: one per iteration, or (a chain) the
+        chain's modules one after another. One loop over them, torchvision's way
+        (`if isinstance(m, nn.Conv2d): ...`), where the class tells the layers apart;
+        a slice (`self.convs[::3]`) where two layers of one class start differently; the
+        index beside each module (`for i, m in zip(range(n), self.convs)`) where the
+        init reads it."""
+        body = unit.body
+        if body is None:
+            return []
+        if unit.update is not None and render_expr(unit.update) not in (
+            render_expr(unit.init),
+            render_expr(Sym(unit.loop_var)),
+        ):
+            if unit.loop_var in _init_symbols(body):  # the channels change each repetition
+                raise NetdslError(
+                    "the torch backend cannot write an init that reads the channels of "
+                    "each repetition",
+                    unit.scope.span,
+                    hint="write the init in terms of the block's parameters",
+                )
+        else:  # every repetition sees the same channels (as _init_repeat builds them)
+            body = subst_body(body, {unit.loop_var: unit.init})
+        pad = fmt.INDENT * indent
+        m = scope.loop_var
+        each = f"{m} in {{}}"  # `m in self.convs`, or with the index: `i, m in zip(...)`
+        if unit.index is not None and unit.index[0] in _init_symbols(body):
+            symbol, start, stop = unit.index
+            var = scope.cls.renames.get(symbol, symbol.lstrip("#"))
+            iterable = (
+                f"range({scope.expr(stop)})"
+                if render_expr(start) == "0"
+                else f"range({scope.expr(start)}, {scope.expr(stop)})"
+            )
+            each = f"{var}, {m} in zip({iterable}, {{}})"
+        if body.kind != "chain":
+            lines = self._body_inits(body, m, scope, indent + 1)
+            return [f"{pad}for {each.format(ref)}:", *lines] if lines else []
+        n = len(body.units)
+        inner = [self._unit_inits(u, m, scope, indent + 2) for u in body.units]
+        kinds = [self._module_class(u, scope) for u in body.units]
+        done: set[int] = set()
+        tests: list[tuple[str, list[str]]] = []
+        for i, (cls, lines) in enumerate(zip(kinds, inner)):
+            if not lines or i in done or cls is None or not each.startswith(f"{m} in"):
+                continue
+            # what `isinstance(m, cls)` picks: cls's layers and its helper subclasses'
+            seen = [
+                j for j, k in enumerate(kinds) if k is not None and cls in (k, _SUBCLASS_OF.get(k))
+            ]
+            if all(inner[j] == lines for j in seen):
+                tests.append((cls, lines))
+                done.update(seen)
+        out: list[str] = []
+        if tests:
+            out.append(f"{pad}for {each.format(ref)}:")
+            for k, (cls, lines) in enumerate(tests):
+                out.append(f"{pad}{fmt.INDENT}{'el' if k else ''}if isinstance({m}, {cls}):")
+                out += lines
+        for i, lines in enumerate(inner):
+            if lines and i not in done:
+                head = f"{pad}for {each.format(f'{ref}[{i or str()}::{n}]')}:"
+                out += [head, *(line.removeprefix(fmt.INDENT) for line in lines)]
+        return out
+
+    def _module_class(self, unit: Unit, scope: _ClassState) -> str | None:
+        """The class of a layer unit's module (`nn.Conv2d`); None for anything else."""
+        if unit.kind != "layer" or unit.param or functional(unit.node):
+            return None
+        return self._layer(unit, scope)[0]
+
     # -- forward -------------------------------------------------------------------
 
     def _forward(self, cls: ClassModel, scope: _ClassState) -> list[str]:
@@ -1152,6 +1387,24 @@ def _list_extend(items: list[str], indent: int) -> list[str]:
             lines.append(r + ("," if i == len(rest) - 1 else ""))
     lines.append(f"{pad}]")
     return lines
+
+
+def _init_symbols(body: Body) -> set[str]:
+    """The symbols the inits of a body's layers read."""
+    out: set[str] = set()
+    units = body.units if body.kind in ("single", "chain") else []
+    for u in units:
+        if u.kind == "module":
+            out |= _init_symbols(u.body)
+        elif u.kind == "layer":
+            for v in u.node.attrs.values():
+                if isinstance(v, Init):
+                    out |= {s for _, a in v.args if isinstance(a, Num) for s in a.expr.symbols}
+            for arg in initializers.INIT_ARGS:
+                v = u.node.attrs.get(arg)
+                if isinstance(v, Num):
+                    out |= v.expr.symbols
+    return out
 
 
 def _body_symbols(body: Body) -> set[str]:

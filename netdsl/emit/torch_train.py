@@ -24,6 +24,7 @@ _SHADOWED = {"torch", "torchvision", "numpy", "sklearn", "train"}
 class TrainContext(ScriptContext):
     placed: bool  # parts of the model are pinned to devices: it exports DEVICES
     devices_param: str  # build_model's keyword for the device map (placed networks)
+    seed_param: str  # build_model's keyword for the seed of the initial weights
 
 
 def train_context(net: Network, model_module: str) -> TrainContext:
@@ -36,6 +37,7 @@ def train_context(net: Network, model_module: str) -> TrainContext:
         **script_fields(net, model_module, _SHADOWED, "torch_train", [model_import]),
         placed=placed,
         devices_param=fmt.py_str(fresh_name("devices", set(net.params))),
+        seed_param=fmt.py_str(fresh_name("seed", set(net.params))),
     )
 
 

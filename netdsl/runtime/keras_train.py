@@ -42,6 +42,7 @@ NETWORK = "network"  # the network's name
 RECIPE: dict = {}  # the .net file's `train:` section, with netdsl's defaults
 NOT_IMPLEMENTED: list[str] = []  # parts of the recipe the script does not do
 CLASSES_PARAM: str | None = None  # build_model's keyword for the class count
+SEED_PARAM = "seed"  # build_model's keyword for the seed of the initial weights
 OUTPUT_FEATURES = 0  # width of the main output
 SOFTMAX_OUTPUT = False  # the network ends in softmax: its outputs are not logits
 AUX_OUTPUTS = 0  # train-time outputs (auxiliary classifiers)
@@ -288,12 +289,14 @@ def distribution():
     return contextlib.nullcontext(), 1
 
 
-def build(shape, classes):
+def build(shape, classes, seed=None):
     kwargs = {}
     if not LANGUAGE_MODEL:  # a language model's classes are its vocabulary
         kwargs = model_arguments(classes, CLASSES_PARAM, OUTPUT_FEATURES)
     if AUX_OUTPUTS:
         kwargs["training_outputs"] = True
+    if seed is not None:  # build_model seeds Keras: the same weights on every run
+        kwargs[SEED_PARAM] = seed
     if shape != tuple(INPUT_SHAPE):
         # the builder reads INPUT_SHAPE; paddings were chosen for the compiled size
         model_module.INPUT_SHAPE = shape
@@ -499,7 +502,7 @@ def main(argv=None):
                 initial_epoch = json.load(f)["epoch"]
             print(f"resumed from {args.checkpoint} after epoch {initial_epoch}")
         else:
-            model = build(shape, classes)
+            model = build(shape, classes, args.seed)
             compile_model(model, args, classes)
         add_weight_decay(model, args)
     outputs = len(model.outputs)

@@ -61,6 +61,7 @@ CAUSAL = True  # no position sees a later one
 PLACED = False  # parts of the model are pinned to devices (@gpu/@cpu)
 DEVICES: dict[str, str] = {}  # the model file's: the devices of its placed parts
 DEVICES_PARAM: str | None = None  # build_model's keyword for the device map
+SEED_PARAM = "seed"  # build_model's keyword for the seed of the initial weights
 INPUT_SHAPE: tuple[int, ...] = ()  # the model file's: the compiled input shape
 
 
@@ -451,7 +452,7 @@ def build(args, runtime: Runtime, shape: tuple[int, ...], classes: int) -> nn.Mo
     devices = device_map(runtime)
     if devices is not None:
         kwargs[DEVICES_PARAM] = devices
-    torch.manual_seed(args.seed)  # the same initial weights in every process
+    kwargs[SEED_PARAM] = args.seed  # the same initial weights in every process and run
     model = build_model(**kwargs)
     if devices is None:
         model.to(runtime.device)
