@@ -15,7 +15,7 @@ import os
 import sys
 import traceback
 
-from .commandline import add_common, load_network
+from .commandline import add_common, add_estimate_options, estimate_request, load_network
 from .errors import NetdslError, UsageError
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
@@ -31,6 +31,7 @@ COMMAND_MODULES = {
     "explain": "netdsl.explain",
     "export": "netdsl.export",
     "zoo": "netdsl.zoo",
+    "profile": "netdsl.profile",
 }
 
 
@@ -54,13 +55,16 @@ def cmd_check(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    from .summary import summary_dict, summary_table
+    from .summary import Estimate, estimate_text, summary_dict, summary_table
 
+    request = estimate_request(args)
     net = load_network(args, args.file)
     if args.json:
-        print(json.dumps(summary_dict(net), indent=None if args.compact else 1))
+        print(json.dumps(summary_dict(net, request), indent=None if args.compact else 1))
     else:
         print(summary_table(net, args.depth))
+        if request is not None:  # the memory and FLOPs of a step (docs/memory.md)
+            print(estimate_text(Estimate(net, request)))
     return EXIT_OK
 
 
@@ -89,6 +93,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--compact", action="store_true", help="with --json: on one line")
     p.add_argument("--depth", type=int, metavar="N", help="collapse blocks deeper than N")
     add_common(p)
+    add_estimate_options(p)
     p.set_defaults(func=cmd_summary)
 
     for name, module_name in COMMAND_MODULES.items():

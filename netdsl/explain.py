@@ -22,7 +22,7 @@ from .analysis import (
     block_call,
     layer_call,
 )
-from .commandline import add_common, load_network
+from .commandline import add_common, add_estimate_options, estimate_request, load_network
 from .errors import NetdslError, did_you_mean
 from .ir import Network, Node, Scope
 from .layers import fmt_shape
@@ -234,8 +234,10 @@ def find(net: Network, name: str) -> list:
 
 
 class _Text:
-    def __init__(self, analysis: Analysis, depth: int | None, style: _Style) -> None:
+    def __init__(self, analysis: Analysis, depth: int | None, style: _Style, estimate=None) -> None:
         self.a, self.depth, self.style = analysis, depth, style
+        self.estimate = estimate  # summary.Estimate: memory and FLOPs at a batch, or None
+        self.saved = {m.node.id: m for m in estimate.memory.layers} if estimate is not None else {}
         self.lines: list[str] = []
         self.width = min(max([len(f) for f in _formulas(analysis)] + [24]), 40) + 1
 
@@ -267,10 +269,12 @@ class _Text:
                 "identity": "no memory at inference",
                 "view": "view",
             }.get(facts.memory.how, short_bytes(facts.memory.new_bytes))
+            saves = self.saved_text(node)
             self.out(
                 indent,
                 f"{node.id}: {layer_call(node)}    {shape}    "
-                f"RF {rf_short(facts.rf)}    {mem}{train}",
+                f"RF {rf_short(facts.rf)}    {mem}{train}"
+                + (f"    saves {saves}" if saves else ""),
             )
             return
         ins = ", ".join(fmt_shape(tuple(int(d.value) for d in s)) for s in node.in_shapes)
@@ -297,11 +301,38 @@ class _Text:
         )
         rows.append(("RF", rf_formula, rf_text(facts.rf, st)))
         rows.append(("memory", *memory_text(facts, st)))
+        if self.estimate is not None:
+            rows += self.estimate_rows(node)
         for label, formula, text in rows:
             if len(formula) > self.width:  # a long formula gets its own line
                 self.out(indent + 1, f"{label:<7} {formula}")
                 label, formula = "", ""
             self.out(indent + 1, f"{label:<7} {formula:<{self.width}} {text}".rstrip())
+
+    def saved_text(self, node: Node) -> str:
+        """What the layer keeps for backward at the estimate's batch: `input 1.5 MiB (shared)`."""
+        m = self.saved.get(node.id)
+        if m is None or not self.estimate.memory.train:
+            return ""
+        parts = [
+            f"{what} {short_bytes(n)}" + (f" ({shared})" if shared else "")
+            for what, n, shared in m.saved
+        ]
+        return " + ".join(parts) if parts else "nothing"
+
+    def estimate_rows(self, node: Node) -> list[tuple[str, str, str]]:
+        est, rows = self.estimate, []
+        m = self.saved.get(node.id)
+        if m is not None and est.memory.train:
+            rows.append(("saved", f"for backward at batch {est.batch}", self.saved_text(node)))
+        flops = est.flops.by_id.get(node.id) if est.flops is not None else None
+        if flops is not None and flops.total:
+            text = (
+                f"forward {flops.forward:,} + input grad {flops.input_grad:,} + weight grad "
+                f"{flops.weight_grad:,} = {flops.total:,}"
+            )
+            rows.append(("FLOPs", f"training step, batch {est.batch}", text))
+        return rows
 
     def scope(self, scope: Scope, indent: int, level: int) -> None:
         if not _visible(scope):
@@ -398,9 +429,9 @@ def conventions(net: Network) -> str:
     )
 
 
-def _text(analysis: Analysis, depth: int | None, targets: list | None) -> str:
+def _text(analysis: Analysis, depth: int | None, targets: list | None, estimate=None) -> str:
     net = analysis.net
-    t = _Text(analysis, depth, _Style(False))
+    t = _Text(analysis, depth, _Style(False), estimate)
     t.out(0, f"{net.name} ({net.path}): the arithmetic, layer by layer")
     for line in _wrap(conventions(net), 96):
         t.out(0, line)
@@ -415,6 +446,11 @@ def _text(analysis: Analysis, depth: int | None, targets: list | None) -> str:
     for child in net.root.children:
         t.child(child, 0, 0)
     t.totals()
+    if estimate is not None:
+        from .summary import estimate_text
+
+        t.out(0, "")
+        t.lines += estimate_text(estimate).splitlines()
     return "\n".join(t.lines) + "\n"
 
 
@@ -496,7 +532,7 @@ def _md_cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _markdown(analysis: Analysis, depth: int | None, targets: list | None) -> str:
+def _markdown(analysis: Analysis, depth: int | None, targets: list | None, estimate=None) -> str:
     net = analysis.net
     md = _Markdown(analysis, depth)
     for item in targets if targets is not None else net.root.children:
@@ -536,6 +572,10 @@ def _markdown(analysis: Analysis, depth: int | None, targets: list | None) -> st
             ),
             "",
         ]
+    if estimate is not None:
+        from .summary import estimate_text
+
+        lines += ["## Memory and FLOPs of a step", "", "```", estimate_text(estimate), "```", ""]
     return "\n".join(lines)
 
 
@@ -548,18 +588,29 @@ def explain(
     depth: int | None = None,
     markdown: bool = False,
     analysis: Analysis | None = None,
+    estimate=None,
 ) -> str:
-    """The per-layer arithmetic of `net` as text (or Markdown); `layer` narrows it to one name."""
+    """The per-layer arithmetic of `net` as text (or Markdown); `layer` narrows it to one name.
+    `estimate` (a summary.Estimate, or the options of one as a dict) adds what each layer
+    saves for backward, its FLOPs in a training step, and the memory by category."""
     if depth is not None and depth < 0:
         raise NetdslError(f"--depth must be 0 or more, got {depth}")
     analysis = analysis or analyze(net)
     targets = find(net, layer) if layer else None
-    return (_markdown if markdown else _text)(analysis, depth, targets)
+    if isinstance(estimate, dict):
+        from .summary import Estimate
+
+        estimate = Estimate(net, estimate)
+    return (_markdown if markdown else _text)(analysis, depth, targets, estimate)
 
 
 def cmd_explain(args) -> int:
+    request = estimate_request(args)
     net = load_network(args, args.file)
-    print(explain(net, layer=args.layer, depth=args.depth, markdown=args.markdown), end="")
+    text = explain(
+        net, layer=args.layer, depth=args.depth, markdown=args.markdown, estimate=request
+    )
+    print(text, end="")
     return 0
 
 
@@ -583,4 +634,5 @@ def register(subparsers) -> None:
     )
     p.add_argument("--markdown", action="store_true", help="a Markdown handout")
     add_common(p)
+    add_estimate_options(p)
     p.set_defaults(func=cmd_explain)
