@@ -1429,7 +1429,8 @@ class Elaborator:
             if op_node.op == "+" and isinstance(right, Fragment) and value is not built:
                 self._expect_tensor(op_node.left, value, env)
             if (
-                value is built
+                built is not None
+                and value is built
                 and op_node.op == "+"
                 and isinstance(right, Fragment)
                 and not _starts_with_tensor(right)

@@ -17,6 +17,8 @@ def kind_of(value) -> str:
     """A user-facing word for a value's kind, for error messages."""
     from .symbolic import Num, Tup
 
+    if value is None:
+        return "none"
     if isinstance(value, Num):
         if isinstance(value.value, bool):
             return "a boolean"

@@ -62,11 +62,11 @@ def test_max_nodes_refuses_a_larger_network_where_the_limit_is_crossed(capsys):
     lines = err.splitlines()
     # the 1,001st layer is a BatchNorm inside the standard library's conv_bn
     assert lines[0].endswith(
-        "resnet.net:5:76: the network has more than 1000 nodes (layers and merges)"
+        "resnet.net:7:46: the network has more than 1000 nodes (layers and merges)"
     )
     assert "hint: raise the limit with --max-nodes if this is intended" in lines
     # zoo files are named as the zoo names them, wherever netdsl is installed
-    assert lines[-1] == "architectures/resnet_cifar.net:29:7: note: in block cifar_stage, used here"
+    assert lines[-1] == "architectures/resnet_cifar.net:34:7: note: in block cifar_stage, used here"
 
 
 def test_max_nodes_counts_exactly_what_check_reports(tmp_path, capsys):

@@ -547,7 +547,14 @@ class _Function:
 
     def var(self, name: str) -> str:
         out = name
-        while out in _AMBIGUOUS or out in _MODULE_NAMES or out in self.w.functions.values():
+        # `in_channels` is the function's own variable for its input's channels (a conv
+        # bias's PyTorch init reads it): a tensor the program names so becomes in_channels_
+        while (
+            out in _AMBIGUOUS
+            or out in _MODULE_NAMES
+            or out in self.w.functions.values()
+            or out == "in_channels"
+        ):
             out = out + "_"
         return out
 
