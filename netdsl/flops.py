@@ -104,19 +104,14 @@ class StepFlops:
         self.net, self.batch, self.attention = net, batch, attention
         self.layers = layers
         self.by_id = {f.node.id: f for f in layers}
-        self.forward = sum(f.forward for f in layers)
-        self.input_grad = sum(f.input_grad for f in layers)
-        self.weight_grad = sum(f.weight_grad for f in layers)
+        whole = sum(layers, LayerFlops())  # the network's totals, as LayerFlops sums them
+        self.forward, self.input_grad, self.weight_grad = (
+            whole.forward,
+            whole.input_grad,
+            whole.weight_grad,
+        )
+        self.backward, self.total, self.overcount = whole.backward, whole.total, whole.overcount
         self.forward_eval = sum(f.forward for f in layers if not f.node.train_only)
-        self.overcount = sum(f.overcount for f in layers)
-
-    @property
-    def backward(self) -> int:
-        return self.input_grad + self.weight_grad
-
-    @property
-    def total(self) -> int:
-        return self.forward + self.backward
 
     def of(self, item) -> LayerFlops:
         """The FLOPs of a node, or the sum over a scope's nodes (a block, a repeat)."""
