@@ -32,6 +32,8 @@ COMMAND_MODULES = {
     "export": "netdsl.export",
     "zoo": "netdsl.zoo",
     "profile": "netdsl.profile",
+    "fmt": "netdsl.fmt",
+    "lsp": "netdsl.lsp",
 }
 
 
@@ -46,10 +48,18 @@ def cmd_check(args) -> int:
             print(e.format(), file=sys.stderr)
             status = EXIT_USER
             continue
+        warnings = []
+        if not args.no_warn:
+            from .lint import lint
+
+            warnings = lint(net)
+            for warning in warnings:
+                print(warning.format(), file=sys.stderr)
         if not args.quiet:
+            counted = f", {len(warnings)} warning{'s' * (len(warnings) != 1)}" if warnings else ""
             print(
                 f"{path}: ok: {net.name}, {len(net.nodes())} nodes, {net.total_params:,} params, "
-                f"{net.total_macs:,} MACs"
+                f"{net.total_macs:,} MACs{counted}"
             )
     return status
 
@@ -83,7 +93,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="check that files elaborate: syntax, names and every shape")
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    p.add_argument("-q", "--quiet", action="store_true", help="print errors and warnings only")
+    p.add_argument(
+        "--no-warn",
+        action="store_true",
+        help="leave out the warnings (programs that check but are probably not meant: a "
+        "conv stack with no activation, a bias before BatchNorm, ...; `# netdsl: "
+        "ignore[code]` on a line silences one there)",
+    )
     add_common(p)
     p.set_defaults(func=cmd_check)
 

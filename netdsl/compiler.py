@@ -106,7 +106,9 @@ def _compile(load, params, network, limits, input_shape) -> Network:
     with deep_stack(), gc_paused():
         menv = load(Loader())
         shapes = {"*": tuple(input_shape)} if input_shape else None
-        return Elaborator(limits, shapes).network(menv, network, params)
+        net = Elaborator(limits, shapes).network(menv, network, params)
+        net.module = menv
+        return net
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

@@ -232,6 +232,9 @@ class Network:
     sources: SourceSnapshot = field(default_factory=SourceSnapshot)
     # name -> NumericFunction, for each `def` function the network calls
     functions: dict = field(default_factory=dict)
+    # the loader's ModuleEnv of the file it was compiled from: its definitions, which
+    # passes that judge the program as written (lint's unused blocks) read
+    module: object = None
 
     @property
     def main_output(self) -> Output:

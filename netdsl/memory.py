@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .ir import Network, Node
+from .ir import Network, Node, Scope
 from .layers import numel
 
 DTYPES = {"fp32": 4, "bf16": 2, "fp16": 2}
@@ -460,6 +460,7 @@ def _forward(sim: _Sim, net: Network) -> dict:
     sim.saved_by: dict = {}  # node id -> [Storage] it saved
     sim.grad_alias: dict = {}  # node id -> True when its input's gradient is its own (a view)
     sim.requires = _requires_grad(net)
+    held, ends = _held_by_name(net)
     for node in order:
         ins = [sim.dtype[i.id] for i in _data_inputs(node)]
         sim.dtype[node.id] = per = _out_dtype(sim, node, ins)
@@ -614,8 +615,10 @@ def _forward(sim: _Sim, net: Network) -> dict:
         sim.storage[node.id] = out
         for s in made:
             sim.alloc(s)
-        # references: readers of the output, the savers, the network's outputs
+        # references: readers of the output, the savers, the network's outputs, and the
+        # variable of a named value until its forward returns
         out.refs += len(readers[node.id]) + (1 if node.id in outputs else 0)
+        out.refs += node.id in held
         unique: list = []
         for s, _ in saved:
             if s is None:
@@ -633,6 +636,8 @@ def _forward(sim: _Sim, net: Network) -> dict:
         # the op has run: release what it read
         for src in node.inputs:
             sim.release(sim.storage[src.id])
+        for named in ends.get(node.id, ()):
+            sim.release(sim.storage[named])
         for s in made:
             if s.refs == 0 and s.live:
                 s.live = False
@@ -687,6 +692,33 @@ def _forward(sim: _Sim, net: Network) -> dict:
         "saved_copies": saved_copies,
         "end": sim.live,
     }
+
+
+def _held_by_name(net: Network) -> tuple[set, dict]:
+    """Named values (`c1 = cell(...)`) and when their variables let go of them.
+
+    The generated forward gives a named value its own variable, which holds the tensor
+    until that forward returns, after its last reader (NASNet's cell outputs c0 ... c13 stay
+    alive through the whole network's forward). Returns the held nodes' ids and, for each
+    node that ends a generated forward, the named values released after it runs."""
+    position = {node.id: i for i, node in enumerate(net.ordered)}
+    by_key = {id(node): node for node in net.ordered}
+    held: set = set()
+    ends: dict = {}
+    for scope in (net.root, *(s for s in net.root.walk() if isinstance(s, Scope))):
+        if not scope.value_names:
+            continue
+        owner = scope
+        while owner.kind not in ("block", "network"):
+            owner = owner.parent
+        last = max((n for n in owner.nodes()), key=lambda n: position[n.id], default=None)
+        for key in scope.value_names:
+            node = by_key.get(key)
+            if node is None or last is None or node.op == "input":
+                continue
+            held.add(node.id)
+            ends.setdefault(last.id, []).append(node.id)
+    return held, ends
 
 
 def _bias_elements(node: Node) -> int:
@@ -815,6 +847,8 @@ def _inference_peak(net: Network, batch: int, dtype: str, amp: bool, device: str
     in_place = _in_place_nodes(net)
     readers = _consumers(net)
     outputs = {o.node.id for o in net.outputs if not o.train_only}
+    held, ends = _held_by_name(net)
+    by_id = {node.id: node for node in net.ordered}
     live = peak = 0
     for node in net.nodes():
         if node.train_only:
@@ -835,14 +869,14 @@ def _inference_peak(net: Network, batch: int, dtype: str, amp: bool, device: str
             s = Storage(sim.size(node), "output", node.id)
             s.live = True
             live += s.bytes
-        s.refs += len(readers_here) + (1 if node.id in outputs else 0)
+        s.refs += len(readers_here) + (1 if node.id in outputs else 0) + (node.id in held)
         sim.storage[node.id] = s
         cast = 0
         if amp and op in LOW_PRECISION:
             cast = sum(batch * numel(i.out_shape) * 2 for i in node.inputs if sim.dtype[i.id] > 2)
             cast += node.params * 2
         peak = max(peak, live + cast)
-        for src in node.inputs:
+        for src in [*node.inputs, *(by_id[n] for n in ends.get(node.id, ()) if n in sim.storage)]:
             t = sim.storage[src.id]
             t.refs -= 1
             if t.refs <= 0 and t.live:

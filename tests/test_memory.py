@@ -132,6 +132,30 @@ def test_estimate_matches_the_profiler(name, amp):
     check(name, amp)
 
 
+CELLS = """\
+block cell(p, c) = concat(relu + conv3 c bias=false + bn, p + relu + conv3 c bias=false + bn)
+
+network cells(classes=10):
+    input 3x32x32
+    c0 = conv3 16 bias=false + bn
+    c1 = c0 + cell(c0, 16)
+    c2 = c1 + cell(c0, 16)
+    c3 = c2 + cell(c1, 16)
+    c4 = c3 + cell(c2, 16)
+    c4 + relu + gap + fc classes
+"""
+
+
+def test_named_values_live_until_their_forward_returns(tmp_path):
+    """NASNet's cells read the two cell outputs before them, which the network names (c0 ...
+    c16): the generated forward keeps each in its own variable until it returns, after the
+    last cell that reads it. A quarter of this network's activations are such outputs that
+    no op saves (each reader starts with a ReLU, which saves its own output)."""
+    path = tmp_path / "cells.net"
+    path.write_text(CELLS, encoding="utf-8")
+    check(str(path), amp=False)
+
+
 def _slow_names() -> list[str]:
     if os.environ.get("NETDSL_MEMORY_ZOO") == "all":
         names = [p.stem for p in zoo_files()]
