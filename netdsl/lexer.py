@@ -28,7 +28,7 @@ from .initializers import FAMILIES, MODES
 from .layers import CATALOGUE, MERGES
 from .symbolic import FUNCTIONS, INSTANCE_FUNCTIONS
 
-KEYWORDS = ("if", "then", "else", "and", "or", "not", "as", "in", "output", "input")
+KEYWORDS = ("if", "then", "else", "and", "or", "not", "as", "in", "for", "output", "input")
 CONSTANTS = ("true", "false", "same", "valid", "none", "id", *MODES)
 LAYERS = tuple(sorted(CATALOGUE, key=len, reverse=True))
 _IDENT_END = r"(?![A-Za-z0-9_])"
@@ -52,7 +52,7 @@ class NetdslLexer(RegexLexer):
             (r'"[^"\n]*"', String.Double),
             # definitions: the defined name is highlighted as such
             (
-                r"(block|network)([ \t]+)([A-Za-z_][A-Za-z0-9_]*)",
+                r"(block|network|def)([ \t]+)([A-Za-z_][A-Za-z0-9_]*)",
                 bygroups(Keyword.Declaration, Whitespace, Name.Function),
             ),
             (r"(use)(\b)", bygroups(Keyword.Namespace, Text)),
@@ -72,7 +72,7 @@ class NetdslLexer(RegexLexer):
             (words(KEYWORDS, suffix=r"\b"), Keyword),
             (words(CONSTANTS, suffix=r"\b"), Keyword.Constant),
             (words(tuple(MERGES), suffix=r"(?=\s*\()"), Name.Builtin),
-            (words((*FUNCTIONS, *INSTANCE_FUNCTIONS), suffix=r"(?=\s*\()"), Name.Builtin),
+            (words((*FUNCTIONS, *INSTANCE_FUNCTIONS, "range"), suffix=r"(?=\s*\()"), Name.Builtin),
             (words(tuple(FAMILIES), suffix=_IDENT_END), Name.Builtin),  # kaiming_normal(...)
             (r"(?:conv|dwconv|sepconv|maxpool|avgpool)[1-9][0-9]*" + _IDENT_END, Name.Builtin),
             (words(LAYERS, suffix=_IDENT_END), Name.Builtin),
