@@ -15,6 +15,8 @@ OUT=${OUT:-/tmp/netdsl-bench}
 mkdir -p "$OUT"
 python benchmarks/cold_start.py --runs 20 --where | tee "$OUT/cold_start.md"
 python benchmarks/scaling.py | tee "$OUT/scaling.md"
+python benchmarks/lsp_latency.py --runs 40 | tee "$OUT/lsp_latency.md"
+python benchmarks/fmt_speed.py | tee "$OUT/fmt_speed.md"
 "$TV" benchmarks/torch_vs_torchvision.py --ops | tee "$OUT/torch_vs_torchvision.md"
 "$TV" benchmarks/torch_vs_torchvision.py --fixed-malloc | tee "$OUT/torch_vs_torchvision_fixed_malloc.md"
 python benchmarks/keras_vs_applications.py | tee "$OUT/keras_vs_applications.md"
