@@ -721,6 +721,44 @@ def _held_by_name(net: Network) -> tuple[set, dict]:
     return held, ends
 
 
+def _inference_transient(sim: _Sim, node: Node, device: str) -> int:
+    """What an op allocates and frees inside itself under no_grad on the CPU, measured
+    (torch 2.13, oneDNN): a convolution a buffer the size of the larger of its input and
+    its output (the layout reorder of whichever oneDNN converts), max pooling its int64
+    indices, which it computes even when nothing will read them."""
+    if device != "cpu" or not node.inputs:
+        return 0
+    if node.op in ("conv", "dwconv", "sepconv", "conv_transpose"):
+        x = node.inputs[0]
+        return max(sim.batch * numel(x.out_shape) * sim.dtype[x.id], sim.size(node))
+    if node.op in MAX_POOLS:
+        return sim.size(node, INDEX)
+    return 0
+
+
+def _held_by_calls(net: Network) -> tuple[dict, dict]:
+    """Block inputs and when the caller lets go of them.
+
+    A generated block is a module call: the caller's variable holds the block's input until
+    the call returns, after the block's last layer, however early the block itself reads
+    it last. Returns {producer id: how many calls hold its output} and {the last node of a
+    call: the producers it releases}."""
+    position = {node.id: i for i, node in enumerate(net.ordered)}
+    count: dict = {}
+    ends: dict = {}
+    for scope in net.root.walk():
+        if not isinstance(scope, Scope) or scope.kind not in ("block", "repeat"):
+            continue
+        if scope.input is None or scope.input.op == "input":
+            continue
+        last = max(scope.nodes(), key=lambda n: position[n.id], default=None)
+        if last is None:
+            continue
+        count[scope.input.id] = count.get(scope.input.id, 0) + 1
+        ends.setdefault(last.id, []).append(scope.input.id)
+    return count, ends
+
+
 def _bias_elements(node: Node) -> int:
     """The bias values of a conv, linear layer or attention (0 without bias)."""
     if "bias" not in node.attrs or not node.value("bias"):
@@ -848,6 +886,9 @@ def _inference_peak(net: Network, batch: int, dtype: str, amp: bool, device: str
     readers = _consumers(net)
     outputs = {o.node.id for o in net.outputs if not o.train_only}
     held, ends = _held_by_name(net)
+    calls, call_ends = _held_by_calls(net)
+    for end, inputs in call_ends.items():
+        ends[end] = [*ends.get(end, ()), *inputs]
     by_id = {node.id: node for node in net.ordered}
     live = peak = 0
     for node in net.nodes():
@@ -870,12 +911,13 @@ def _inference_peak(net: Network, batch: int, dtype: str, amp: bool, device: str
             s.live = True
             live += s.bytes
         s.refs += len(readers_here) + (1 if node.id in outputs else 0) + (node.id in held)
+        s.refs += calls.get(node.id, 0)
         sim.storage[node.id] = s
         cast = 0
         if amp and op in LOW_PRECISION:
             cast = sum(batch * numel(i.out_shape) * 2 for i in node.inputs if sim.dtype[i.id] > 2)
             cast += node.params * 2
-        peak = max(peak, live + cast)
+        peak = max(peak, live + cast + _inference_transient(sim, node, device))
         for src in [*node.inputs, *(by_id[n] for n in ends.get(node.id, ()) if n in sim.storage)]:
             t = sim.storage[src.id]
             t.refs -= 1

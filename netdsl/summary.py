@@ -284,7 +284,11 @@ def estimate_text(est: Estimate) -> str:
         )
         phases = ", ".join(f"{k} {_mib(v)}" for k, v in m.phases.items())
         row("peak", m.peak, f"during the {m.peak_phase} ({phases})")
-        row("peak at inference", m.inference_peak, "no_grad: each tensor freed after its last use")
+        row(
+            "peak at inference",
+            m.inference_peak,
+            "no_grad: each tensor freed after its last use (a block's input when it returns)",
+        )
     else:
         row("input", m.inputs, "the batch")
         row("peak", m.peak, "parameters + the live tensors, each freed after its last use")

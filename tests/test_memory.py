@@ -156,6 +156,55 @@ def test_named_values_live_until_their_forward_returns(tmp_path):
     check(str(path), amp=False)
 
 
+def measure_inference(net, batch: int = BATCH) -> int:
+    """Peak bytes of one forward pass under torch.no_grad(): the parameters and the input
+    (allocated before), plus the largest total the profiler sees allocated at once."""
+    torch = need("torch")
+    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler._memory_profiler import Action
+
+    _, model = build_torch(net)
+    model.eval()
+    inputs = [example_input(node, batch) for node in net.inputs.values()]
+    with torch.no_grad():
+        model(*inputs)
+        with profile(
+            activities=[ProfilerActivity.CPU],
+            profile_memory=True,
+            record_shapes=True,
+            with_stack=True,
+        ) as prof:
+            model(*inputs)
+    live = peak = 0
+    for _, action, _, size in prof._memory_profile().timeline:
+        if action == Action.CREATE:
+            live += size
+        elif action == Action.DESTROY:
+            live -= size
+        peak = max(peak, live)
+    before = sum(p.numel() * p.element_size() for p in model.parameters())
+    before += sum(x.numel() * x.element_size() for x in inputs)
+    return before + peak
+
+
+# the inference peak: a fast network, and families whose layers differ (slow)
+INFERENCE = [
+    "squeezenet1_1",
+    *(pytest.param(n, marks=pytest.mark.slow) for n in ("resnet50", "vgg16", "densenet121")),
+]
+
+
+@pytest.mark.parametrize("name", INFERENCE)
+def test_inference_peak_matches_the_profiler(name):
+    """Under no_grad each tensor goes after its last reader, except a block's input, which
+    the caller's variable holds until the block returns; convolutions and max pooling
+    allocate a buffer of their own (docs/memory.md)."""
+    net = netdsl.load(name).network
+    est = estimate(net, batch=BATCH, train=False).inference_peak
+    got = measure_inference(net)
+    assert abs(est - got) / got <= CATEGORY, f"{name}: estimate {est:,} B, measured {got:,} B"
+
+
 def _slow_names() -> list[str]:
     if os.environ.get("NETDSL_MEMORY_ZOO") == "all":
         names = [p.stem for p in zoo_files()]
