@@ -47,7 +47,7 @@ from .layers import (
     traits,
 )
 
-__all__ = ["Count", "Equation", "Factor", "Note", "Window", "analyze", "block_call", "layer_call"]
+__all__ = ["Count", "Equation", "Factor", "Note", "Window", "analyze", "layer_call"]
 
 BYTES = 4  # fp32
 INDEX_BYTES = 8  # int64 max-pool indices
@@ -395,22 +395,6 @@ def _value_text(value) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
-
-
-def block_call(scope: Scope) -> str:
-    """A block scope as it was called: `stage(128, 4, s=2)`; other scopes by their kind."""
-    if scope.kind == "block":
-        args = ", ".join((f"{k}=" if k else "") + _arg_text(v) for k, v in scope.call_args)
-        return f"{scope.block}({args})" if scope.call_args else scope.block
-    if scope.kind == "repeat":
-        n = scope.count.value if scope.count is not None else len(scope.children)
-        first = scope.children[0] if scope.children else None
-        inner = first.children if first is not None else []
-        body = block_call(inner[0]) if len(inner) == 1 and isinstance(inner[0], Scope) else "..."
-        return f"[{body}] x {n}"
-    if scope.kind == "group":
-        return scope.label or "group"
-    return scope.kind
 
 
 def _arg_text(value) -> str:

@@ -237,8 +237,8 @@ def _identifier(name: str) -> str:
 # ---- the HTML table ---------------------------------------------------------------------------
 
 
-def _rows(scope: Scope, depth: int | None, level: int = 0):
-    from .analysis import block_call
+def _rows(scope: Scope, depth: int | None, blocks: dict, level: int = 0):
+    from .calls import block_call
 
     for child in scope.children:
         if isinstance(child, Node):
@@ -248,10 +248,10 @@ def _rows(scope: Scope, depth: int | None, level: int = 0):
             continue
         elif child.kind in ("block", "repeat", "group") and depth is not None and level >= depth:
             shape = tuple(int(d.value) for d in child.out_shape)
-            yield child.id, block_call(child), shape, child.params, child.macs
+            yield child.id, block_call(child, blocks), shape, child.params, child.macs
         else:
             counts = child.kind in ("block", "repeat", "group")
-            yield from _rows(child, depth, level + 1 if counts else level)
+            yield from _rows(child, depth, blocks, level + 1 if counts else level)
 
 
 def html_table(net: Network, depth: int | None = None) -> str:
@@ -265,7 +265,7 @@ def html_table(net: Network, depth: int | None = None) -> str:
         for o in net.outputs
     )
     cells = []
-    for name, op, shape, params, macs in _rows(net.root, depth):
+    for name, op, shape, params, macs in _rows(net.root, depth, net.blocks):
         cells.append(
             f'<tr><td style="text-align:left"><code>{e(name)}</code></td>'
             f'<td style="text-align:left">{e(op)}</td><td>{fmt_shape(shape)}</td>'

@@ -19,9 +19,9 @@ from .analysis import (
     Receptive,
     Window,
     analyze,
-    block_call,
     layer_call,
 )
+from .calls import block_call
 from .commandline import add_common, add_estimate_options, estimate_request, load_network
 from .errors import NetdslError, did_you_mean
 from .ir import Network, Node, Scope
@@ -344,7 +344,7 @@ class _Text:
         t = self.a.totals(scope)
         shape_in = fmt_shape(tuple(int(d.value) for d in scope.in_shape))
         shape_out = fmt_shape(tuple(int(d.value) for d in scope.out_shape))
-        name, call = scope.id or scope.name, block_call(scope)
+        name, call = scope.id or scope.name, block_call(scope, self.a.net.blocks)
         head = (
             f"{name}: {call}" if call != scope.label else name
         ) + f"    {shape_in}{self.style.arrow}{shape_out}"
@@ -513,10 +513,11 @@ class _Markdown:
             rf_short(self.a.output_rf(scope)),
             short_bytes(t.new_bytes),
         )
+        call = f"`{block_call(scope, self.a.net.blocks)}`"
         if self.depth is not None and level >= self.depth:
-            self.row(f"**{name}**", f"`{block_call(scope)}`", shape, "", *cells)
+            self.row(f"**{name}**", call, shape, "", *cells)
             return
-        self.row(f"**{name}**", f"`{block_call(scope)}`", "", "", "", "", "", "")
+        self.row(f"**{name}**", call, "", "", "", "", "", "")
         for child in scope.children:
             self.child(child, level + 1)
         self.row(f"**= {name}**", "total", shape, "", *cells)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import initializers
+from .calls import block_call
 from .ir import Network, Node, Scope
 from .layers import TensorSize, fmt_shape
 from .layers_tokens import attention_products
@@ -65,7 +66,7 @@ def _inits(node) -> dict:
     return {"init": {r.tensor.role: str(r.init) for r in resolved}} if resolved else {}
 
 
-def _rows(scope: Scope, depth: int | None, level: int = 0):
+def _rows(scope: Scope, depth: int | None, level: int = 0, blocks: dict | None = None):
     for child in scope.children:
         if isinstance(child, Node):
             # a size read from another tensor is a second input: `crop size=x`
@@ -74,16 +75,15 @@ def _rows(scope: Scope, depth: int | None, level: int = 0):
             )
             yield child.id, child.op + sized, child.out_shape, child.params, child.macs
         elif depth is not None and level >= depth:
-            what = child.block if child.kind == "block" else child.kind
             shape = tuple(int(d.value) for d in child.out_shape)
-            yield child.id, what, shape, child.params, child.macs
+            yield child.id, block_call(child, blocks), shape, child.params, child.macs
         else:
-            yield from _rows(child, depth, level + 1)
+            yield from _rows(child, depth, level + 1, blocks)
 
 
 def summary_table(net: Network, depth: int | None = None) -> str:
     rows = [("Layer", "Op", "Output shape", "Params", "MACs")]
-    for name, op, shape, params, macs in _rows(net.root, depth):
+    for name, op, shape, params, macs in _rows(net.root, depth, blocks=net.blocks):
         if op == "input":
             continue
         rows.append((name, op, fmt_shape(shape), f"{params:,}", f"{macs:,}"))

@@ -61,8 +61,8 @@ def test_repr_html_is_an_escaped_table():
     assert page.startswith("<div") and page.endswith("</div>")
     assert "<table" in page and "25,557,032" in page
     # display_depth=1: the stages open, the bottlenecks inside them one row each
-    assert "bottleneck(128, 2, 1, 64, false)" in page
-    assert "[bottleneck(128, 1, 1, 64, false)] x 3" in page
+    assert "bottleneck(128, s=2)" in page
+    assert "[bottleneck(128)] x 3" in page
     assert page.count("<tr>") == page.count("</tr>")
 
 

@@ -237,8 +237,15 @@ def test_summary_table_lists_every_layer_and_the_totals(capsys):
 def test_summary_depth_collapses_blocks(capsys):
     code, out, _ = run_cli(capsys, "summary", VGG16, "--depth", "0")
     assert code == 0
-    body = [line.split() for line in out.splitlines()[4:-4]]
-    assert [row[:2] for row in body[:5]] == [[f"vgg{i}", "vgg"] for i in range(1, 6)]
+    body = [re.split(r"\s{2,}", line.strip()) for line in out.splitlines()[4:-4]]
+    assert [row[0] for row in body[:5]] == [f"vgg{i}" for i in range(1, 6)]
+    assert [row[1] for row in body[:5]] == [
+        "vgg(2, 64)",
+        "vgg(2, 128)",
+        "vgg(3, 256)",
+        "vgg(3, 512)",
+        "vgg(3, 512)",
+    ]
     assert body[0][2:] == ["64x112x112", "38,720", "1,936,392,192"]
     assert len(body) == 5 + 9
     code, out, _ = run_cli(capsys, "summary", RESNET50, "--depth", "1")

@@ -44,14 +44,18 @@ def test_readme_programs_check():
     check_doc_programs(README, minimum=2)
 
 
-def test_tutorial_images_exist_and_are_svg():
+def test_tutorial_images_exist_and_are_svg_or_png():
     text = TUTORIAL.read_text(encoding="utf-8")
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert len(images) >= 3
     for image in images:
         path = TUTORIAL.parent / image
         assert path.is_file(), f"{image} is referenced but missing"
-        assert path.read_text(encoding="utf-8").lstrip().startswith(("<?xml", "<svg")), image
+        data = path.read_bytes()
+        if image.endswith(".png"):
+            assert data.startswith(b"\x89PNG\r\n\x1a\n"), image
+        else:
+            assert data.decode("utf-8").lstrip().startswith(("<?xml", "<svg")), image
 
 
 def commands(doc) -> list[tuple[int, str, list[str]]]:

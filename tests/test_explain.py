@@ -138,7 +138,7 @@ def test_totals_per_block_and_depth():
     assert a.totals(stage2).params == stage2.params
     text = explain(net, depth=1)
     assert f"= stage2 total: {stage2.params:,} params" in text
-    assert "stage2.bottlenecks: [bottleneck(128, 1, 1, 64, false)] x 3" in text
+    assert "stage2.bottlenecks: [bottleneck(128)] x 3" in text
     assert f"params       {net.total_params:,}" in text
 
 

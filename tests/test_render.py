@@ -53,7 +53,7 @@ def test_every_zoo_network_renders_to_svg(path, tmp_path):
 def test_depth_collapses_blocks():
     net = compile_file(ARCHITECTURES / "resnet50.net")
     dot = to_dot(net, depth=0)
-    assert "stage(128, 4, s=2, zero=false)" in dot and "1,219,584 params" in dot
+    assert "stage(128, 4, s=2)" in dot and "1,219,584 params" in dot
     assert "conv 64 k=1" not in dot  # nothing inside a stage is drawn
     full = to_dot(net)
     assert full.count("subgraph") > 10 and "conv 64 k=1 p=0 bias=false" in full

@@ -109,7 +109,7 @@ def test_attributes_follow_the_tensor():
 
 
 def test_summary_names_the_tensor_in_the_call():
-    from netdsl.analysis import block_call
+    from netdsl.calls import block_call
 
     net = compile_text(CELLS)
     cells = [s for s in net.root.children if getattr(s, "block", None) == "cell"]

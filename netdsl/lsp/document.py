@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from ..analysis import analyze, block_call, layer_call
+from ..analysis import analyze, layer_call
+from ..calls import block_call
 from ..compiler import deep_stack, gc_paused
 from ..elaborate import Elaborator
 from ..errors import NetdslError, SourceRegistry, Span, source_lines
@@ -369,11 +370,15 @@ class Document:
                 call = self._first_instance(owner)
             if call is not None and occ.name in call[0].args:
                 value = call[0].args[occ.name]
-                head += f"\n\n`{occ.name}` = `{_value_text(value)}` in `{block_call(call[0])}`"
+                head += f"\n\n`{occ.name}` = `{_value_text(value)}` in `{block_call(call[0], self._blocks())}`"
                 return head
         if value is not None:
             head += f"\n\n`{occ.name}` = `{_value_text(value)}`"
         return head
+
+    def _blocks(self) -> dict:
+        """Every block signature the file's networks use, for printing calls."""
+        return {name: sig for net in self.networks for name, sig in net.blocks.items()}
 
     def _first_instance(self, block: str):
         for net in self.networks:
@@ -384,7 +389,7 @@ class Document:
 
     def _instance_text(self, scope: Scope) -> str:
         shape = _shape(scope)
-        head = f"`{block_call(scope)}`" + (f" → {shape}" if shape else "")
+        head = f"`{block_call(scope, self._blocks())}`" + (f" → {shape}" if shape else "")
         return f"{head} · {scope.params:,} params · {scope.macs:,} MACs"
 
     def _layer_hover(self, node: Node, net: Network) -> str:
