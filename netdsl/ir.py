@@ -277,5 +277,15 @@ class Network:
         return self._by_id[node_id]
 
     @cached_property
+    def readers(self) -> dict:
+        """node id -> the nodes that read its output, in DSL order (one entry per read), for
+        the passes that follow data forward: memory's liveness, lint."""
+        readers: dict = {n.id: [] for n in self.ordered}
+        for n in self.ordered:
+            for src in n.inputs:
+                readers[src.id].append(n)
+        return readers
+
+    @cached_property
     def _by_id(self) -> dict:
         return {n.id: n for n in self.ordered}

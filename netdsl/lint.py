@@ -99,15 +99,11 @@ def _category(node) -> str:
 
 
 def _graph_warnings(network) -> Iterator[NetdslWarning]:
-    consumers: dict[int, list] = {}
-    for node in network.ordered:
-        for source in node.inputs:
-            consumers.setdefault(id(source), []).append(node)
-    outputs = {id(o.node) for o in network.outputs}
+    outputs = {o.node.id for o in network.outputs}
 
     def only_consumer(node):
-        after = consumers.get(id(node), [])
-        if len(after) != 1 or id(node) in outputs or len(after[0].inputs) != 1:
+        after = network.readers[node.id]
+        if len(after) != 1 or node.id in outputs or len(after[0].inputs) != 1:
             return None
         return after[0]
 

@@ -269,7 +269,7 @@ def _emitted_in_place(net: Network) -> dict:
                 if b is not None and b.kind in ("single", "chain"):
                     yield from walk(b.units)
 
-    consumers = _consumers(net)
+    consumers = net.readers
     for cls in program.classes:
         for u in walk(cls.units):
             if u.kind not in ("layer", "merge") or not u.overwrites:
@@ -301,14 +301,6 @@ def _requires_grad(net: Network) -> dict:
     for node in net.nodes():
         tracked[node.id] = bool(node.params) or any(tracked[i.id] for i in _data_inputs(node))
     return tracked
-
-
-def _consumers(net: Network) -> dict:
-    readers: dict = {n.id: [] for n in net.nodes()}
-    for n in net.nodes():
-        for src in n.inputs:
-            readers[src.id].append(n)
-    return readers
 
 
 # ---- the simulation ----------------------------------------------------------------------
@@ -449,7 +441,7 @@ def _out_dtype(sim: _Sim, node: Node, ins: list[int]) -> int:
 def _forward(sim: _Sim, net: Network) -> dict:
     """Run the forward pass: which storages exist, which are saved, the live maximum."""
     in_place = _in_place_nodes(net)
-    readers = _consumers(net)
+    readers = net.readers
     order = net.nodes()
     outputs = {o.node.id for o in net.outputs}
     peak = 0
@@ -701,7 +693,7 @@ def _held_by_name(net: Network) -> tuple[set, dict]:
     until that forward returns, after its last reader (NASNet's cell outputs c0 ... c13 stay
     alive through the whole network's forward). Returns the held nodes' ids and, for each
     node that ends a generated forward, the named values released after it runs."""
-    position = {node.id: i for i, node in enumerate(net.ordered)}
+    position = _positions(net)
     by_key = {id(node): node for node in net.ordered}
     held: set = set()
     ends: dict = {}
@@ -711,7 +703,7 @@ def _held_by_name(net: Network) -> tuple[set, dict]:
         owner = scope
         while owner.kind not in ("block", "network"):
             owner = owner.parent
-        last = max((n for n in owner.nodes()), key=lambda n: position[n.id], default=None)
+        last = _last_node(owner, position)
         for key in scope.value_names:
             node = by_key.get(key)
             if node is None or last is None or node.op == "input":
@@ -719,6 +711,15 @@ def _held_by_name(net: Network) -> tuple[set, dict]:
             held.add(node.id)
             ends.setdefault(last.id, []).append(node.id)
     return held, ends
+
+
+def _positions(net: Network) -> dict:
+    return {node.id: i for i, node in enumerate(net.ordered)}
+
+
+def _last_node(scope: Scope, position: dict) -> Node | None:
+    """The node after which a scope's generated forward returns (None for an empty one)."""
+    return max(scope.nodes(), key=lambda n: position[n.id], default=None)
 
 
 def _inference_transient(sim: _Sim, node: Node, device: str) -> int:
@@ -743,7 +744,7 @@ def _held_by_calls(net: Network) -> tuple[dict, dict]:
     the call returns, after the block's last layer, however early the block itself reads
     it last. Returns {producer id: how many calls hold its output} and {the last node of a
     call: the producers it releases}."""
-    position = {node.id: i for i, node in enumerate(net.ordered)}
+    position = _positions(net)
     count: dict = {}
     ends: dict = {}
     for scope in net.root.walk():
@@ -751,7 +752,7 @@ def _held_by_calls(net: Network) -> tuple[dict, dict]:
             continue
         if scope.input is None or scope.input.op == "input":
             continue
-        last = max(scope.nodes(), key=lambda n: position[n.id], default=None)
+        last = _last_node(scope, position)
         if last is None:
             continue
         count[scope.input.id] = count.get(scope.input.id, 0) + 1
@@ -883,13 +884,12 @@ def _inference_peak(net: Network, batch: int, dtype: str, amp: bool, device: str
     outputs are low precision and their weights' copies are not cached)."""
     sim = _Sim(net, batch, dtype, amp, False, device)
     in_place = _in_place_nodes(net)
-    readers = _consumers(net)
+    readers = net.readers
     outputs = {o.node.id for o in net.outputs if not o.train_only}
     held, ends = _held_by_name(net)
     calls, call_ends = _held_by_calls(net)
     for end, inputs in call_ends.items():
         ends[end] = [*ends.get(end, ()), *inputs]
-    by_id = {node.id: node for node in net.ordered}
     live = peak = 0
     for node in net.nodes():
         if node.train_only:
@@ -918,8 +918,9 @@ def _inference_peak(net: Network, batch: int, dtype: str, amp: bool, device: str
             cast = sum(batch * numel(i.out_shape) * 2 for i in node.inputs if sim.dtype[i.id] > 2)
             cast += node.params * 2
         peak = max(peak, live + cast + _inference_transient(sim, node, device))
-        for src in [*node.inputs, *(by_id[n] for n in ends.get(node.id, ()) if n in sim.storage)]:
-            t = sim.storage[src.id]
+        released = [n for n in ends.get(node.id, ()) if n in sim.storage]
+        for src in [*(i.id for i in node.inputs), *released]:
+            t = sim.storage[src]
             t.refs -= 1
             if t.refs <= 0 and t.live:
                 t.live = False
