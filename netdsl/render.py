@@ -156,10 +156,6 @@ class _Builder:
         self.top = top if top is not None else net.root
         self.boxes: list[Box] = []
         self.box_of: dict = {}  # id(node) -> Box
-        self.consumers: dict = {}
-        for node in net.nodes():
-            for src in node.inputs:
-                self.consumers[id(src)] = self.consumers.get(id(src), 0) + 1
         self.collapsed: dict = {}  # id(scope) -> Box
         self._clusters: dict = {}  # id(scope) -> drawn as a cluster
         self._cluster_count = 0  # numbers clusters uniquely, the same on every run
@@ -227,7 +223,7 @@ class _Builder:
         host = self.box_of.get(id(src))
         if host is None or host.node is None or host.node.op == "input" or host.last is not src:
             return None
-        if self.consumers.get(id(src), 0) != 1 or src.train_only != node.train_only:
+        if len(self.net.readers[src.id]) != 1 or src.train_only != node.train_only:
             return None
         # every scope between the host and this node holds nothing but the host's box
         members = {id(n) for n in (host.node, *host.folded)}
