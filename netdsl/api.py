@@ -217,7 +217,23 @@ class Model:
         )
 
     def _repr_html_(self) -> str:
-        return html_table(self.network, self.display_depth)
+        """The summary table beside the interactive diagram. The diagram is its own page
+        in a sandboxed <iframe srcdoc>: its scripts, styles and element ids cannot clash
+        with the notebook's or another model's, and it needs no server or extension."""
+        from .web.diagram import diagram_html
+
+        page = diagram_html(self.network, depth=self.display_depth)
+        return (
+            '<div class="netdsl-model" style="display:flex;gap:12px;align-items:flex-start;'
+            'flex-wrap:wrap">'
+            '<div style="flex:0 1 auto;max-width:45%;max-height:640px;overflow:auto">'
+            + html_table(self.network, self.display_depth, open_rows=True)
+            + "</div>"
+            f'<iframe title="{html.escape(self.name)} diagram" sandbox="allow-scripts allow-downloads"'
+            ' style="flex:1 1 420px;min-width:320px;height:640px;border:1px solid #d5dde8"'
+            f' srcdoc="{html.escape(page, quote=True)}"></iframe>'
+            "</div>"
+        )
 
     def _repr_svg_(self) -> str | None:
         from .render import dot_program
@@ -254,8 +270,9 @@ def _rows(scope: Scope, depth: int | None, blocks: dict, level: int = 0):
             yield from _rows(child, depth, blocks, level + 1 if counts else level)
 
 
-def html_table(net: Network, depth: int | None = None) -> str:
-    """A compact HTML summary: totals, then the layer table in a <details> element."""
+def html_table(net: Network, depth: int | None = None, open_rows: bool = False) -> str:
+    """A compact HTML summary: totals, then the layer table in a <details> element (open
+    with `open_rows`)."""
     from .layers import fmt_shape
 
     e = html.escape
@@ -275,7 +292,7 @@ def html_table(net: Network, depth: int | None = None) -> str:
         '<div class="netdsl-summary">'
         f"<p><b>{e(net.name)}</b> &mdash; {net.total_params:,} params, {net.total_macs:,} MACs"
         f"<br/>inputs: {inputs}; outputs: {outputs}</p>"
-        "<details><summary>layers</summary>"
+        f"<details{' open' if open_rows else ''}><summary>layers</summary>"
         '<table style="font-size:smaller"><thead><tr><th>Layer</th><th>Op</th>'
         "<th>Output shape</th><th>Params</th><th>MACs</th></tr></thead><tbody>"
         + "".join(cells)

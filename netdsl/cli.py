@@ -34,6 +34,8 @@ COMMAND_MODULES = {
     "profile": "netdsl.profile",
     "fmt": "netdsl.fmt",
     "lsp": "netdsl.lsp",
+    "import": "netdsl.importer.command",
+    "playground": "netdsl.playground",
 }
 
 

@@ -41,7 +41,7 @@ from .ir import Network, Node, Output, Scope
 from .layers import CATALOGUE, MERGES, MINOR, fmt_shape, traits
 from .output import MARK, check_writable, marked_by_netdsl, write_atomic
 
-FORMATS = {".dot": None, ".gv": None, ".svg": "svg", ".png": "png", ".pdf": "pdf"}
+FORMATS = {".dot": None, ".gv": None, ".svg": "svg", ".png": "png", ".pdf": "pdf", ".html": "html"}
 FONT = "Helvetica,Arial,sans-serif"
 DOT_TIMEOUT = 120  # seconds
 PNG_DPI = 150  # sharp on a projected slide
@@ -108,7 +108,7 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() or c == "\n" else "?" for c in text)
 
 
-def _only_scope(scope: Scope) -> Scope | None:
+def only_scope(scope: Scope) -> Scope | None:
     """The single child scope that holds all of `scope`'s nodes, if there is one."""
     holders = [
         c for c in scope.children if not isinstance(c, Scope) or any(True for _ in c.nodes())
@@ -142,7 +142,33 @@ def drawn_call(node: Node) -> str:
     return layer_call(bare)
 
 
-def _level_scope(scope: Scope) -> bool:
+def layer_head(node: Node) -> str:
+    """The first line of a layer's box: the call as written, or a merge's op alone."""
+    return node.op if node.op in MERGES else drawn_call(node)
+
+
+def block_rows(scope: Scope, blocks: dict) -> list[str]:
+    """A collapsed block's text lines: its name, then its call (and the repeat it wraps,
+    its device) where they say more than the name."""
+    name = scope_title(scope)
+    calls = [block_call(scope, blocks)]
+    inner = only_scope(scope)
+    if inner is not None and inner.kind == "repeat":
+        calls.append("= " + block_call(inner, blocks))
+    if scope.device:
+        calls.append(f"@{scope.device}")
+    return [name, *(c for c in calls if c != name)]
+
+
+def folded_into(net: Network) -> dict:
+    """id(node) -> the node whose box it is drawn in: a normalisation or activation right
+    after its layer, as the full diagram folds them (`conv 64 k=3 + bn + relu`)."""
+    builder = _Builder(net, None)
+    return {id(n): box.node for box in builder.boxes for n in box.folded}
+
+
+def level_scope(scope: Scope) -> bool:
+    """A scope the diagram draws as a box or a frame: a block, a repeat, a group."""
     return scope.kind in ("block", "repeat", "group")
 
 
@@ -172,9 +198,9 @@ class _Builder:
                     self.box_of[id(src)] = box
         for box in self.boxes:
             if box.scope is not None:
-                shortcut = _shortcut(box.scope, net.blocks)
-                if shortcut is not None:
-                    self.bypass[box.key] = shortcut
+                drawn = shortcut(box.scope, net.blocks)
+                if drawn is not None:
+                    self.bypass[box.key] = drawn
 
     # -- boxes ---------------------------------------------------------------------------
 
@@ -188,14 +214,14 @@ class _Builder:
             if isinstance(child, Scope):
                 if not any(True for _ in child.nodes()):
                     continue
-                counts = _level_scope(child)
-                inner = _only_scope(child)
+                counts = level_scope(child)
+                inner = only_scope(child)
                 if (
                     counts
                     and self.depth is not None
                     and (
                         level >= self.depth
-                        or (level + 1 >= self.depth and inner is not None and _level_scope(inner))
+                        or (level + 1 >= self.depth and inner is not None and level_scope(inner))
                     )
                 ):
                     # a block that only wraps one collapsed block is drawn as one box
@@ -262,7 +288,7 @@ class _Builder:
         known = self._clusters.get(id(scope))
         if known is None:
             known = (
-                _level_scope(scope)
+                level_scope(scope)
                 and scope.kind != "repeat"
                 and id(scope) not in self.collapsed
                 and len(self._boxes_in(scope)) > 1
@@ -463,11 +489,7 @@ class _Builder:
                 f' fontcolor="white", tooltip={tooltip}];'
             )
         params = node.params + sum(n.params for n in box.folded)
-        if node.op in MERGES:
-            head = f"<b>{_h(node.op)}</b>"
-        else:
-            head = f"<b>{_h(drawn_call(node))}</b>"
-        rows = [head]
+        rows = [f"<b>{_h(layer_head(node))}</b>"]
         calls = [drawn_call(n) for n in box.folded]
         for i in range(0, len(calls), 3):  # three to a line keeps the box narrow
             rows.append(_h(("+ " if i else "") + " + ".join(calls[i : i + 3])))
@@ -490,17 +512,11 @@ class _Builder:
     def _block_stmt(self, box: Box) -> str:
         scope = box.scope
         fill, border = COLOURS["block"]
-        name = scope_title(scope)
+        name, *calls = block_rows(scope, self.net.blocks)
         shape = fmt_shape(tuple(int(d.value) for d in scope.out_shape))
-        calls = [block_call(scope, self.net.blocks)]
-        inner = _only_scope(scope)
-        if inner is not None and inner.kind == "repeat":
-            calls.append("= " + block_call(inner, self.net.blocks))
-        if scope.device:
-            calls.append(f"@{scope.device}")
         rows = [
             f"<b>{_h(name)}</b>",
-            *(_h(c) for c in calls if c != name),
+            *(_h(c) for c in calls),
             (f'<font point-size="10" color="#4a5562">{_h(shape)} · {scope.params:,} params</font>'),
         ]
         tooltip = _q(f"{scope.id} ({scope.span})")
@@ -618,7 +634,7 @@ def _path_text(path: list, blocks: dict) -> str:
     ):
         holder = holder.parent
     while holder is not None and holder.kind == "block":
-        inner = _only_scope(holder)  # the innermost block that holds exactly the path
+        inner = only_scope(holder)  # the innermost block that holds exactly the path
         if inner is None or not wanted <= {id(n) for n in inner.nodes()}:
             break
         holder = inner
@@ -629,7 +645,7 @@ def _path_text(path: list, blocks: dict) -> str:
     return " + ".join(layer_call(n) for n in reversed(path))
 
 
-def _shortcut(scope: Scope, blocks: dict) -> tuple[str, str | None] | None:
+def shortcut(scope: Scope, blocks: dict) -> tuple[str, str | None] | None:
     """What a collapsed box shows of the skip connections inside it: its own shortcut
     (with the join), each unit's of a repeat, or a count of the ones further in."""
     own = _residual(scope, blocks) if scope.kind == "block" else None
@@ -697,7 +713,7 @@ def to_dot(
 def find_layer(net: Network, name: str) -> Scope:
     """The block or stage `name` names: its id (`stage2`, `stage2.bottlenecks.0`), its
     label, or a block's name (its first call)."""
-    scopes = [s for s in net.root.walk() if isinstance(s, Scope) and _level_scope(s)]
+    scopes = [s for s in net.root.walk() if isinstance(s, Scope) and level_scope(s)]
     scopes = [s for s in scopes if any(True for _ in s.nodes())]
     for pick in (
         lambda s: s.id == name,
@@ -961,12 +977,38 @@ def render(
     direction: str = "TB",
     fit: float | None = None,
 ) -> str:
-    """Draw `net` into `path` (.svg, .png, .pdf, or .dot/.gv for the DOT text)."""
+    """Draw `net` into `path` (.svg, .png, .pdf, .dot/.gv for the DOT text, or .html for
+    the interactive diagram, its blocks expanded `depth` levels deep)."""
     fmt = output_format(path)
+    if fmt == "html":
+        from .web.diagram import diagram_html
+
+        _static_only(layer=layer, direction=direction, fit=fit)
+        write_atomic(path, diagram_html(net, depth=depth).encode("utf-8"))
+        return path
     text = to_dot(net, depth, layer=layer, direction=direction, fit=fit)
     data = text.encode("utf-8") if fmt is None else run_dot(text, fmt)
     write_atomic(path, _MARKERS.get(fmt, lambda d: d)(data))
     return path
+
+
+def _static_only(*, layer, direction, fit) -> None:
+    """The .html diagram expands blocks itself: the options that shape one drawing do not
+    apply to it."""
+    given = [
+        name
+        for name, value in (
+            ("--layer", layer),
+            ("--direction LR", direction != "TB"),
+            ("--fit", fit),
+        )
+        if value
+    ]
+    if given:
+        raise UsageError(
+            f"{' and '.join(given)}: not for an .html diagram, which is laid out in the "
+            "browser (its blocks expand on a click; --depth sets how many start open)"
+        )
 
 
 def cmd_render(args) -> int:
@@ -975,7 +1017,9 @@ def cmd_render(args) -> int:
     except NetdslError as e:
         raise UsageError(e.message) from None  # on the command line, a wrong -o is usage
     fit = parse_fit(args.fit) if args.fit is not None else None
-    if fmt is not None:
+    if fmt == "html":
+        _static_only(layer=args.layer, direction=args.direction, fit=fit)
+    elif fmt is not None:
         _need_dot(fmt)
     if fit is not None:
         _need_dot("plain", "--fit")  # it measures a first layout
@@ -986,20 +1030,24 @@ def cmd_render(args) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("render", help="draw the network with Graphviz (.svg .png .pdf .dot)")
+    p = subparsers.add_parser(
+        "render", help="draw the network with Graphviz (.svg .png .pdf .dot), or .html to explore"
+    )
     p.add_argument("file", metavar="FILE")
     p.add_argument(
         "-o",
         "--output",
         required=True,
         metavar="OUT",
-        help="output file: .svg, .png or .pdf (need Graphviz's dot) or .dot",
+        help="output file: .svg, .png or .pdf (need Graphviz's dot), .dot, or .html (an "
+        "interactive diagram in one file: click blocks to expand them)",
     )
     p.add_argument(
         "--depth",
         type=int,
         metavar="N",
-        help="show N levels of blocks; deeper blocks become one box",
+        help="show N levels of blocks; deeper blocks become one box (.html: how many levels "
+        "start expanded; default none)",
     )
     p.add_argument(
         "--layer",

@@ -66,6 +66,28 @@ def test_repr_html_is_an_escaped_table():
     assert page.count("<tr>") == page.count("</tr>")
 
 
+def test_repr_html_shows_the_interactive_diagram_beside_the_table():
+    import html
+    import re
+
+    from netdsl.web.diagram import diagram_html
+
+    net = netdsl.load("resnet50")
+    page = net._repr_html_()
+    table, frame = page.index("<table"), page.index("<iframe")
+    assert table < frame  # the table first (left), the diagram beside it
+    frames = re.findall(r'<iframe ([^>]*) srcdoc="([^"]*)"></iframe>', page)
+    assert len(frames) == 1
+    attributes, srcdoc = frames[0]
+    assert 'sandbox="allow-scripts allow-downloads"' in attributes
+    # the whole diagram page, opened as deep as the notebook's table
+    assert html.unescape(srcdoc) == diagram_html(net.network, depth=net.display_depth)
+    # a second model's output has its own page: nothing outside the iframes to clash
+    other = netdsl.load(TINY)._repr_html_()
+    outside = re.sub(r'srcdoc="[^"]*"', "", page + other)
+    assert "<script" not in outside and " id=" not in outside
+
+
 def test_dot_and_render(tmp_path):
     net = netdsl.load(TINY)
     assert net.dot().startswith('digraph "tiny"')

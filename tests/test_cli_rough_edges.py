@@ -184,7 +184,7 @@ def test_render_to_an_unsupported_format_is_a_usage_error(tmp_path, capsys, monk
     assert err.startswith("usage: netdsl render ")
     assert err.splitlines()[-1] == (
         "netdsl render: error: cannot render to '.jpg': choose an output ending in "
-        ".dot, .gv, .pdf, .png, .svg"
+        ".dot, .gv, .html, .pdf, .png, .svg"
     )
     assert not (tmp_path / "n.jpg").exists()
 

@@ -1,0 +1,108 @@
+"""Headless Chromium for the tests that check what a user sees in a browser.
+
+    from browser import page, serve  # noqa: F401  (`page` is a pytest fixture)
+
+    def test_x(page, tmp_path):
+        with serve(tmp_path) as url:
+            page.goto(f"{url}/net.html")
+
+`serve(directory)` serves a folder over http on 127.0.0.1 (a free port, in a thread, quiet):
+pages that load wasm or fetch files need http, not file://. `page` is a fresh Playwright page
+(1280x800, downloads accepted) in one Chromium shared by the whole session: Debian's
+`chromium` executable, driven by Playwright's Python API (no `playwright install`). Without
+Chromium or Playwright the test is skipped, but fails where CI is set (as `need()` does). An
+uncaught JavaScript error in the page fails the test that caused it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import http.server
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import need
+
+# --no-sandbox: CI containers run as root, where Chromium's sandbox refuses to start
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+VIEWPORT = {"width": 1280, "height": 800}
+
+_session: dict = {}
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {
+        **http.server.SimpleHTTPRequestHandler.extensions_map,
+        ".wasm": "application/wasm",
+        ".js": "text/javascript",
+        ".mjs": "text/javascript",
+    }
+
+    def log_message(self, format, *args):  # noqa: A002 (the base class's name)
+        pass
+
+
+@contextlib.contextmanager
+def serve(directory: str | os.PathLike) -> Iterator[str]:
+    """Serve `directory` on 127.0.0.1 at a free port while the block runs: the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(Path(directory)))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def chromium_path() -> str:
+    """Debian's Chromium: skipped without it, failing where CI is set."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        message = "no `chromium` executable on PATH (Debian: apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def browser():
+    """The session's Chromium, started on first use and closed when Python exits."""
+    if "browser" not in _session:
+        executable = chromium_path()
+        sync_api = need("playwright.sync_api")
+        playwright = sync_api.sync_playwright().start()
+        _session["playwright"] = playwright
+        _session["browser"] = playwright.chromium.launch(
+            executable_path=executable, args=CHROMIUM_ARGS
+        )
+        atexit.register(_close)
+    return _session["browser"]
+
+
+def _close():
+    _session.pop("browser").close()
+    _session.pop("playwright").stop()
+
+
+@pytest.fixture
+def page():
+    """A fresh page in its own browser context (no shared storage between tests)."""
+    context = browser().new_context(viewport=VIEWPORT, accept_downloads=True)
+    new_page = context.new_page()
+    errors: list[str] = []
+    new_page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield new_page
+    finally:
+        context.close()
+    assert not errors, f"uncaught JavaScript errors in the page: {errors}"
