@@ -37,6 +37,13 @@ settings.register_profile(
 settings.load_profile(os.environ.get("NETDSL_HYPOTHESIS_PROFILE", "ci"))
 ARCHITECTURES = ROOT / "architectures"
 
+# One thread for PyTorch's kernels (and the commands the tests start, which inherit it): the
+# tests' tensors are small, and on two cores that other processes share, OpenMP's second
+# thread spends its time spinning while it waits for the first (six torch-heavy test files,
+# fast set, on a busy machine: 46-53 s with two threads, 28-36 s with one). Read when torch
+# is imported, which the test modules do later; OMP_NUM_THREADS=2 in the environment keeps two.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 # ---- the fast inner loop ------------------------------------------------------------------------
 
@@ -65,6 +72,32 @@ FAST_CASES = {
         "activation string",
         "use string",
         "train choice string",
+    },
+    # each zoo file's layout is scrambled and formatted back (test_fmt.py formats every file
+    # in the fast set too): a file of each kind of text, tables, cells, long calls, comments
+    ("test_fmt.py", "test_a_scrambled_zoo_file_formats_back_to_itself_with_the_same_graph"): {
+        "lenet5.net",
+        "resnet50.net",
+        "inception_v3.net",
+        "efficientnet.net",
+        "mobilenet_v3_large.net",
+        "nasnet_mobile.net",
+        "regnet.net",
+        "gpt2.net",
+        "resnet.net",
+        "inception.net",
+    },
+    ("test_explain.py", "test_every_zoo_network_explains"): {
+        "lenet5",
+        "alexnet",
+        "resnet50",
+        "inception_v3",
+        "nasnet_mobile",
+        "efficientnet",
+        "shufflenet_v2",
+        "unet",
+        "vit",
+        "gpt2",
     },
     ("test_render.py", "test_every_zoo_network_renders_to_svg"): {
         "lenet5",

@@ -153,9 +153,10 @@ def test_train_only_heads_run_in_the_step_but_not_in_eval():
     assert figures.forward_eval == 2 * net.total_macs
 
 
+# lenet5 runs on the CPU, squeezenet1_1 (no attention) on the meta device: the same counts
 @pytest.mark.parametrize("name", FAST)
 def test_fast_zoo_networks(name):
-    assert_exact(load(name).network)
+    assert_exact(load(name).network, meta=name != "lenet5")
 
 
 def test_per_block_counts_match_flop_counter_modules():
@@ -163,9 +164,11 @@ def test_per_block_counts_match_flop_counter_modules():
     block of resnet_cifar equal netdsl's sums over that block."""
     from netdsl.emit.base import _attr
 
+    torch = need("torch")
     net = load("resnet_cifar", {"depth": 20}).network
-    _, model = build_torch(net)
-    _, _, counts = measured(net, 2, model)
+    with torch.device("meta"):  # shapes only: the counts are the CPU's
+        _, model = build_torch(net)
+    _, _, counts = measured(net, 2, model, meta=True)
     figures = step_flops(net, 2, attention="cpu")
     prefix = type(model).__name__
     checked = 0

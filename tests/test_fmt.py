@@ -15,7 +15,6 @@ from functools import cache
 import pytest
 from conftest import ARCHITECTURES, ROOT
 
-from netdsl import compile_text
 from netdsl.cli import main
 from netdsl.errors import NetdslError
 from netdsl.fmt import _lexer, format_text
@@ -419,9 +418,9 @@ def check_scrambled(path, seeds) -> None:
         assert scrambled != text
         formatted = format_text(scrambled, str(path))
         assert _comments(formatted) == _comments(scrambled)
+        # formatted back to the very text: the same graph, with nothing left to compile
+        # (random programs, which format to a new layout, compare graphs: test_fmt_programs.py)
         assert formatted == text, f"seed {seed}"
-    if path.parent == ARCHITECTURES:
-        assert graph(compile_text(formatted, str(path))) == graph(compile_text(text, str(path)))
 
 
 @pytest.mark.parametrize("path", ZOO, ids=lambda p: p.name)

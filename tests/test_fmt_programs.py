@@ -13,7 +13,7 @@ from test_fmt import graph, scramble
 
 from netdsl.fmt import format_text
 
-FAST_EXAMPLES = 30
+FAST_EXAMPLES = 12
 
 
 def check(text: str, seed: int) -> None:

@@ -781,7 +781,16 @@ def test_strings_in_every_place(place):
                 assert text in _string_literals(files[name]), f"{what}: {name}"
 
 
-@pytest.mark.parametrize("value", OVERRIDES)
+# fast: the values only an override can hold (quotes, newlines) and a few of STRINGS, which
+# test_strings_in_every_place sends into generated code (from six places in the fast set);
+# CI runs them all
+FAST_OVERRIDES = {*OVERRIDES[len(STRINGS) :], "relu\\", "x'); import os; ('", "{{ x }}", "\x00"}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [v if v in FAST_OVERRIDES else pytest.param(v, marks=pytest.mark.slow) for v in OVERRIDES],
+)
 def test_parameter_overrides_are_literals(value):
     """`--param mode=...` can hold quotes and newlines: still one string constant."""
     template = STRING_PLACES["network string parameter"]

@@ -126,8 +126,13 @@ def check(name: str, amp: bool) -> None:
     assert not wrong, f"{name} ({'amp' if amp else 'fp32'}): " + "; ".join(wrong)
 
 
+# squeezenet1_1's profiled steps take seconds (the memory profiler records every op's
+# stack): slow; its concat and in-place ReLU stay in the fast set through the saved-tensor
+# and inference-peak checks below, and the cells network's concat through the training step
 @pytest.mark.parametrize("amp", [False, True], ids=["fp32", "amp"])
-@pytest.mark.parametrize("name", FAST)
+@pytest.mark.parametrize(
+    "name", [n if n == "lenet5" else pytest.param(n, marks=pytest.mark.slow) for n in FAST]
+)
 def test_estimate_matches_the_profiler(name, amp):
     check(name, amp)
 
