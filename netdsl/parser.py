@@ -107,6 +107,16 @@ def _lark() -> Lark:
     )
 
 
+@cache
+def keywords() -> frozenset[str]:
+    """The words the grammar reserves (`block`, `if`, `id`, ...): no name may be one."""
+    return frozenset(
+        t.pattern.value
+        for t in _lark().terminals
+        if t.pattern.type == "str" and t.pattern.value.isidentifier()
+    )
+
+
 class _Kw(NamedTuple):
     name: str
     value: ast.Expr

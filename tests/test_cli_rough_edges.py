@@ -107,7 +107,7 @@ def test_force_is_in_the_usage_and_the_readme(capsys):
     assert code == 0
     assert "--force" in out and "or a train.py of another model" in " ".join(out.split())
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert "[--train] [--force]` | generate the model" in readme
+    assert "[--train] [--force] [--weights SOURCE]` | generate the model" in readme
 
 
 # ---- the demo counts BatchNorm's statistics apart --------------------------------------------

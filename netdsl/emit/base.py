@@ -39,6 +39,7 @@ from ..names import class_name
 from ..resources import helper_names
 from ..symbolic import BoolOp, Cmp, Const, Expr, Local, Not, Num, Sym, Tup, channels_of
 from . import format as fmt
+from .pretrained import runtime_names
 from .templates import render
 
 # ---- the model ---------------------------------------------------------------
@@ -1255,6 +1256,7 @@ MODULE_LEVEL = (
         }
     )
     | helper_names()
+    | runtime_names()
 )
 
 
@@ -1607,6 +1609,7 @@ class Emitter:
     """
 
     target = ""  # the name --target takes
+    weights = None  # pretrained.Weights of --weights, while emit_model writes a model
     LAYERS: dict = {}
     MERGES: dict = {}
     UNSUPPORTED: dict[str, str] = {}
@@ -1624,8 +1627,10 @@ class Emitter:
         """What templates/<target>/model.py.j2 lays out (the target's own dataclass)."""
         raise NotImplementedError
 
-    def emit_model(self, net: Network) -> str:
-        """The model file's source text."""
+    def emit_model(self, net: Network, weights=None) -> str:
+        """The model file's source text; `weights` (pretrained.Weights, from --weights) gives
+        build_model a `pretrained` keyword that loads them."""
+        self.weights = weights
         return render(f"{self.target}/model.py.j2", self.context(self.program(net)))
 
     def emit_train(self, net: Network, model_module: str) -> str:

@@ -1,4 +1,4 @@
-"""`netdsl compile FILE --target torch|keras [-o PATH] [--train]`."""
+"""`netdsl compile FILE --target torch|keras [-o PATH] [--train] [--weights SOURCE]`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def cmd_compile(args) -> int:
     from ..compiler import gc_paused
     from ..output import check_writable, write_files
     from . import get_emitter
+    from .pretrained import convert_for_keras, keras_weights_path, read_source
 
     if args.train and not args.output:
         raise NetdslError(
@@ -25,11 +26,20 @@ def cmd_compile(args) -> int:
         )
     emitter = get_emitter(args.target)
     paths = []  # every file is checked before compiling, and written only when all are made
+    weights = keras_weights = None
+    converted: list[Path] = []
+    if args.weights is not None and args.target == "keras" and not args.output:
+        raise NetdslError(
+            "--target keras --weights writes the converted weights beside the model: "
+            "give the model's path with -o, e.g. -o out/model.py"
+        )
     if args.output:
         model_path = Path(args.output)
         if model_path.suffix != ".py":
             raise NetdslError(f"the model file must end in .py, got {model_path}")
         paths.append(check_writable(model_path, args.force))
+        if args.weights is not None and args.target == "keras":
+            keras_weights = check_writable(keras_weights_path(model_path), True)
         if args.train:
             train_path = model_path.with_name("train.py")
             if train_path == model_path:
@@ -43,17 +53,21 @@ def cmd_compile(args) -> int:
             paths.append(check_writable(train_path, args.force))
             if not args.force:
                 _keep_other_train_script(train_path, model_path)
+    if args.weights is not None:
+        weights = read_source(args.weights, paths[0] if paths else None)
     net = load_network(args, args.file)
     with gc_paused():
-        texts = [emitter.emit_model(net)]
+        texts = [emitter.emit_model(net, weights)]
         if args.train:
             texts.append(emitter.emit_train(net, paths[0].stem))
     if not args.output:
         sys.stdout.write(texts[0])
         return 0
+    if keras_weights is not None:  # converted before any file is written
+        converted = convert_for_keras(net, weights, texts[0], keras_weights)
     write_files(list(zip(paths, texts)))  # both or neither
     if not args.quiet:
-        for path in paths:
+        for path in paths + converted:
             print(f"wrote {path}")
     return 0
 
@@ -98,6 +112,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", required=True, choices=sorted(TARGETS))
     p.add_argument("-o", "--output", metavar="PATH", help="model file to write (default: stdout)")
     p.add_argument("--train", action="store_true", help="also write train.py beside the model")
+    p.add_argument(
+        "--weights",
+        metavar="SOURCE",
+        help="build_model(pretrained=True) loads these weights by order: torchvision:NAME, "
+        "pytorchcv:NAME or a .pt/.pth/.safetensors file (keras: converted to MODEL.weights.h5)",
+    )
     p.add_argument(
         "--force",
         action="store_true",

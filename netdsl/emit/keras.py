@@ -109,6 +109,7 @@ from .padding import (
     pool_windows,
     strides_and_dilates,
 )
+from .pretrained import keras_comment, training_weights_name
 
 INDENT = fmt.INDENT
 LINE = fmt.LINE
@@ -155,6 +156,9 @@ class FileContext(FileHeader):
     input_comment: str
     vocab: int | None  # the input's vocabulary where it is token ids
     vocabs: str | None  # {input: vocabulary} of the inputs that are token ids, for several
+    weights_comment: list[str] | None = None  # --weights: what PRETRAINED is
+    weights_reference: str | None = None  # PRETRAINED's literal: the .weights.h5 file
+    training_reference: str | None = None  # PRETRAINED_TRAINING's: with train-time heads
 
 
 @cache
@@ -381,6 +385,22 @@ class _Writer:
             builder_body=body,
             outputs=n_outputs,
             **_input_text(net),
+            **self._weights_fields(),
+        )
+
+    def _weights_fields(self) -> dict:
+        """PRETRAINED and its comment, for --weights: the file netdsl compile converts the
+        weights into, beside the model file (pretrained.keras_weights_path)."""
+        weights = self.emitter.weights
+        if weights is None:
+            return {}
+        heads = any(train for _, _, train in self.program.main.outputs)
+        return dict(
+            weights_comment=keras_comment(weights),
+            weights_reference=fmt.py_str(weights.keras_file),
+            training_reference=fmt.py_str(training_weights_name(weights.keras_file))
+            if heads
+            else None,
         )
 
     # -- functions ---------------------------------------------------------------------------
@@ -420,6 +440,12 @@ class _Writer:
         # variable of the network's is assigned)
         seed = fresh_name("seed", set(net.params))
         params.append(f"{seed}: int | None = None")
+        weights = self.emitter.weights  # --weights: build_model(pretrained=...)
+        if weights is not None:
+            taken = self._all_variables() | set(net.params) | {seed, "inputs"}
+            self.pretrained = fresh_name("pretrained", taken)
+            params.append(f"{self.pretrained}: bool = False")
+            model_var, folder = fresh_name("model", taken), fresh_name("folder", taken)
         builder = fmt.statement("def build_model", "", params, 0, suffix=" -> keras.Model:")
         doc = ["Build the network; keyword arguments override the .net file's parameters."]
         doc += [""] + textwrap.wrap(
@@ -427,6 +453,12 @@ class _Writer:
             "(keras.utils.set_random_seed): the same initial weights on every run.",
             84,
         )
+        if weights is not None:
+            doc += [""] + textwrap.wrap(
+                f"Given {self.pretrained}=True, the weights in PRETRAINED (beside this file) "
+                "replace the initial ones.",
+                84,
+            )
         if train_outputs:
             names = ", ".join(o[0] for o in train_outputs)
             doc += [""] + textwrap.wrap(
@@ -467,16 +499,37 @@ class _Writer:
         train_outs = [fn.var(v) for _, v, t in cls.outputs if t]
         model = fmt.py_str(net.name)
 
+        start = "return " if weights is None else f"{model_var} = "
+
         def model_line(outs: list[str], indent: int) -> list[str]:
             value = outs[0] if len(outs) == 1 else f"[{', '.join(outs)}]"
-            return fmt.statement(
-                "return ", "keras.Model", ["inputs", value, f"name={model}"], indent
-            )
+            return fmt.statement(start, "keras.Model", ["inputs", value, f"name={model}"], indent)
 
         if train_outs:
             body.append(f"{pad}if training_outputs:")
             body += model_line(eval_outs + train_outs, 2)
-        body += model_line(eval_outs, 1)
+            if weights is not None:
+                body.append(f"{pad}else:")
+                body += model_line(eval_outs, 2)
+            else:
+                body += model_line(eval_outs, 1)
+        else:
+            body += model_line(eval_outs, 1)
+        if weights is not None:
+            body += [
+                f"{pad}if {self.pretrained}:",
+                f"{pad * 2}{folder} = os.path.dirname(os.path.abspath(__file__))",
+            ]
+            saved = "PRETRAINED"
+            if train_outs:  # the train-time heads' weights are in a file of their own
+                saved = fresh_name("saved", taken)
+                body.append(
+                    f"{pad * 2}{saved} = PRETRAINED_TRAINING if training_outputs else PRETRAINED"
+                )
+            body += [
+                f"{pad * 2}{model_var}.load_weights(os.path.join({folder}, {saved}))",
+                f"{pad}return {model_var}",
+            ]
         return builder, doc, body, len(eval_outs)
 
     def _register(self, node: Node, suffix: str) -> None:

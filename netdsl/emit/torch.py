@@ -57,6 +57,7 @@ from .base import (
     subst_body,
     type_hint,
 )
+from .pretrained import torch_comment, torch_runtime
 
 BODY = 2  # statements in __init__ and forward sit two levels deep (class, def)
 HOME = "@home"  # device key: a mixed class's own default device (its `device` argument)
@@ -85,6 +86,10 @@ class FileContext(FileHeader):
     uses_functional: bool = False  # `from torch.nn import functional as F`
     input_about: str = "(C, H, W) of one example"  # INPUT_SHAPE's comment
     vocab: int | None = None  # VOCAB_SIZE: token-id inputs are below it
+    pretrained: str | None = None  # build_model's keyword that loads --weights
+    weights_comment: list[str] | None = None  # what PRETRAINED is
+    weights_reference: str | None = None  # PRETRAINED's literal
+    runtime: str | None = None  # load_by_order's and pretrained_state_dict's text
 
 
 def _class_code(cls: ClassText) -> list[str]:
@@ -708,6 +713,25 @@ class TorchEmitter(Emitter):
             devices = "\n".join(fmt.statement("DEVICES = ", "", names, 0))
         seed = fresh_name("seed", {p.name for p in main.params})
         builder_params.append(f"{seed}: int | None = None")
+        builder_call = fmt.statement("return ", main.name, call_args, 1)
+        weights = {}
+        if self.weights is not None:  # --weights: build_model(pretrained=...)
+            taken = {p.name for p in main.params} | {seed}
+            pretrained = fresh_name("pretrained", taken)
+            builder_params.append(f"{pretrained}: bool = False")
+            model = fresh_name("model", taken)
+            builder_call = [
+                *fmt.statement(f"{model} = ", main.name, call_args, 1),
+                f"    if {pretrained}:",
+                f"        load_pretrained({model}, PRETRAINED, __file__)",
+                f"    return {model}",
+            ]
+            weights = dict(
+                pretrained=pretrained,
+                weights_comment=torch_comment(self.weights),
+                weights_reference=fmt.py_str(self.weights.reference),
+                runtime=torch_runtime(),
+            )
         builder_sig = fmt.statement(
             "def build_model", "", builder_params, 0, suffix=f" -> {main.name}:"
         )
@@ -719,11 +743,12 @@ class TorchEmitter(Emitter):
             classes=classes,
             builder=builder_sig,
             seed=seed,
-            builder_call=fmt.statement("return ", main.name, call_args, 1),
+            builder_call=builder_call,
             main_class=main.name,
             devices=devices,
             uses_functional=self.uses_functional,
             **_input_facts(net),
+            **weights,
         )
 
     def _param_text(self, p) -> str:

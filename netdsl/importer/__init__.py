@@ -1,0 +1,1 @@
+"""`netdsl import`: existing PyTorch, ONNX and Keras models as editable netdsl source."""
