@@ -12,6 +12,16 @@ from pathlib import Path
 
 import pytest
 
+# a program with an `add` whose branches differ (32 vs 16 channels, line 4), and its fix
+SKIP_ADD = """\
+network skip:
+    input 3x32x32
+    conv 16 k=3 p=1 + relu
+    + add(conv 16 k=3 p=1, conv 32 k=3 p=1)
+    + gap + fc 10
+"""
+SKIP_FIXED = SKIP_ADD.replace("conv 32", "conv 16")
+
 
 @pytest.fixture(scope="session")
 def site(tmp_path_factory) -> Path:

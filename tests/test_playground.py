@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ARCHITECTURES, ROOT, run_cli
+from playground_site import SKIP_ADD, SKIP_FIXED
 
 from netdsl import playground
 from netdsl.errors import NetdslError
@@ -28,14 +29,6 @@ from netdsl.web.playground import bridge
 
 pytest_plugins = ("playground_site",)  # the `site` fixture: the site, built once a session
 
-SKIP_ADD = """\
-network skip:
-    input 3x32x32
-    conv 16 k=3 p=1 + relu
-    + add(conv 16 k=3 p=1, conv 32 k=3 p=1)
-    + gap + fc 10
-"""
-SKIP_FIXED = SKIP_ADD.replace("conv 32", "conv 16")
 OWN_FILES = ("index.html", "app.js", "worker.js", "playground.css")
 # URLs the vendored files hold that nothing loads: XML namespace names, the credits in
 # Graphviz's wasm, and Pyodide's default package CDN, which worker.js replaces with the

@@ -16,18 +16,10 @@ import sys
 import pytest
 from browser import page, serve  # noqa: F401  (`page` is a pytest fixture)
 from conftest import ROOT
+from playground_site import SKIP_ADD, SKIP_FIXED
 
 pytestmark = pytest.mark.slow
 pytest_plugins = ("playground_site",)  # the `site` fixture: the site, built once a session
-
-SKIP_ADD = """\
-network skip:
-    input 3x32x32
-    conv 16 k=3 p=1 + relu
-    + add(conv 16 k=3 p=1, conv 32 k=3 p=1)
-    + gap + fc 10
-"""
-SKIP_FIXED = SKIP_ADD.replace("conv 32", "conv 16")
 
 
 def _latency_benchmark():

@@ -26,13 +26,12 @@ groups them by their structure.
 
 from __future__ import annotations
 
-import ast
-import importlib
 import re
 from pathlib import Path
 
 from ..errors import NetdslError
 from .graph import Imported, Layer, Module
+from .reference import parse, resolve, snake
 
 ACTIVATIONS = {
     "relu": "relu",
@@ -86,51 +85,15 @@ def _load(path: str):
 def _build(reference: str, inputs):
     """`keras.applications:MobileNet(alpha=0.5)` called with literal arguments and
     weights=None (and input_shape, channels last, when --input gives one)."""
-    module_name, colon, expr = reference.partition(":")
-    if not colon:
-        raise NetdslError(
-            f"cannot import '{reference}': expected a .keras file or a reference such as "
-            "keras.applications:MobileNet"
-        )
-    try:
-        call = ast.parse(expr.strip(), mode="eval").body
-    except SyntaxError:
-        raise NetdslError(
-            f"cannot import '{reference}': '{expr}' is not NAME or NAME(args)"
-        ) from None
-    args, kwargs = [], {}
-    if isinstance(call, ast.Call):
-        try:
-            args = [ast.literal_eval(a) for a in call.args]
-            kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
-        except ValueError:
-            raise NetdslError(
-                f"cannot import '{reference}': arguments must be Python literals"
-            ) from None
-        call = call.func
-    names = []
-    while isinstance(call, ast.Attribute):
-        names.insert(0, call.attr)
-        call = call.value
-    if not isinstance(call, ast.Name) or None in kwargs:
-        raise NetdslError(f"cannot import '{reference}': '{expr}' is not NAME or NAME(args)")
-    names.insert(0, call.id)
+    ref = parse(reference, "a .keras file or a reference such as keras.applications:MobileNet")
+    args, kwargs = ref.args, ref.kwargs
     if kwargs.get("weights") is not None:
-        raise NetdslError(
-            f"cannot import '{reference}': netdsl imports the architecture only (weights=None); "
+        raise ref.fail(
+            "netdsl imports the architecture only (weights=None); "
             "load published weights into the compiled model with compile --weights"
         )
     _keras()
-    try:
-        target = importlib.import_module(module_name)
-    except ImportError as e:
-        raise NetdslError(f"cannot import '{reference}': no module {module_name} ({e})") from None
-    for name in names:
-        target = getattr(target, name, None)
-        if target is None:
-            raise NetdslError(
-                f"cannot import '{reference}': {module_name} has no {'.'.join(names)}"
-            )
+    target = resolve(ref)
     kwargs["weights"] = None
     if inputs is not None:
         c, h, w = inputs
@@ -142,8 +105,7 @@ def _build(reference: str, inputs):
 
 
 def _snake(name: str) -> str:
-    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
-    return re.sub(r"\W", "_", name).lower()
+    return snake(name) or "model"
 
 
 def _pair(v) -> tuple[int, int]:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..errors import NetdslError
 from .graph import Imported, Layer, Module
+from .reference import snake
 
 SHAPE_OPS = {"Shape", "Size", "Constant", "ConstantOfShape"}  # never data
 ACTIVATIONS = {
@@ -511,6 +512,5 @@ def _fused_bn_args(meta: dict) -> tuple[float, float]:
 
 
 def _snake(name: str) -> str:
-    name = re.sub(r"[^0-9a-zA-Z_]", "_", name)
-    name = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+    name = snake(name)
     return name if name[:1].isalpha() else f"net_{name}"

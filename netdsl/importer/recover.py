@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from ..errors import NetdslError
 from .graph import Imported, Layer
+from .reference import snake
 
 CONTAINERS = {
     "torch.nn.modules.container.Sequential",
@@ -1132,11 +1133,8 @@ def _network_name(name: str) -> str:
     return cleaned if not cleaned[0].isdigit() else f"n{cleaned}"
 
 
-def _snake(name: str) -> str:
-    s = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name.rsplit(".", 1)[-1])
-    s = re.sub(r"(?<=[A-Z])(?=[A-Z][a-z])", "_", s)
-    s = re.sub(r"\W", "_", s).strip("_").lower()
-    return s or "block"
+def _snake(kind: str) -> str:
+    return snake(kind.rsplit(".", 1)[-1]) or "block"  # the class of a qualified name
 
 
 def _scope_name(path: tuple[str, ...]) -> str:

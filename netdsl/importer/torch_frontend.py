@@ -10,13 +10,12 @@ stack as metadata on its ATen graph. torch is imported by the functions, never b
 
 from __future__ import annotations
 
-import ast
-import importlib
 import operator
 import re
 
 from ..errors import NetdslError
 from .graph import Imported, Layer, Module
+from .reference import parse, resolve, snake
 
 # torch.nn classes netdsl has no layer for, and why (the message names the op and the path)
 REASONS = {
@@ -75,60 +74,26 @@ def read(source, inputs=None) -> Imported:
 
 def _build(reference: str):
     """`torchvision.models:resnet50` or `pkg.mod:Net(num_classes=10)` -> (module, origin, name)."""
-    if ":" not in reference:
-        raise NetdslError(
-            f"cannot import '{reference}': expected a Python reference such as "
-            "torchvision.models:resnet50, or a .pt2, .onnx, .keras or .h5 file"
-        )
-    module_name, _, expr = reference.partition(":")
-    try:
-        call = ast.parse(expr.strip(), mode="eval").body
-    except SyntaxError:
-        raise NetdslError(
-            f"cannot import '{reference}': '{expr}' is not NAME or NAME(args)"
-        ) from None
-    args, kwargs = [], {}
-    if isinstance(call, ast.Call):
-        try:
-            args = [ast.literal_eval(a) for a in call.args]
-            kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
-        except ValueError:
-            raise NetdslError(
-                f"cannot import '{reference}': arguments must be Python literals"
-            ) from None
-        call = call.func
-    names = []
-    while isinstance(call, ast.Attribute):
-        names.insert(0, call.attr)
-        call = call.value
-    if not isinstance(call, ast.Name) or any(k is None for k in kwargs):
-        raise NetdslError(f"cannot import '{reference}': '{expr}' is not NAME or NAME(args)")
-    names.insert(0, call.id)
-    try:
-        target = importlib.import_module(module_name)
-    except ImportError as e:
-        raise NetdslError(f"cannot import '{reference}': no module {module_name} ({e})") from None
-    for attr in names:
-        if not hasattr(target, attr):
-            raise NetdslError(f"cannot import '{reference}': {module_name} has no '{attr}'")
-        target = getattr(target, attr)
     import torch
 
+    ref = parse(
+        reference,
+        "a Python reference such as torchvision.models:resnet50, or a .pt2, .onnx, .keras "
+        "or .h5 file",
+    )
+    target = resolve(ref)
     model = (
-        target(*args, **kwargs)
+        target(*ref.args, **ref.kwargs)
         if callable(target) and not isinstance(target, torch.nn.Module)
         else target
     )
     if not isinstance(model, torch.nn.Module):
-        raise NetdslError(
-            f"cannot import '{reference}': it gives a {type(model).__name__}, not a torch.nn.Module"
-        )
-    return model, reference, _snake(names[-1])
+        raise ref.fail(f"it gives a {type(model).__name__}, not a torch.nn.Module")
+    return model, reference, _snake(ref.names[-1])
 
 
 def _snake(name: str) -> str:
-    s = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
-    return re.sub(r"\W", "_", s).strip("_").lower() or "imported"
+    return snake(name) or "imported"
 
 
 def _input_shape(model, origin: str, inputs):
