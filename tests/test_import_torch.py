@@ -59,6 +59,7 @@ def test_fast_round_trip(name):
 
 
 @pytest.mark.slow
+@pytest.mark.deep  # 80 models, about ten minutes: CI runs the fast subset above
 @pytest.mark.parametrize("name", torchvision_models())
 def test_every_torchvision_classifier_round_trips_or_says_why_not(name):
     from netdsl.errors import NetdslError
