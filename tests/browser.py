@@ -1,6 +1,6 @@
 """Headless Chromium for the tests that check what a user sees in a browser.
 
-    from browser import page, serve  # noqa: F401  (`page` is a pytest fixture)
+    from browser import chromium_browser, page, serve  # noqa: F401  (fixtures)
 
     def test_x(page, tmp_path):
         with serve(tmp_path) as url:
@@ -8,7 +8,7 @@
 
 `serve(directory)` serves a folder over http on 127.0.0.1 (a free port, in a thread, quiet):
 pages that load wasm or fetch files need http, not file://. `page` is a fresh Playwright page
-(1280x800, downloads accepted) in one Chromium shared by the whole session: Debian's
+(1280x800, downloads accepted) in one Chromium per test module: Debian's
 `chromium` executable, driven by Playwright's Python API (no `playwright install`). Without
 Chromium or Playwright the test is skipped, but fails where CI is set (as `need()` does). An
 uncaught JavaScript error in the page fails the test that caused it.
@@ -16,7 +16,6 @@ uncaught JavaScript error in the page fails the test that caused it.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import functools
 import http.server
@@ -32,8 +31,6 @@ from conftest import need
 # --no-sandbox: CI containers run as root, where Chromium's sandbox refuses to start
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 VIEWPORT = {"width": 1280, "height": 800}
-
-_session: dict = {}
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -75,29 +72,28 @@ def chromium_path() -> str:
     return path
 
 
-def browser():
-    """The session's Chromium, started on first use and closed when Python exits."""
-    if "browser" not in _session:
-        executable = chromium_path()
-        sync_api = need("playwright.sync_api")
-        playwright = sync_api.sync_playwright().start()
-        _session["playwright"] = playwright
-        _session["browser"] = playwright.chromium.launch(
-            executable_path=executable, args=CHROMIUM_ARGS
-        )
-        atexit.register(_close)
-    return _session["browser"]
-
-
-def _close():
-    _session.pop("browser").close()
-    _session.pop("playwright").stop()
+@pytest.fixture(scope="module")
+def chromium_browser():
+    """One Chromium per test module, stopped at the module's end: Playwright's sync API keeps
+    an asyncio loop marked running while it is started, which would break the asyncio tests
+    of later modules (the language server's)."""
+    executable = chromium_path()
+    sync_api = need("playwright.sync_api")
+    playwright = sync_api.sync_playwright().start()
+    try:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+    finally:
+        playwright.stop()
 
 
 @pytest.fixture
-def page():
+def page(chromium_browser):
     """A fresh page in its own browser context (no shared storage between tests)."""
-    context = browser().new_context(viewport=VIEWPORT, accept_downloads=True)
+    context = chromium_browser.new_context(viewport=VIEWPORT, accept_downloads=True)
     new_page = context.new_page()
     errors: list[str] = []
     new_page.on("pageerror", lambda error: errors.append(str(error)))

@@ -37,13 +37,6 @@ settings.register_profile(
 settings.load_profile(os.environ.get("NETDSL_HYPOTHESIS_PROFILE", "ci"))
 ARCHITECTURES = ROOT / "architectures"
 
-# One thread for PyTorch's kernels (and the commands the tests start, which inherit it): the
-# tests' tensors are small, and on two cores that other processes share, OpenMP's second
-# thread spends its time spinning while it waits for the first (six torch-heavy test files,
-# fast set, on a busy machine: 46-53 s with two threads, 28-36 s with one). Read when torch
-# is imported, which the test modules do later; OMP_NUM_THREADS=2 in the environment keeps two.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
 
 # ---- the fast inner loop ------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 
 import pytest
-from browser import page, serve  # noqa: F401  (page is a fixture)
+from browser import chromium_browser, page, serve  # noqa: F401  (page is a fixture)
 from conftest import ARCHITECTURES, compile_text, run_cli
 
 import netdsl

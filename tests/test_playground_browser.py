@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from browser import page, serve  # noqa: F401  (`page` is a pytest fixture)
+from browser import chromium_browser, page, serve  # noqa: F401  (`page` is a pytest fixture)
 from conftest import ROOT
 from playground_site import SKIP_ADD, SKIP_FIXED
 
