@@ -25,12 +25,10 @@ import hashlib
 import http.server
 import io
 import json
-import os
 import sys
 import tarfile
 import tempfile
 import threading
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +49,6 @@ ASSETS = {
     "vendor/diagram.css": WEB_DIR / "diagram.css",
 }
 MARKER = "netdsl-playground"  # in index.html: a folder netdsl built, safe to write over
-TIMEOUT = 60  # seconds per download
 PACKAGE_DATA = (".net", ".lark", ".j2", ".json", ".typed")  # non-Python files netdsl reads
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # every wheel entry's timestamp: the same bytes every build
 
@@ -144,10 +141,6 @@ CACHE_HINT = (
 # ---- downloads ----------------------------------------------------------------------------------
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("NETDSL_CACHE") or Path.home() / ".cache" / "netdsl")
-
-
 def fetch_npm(pin: NpmPin) -> dict[str, bytes]:
     from .web.vendor import fetch_npm as fetch
 
@@ -159,22 +152,20 @@ def fetch_npm(pin: NpmPin) -> dict[str, bytes]:
 
 def fetch_pypi(pin: PypiPin) -> bytes:
     """The file, checked against its sha256, from the cache when it is there."""
-    cached = cache_dir() / "pypi" / pin.filename
+    from .web import vendor
+
+    cached = vendor.cache_dir() / "pypi" / pin.filename
     if cached.is_file():
         data = cached.read_bytes()
         if hashlib.sha256(data).hexdigest() == pin.sha256:
             return data
     try:
-        with urllib.request.urlopen(pin.url, timeout=TIMEOUT) as response:
-            data = response.read()
-    except OSError as e:
-        raise NetdslError(f"could not download {pin.url}: {e}", hint=CACHE_HINT) from None
+        data = vendor.download(pin.url)
+    except NetdslError as e:
+        raise NetdslError(e.message, hint=CACHE_HINT) from None
     if hashlib.sha256(data).hexdigest() != pin.sha256:
         raise NetdslError(f"{pin.filename} from PyPI fails its sha256 check (pinned {pin.sha256})")
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    partial = cached.with_suffix(".part")
-    partial.write_bytes(data)
-    partial.replace(cached)
+    vendor.keep(cached, data)
     return data
 
 

@@ -173,7 +173,7 @@ def test_fetch_npm_checks_the_pinned_integrity(tmp_path, monkeypatch):
         "https://t/x.tgz": good,
     }
     asked = []
-    monkeypatch.setattr(vendor, "_get", lambda url: asked.append(url) or registry[url])
+    monkeypatch.setattr(vendor, "download", lambda url: asked.append(url) or registry[url])
     files = vendor.fetch_npm("@s/x", "1.0.0", _integrity(good), ["lib/x.js"])
     assert files == {"lib/x.js": b"x = 1;"} and len(asked) == 2
     vendor.fetch_npm("@s/x", "1.0.0", _integrity(good), ["lib/x.js"])

@@ -77,7 +77,8 @@ PINS = (VIZ,)
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("NETDSL_CACHE") or Path.home() / ".cache" / "netdsl") / "npm"
+    """Where downloads are kept (npm/ tarballs here, pypi/ files for the playground)."""
+    return Path(os.environ.get("NETDSL_CACHE") or Path.home() / ".cache" / "netdsl")
 
 
 def _digest(data: bytes, integrity: str) -> bool:
@@ -87,7 +88,7 @@ def _digest(data: bytes, integrity: str) -> bool:
     return base64.b64encode(hashlib.sha512(data).digest()).decode() == expected
 
 
-def _get(url: str) -> bytes:
+def download(url: str) -> bytes:
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
             return response.read()
@@ -95,27 +96,32 @@ def _get(url: str) -> bytes:
         raise NetdslError(f"could not download {url}: {e}") from None
 
 
+def keep(path: Path, data: bytes) -> None:
+    """Into the cache, through a temporary file: an interrupted download leaves no entry."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part")
+    partial.write_bytes(data)
+    partial.replace(path)
+
+
 def tarball(package: str, version: str, integrity: str) -> bytes:
     """The package's tarball, checked against `integrity` (from the cache when it is there)."""
-    cached = cache_dir() / f"{package.replace('/', '__')}-{version}.tgz"
+    cached = cache_dir() / "npm" / f"{package.replace('/', '__')}-{version}.tgz"
     if cached.is_file():
         data = cached.read_bytes()
         if _digest(data, integrity):
             return data
-    meta = json.loads(_get(f"{REGISTRY}/{package}/{version}"))
+    meta = json.loads(download(f"{REGISTRY}/{package}/{version}"))
     dist = meta.get("dist", {})
     if dist.get("integrity") != integrity:
         raise NetdslError(
             f"{package}@{version}: the registry's integrity {dist.get('integrity')!r} is not "
             f"the pinned {integrity!r}"
         )
-    data = _get(dist["tarball"])
+    data = download(dist["tarball"])
     if not _digest(data, integrity):
         raise NetdslError(f"{package}@{version}: the downloaded tarball fails its sha512 check")
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    partial = cached.with_suffix(".part")
-    partial.write_bytes(data)
-    partial.replace(cached)
+    keep(cached, data)
     return data
 
 
