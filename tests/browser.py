@@ -17,11 +17,8 @@ uncaught JavaScript error in the page fails the test that caused it.
 from __future__ import annotations
 
 import contextlib
-import functools
-import http.server
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,32 +30,14 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 VIEWPORT = {"width": 1280, "height": 800}
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {
-        **http.server.SimpleHTTPRequestHandler.extensions_map,
-        ".wasm": "application/wasm",
-        ".js": "text/javascript",
-        ".mjs": "text/javascript",
-    }
-
-    def log_message(self, format, *args):  # noqa: A002 (the base class's name)
-        pass
-
-
 @contextlib.contextmanager
 def serve(directory: str | os.PathLike) -> Iterator[str]:
-    """Serve `directory` on 127.0.0.1 at a free port while the block runs: the base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(Path(directory)))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    """Serve `directory` on 127.0.0.1 at a free port while the block runs: the base URL
+    (without its closing slash). The server is `netdsl playground --serve`'s own."""
+    from netdsl.playground import serving
+
+    with serving(Path(directory)) as url:
+        yield url.rstrip("/")
 
 
 def chromium_path() -> str:
